@@ -1,0 +1,6 @@
+"""hep2: classify HEp-2 cell images into staining patterns with autoencoder features."""
+
+from .errors import Hep2Error
+
+__version__ = "0.1.0"
+__all__ = ["Hep2Error", "__version__"]

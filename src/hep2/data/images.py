@@ -1,0 +1,195 @@
+"""The one image loader: decode any common format, normalise intensity, resize, cache.
+
+Images become square float32 arrays in [0, 1] (stored as uint8 in the cache): per-image robust
+percentile normalisation (SNPHEp-2 cells are dim and vary by specimen), an optional cell mask,
+then a resize of the longest side to ``size`` keeping the aspect ratio, zero-padded to a square.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from ..errors import Hep2Error
+from .cellset import CellSet, file_digest
+
+IMAGE_EXTENSIONS = (".png", ".tif", ".tiff", ".bmp", ".jpg", ".jpeg")
+CACHE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """How a raw cell image becomes a network input."""
+
+    size: int = 64                 # side of the square output
+    low_pct: float = 1.0           # intensity percentile mapped to 0
+    high_pct: float = 99.5         # intensity percentile mapped to 1
+    use_mask: bool = True          # multiply by the cell mask where the layout gives one
+    keep_aspect: bool = True       # pad to a square (True) or stretch (False)
+
+
+def read_image(path) -> np.ndarray:
+    """Decode one image file to a 2-D float32 array of raw grey levels (RGB averaged to grey)."""
+    path = Path(path)
+    try:
+        if path.stat().st_size == 0:
+            raise Hep2Error(f"image file {path} is empty (0 bytes): replace it, delete it, or pass --skip-bad")
+    except OSError as e:
+        raise Hep2Error(f"cannot open image file {path}: {e.strerror or e}; check the path and its permissions") from None
+    try:
+        if path.suffix.lower() in (".tif", ".tiff"):
+            import tifffile
+
+            arr = np.asarray(tifffile.imread(path))
+        else:
+            with Image.open(path) as im:
+                im.load()
+                if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+                    arr = np.asarray(im)
+                else:
+                    arr = np.asarray(im.convert("L") if im.mode not in ("L", "RGB", "RGBA") else im)
+    except Hep2Error:
+        raise
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, KeyError, IndexError, TypeError) as e:
+        raise Hep2Error(
+            f"cannot decode image {path} ({type(e).__name__}: {e}): the file is corrupt, truncated or not an "
+            "image; replace or delete it, or pass --skip-bad to go on without it") from None
+    arr = arr.astype(np.float32, copy=False)
+    if arr.ndim == 3:
+        if arr.shape[-1] in (3, 4):        # H, W, RGB(A)
+            arr = arr[..., :3].mean(axis=-1)
+        elif arr.shape[0] in (3, 4):       # C, H, W (some TIFFs)
+            arr = arr[:3].mean(axis=0)
+        elif arr.shape[0] == 1:
+            arr = arr[0]
+    if arr.ndim != 2 or min(arr.shape) < 2:
+        raise Hep2Error(f"image {path} has shape {arr.shape}: expected one 2-D grey or RGB cell image; "
+                        "replace it or pass --skip-bad")
+    return arr
+
+
+def normalise(arr: np.ndarray, low_pct: float = 1.0, high_pct: float = 99.5,
+              mask: np.ndarray | None = None) -> np.ndarray:
+    """Map the [low, high] percentiles of the (masked) grey levels to [0, 1], clipped."""
+    values = arr[mask] if mask is not None and mask.any() else arr
+    lo, hi = np.percentile(values, [low_pct, high_pct])
+    out = (arr - lo) / max(hi - lo, 1e-6)
+    out = np.clip(out, 0.0, 1.0)
+    if mask is not None and mask.any():
+        out = out * mask
+    return out.astype(np.float32)
+
+
+def resize_square(arr: np.ndarray, size: int, keep_aspect: bool = True) -> np.ndarray:
+    """Resize so the longest side is ``size`` (bilinear), zero-pad to ``size`` x ``size``, centred."""
+    h, w = arr.shape
+    if keep_aspect:
+        scale = size / max(h, w)
+        nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
+    else:
+        nh = nw = size
+    img = Image.fromarray(arr.astype(np.float32), mode="F").resize((nw, nh), Image.Resampling.BILINEAR)
+    out = np.zeros((size, size), np.float32)
+    top, left = (size - nh) // 2, (size - nw) // 2
+    out[top:top + nh, left:left + nw] = np.asarray(img)
+    return np.clip(out, 0.0, 1.0)
+
+
+def preprocess_image(path, prep: Preprocess = Preprocess(), mask_path=None) -> np.ndarray:
+    """One file to one normalised square float32 array in [0, 1]."""
+    arr = read_image(path)
+    mask = None
+    if prep.use_mask and mask_path is not None:
+        mask = read_image(mask_path) > 0
+        if mask.shape != arr.shape:
+            raise Hep2Error(f"mask {mask_path} is {mask.shape[1]}x{mask.shape[0]} but its image {path} is "
+                            f"{arr.shape[1]}x{arr.shape[0]}: fix or remove the mask")
+    return resize_square(normalise(arr, prep.low_pct, prep.high_pct, mask), prep.size, prep.keep_aspect)
+
+
+def cache_dir() -> Path:
+    """Where decoded arrays and generated data are cached ($HEP2_CACHE, else ~/.cache/hep2)."""
+    return Path(os.environ.get("HEP2_CACHE") or Path.home() / ".cache" / "hep2")
+
+
+def atomic_write_bytes(path, data: bytes) -> None:
+    """Write a file under a temporary name, then rename it into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_images(cells: CellSet, prep: Preprocess = Preprocess(), *, skip_bad: bool = False,
+                cache: bool = True, progress: bool = False):
+    """Preprocess every image of a set into a uint8 array (N, size, size).
+
+    Returns ``(images, cells)``: with ``skip_bad`` the unreadable images are left out of both and
+    listed in ``cells.skipped``; without it the first bad image raises Hep2Error. The array is
+    cached on disk keyed by the files' content and the settings, so a second run does not decode.
+    """
+    if len(cells) == 0:
+        raise Hep2Error(f"dataset {cells.name} has no images: check the path and its layout")
+    key = hashlib.sha256(json.dumps([CACHE_VERSION, asdict(prep)]).encode())
+    for c in cells.cells:
+        key.update(file_digest(c.path).encode())
+        key.update(file_digest(c.mask).encode() if (c.mask and prep.use_mask) else b"-")
+    cache_file = cache_dir() / "images" / f"{key.hexdigest()[:32]}.npz"
+    if cache and cache_file.exists():
+        try:
+            with np.load(cache_file) as z:
+                images = z["images"]
+                bad = list(zip(map(str, z["bad_paths"]), map(str, z["bad_reasons"])))
+        except Exception:  # a damaged cache entry is rebuilt, never trusted
+            cache_file.unlink(missing_ok=True)
+        else:
+            return _finish(images, cells, bad, skip_bad)
+    images = np.zeros((len(cells), prep.size, prep.size), np.uint8)
+    bad: list[tuple[str, str]] = []  # (path, reason)
+    iterator = cells.cells
+    if progress:
+        from tqdm.auto import tqdm
+
+        iterator = tqdm(iterator, desc="reading images", unit="img", leave=False)
+    for i, c in enumerate(iterator):
+        try:
+            images[i] = np.round(preprocess_image(c.path, prep, c.mask) * 255).astype(np.uint8)
+        except Hep2Error as e:
+            if not skip_bad:
+                raise
+            bad.append((str(c.path), str(e)))
+    if cache:
+        import io
+
+        buf = io.BytesIO()
+        np.savez(buf, images=images, bad_paths=np.array([b[0] for b in bad], dtype=str),
+                 bad_reasons=np.array([b[1] for b in bad], dtype=str))
+        atomic_write_bytes(cache_file, buf.getvalue())
+    return _finish(images, cells, bad, skip_bad)
+
+
+def _finish(images, cells: CellSet, bad: list[tuple[str, str]], skip_bad: bool):
+    if bad and not skip_bad:
+        raise Hep2Error(bad[0][1])
+    if not bad:
+        return images, cells
+    bad_paths = {b[0] for b in bad}
+    keep = np.array([str(c.path) not in bad_paths for c in cells.cells])
+    kept = cells.drop(bad_paths)
+    kept.skipped = list(cells.skipped) + [reason for _, reason in bad]
+    if len(kept) == 0:
+        raise Hep2Error(f"no readable image left in {cells.name} after skipping {len(bad)} bad files")
+    return images[keep], kept

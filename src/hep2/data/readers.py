@@ -1,0 +1,410 @@
+"""Readers for the dataset layouts of the field, all returning a CellSet.
+
+A dataset is named ``kind:PATH`` (``snphep2:``, ``i3a:``, ``icpr2012:``, ``folder:``, ``manifest:``)
+or ``synthetic[:N]``; a bare path is recognised by its layout.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import Hep2Error
+from .cellset import Cell, CellSet, normalise_class, normalise_intensity, snake_case
+from .images import IMAGE_EXTENSIONS, cache_dir
+
+SNPHEP2_CLASSES = ["homogeneous", "coarse_speckled", "fine_speckled", "nucleolar", "centromere"]
+# First ID of each class (labels 1..5) in train/ and test/, from the dataset's README.
+SNPHEP2_RANGES = {"train": (1, 178, 350, 550, 750, 906), "test": (1, 197, 389, 589, 789, 980)}
+KINDS = ("snphep2", "i3a", "icpr2012", "folder", "manifest", "synthetic")
+
+
+def open_dataset(spec: str, *, skip_bad: bool = False) -> CellSet:
+    """Read a dataset named ``kind:PATH``, ``synthetic[:N]`` or a bare path (layout detected)."""
+    spec = str(spec)
+    kind, _, rest = spec.partition(":")
+    if kind == "synthetic":
+        if rest and not rest.isdigit():
+            raise Hep2Error(f"{spec!r}: write synthetic or synthetic:N, N the number of cells per class")
+        return read_synthetic(int(rest) if rest else 100, spec=spec)
+    if kind not in KINDS or not rest:
+        kind, rest = _detect(spec), spec
+    path = Path(rest).expanduser()
+    if not path.exists():
+        raise Hep2Error(f"dataset path {path} does not exist: check the spelling, or give kind:PATH "
+                        f"with kind one of {', '.join(KINDS)}")
+    reader = {"snphep2": read_snphep2, "i3a": read_i3a, "icpr2012": read_icpr2012,
+              "folder": read_folder, "manifest": read_manifest}[kind]
+    cells = reader(path, skip_bad=skip_bad)
+    cells.name = f"{kind}:{path}"
+    if len(cells) == 0:
+        raise Hep2Error(f"dataset {cells.name} holds no cell images: check the path and that it has the "
+                        f"{kind} layout (see `hep2 data --help`)")
+    return cells
+
+
+def _detect(spec: str) -> str:
+    p = Path(spec).expanduser()
+    if not p.exists():
+        if spec.partition(":")[0] and ":" in spec and spec.partition(":")[0] not in KINDS:
+            raise Hep2Error(f"unknown dataset kind {spec.partition(':')[0]!r} in {spec!r}: use one of "
+                            f"{', '.join(KINDS)}, e.g. folder:/path/to/cells")
+        raise Hep2Error(f"dataset path {p} does not exist: check the spelling")
+    if p.is_file():
+        if p.suffix.lower() == ".csv":
+            return "manifest"
+        raise Hep2Error(f"{p} is a file but not a CSV manifest: give a folder, or manifest:FILE.csv")
+    if (p / "split_information").is_dir() and (p / "train").is_dir():
+        return "snphep2"
+    if (p / "gt_training.csv").exists() or (p / "gt_test.csv").exists():
+        return "icpr2012"
+    return "folder"
+
+
+def _listdir(path: Path):
+    try:
+        return sorted(path.iterdir())
+    except PermissionError:
+        raise Hep2Error(f"cannot read folder {path}: permission denied; fix its permissions") from None
+    except NotADirectoryError:
+        raise Hep2Error(f"{path} is not a folder") from None
+
+
+def _missing(what: str, skip_bad: bool, skipped: list[str]) -> None:
+    """An entry whose image is absent: an error, or a listed skip with --skip-bad."""
+    if not skip_bad:
+        raise Hep2Error(f"{what}; add the image, fix the ID, or pass --skip-bad to go on without it")
+    skipped.append(what)
+
+
+# ------------------------------------------------------------------------------------- SNPHEp-2
+
+def read_snphep2(root: Path, *, skip_bad: bool = False) -> CellSet:
+    """train/NNN.png, test/NNN.png, split_information/Split-50-K_{train,test}[ _label, _hi, _lo]."""
+    info = root / "split_information"
+    for sub in ("train", "test", "split_information"):
+        if not (root / sub).is_dir():
+            raise Hep2Error(f"{root} is not a SNPHEp-2 folder: {root / sub} is missing "
+                            "(expected train/, test/ and split_information/)")
+    cells, index, skipped = [], {}, []
+    problems = []
+    for split in ("train", "test"):
+        bounds = SNPHEP2_RANGES[split]
+        files = {int(p.stem): p for p in _listdir(root / split) if p.suffix.lower() == ".png" and p.stem.isdigit()}
+        for num in range(1, bounds[-1]):
+            p = files.get(num)
+            if p is None:
+                _missing(f"SNPHEp-2 image {root / split / f'{num:03d}.png'} is missing", skip_bad, skipped)
+                continue
+            label = SNPHEP2_CLASSES[int(np.searchsorted(bounds, num, side="right")) - 1]
+            index[(split, num)] = len(cells)
+            cells.append(Cell(f"{split}/{num:03d}", p, label, None, None, split))
+        extra = sorted(set(files) - set(range(1, bounds[-1])))
+        if extra:
+            problems.append(f"{root / split} has {len(extra)} images outside the documented ID range")
+    intensity = {}
+    subsets = {s: np.array([i for (sp, _), i in index.items() if sp == s]) for s in ("train", "test")}
+    ks = sorted({int(m.group(1)) for f in _listdir(info) if (m := re.fullmatch(r"Split-50-(\d+)_train", f.name))})
+    if not ks:
+        raise Hep2Error(f"no Split-50-K_train files in {info}: the official splits are missing")
+    for k in ks:
+        for split in ("train", "test"):
+            ids = _read_ids(info / f"Split-50-{k}_{split}")
+            label_file = info / f"Split-50-{k}_{split}_label"
+            if label_file.exists():
+                labels = _read_ids(label_file)
+                for num, lab in zip(ids, labels):
+                    want = SNPHEP2_CLASSES[lab - 1] if 1 <= lab <= 5 else None
+                    i = index.get((split, num))
+                    if i is not None and cells[i].label != want:
+                        problems.append(f"{label_file.name}: ID {num:03d} labelled {lab}, its ID range says "
+                                        f"{cells[i].label}")
+            for level, name in (("hi", "positive"), ("lo", "intermediate")):
+                f = info / f"Split-50-{k}_{split}_{level}"
+                if f.exists():
+                    for num in _read_ids(f):
+                        intensity[(split, num)] = name
+            rows = []
+            for num in ids:
+                if (split, num) in index:
+                    rows.append(index[(split, num)])
+                elif not 1 <= num < SNPHEP2_RANGES[split][-1]:  # in-range absences were reported above
+                    _missing(f"{info / f'Split-50-{k}_{split}'} lists ID {num:03d}, outside the documented "
+                             f"range of {split}/", skip_bad, skipped)
+            subsets[f"split-50-{k}/{split}"] = np.array(rows, dtype=np.int64)
+    cells = [Cell(c.id, c.path, c.label, None, intensity.get((c.split, int(c.id[-3:]))), c.split)
+             for c in cells]
+    return CellSet("snphep2", cells, list(SNPHEP2_CLASSES), subsets, skipped, problems)
+
+
+def _read_ids(path: Path) -> list[int]:
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise Hep2Error(f"cannot read {path}: {e.strerror}") from None
+    out = []
+    for n, line in enumerate(text.split(), 1):
+        if not line.isdigit():
+            raise Hep2Error(f"{path}, entry {n}: {line!r} is not a numeric ID; the file is damaged")
+        out.append(int(line))
+    return out
+
+
+# ------------------------------------------------------------------------------------- CSV help
+
+def _read_csv(path: Path, delimiter: str | None = None) -> list[list[str]]:
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except OSError as e:
+        raise Hep2Error(f"cannot read {path}: {e.strerror}") from None
+    except UnicodeDecodeError:
+        raise Hep2Error(f"{path} is not a UTF-8 text CSV file") from None
+    if delimiter is None:
+        first = text.split("\n", 1)[0]
+        delimiter = ";" if first.count(";") > first.count(",") else ("\t" if "\t" in first and "," not in first else ",")
+    return [[c.strip() for c in row] for row in csv.reader(text.splitlines(), delimiter=delimiter) if any(c.strip() for c in row)]
+
+
+def _columns(header: list[str], path: Path, wanted: dict[str, tuple[str, ...]], required: tuple[str, ...]):
+    """Map logical column names to indices, matching header variants case- and space-insensitively."""
+    norm = [snake_case(h) for h in header]
+    found = {}
+    for key, variants in wanted.items():
+        for v in variants:
+            if v in norm:
+                found[key] = norm.index(v)
+                break
+    missing = [k for k in required if k not in found]
+    if missing:
+        raise Hep2Error(f"{path}: no {' / '.join(missing)} column in header {header}; expected e.g. "
+                        + ", ".join(wanted[k][0] for k in required))
+    return found
+
+
+def _cell_id(value: str) -> int | None:
+    v = Path(value).stem if "." in value else value
+    return int(v) if v.isdigit() else None
+
+
+def _find_mask(image: Path) -> Path | None:
+    for suffix in ("_Mask", "_mask", "_MASK"):
+        m = image.with_name(image.stem + suffix + image.suffix)
+        if m.exists():
+            return m
+    return None
+
+
+def _is_mask(p: Path) -> bool:
+    return p.stem.lower().endswith("_mask")
+
+
+# ------------------------------------------------------------------------------------- I3A
+
+def read_i3a(root: Path, *, skip_bad: bool = False) -> CellSet:
+    """ICPR 2014 / ICIP 2013 Task 1: a CSV of image ID -> class, NNNNN.png anywhere under root."""
+    if root.is_file():
+        csvs, root = [root], root.parent
+    else:
+        csvs = sorted(p for p in root.rglob("*.csv"))
+    if not csvs:
+        raise Hep2Error(f"no CSV file under {root}: the I3A layout needs one mapping image IDs to classes "
+                        "(e.g. header 'Image ID,Image class')")
+    images = {}
+    for p in root.rglob("*"):
+        if p.suffix.lower() in IMAGE_EXTENSIONS and not _is_mask(p) and p.stem.isdigit():
+            images.setdefault(int(p.stem), p)
+    wanted = {"id": ("image_id", "id", "image", "cell_id", "imageid"),
+              "label": ("image_class", "class", "pattern", "label", "staining_pattern"),
+              "intensity": ("intensity", "intensity_level"),
+              "specimen": ("specimen", "specimen_id", "slide", "slide_id", "patient")}
+    cells, skipped, seen = [], [], set()
+    for path in csvs:
+        rows = _read_csv(path)
+        if not rows:
+            continue
+        cols = _columns(rows[0], path, wanted, ("id", "label"))
+        for n, row in enumerate(rows[1:], 2):
+            where = f" in {path}, line {n}"
+            num = _cell_id(row[cols["id"]])
+            if num is None:
+                raise Hep2Error(f"{path}, line {n}: image ID {row[cols['id']]!r} is not a number")
+            if num in seen:
+                continue
+            seen.add(num)
+            img = images.get(num)
+            if img is None:
+                _missing(f"{path}, line {n}: image ID {num} has no image file {num:05d}.png under {root}",
+                         skip_bad, skipped)
+                continue
+            cells.append(Cell(f"{num:05d}", img, normalise_class(row[cols["label"]], known_only=True, where=where),
+                              row[cols["specimen"]] if "specimen" in cols else None,
+                              normalise_intensity(row[cols["intensity"]], where) if "intensity" in cols else None,
+                              None, _find_mask(img)))
+    return CellSet("i3a", cells, skipped=skipped)
+
+
+# ------------------------------------------------------------------------------------- ICPR 2012
+
+def read_icpr2012(root: Path, *, skip_bad: bool = False) -> CellSet:
+    """MIVIA ICPR 2012: gt_training.csv / gt_test.csv ('ID;pattern'), 3-digit PNGs, optional masks."""
+    cells, subsets, skipped = [], {}, []
+    info = {}
+    if (root / "training.csv").exists():
+        for row in _read_csv(root / "training.csv", ";"):
+            if row and _cell_id(row[0]) is not None and len(row) > 1:
+                info[_cell_id(row[0])] = row[1]
+    found_any = False
+    for split, gt in (("train", "gt_training.csv"), ("test", "gt_test.csv")):
+        gt_path = root / gt
+        if not gt_path.exists():
+            continue
+        found_any = True
+        folder = _split_folder(root, split)
+        images = {int(p.stem): p for p in _listdir(folder)
+                  if p.suffix.lower() in IMAGE_EXTENSIONS and p.stem.isdigit()}
+        start = len(cells)
+        for n, row in enumerate(_read_csv(gt_path, ";"), 1):
+            num = _cell_id(row[0])
+            if num is None:
+                if n == 1:
+                    continue  # header
+                raise Hep2Error(f"{gt_path}, line {n}: ID {row[0]!r} is not a number")
+            if len(row) < 2:
+                raise Hep2Error(f"{gt_path}, line {n}: expected 'ID;pattern', got {';'.join(row)!r}")
+            img = images.get(num)
+            if img is None:
+                _missing(f"{gt_path}, line {n}: ID {num} has no image {folder / f'{num:03d}.png'}", skip_bad, skipped)
+                continue
+            where = f" in {gt_path}, line {n}"
+            cells.append(Cell(f"{split}/{num:03d}", img, normalise_class(row[1], known_only=True, where=where), None,
+                              normalise_intensity(info.get(num), where) if split == "train" else None,
+                              split, _find_mask(img)))
+        subsets[split] = np.arange(start, len(cells))
+    if not found_any:
+        raise Hep2Error(f"{root} has neither gt_training.csv nor gt_test.csv: not the ICPR 2012 layout")
+    return CellSet("icpr2012", cells, subsets=subsets, skipped=skipped)
+
+
+def _split_folder(root: Path, split: str) -> Path:
+    names = ("training", "train", "training_set") if split == "train" else ("test", "testing", "test_set")
+    for d in _listdir(root):
+        if d.is_dir() and snake_case(d.name) in names:
+            return d
+    return root
+
+
+# ------------------------------------------------------------------------------------- folder
+
+def read_folder(root: Path, *, skip_bad: bool = False, specimens: Path | None = None) -> CellSet:
+    """One subfolder per class (or train/ and test/ each holding one per class); optional
+    ``specimens.csv`` (columns path, specimen[, intensity]) at the root."""
+    if not root.is_dir():
+        raise Hep2Error(f"{root} is not a folder: the folder layout needs one subfolder per class")
+    subdirs = [d for d in _listdir(root) if d.is_dir() and not d.name.startswith(".")]
+    split_dirs = [d for d in subdirs if snake_case(d.name) in ("train", "test", "val", "validation")]
+    groups = [(snake_case(d.name).replace("validation", "val"), d) for d in split_dirs] if split_dirs else [(None, root)]
+    cells, subsets = [], {}
+    for split, base in groups:
+        start = len(cells)
+        for d in (x for x in _listdir(base) if x.is_dir() and not x.name.startswith(".")):
+            label = normalise_class(d.name, where=f" (folder {d})")
+            for p in sorted(d.rglob("*")):
+                if p.suffix.lower() in IMAGE_EXTENSIONS and not _is_mask(p) and not p.name.startswith("."):
+                    rel = p.relative_to(root).as_posix()
+                    cells.append(Cell(rel, p, label, None, None, split, _find_mask(p)))
+        if split:
+            subsets[split] = np.arange(start, len(cells))
+    if not cells:
+        raise Hep2Error(f"no images found in the class subfolders of {root}: the folder layout is "
+                        f"{root}/<class>/<image>.png (PNG, TIFF, BMP or JPEG)")
+    specimens = specimens or (root / "specimens.csv" if (root / "specimens.csv").exists() else None)
+    skipped: list[str] = []
+    if specimens:
+        cells = _attach_specimens(cells, Path(specimens), root, skip_bad, skipped)
+    return CellSet("folder", cells, subsets=subsets or {}, skipped=skipped)
+
+
+def _attach_specimens(cells, csv_path: Path, root: Path, skip_bad: bool, skipped: list[str]):
+    rows = _read_csv(csv_path)
+    if not rows:
+        raise Hep2Error(f"{csv_path} is empty: expected columns path,specimen[,intensity]")
+    cols = _columns(rows[0], csv_path, {"path": ("path", "file", "filename", "image"),
+                                        "specimen": ("specimen", "specimen_id", "slide", "patient"),
+                                        "intensity": ("intensity",)}, ("path", "specimen"))
+    by_rel = {c.id: i for i, c in enumerate(cells)}
+    by_name = {}
+    for i, c in enumerate(cells):
+        by_name.setdefault(c.path.name, []).append(i)
+    cells = list(cells)
+    for n, row in enumerate(rows[1:], 2):
+        key = row[cols["path"]].replace("\\", "/")
+        i = by_rel.get(key)
+        if i is None and len(by_name.get(Path(key).name, [])) == 1:
+            i = by_name[Path(key).name][0]
+        if i is None:
+            _missing(f"{csv_path}, line {n}: {key!r} names no image under {root}", skip_bad, skipped)
+            continue
+        c = cells[i]
+        inten = normalise_intensity(row[cols["intensity"]], f" in {csv_path}, line {n}") if "intensity" in cols else None
+        cells[i] = Cell(c.id, c.path, c.label, row[cols["specimen"]] or None, inten, c.split, c.mask)
+    return cells
+
+
+# ------------------------------------------------------------------------------------- manifest
+
+def read_manifest(csv_path: Path, *, skip_bad: bool = False) -> CellSet:
+    """A CSV with columns path, label and optionally specimen, intensity, split, mask
+    (paths relative to the CSV's folder)."""
+    rows = _read_csv(csv_path)
+    if not rows:
+        raise Hep2Error(f"manifest {csv_path} is empty: expected a header path,label[,specimen,intensity,split]")
+    cols = _columns(rows[0], csv_path, {"path": ("path", "file", "filename", "image"),
+                                        "label": ("label", "class", "pattern"),
+                                        "specimen": ("specimen", "specimen_id", "slide", "patient"),
+                                        "intensity": ("intensity",), "split": ("split", "subset", "set"),
+                                        "mask": ("mask", "mask_path")}, ("path", "label"))
+    cells, splits, skipped = [], {}, []
+
+    def get(row, key):
+        return row[cols[key]] if key in cols and cols[key] < len(row) and row[cols[key]] else None
+
+    for n, row in enumerate(rows[1:], 2):
+        where = f" in {csv_path}, line {n}"
+        rel = get(row, "path")
+        if rel is None:
+            raise Hep2Error(f"{csv_path}, line {n}: empty path")
+        p = (csv_path.parent / rel).resolve() if not Path(rel).is_absolute() else Path(rel)
+        if not p.is_file():
+            _missing(f"{csv_path}, line {n}: image {p} does not exist", skip_bad, skipped)
+            continue
+        mask = get(row, "mask")
+        split = snake_case(get(row, "split")) if get(row, "split") else None
+        if split:
+            splits.setdefault(split, []).append(len(cells))
+        cells.append(Cell(rel, p, normalise_class(get(row, "label") or "", where=where), get(row, "specimen"),
+                          normalise_intensity(get(row, "intensity"), where), split,
+                          (csv_path.parent / mask) if mask else None))
+    return CellSet("manifest", cells, subsets={k: np.array(v) for k, v in splits.items()}, skipped=skipped)
+
+
+# ------------------------------------------------------------------------------------- synthetic
+
+def read_synthetic(per_class: int = 100, *, specimens: int = 20, seed: int = 0, spec: str = "synthetic") -> CellSet:
+    """The built-in generator's set, generated once into the cache and read as a folder."""
+    from .synthetic import make_synthetic
+
+    if per_class < 1:
+        raise Hep2Error(f"{spec}: the number of cells per class must be at least 1")
+    out = cache_dir() / "synthetic" / f"pc{per_class}-sp{specimens}-seed{seed}-v1"
+    if not (out / "specimens.csv").exists():
+        if out.exists():
+            import shutil
+
+            shutil.rmtree(out)
+        make_synthetic(out, per_class=per_class, specimens=specimens, seed=seed)
+    cells = read_folder(out)
+    cells.name = spec
+    return cells

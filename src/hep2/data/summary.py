@@ -1,0 +1,84 @@
+"""`hep2 data summary`: counts per split and class, image sizes, intensities, problems."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+
+from ..errors import Hep2Error
+from .cellset import CellSet, file_digest
+from .images import read_image
+
+
+def summarize(cells: CellSet, *, skip_bad: bool = False) -> dict:
+    """Decode every image once (to find corrupt files and sizes) and count what the set holds."""
+    sizes, bad = [], []
+    for c in cells.cells:
+        try:
+            sizes.append(read_image(c.path).shape)
+        except Hep2Error as e:
+            if not skip_bad:
+                raise
+            bad.append((str(c.path), str(e)))
+    if bad:
+        kept = cells.drop(p for p, _ in bad)
+        kept.skipped = list(cells.skipped) + [r for _, r in bad]
+        cells = kept
+    if len(cells) == 0:
+        raise Hep2Error(f"dataset {cells.name} has no readable image left")
+    splits = {}
+    for name, idx in cells.subsets.items():
+        counts = Counter(cells.cells[i].label for i in idx)
+        splits[name] = {"total": int(len(idx)), "classes": {c: int(counts.get(c, 0)) for c in cells.classes}}
+    problems = list(cells.problems)
+    digests = Counter(file_digest(c.path) for c in cells.cells)
+    dups = sum(n - 1 for n in digests.values() if n > 1)
+    if dups:
+        problems.append(f"{dups} images are byte-identical copies of another image in the set")
+    for name, s in splits.items():
+        empty = [c for c, n in s["classes"].items() if n == 0]
+        if empty and s["total"]:
+            problems.append(f"split {name} has no cells of class {', '.join(empty)}")
+    small = sum(1 for h, w in sizes if min(h, w) < 16)
+    if small:
+        problems.append(f"{small} images are smaller than 16 px on a side")
+    h = np.array([s[0] for s in sizes])
+    w = np.array([s[1] for s in sizes])
+    intensity = Counter(c.intensity or "unknown" for c in cells.cells)
+    specimens = {c.specimen for c in cells.cells if c.specimen is not None}
+    return {
+        "dataset": cells.name,
+        "fingerprint": cells.fingerprint(),
+        "classes": list(cells.classes),
+        "splits": splits,
+        "image_size": {"min": [int(w.min()), int(h.min())], "max": [int(w.max()), int(h.max())],
+                       "median": [int(np.median(w)), int(np.median(h))]},
+        "intensity": {k: int(intensity.get(k, 0)) for k in ("positive", "intermediate", "unknown")},
+        "specimens": len(specimens) if specimens else None,
+        "problems": problems,
+        "skipped": {"count": len(cells.skipped), "files": list(cells.skipped)},
+    }
+
+
+def format_summary(s: dict) -> str:
+    """The summary as a plain-text table."""
+    classes = s["classes"]
+    width = max([len("split")] + [len(n) for n in s["splits"]])
+    cw = [max(len(c), 5) for c in classes]
+    lines = [f"dataset: {s['dataset']}  (fingerprint {s['fingerprint']})", ""]
+    lines.append(f"{'split':<{width}}  {'total':>6}  " + "  ".join(f"{c:>{w}}" for c, w in zip(classes, cw)))
+    for name, sp in s["splits"].items():
+        lines.append(f"{name:<{width}}  {sp['total']:>6}  "
+                     + "  ".join(f"{sp['classes'][c]:>{w}}" for c, w in zip(classes, cw)))
+    size = s["image_size"]
+    lines += ["", f"image size (w x h): min {size['min'][0]}x{size['min'][1]}, median "
+                  f"{size['median'][0]}x{size['median'][1]}, max {size['max'][0]}x{size['max'][1]}",
+              "intensity: " + ", ".join(f"{k} {v}" for k, v in s["intensity"].items()),
+              f"specimens: {s['specimens'] if s['specimens'] is not None else 'not given'}"]
+    lines.append("problems: " + ("none" if not s["problems"] else ""))
+    lines += [f"  - {p}" for p in s["problems"]]
+    if s["skipped"]["count"]:
+        lines.append(f"skipped (--skip-bad): {s['skipped']['count']}")
+        lines += [f"  - {f}" for f in s["skipped"]["files"]]
+    return "\n".join(lines)

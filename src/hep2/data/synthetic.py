@@ -1,0 +1,370 @@
+"""A generator of synthetic HEp-2 cell images that look like SNPHEp-2 cells.
+
+It is for tests, demos and smoke runs of the pipeline when the real data is not at hand. The
+images mimic what matters about the real set (see PAPER.md and data/snphep2/README.md):
+
+* 8-bit grayscale crops of one cell each, 32 to 125 px a side (median about 48x48), the
+  nucleus roughly centred on a dark background, dim raw intensities (median image max ~78);
+* five staining patterns: homogeneous (smooth fill, a slightly brighter rim), fine speckled
+  (dense fine grain, dark nucleoli), coarse speckled (fewer, larger irregular blotches),
+  nucleolar (1 to 6 large bright bodies on a dim nucleus) and centromere (40 to 80 discrete
+  bright dots);
+* specimen effects: every specimen (slide) has one pattern, its own gain, background, blur,
+  noise and a shift of the pattern's own parameters (speckle size, dot count and brightness,
+  cell size, pattern contrast), and an intensity label (positive = brighter, intermediate =
+  dimmer). Cells of one specimen therefore resemble each other more than cells of another
+  specimen of the same class, so that a specimen-disjoint split is measurably harder than a
+  random cell-level split, as it is on the real data.
+
+Public API: :data:`PATTERNS`, :func:`make_synthetic`, :func:`generate_cell`,
+:func:`specimen_style`. Everything is deterministic for a seed.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from scipy import ndimage as ndi
+
+from ..errors import Hep2Error
+
+PATTERNS = ("homogeneous", "coarse_speckled", "fine_speckled", "nucleolar", "centromere")
+
+MIN_SIDE, MAX_SIDE = 32, 125
+_SALT = 0x4E9F2  # keeps these streams apart from other uses of the same seed
+
+
+# --------------------------------------------------------------------------------------------
+# specimen-level parameters
+# --------------------------------------------------------------------------------------------
+
+def specimen_style(rng: np.random.Generator) -> dict:
+    """Draw the parameters shared by all cells of one specimen (slide).
+
+    Keys: ``intensity`` ('positive' or 'intermediate'), ``peak`` (the 8-bit value that the
+    brightest stained structures reach, about 30-70 for intermediate and 70-210 for positive
+    specimens), ``background`` (dark level outside the cell), ``blur`` (optical blur sigma in
+    px), ``noise`` (read-noise sd in 8-bit units), ``shot`` (shot-noise factor), ``size``
+    (cell size factor), ``speckle`` (speckle size factor), ``dots`` (dot count factor),
+    ``dot_brightness``, ``contrast`` (pattern contrast against the nuclear base),
+    ``base`` (factor on the diffuse nuclear base level), ``aspect`` (mean nucleus elongation),
+    ``haze`` (out-of-focus glow around the cell).
+    """
+    positive = bool(rng.random() < 0.55)
+    if positive:
+        peak = float(np.exp(rng.uniform(np.log(75.0), np.log(210.0))))
+    else:
+        peak = float(rng.uniform(30.0, 70.0))
+    return {
+        "intensity": "positive" if positive else "intermediate",
+        "peak": peak,
+        "background": float(rng.uniform(1.0, 10.0)),
+        "blur": float(rng.uniform(0.35, 1.25)),
+        "noise": float(rng.uniform(0.6, 3.0)),
+        "shot": float(rng.uniform(0.15, 0.8)),
+        "size": float(np.exp(rng.normal(0.0, 0.13))),
+        "speckle": float(np.exp(rng.normal(0.0, 0.16))),
+        "dots": float(np.exp(rng.normal(0.0, 0.18))),
+        "dot_brightness": float(rng.uniform(0.65, 1.0)),
+        "contrast": float(rng.uniform(0.6, 1.0)),
+        "base": float(np.exp(rng.normal(0.0, 0.25))),
+        "aspect": float(rng.uniform(1.05, 1.45)),
+        "haze": float(rng.uniform(0.0, 0.12)),
+    }
+
+
+def _cell_style(rng: np.random.Generator, style: dict | None) -> dict:
+    return specimen_style(rng) if style is None else style
+
+
+# --------------------------------------------------------------------------------------------
+# building blocks
+# --------------------------------------------------------------------------------------------
+
+def _smooth_noise(shape, sigma: float, rng: np.random.Generator) -> np.ndarray:
+    """Gaussian-filtered white noise scaled to zero mean and unit sd."""
+    n = ndi.gaussian_filter(rng.standard_normal(shape), sigma, mode="reflect")
+    sd = n.std()
+    return (n - n.mean()) / (sd if sd > 0 else 1.0)
+
+
+def _blobs(shape, centres, radii, amps, sharp: float = 1.0) -> np.ndarray:
+    """Sum of Gaussian-ish round blobs (centres as (y, x) arrays)."""
+    h, w = shape
+    out = np.zeros(shape)
+    yy = np.arange(h)[:, None]
+    xx = np.arange(w)[None, :]
+    for (cy, cx), r, a in zip(centres, radii, amps):
+        y0, y1 = max(int(cy - 3 * r), 0), min(int(cy + 3 * r) + 2, h)
+        x0, x1 = max(int(cx - 3 * r), 0), min(int(cx + 3 * r) + 2, w)
+        if y0 >= y1 or x0 >= x1:
+            continue
+        d2 = ((yy[y0:y1] - cy) ** 2 + (xx[:, x0:x1] - cx) ** 2) / (r * r)
+        out[y0:y1, x0:x1] += a * np.exp(-0.5 * d2 ** sharp)
+    return out
+
+
+def _dots(shape, ys, xs, amps, sigma: float) -> np.ndarray:
+    """Point sources blurred to Gaussian spots of peak ~amp."""
+    img = np.zeros(shape)
+    iy = np.clip(np.round(ys).astype(int), 0, shape[0] - 1)
+    ix = np.clip(np.round(xs).astype(int), 0, shape[1] - 1)
+    np.add.at(img, (iy, ix), amps)
+    return ndi.gaussian_filter(img, sigma, mode="constant") * (2 * np.pi * sigma * sigma)
+
+
+def _points_in_nucleus(n, geo, rng, rmax=0.85, min_dist=0.0):
+    """n points spread uniformly over the nucleus (inside rmax of its radius)."""
+    cy, cx, a, b, th = geo["cy"], geo["cx"], geo["a"], geo["b"], geo["theta"]
+    t = rng.uniform(0, 2 * np.pi, n)
+    rr = rmax * np.sqrt(rng.uniform(0, 1, n))
+    u, v = rr * a * np.cos(t), rr * b * np.sin(t)
+    ys = cy + u * np.sin(th) + v * np.cos(th)
+    xs = cx + u * np.cos(th) - v * np.sin(th)
+    if min_dist > 0 and n > 1:
+        keep = [0]
+        for i in range(1, n):
+            d = np.hypot(ys[keep] - ys[i], xs[keep] - xs[i])
+            if d.min() >= min_dist:
+                keep.append(i)
+        ys, xs = ys[keep], xs[keep]
+    return ys, xs
+
+
+def _geometry(rng: np.random.Generator, style: dict) -> dict:
+    """Crop size, nucleus ellipse (with a wobbly outline) and its soft mask."""
+    r = 20.5 * style["size"] * float(np.exp(rng.normal(0.0, 0.2)))
+    asp = max(1.0, style["aspect"] * float(np.exp(rng.normal(0.0, 0.08))))
+    a, b = r * np.sqrt(asp), r / np.sqrt(asp)
+    a = float(np.clip(a, 11.0, 57.0))
+    b = float(np.clip(b, 9.0, 55.0))
+    th = float(rng.uniform(0, np.pi))
+    half_w = np.sqrt((a * np.cos(th)) ** 2 + (b * np.sin(th)) ** 2)
+    half_h = np.sqrt((a * np.sin(th)) ** 2 + (b * np.cos(th)) ** 2)
+    margin = rng.uniform(1.5, 5.0, 2)
+    h = int(np.clip(round(2 * half_h * 1.04 + 2 * margin[0]), MIN_SIDE, MAX_SIDE))
+    w = int(np.clip(round(2 * half_w * 1.04 + 2 * margin[1]), MIN_SIDE, MAX_SIDE))
+    cy = (h - 1) / 2 + rng.uniform(-1.5, 1.5)
+    cx = (w - 1) / 2 + rng.uniform(-1.5, 1.5)
+    yy, xx = np.mgrid[0:h, 0:w].astype(float)
+    dy, dx = yy - cy, xx - cx
+    u = dx * np.cos(th) + dy * np.sin(th)
+    v = -dx * np.sin(th) + dy * np.cos(th)
+    rho = np.sqrt((u / a) ** 2 + (v / b) ** 2)
+    phi = np.arctan2(v / b, u / a)
+    edge = np.ones_like(phi)
+    for k in range(2, 6):  # slight irregularity of the outline
+        edge += rng.normal(0.0, 0.035 / (k - 1)) * np.cos(k * phi + rng.uniform(0, 2 * np.pi))
+    dist = (edge - rho) * np.sqrt(a * b)  # ~ px inside the outline (negative outside)
+    mask = np.clip(dist / 1.6 + 0.5, 0.0, 1.0)
+    return {"h": h, "w": w, "cy": cy, "cx": cx, "a": a, "b": b, "theta": th, "rho": rho / edge,
+            "dist": dist, "mask": mask}
+
+
+def _dark_nucleoli(geo, rng, n_range=(1, 4), depth=0.65) -> np.ndarray:
+    """A multiplicative map < 1 where unstained nucleoli sit."""
+    shape = (geo["h"], geo["w"])
+    n = int(rng.integers(n_range[0], n_range[1] + 1))
+    ys, xs = _points_in_nucleus(n, geo, rng, rmax=0.55)
+    rad = np.sqrt(geo["a"] * geo["b"]) * rng.uniform(0.09, 0.16, len(ys))
+    holes = _blobs(shape, zip(ys, xs), rad, np.full(len(ys), 1.0), sharp=1.6)
+    return 1.0 - depth * np.clip(holes, 0.0, 1.0)
+
+
+# --------------------------------------------------------------------------------------------
+# the patterns: each returns the stain map (about 0..1) inside the nucleus
+# --------------------------------------------------------------------------------------------
+
+def _homogeneous(geo, rng, st):
+    shape = (geo["h"], geo["w"])
+    r = np.sqrt(geo["a"] * geo["b"])
+    f = 0.82 + 0.07 * _smooth_noise(shape, r / 3.0, rng)
+    rim = np.exp(-0.5 * ((geo["dist"] - 2.0) / 2.0) ** 2)
+    f += rng.uniform(0.0, 0.18) * rim
+    f += 0.035 * st["contrast"] * _smooth_noise(shape, 0.8, rng)
+    return f
+
+
+def _fine_speckled(geo, rng, st):
+    shape = (geo["h"], geo["w"])
+    r = np.sqrt(geo["a"] * geo["b"])
+    sig = 0.75 * st["speckle"] * float(np.exp(rng.normal(0, 0.05)))
+    grain = np.clip(_smooth_noise(shape, sig, rng) + 0.3, 0.0, None)
+    base = 0.42 * st["base"] ** 0.5
+    f = base + 0.38 * st["contrast"] * grain + 0.05 * _smooth_noise(shape, r / 3.0, rng)
+    f *= _dark_nucleoli(geo, rng, (1, 4), depth=rng.uniform(0.45, 0.7))
+    return f
+
+
+def _coarse_speckled(geo, rng, st):
+    shape = (geo["h"], geo["w"])
+    r = np.sqrt(geo["a"] * geo["b"])
+    sig = 1.9 * st["speckle"] * float(np.exp(rng.normal(0, 0.07)))
+    blot = np.clip(_smooth_noise(shape, sig, rng) - 0.2, 0.0, None) ** 1.2
+    grain = np.clip(_smooth_noise(shape, 0.9, rng), 0.0, None)
+    base = 0.3 * st["base"] ** 0.5
+    f = base + 0.55 * st["contrast"] * blot + 0.08 * grain + 0.04 * _smooth_noise(shape, r / 3.0, rng)
+    f *= _dark_nucleoli(geo, rng, (0, 3), depth=rng.uniform(0.3, 0.6))
+    return f
+
+
+def _nucleolar(geo, rng, st):
+    shape = (geo["h"], geo["w"])
+    r = np.sqrt(geo["a"] * geo["b"])
+    mean_n = 3.0 * st["dots"]
+    n = int(np.clip(rng.poisson(mean_n), 1, 6))
+    ys, xs = _points_in_nucleus(n, geo, rng, rmax=0.6, min_dist=0.25 * r)
+    rad = r * rng.uniform(0.08, 0.15, len(ys)) * st["speckle"] ** 0.5
+    amps = st["dot_brightness"] * rng.uniform(0.75, 1.0, len(ys))
+    bodies = _blobs(shape, zip(ys, xs), rad, amps, sharp=1.3)
+    # irregular outlines: modulate by a little texture
+    bodies *= 1.0 + 0.25 * _smooth_noise(shape, 1.0, rng)
+    base = 0.16 * st["base"]
+    f = base + 0.06 * np.clip(_smooth_noise(shape, 0.9, rng), 0, None) + bodies
+    return f
+
+
+def _centromere(geo, rng, st):
+    shape = (geo["h"], geo["w"])
+    r = np.sqrt(geo["a"] * geo["b"])
+    n = int(np.clip(rng.normal(60.0 * st["dots"], 7.0), 40, 80))
+    ys, xs = _points_in_nucleus(n, geo, rng, rmax=0.88)
+    sig = 0.75 * st["speckle"] ** 0.5 * float(np.exp(rng.normal(0, 0.05)))
+    amps = st["dot_brightness"] * rng.uniform(0.45, 1.0, n)
+    f = 0.1 * st["base"] + _dots(shape, ys, xs, amps, sig)
+    f += 0.04 * _smooth_noise(shape, r / 4.0, rng)
+    return f
+
+
+_RENDER = {
+    "homogeneous": _homogeneous,
+    "fine_speckled": _fine_speckled,
+    "coarse_speckled": _coarse_speckled,
+    "nucleolar": _nucleolar,
+    "centromere": _centromere,
+}
+
+
+def generate_cell(pattern: str, rng: np.random.Generator, specimen_style: dict | None = None) -> np.ndarray:
+    """One cell image (2-D uint8) of ``pattern``.
+
+    ``specimen_style`` is a dict from :func:`specimen_style` (the slide's gain, blur, noise and
+    pattern shifts); without it a fresh one is drawn from ``rng``.
+    """
+    if pattern not in _RENDER:
+        raise Hep2Error(f"unknown synthetic pattern {pattern!r}: expected one of {', '.join(PATTERNS)}")
+    st = _cell_style(rng, specimen_style)
+    geo = _geometry(rng, st)
+    stain = np.clip(_RENDER[pattern](geo, rng, st), 0.0, None) * geo["mask"]
+    # out-of-focus glow around the nucleus (cytoplasm / neighbouring light)
+    if st["haze"] > 0:
+        stain += st["haze"] * ndi.gaussian_filter(geo["mask"], 4.0) * (1.0 - geo["mask"])
+    blur = st["blur"] * float(np.exp(rng.normal(0.0, 0.08)))
+    stain = ndi.gaussian_filter(stain, blur, mode="constant")
+    peak = st["peak"] * float(np.exp(rng.normal(0.0, 0.15)))  # cell-to-cell brightness
+    ref = np.percentile(stain[geo["mask"] > 0.5], 99.5) if (geo["mask"] > 0.5).any() else 1.0
+    img = st["background"] + peak * stain / max(ref, 1e-6)
+    img += rng.standard_normal(img.shape) * np.sqrt(st["noise"] ** 2 + st["shot"] * np.maximum(img, 0.0))
+    return np.clip(np.round(img), 0, 255).astype(np.uint8)
+
+
+# --------------------------------------------------------------------------------------------
+# a whole set on disk
+# --------------------------------------------------------------------------------------------
+
+def _check_args(out_dir: Path, per_class, specimens, seed, classes) -> list[str]:
+    classes = list(classes)
+    if not classes:
+        raise Hep2Error("make_synthetic needs at least one class")
+    bad = [c for c in classes if c not in PATTERNS]
+    if bad:
+        raise Hep2Error(f"unknown synthetic class(es) {', '.join(map(repr, bad))}: "
+                        f"expected a subset of {', '.join(PATTERNS)}")
+    if len(set(classes)) != len(classes):
+        raise Hep2Error(f"duplicate class in classes={classes!r}: list each class once")
+    if int(per_class) != per_class or per_class < 1:
+        raise Hep2Error(f"per_class={per_class!r}: need a whole number >= 1 of cells per class")
+    if int(specimens) != specimens or specimens < len(classes):
+        raise Hep2Error(f"specimens={specimens!r} is fewer than the {len(classes)} classes: each "
+                        f"specimen has one pattern, so use specimens >= {len(classes)}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise Hep2Error(f"seed={seed!r}: need a whole number >= 0")
+    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
+        raise Hep2Error(f"output folder {out_dir} already exists and is not empty: choose a new "
+                        "folder or delete it first")
+    return classes
+
+
+def _png_bytes(img: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def make_synthetic(out_dir, per_class: int = 100, specimens: int = 20, seed: int = 0,
+                   classes=PATTERNS) -> Path:
+    """Write a synthetic HEp-2 set in the folder layout and return its path.
+
+    Layout: ``out_dir/<class>/<specimen>_<NNNN>.png`` (8-bit grayscale) and
+    ``out_dir/specimens.csv`` with columns ``path,specimen,intensity`` (path relative to
+    ``out_dir`` with forward slashes). Specimens are named ``s01``, ``s02``, ... (at least two
+    digits); the i-th (0-based) gets class ``classes[i % len(classes)]``, and the
+    ``per_class`` cells of a class are spread evenly over its specimens (``NNNN`` numbers
+    the cells of a specimen from 0001). If ``per_class`` is smaller than a class's number of
+    specimens, some specimens get no cells and are absent from the CSV.
+
+    The set is written into a hidden temporary folder beside ``out_dir`` and renamed into
+    place at the end, so an interrupted run never leaves a complete-looking ``out_dir``.
+    ``out_dir`` may not exist, or be empty. Same arguments -> byte-identical files.
+    """
+    out_dir = Path(out_dir)
+    classes = _check_args(out_dir, per_class, specimens, seed, classes)
+    seed = int(seed)
+    per_class, specimens, n_cls = int(per_class), int(specimens), len(classes)
+    width = max(2, len(str(specimens)))
+    names = [f"s{i + 1:0{width}d}" for i in range(specimens)]
+
+    # stateless seeding: specimen i's style and its k-th cell each get their own stream
+    styles = [specimen_style(np.random.default_rng([_SALT, seed, i, 0])) for i in range(specimens)]
+
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
+    try:
+        rows = []
+        for ci, cls in enumerate(classes):
+            (tmp / cls).mkdir()
+            mine = [i for i in range(specimens) if i % n_cls == ci]
+            counts = [per_class // len(mine) + (1 if j < per_class % len(mine) else 0)
+                      for j in range(len(mine))]
+            for i, count in zip(mine, counts):
+                for k in range(count):
+                    rng = np.random.default_rng([_SALT, seed, i, 1, k])
+                    img = generate_cell(cls, rng, styles[i])
+                    rel = f"{cls}/{names[i]}_{k + 1:04d}.png"
+                    (tmp / rel).write_bytes(_png_bytes(img))
+                    rows.append((rel, names[i], styles[i]["intensity"]))
+        with open(tmp / "specimens.csv", "w", newline="", encoding="utf-8") as fh:
+            wr = csv.writer(fh, lineterminator="\n")
+            wr.writerow(["path", "specimen", "intensity"])
+            wr.writerows(rows)
+        os.chmod(tmp, 0o777 & ~_umask())
+        if out_dir.exists():  # empty (checked above); rename cannot replace it everywhere
+            out_dir.rmdir()
+        os.rename(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out_dir
+
+
+def _umask() -> int:
+    m = os.umask(0)
+    os.umask(m)
+    return m
