@@ -30,6 +30,74 @@ def cmd_data_make_synthetic(args) -> int:
     return 0
 
 
+def _preset(args):
+    from .presets import get_preset, parse_overrides
+
+    return get_preset(args.preset, args.config, parse_overrides(args.set))
+
+
+def cmd_model_summary(args) -> int:
+    from .models import layer_table
+
+    cfg = _preset(args)
+    t = layer_table(cfg.size, cfg.widths, cfg.latent)
+    if args.format == "json":
+        print(json.dumps(t, indent=2))
+        return 0
+    print(f"DCAE, preset {cfg.name}: input {cfg.size}x{cfg.size}, {t['features']} features (Conv 5)")
+    print(f"{'layer':<10} {'output (C x H x W)':>20} {'parameters':>14}")
+    for r in t["layers"]:
+        print(f"{r['name']:<10} {' x '.join(map(str, r['output'])):>20} {r['params']:>14,}")
+    print(f"{'total':<10} {'':>20} {t['total_params']:>14,}")
+    return 0
+
+
+def cmd_run(args) -> int:
+    from .runner import run
+
+    run(args.dataset, protocol=args.protocol, cfg=_preset(args), out=args.out, subset=args.subset,
+        resume=args.resume, skip_bad=args.skip_bad, verbose=not args.quiet, ae_on_test=args.ae_on_test)
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from .presets import get_preset
+    from .runner import run
+
+    print("hep2 demo: the whole method on the built-in synthetic HEp-2 set (5 patterns, 20 specimens), "
+          "preset tiny, specimen-grouped 5-fold cross-validation")
+    run(f"synthetic:{args.per_class}", protocol="grouped", cfg=get_preset("tiny"), out=args.out,
+        subset="all", resume=args.resume, verbose=True)
+    print(f"classify new images with: hep2 predict --model {args.out} IMAGE_OR_FOLDER...")
+    return 0
+
+
+def cmd_predict(args) -> int:
+    from .predict import Predictor, expand_inputs
+    from .runner import _write_csv
+
+    pred = Predictor(args.model)
+    rows, bad = pred.predict_files(expand_inputs(args.inputs), skip_bad=args.skip_bad)
+    width = max([len(str(r[0])) for r in rows] + [4])
+    print(f"{'file':<{width}}  {'pattern':<18} {'probability':>11}")
+    for path, pattern, proba in rows:
+        print(f"{str(path):<{width}}  {pattern:<18} {proba.max():>11.3f}")
+    for b in bad:
+        print(f"skipped: {b}", file=sys.stderr)
+    if args.out:
+        _write_csv(args.out, ["path", "predicted"] + [f"p_{c}" for c in pred.classes],
+                   [[str(p), c, *[f"{v:.5f}" for v in pr]] for p, c, pr in rows])
+        print(f"wrote {len(rows)} predictions to {args.out}" + (f" ({len(bad)} files skipped)" if bad else ""))
+    return 0
+
+
+def _add_preset_args(p) -> None:
+    p.add_argument("--preset", default="cpu", help="paper (Table I, 224x224), cpu (64x64, default) or tiny")
+    p.add_argument("--config", help="a JSON or YAML file of settings that override the preset")
+    p.add_argument("--set", action="append", metavar="NAME=VALUE",
+                   help="override one setting, e.g. --set ae_epochs=10 (repeatable)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -51,6 +119,42 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--specimens", type=int, default=20, help="specimens in all, one pattern each (default 20)")
     m.add_argument("--seed", type=int, default=0)
     m.set_defaults(func=cmd_data_make_synthetic)
+
+    model = sub.add_parser("model", help="describe the networks")
+    msub = model.add_subparsers(dest="model_command", required=True, metavar="ACTION")
+    ms = msub.add_parser("summary", help="each DCAE layer's output shape and parameters (Table I)")
+    _add_preset_args(ms)
+    ms.add_argument("--format", choices=["text", "json"], default="text")
+    ms.set_defaults(func=cmd_model_summary)
+
+    r = sub.add_parser("run", help="train the DCAE and classifier, evaluate under a protocol, write a report")
+    r.add_argument("dataset", help=DATASET_HELP)
+    r.add_argument("--protocol", choices=["official", "cv", "grouped"], default="cv",
+                   help="official: SNPHEp-2 specimen-disjoint Split-50-K; cv: cell-level stratified k-fold "
+                        "(optimistic); grouped: k-fold over specimens")
+    r.add_argument("--subset", default="train", help="for cv/grouped: the subset to cross-validate "
+                   "(train, test or all; default train, or all where the dataset has no train split)")
+    _add_preset_args(r)
+    r.add_argument("--out", required=True, help="the run folder to write")
+    r.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
+    r.add_argument("--skip-bad", action="store_true", help="go on without unreadable images and list them")
+    r.add_argument("--ae-on-test", action="store_true",
+                   help="official protocol: also train the autoencoder (without labels) on the test images")
+    r.add_argument("--quiet", action="store_true", help="no progress output")
+    r.set_defaults(func=cmd_run)
+
+    d = sub.add_parser("demo", help="the whole method on the built-in synthetic data (a few minutes)")
+    d.add_argument("--out", default="runs/demo", help="the run folder (default runs/demo)")
+    d.add_argument("--per-class", type=int, default=100, help="synthetic cells per class (default 100)")
+    d.add_argument("--resume", action="store_true")
+    d.set_defaults(func=cmd_demo)
+
+    pr = sub.add_parser("predict", help="classify cell images with a trained run's model")
+    pr.add_argument("--model", required=True, help="a run folder written by hep2 run")
+    pr.add_argument("inputs", nargs="+", metavar="IMAGE_OR_FOLDER")
+    pr.add_argument("--out", help="write a CSV of predictions and probabilities")
+    pr.add_argument("--skip-bad", action="store_true", help="go on without unreadable images and list them")
+    pr.set_defaults(func=cmd_predict)
     return p
 
 

@@ -57,6 +57,9 @@ def read_image(path) -> np.ndarray:
                     arr = np.asarray(im.convert("L") if im.mode not in ("L", "RGB", "RGBA") else im)
     except Hep2Error:
         raise
+    except PermissionError:
+        raise Hep2Error(f"cannot read image file {path}: permission denied; fix its permissions, or pass "
+                        "--skip-bad to go on without it") from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, KeyError, IndexError, TypeError) as e:
         raise Hep2Error(
             f"cannot decode image {path} ({type(e).__name__}: {e}): the file is corrupt, truncated or not an "
@@ -145,8 +148,10 @@ def load_images(cells: CellSet, prep: Preprocess = Preprocess(), *, skip_bad: bo
         raise Hep2Error(f"dataset {cells.name} has no images: check the path and its layout")
     key = hashlib.sha256(json.dumps([CACHE_VERSION, asdict(prep)]).encode())
     for c in cells.cells:
-        key.update(file_digest(c.path).encode())
-        key.update(file_digest(c.mask).encode() if (c.mask and prep.use_mask) else b"-")
+        # The paths are part of the key because the cached list of bad files names them.
+        key.update(f"{c.path}\t{c.mask if prep.use_mask else '-'}\t".encode())
+        key.update(_digest_or_none(c.path))
+        key.update(_digest_or_none(c.mask) if (c.mask and prep.use_mask) else b"-")
     cache_file = cache_dir() / "images" / f"{key.hexdigest()[:32]}.npz"
     if cache and cache_file.exists():
         try:
@@ -179,6 +184,14 @@ def load_images(cells: CellSet, prep: Preprocess = Preprocess(), *, skip_bad: bo
                  bad_reasons=np.array([b[1] for b in bad], dtype=str))
         atomic_write_bytes(cache_file, buf.getvalue())
     return _finish(images, cells, bad, skip_bad)
+
+
+def _digest_or_none(path) -> bytes:
+    """A file's digest for the cache key; a missing or unreadable file is reported when decoded."""
+    try:
+        return file_digest(path).encode()
+    except OSError:
+        return b"?"
 
 
 def _finish(images, cells: CellSet, bad: list[tuple[str, str]], skip_bad: bool):

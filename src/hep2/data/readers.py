@@ -61,7 +61,20 @@ def _detect(spec: str) -> str:
         return "snphep2"
     if (p / "gt_training.csv").exists() or (p / "gt_test.csv").exists():
         return "icpr2012"
+    if any(_is_i3a_csv(f) for f in _listdir(p) if f.suffix.lower() == ".csv"):
+        return "i3a"
     return "folder"
+
+
+def _is_i3a_csv(path: Path) -> bool:
+    """A CSV whose header names an image-ID and a class column: the I3A ground-truth file."""
+    try:
+        with open(path, encoding="utf-8-sig") as f:
+            header = {snake_case(c) for c in re.split(r"[,;\t]", f.readline())}
+    except (OSError, UnicodeDecodeError):
+        return False
+    return bool(header & {"image_id", "id", "cell_id", "imageid"}) and \
+        bool(header & {"image_class", "class", "pattern", "staining_pattern"})
 
 
 def _listdir(path: Path):
@@ -71,6 +84,22 @@ def _listdir(path: Path):
         raise Hep2Error(f"cannot read folder {path}: permission denied; fix its permissions") from None
     except NotADirectoryError:
         raise Hep2Error(f"{path} is not a folder") from None
+
+
+def _files_under(path: Path) -> list[Path]:
+    """Every file under a folder, sorted; an unreadable subfolder is an error, not a silent gap."""
+    out = []
+    for p in _listdir(path):
+        if p.is_dir():
+            out += _files_under(p)
+        else:
+            out.append(p)
+    return out
+
+
+def _get(row: list[str], cols: dict, key: str) -> str | None:
+    """A row's value in a logical column, or None where the column or the value is absent."""
+    return row[cols[key]] if key in cols and cols[key] < len(row) and row[cols[key]] else None
 
 
 def _missing(what: str, skip_bad: bool, skipped: list[str]) -> None:
@@ -106,7 +135,8 @@ def read_snphep2(root: Path, *, skip_bad: bool = False) -> CellSet:
         if extra:
             problems.append(f"{root / split} has {len(extra)} images outside the documented ID range")
     intensity = {}
-    subsets = {s: np.array([i for (sp, _), i in index.items() if sp == s]) for s in ("train", "test")}
+    subsets = {s: np.array([i for (sp, _), i in index.items() if sp == s], dtype=np.int64)
+               for s in ("train", "test")}
     ks = sorted({int(m.group(1)) for f in _listdir(info) if (m := re.fullmatch(r"Split-50-(\d+)_train", f.name))})
     if not ks:
         raise Hep2Error(f"no Split-50-K_train files in {info}: the official splits are missing")
@@ -190,10 +220,12 @@ def _cell_id(value: str) -> int | None:
 
 
 def _find_mask(image: Path) -> Path | None:
-    for suffix in ("_Mask", "_mask", "_MASK"):
-        m = image.with_name(image.stem + suffix + image.suffix)
-        if m.exists():
-            return m
+    """``NAME_Mask.EXT`` beside ``NAME.EXT`` (the same format first, then any image format)."""
+    for ext in dict.fromkeys((image.suffix,) + IMAGE_EXTENSIONS):
+        for suffix in ("_Mask", "_mask", "_MASK"):
+            m = image.with_name(image.stem + suffix + ext)
+            if m.exists():
+                return m
     return None
 
 
@@ -213,7 +245,7 @@ def read_i3a(root: Path, *, skip_bad: bool = False) -> CellSet:
         raise Hep2Error(f"no CSV file under {root}: the I3A layout needs one mapping image IDs to classes "
                         "(e.g. header 'Image ID,Image class')")
     images = {}
-    for p in root.rglob("*"):
+    for p in _files_under(root):
         if p.suffix.lower() in IMAGE_EXTENSIONS and not _is_mask(p) and p.stem.isdigit():
             images.setdefault(int(p.stem), p)
     wanted = {"id": ("image_id", "id", "image", "cell_id", "imageid"),
@@ -228,9 +260,10 @@ def read_i3a(root: Path, *, skip_bad: bool = False) -> CellSet:
         cols = _columns(rows[0], path, wanted, ("id", "label"))
         for n, row in enumerate(rows[1:], 2):
             where = f" in {path}, line {n}"
-            num = _cell_id(row[cols["id"]])
+            num = _cell_id(_get(row, cols, "id") or "")
             if num is None:
-                raise Hep2Error(f"{path}, line {n}: image ID {row[cols['id']]!r} is not a number")
+                raise Hep2Error(f"{path}, line {n}: image ID {_get(row, cols, 'id') or ''!r} is not a number; "
+                                "fix the line or delete it")
             if num in seen:
                 continue
             seen.add(num)
@@ -239,9 +272,9 @@ def read_i3a(root: Path, *, skip_bad: bool = False) -> CellSet:
                 _missing(f"{path}, line {n}: image ID {num} has no image file {num:05d}.png under {root}",
                          skip_bad, skipped)
                 continue
-            cells.append(Cell(f"{num:05d}", img, normalise_class(row[cols["label"]], known_only=True, where=where),
-                              row[cols["specimen"]] if "specimen" in cols else None,
-                              normalise_intensity(row[cols["intensity"]], where) if "intensity" in cols else None,
+            cells.append(Cell(f"{num:05d}", img,
+                              normalise_class(_get(row, cols, "label") or "", known_only=True, where=where),
+                              _get(row, cols, "specimen"), normalise_intensity(_get(row, cols, "intensity"), where),
                               None, _find_mask(img)))
     return CellSet("i3a", cells, skipped=skipped)
 
@@ -311,7 +344,7 @@ def read_folder(root: Path, *, skip_bad: bool = False, specimens: Path | None = 
         start = len(cells)
         for d in (x for x in _listdir(base) if x.is_dir() and not x.name.startswith(".")):
             label = normalise_class(d.name, where=f" (folder {d})")
-            for p in sorted(d.rglob("*")):
+            for p in _files_under(d):
                 if p.suffix.lower() in IMAGE_EXTENSIONS and not _is_mask(p) and not p.name.startswith("."):
                     rel = p.relative_to(root).as_posix()
                     cells.append(Cell(rel, p, label, None, None, split, _find_mask(p)))
@@ -340,7 +373,7 @@ def _attach_specimens(cells, csv_path: Path, root: Path, skip_bad: bool, skipped
         by_name.setdefault(c.path.name, []).append(i)
     cells = list(cells)
     for n, row in enumerate(rows[1:], 2):
-        key = row[cols["path"]].replace("\\", "/")
+        key = (_get(row, cols, "path") or "").replace("\\", "/")
         i = by_rel.get(key)
         if i is None and len(by_name.get(Path(key).name, [])) == 1:
             i = by_name[Path(key).name][0]
@@ -348,8 +381,8 @@ def _attach_specimens(cells, csv_path: Path, root: Path, skip_bad: bool, skipped
             _missing(f"{csv_path}, line {n}: {key!r} names no image under {root}", skip_bad, skipped)
             continue
         c = cells[i]
-        inten = normalise_intensity(row[cols["intensity"]], f" in {csv_path}, line {n}") if "intensity" in cols else None
-        cells[i] = Cell(c.id, c.path, c.label, row[cols["specimen"]] or None, inten, c.split, c.mask)
+        inten = normalise_intensity(_get(row, cols, "intensity"), f" in {csv_path}, line {n}")
+        cells[i] = Cell(c.id, c.path, c.label, _get(row, cols, "specimen"), inten, c.split, c.mask)
     return cells
 
 

@@ -1,0 +1,183 @@
+"""scikit-learn compatible estimators: ``DCAEFeatures`` (fit/transform) and ``MLPHead`` (classifier).
+
+    make_pipeline(DCAEFeatures(preset="cpu"), MLPHead(hidden=(250, 50)))
+
+works with ``cross_val_score``, ``GroupKFold`` and ``clone``. Inputs ``X`` are preprocessed images
+(uint8 0..255 or float 0..1, shape (N, S, S) or (N, 1, S, S), as ``hep2.data.load_images`` gives)
+or a list of image file paths.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin
+from sklearn.model_selection import train_test_split
+from sklearn.preprocessing import StandardScaler
+
+from .errors import Hep2Error
+from .models import DCAE, MLP
+from .presets import Preset, get_preset
+from .training import autocast, fit, resolve_device
+
+
+def image_tensor(X, size: int | None = None) -> torch.Tensor:
+    """Images or paths -> uint8 tensor (N, 1, S, S)."""
+    if isinstance(X, (list, tuple)) and X and isinstance(X[0], (str, Path)):
+        from .data.images import Preprocess, preprocess_image
+
+        if size is None:
+            raise Hep2Error("image paths given but no input size known: fit the model first")
+        X = np.stack([np.round(preprocess_image(p, Preprocess(size=size)) * 255) for p in X]).astype(np.uint8)
+    X = np.asarray(X)
+    if X.ndim == 3:
+        X = X[:, None]
+    if X.ndim != 4 or X.shape[1] != 1 or X.shape[2] != X.shape[3]:
+        raise Hep2Error(f"expected images of shape (N, S, S) or (N, 1, S, S), got {X.shape}")
+    if size is not None and X.shape[-1] != size:
+        raise Hep2Error(f"images are {X.shape[-1]}x{X.shape[-1]} but the model takes {size}x{size}: "
+                        "preprocess them with the same size setting")
+    if X.dtype != np.uint8:
+        X = np.round(np.clip(X.astype(np.float32), 0, 1) * 255).astype(np.uint8)
+    return torch.from_numpy(np.ascontiguousarray(X))
+
+
+def _augment(x: torch.Tensor) -> torch.Tensor:
+    """Random flips and 90-degree rotations (cell patterns have no orientation)."""
+    k = int(torch.randint(0, 4, ()))
+    x = torch.rot90(x, k, dims=(2, 3))
+    return torch.flip(x, dims=(3,)) if torch.rand(()) < 0.5 else x
+
+
+class DCAEFeatures(TransformerMixin, BaseEstimator):
+    """Train the Table I autoencoder without labels; transform images to its Conv 5 features."""
+
+    def __init__(self, preset: str = "cpu", settings: dict | None = None, checkpoint: str | None = None,
+                 resume: bool = False, verbose: bool = False):
+        self.preset = preset
+        self.settings = settings
+        self.checkpoint = checkpoint
+        self.resume = resume
+        self.verbose = verbose
+
+    def _config(self) -> Preset:
+        return self.preset if isinstance(self.preset, Preset) else get_preset(self.preset, overrides=self.settings)
+
+    def fit(self, X, y=None):
+        cfg = self._config()
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        x = image_tensor(X, cfg.size)
+        device = resolve_device(cfg.device)
+        torch.manual_seed(cfg.seed)
+        self.model_ = DCAE(cfg.size, cfg.widths, cfg.latent, latent_activation=cfg.latent_activation,
+                           output=cfg.output)
+        n_val = int(round(len(x) * cfg.ae_val_fraction)) if len(x) >= 10 else 0
+        perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(cfg.seed))
+        train, val = x[perm[n_val:]], x[perm[:n_val]]
+
+        def loss(model, xb):
+            xb = xb.float().div_(255)
+            if cfg.ae_augment and model.training:
+                xb = _augment(xb)
+            rec = model(xb)
+            return torch.nn.functional.mse_loss(rec.float(), xb), len(xb)
+
+        self.history_ = fit(self.model_, loss, (train,), (val,) if n_val else None, epochs=cfg.ae_epochs,
+                            batch_size=cfg.ae_batch, lr=cfg.ae_lr, weight_decay=cfg.ae_weight_decay,
+                            patience=cfg.ae_patience if n_val else 0, seed=cfg.seed, device=device, amp=cfg.amp,
+                            checkpoint=self.checkpoint, resume=self.resume, desc="autoencoder",
+                            verbose=self.verbose)
+        self.config_ = cfg
+        self.n_features_out_ = cfg.latent
+        return self
+
+    @torch.inference_mode()
+    def _batches(self, X, fn, batch_size: int = 256):
+        x = image_tensor(X, self.config_.size)
+        device = next(self.model_.parameters()).device
+        self.model_.eval()
+        out = []
+        for i in range(0, len(x), batch_size):
+            xb = x[i:i + batch_size].to(device).float().div_(255)
+            with autocast(device, self.config_.amp):
+                out.append(fn(xb).float().cpu())
+        return torch.cat(out).numpy()
+
+    def transform(self, X) -> np.ndarray:
+        """(N, latent) float32 Conv 5 activations."""
+        return self._batches(X, self.model_.encode)
+
+    def reconstruct(self, X) -> np.ndarray:
+        """(N, S, S) reconstructions in [0, 1] (for inspection)."""
+        return self._batches(X, self.model_)[:, 0]
+
+    def get_feature_names_out(self, input_features=None):
+        return np.array([f"conv5_{i}" for i in range(self.n_features_out_)], dtype=object)
+
+
+class MLPHead(ClassifierMixin, BaseEstimator):
+    """The fully connected classifier (paper: 4096-250-50-5) on standardised features, trained with
+    cross-entropy and early stopping on a stratified validation part of the training data."""
+
+    def __init__(self, hidden=(250, 50), dropout: float = 0.5, epochs: int = 300, batch_size: int = 64,
+                 lr: float = 1e-3, weight_decay: float = 1e-4, patience: int = 30, val_fraction: float = 0.15,
+                 seed: int = 0, device: str = "auto", verbose: bool = False):
+        self.hidden = hidden
+        self.dropout = dropout
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.patience = patience
+        self.val_fraction = val_fraction
+        self.seed = seed
+        self.device = device
+        self.verbose = verbose
+
+    @classmethod
+    def from_preset(cls, cfg: Preset, **kw) -> "MLPHead":
+        return cls(hidden=cfg.hidden, dropout=cfg.dropout, epochs=cfg.mlp_epochs, batch_size=cfg.mlp_batch,
+                   lr=cfg.mlp_lr, weight_decay=cfg.mlp_weight_decay, patience=cfg.mlp_patience,
+                   val_fraction=cfg.mlp_val_fraction, seed=cfg.seed, device=cfg.device, **kw)
+
+    def fit(self, X, y):
+        X = np.asarray(X, dtype=np.float32)
+        y = np.asarray(y)
+        self.classes_, yi = np.unique(y, return_inverse=True)
+        if len(self.classes_) < 2:
+            raise Hep2Error(f"the classifier needs at least two classes in its training data, got {list(self.classes_)}")
+        self.scaler_ = StandardScaler().fit(X)
+        Xs = self.scaler_.transform(X).astype(np.float32)
+        counts = np.bincount(yi)
+        idx = np.arange(len(yi))
+        if self.val_fraction and counts.min() >= 2 and len(yi) * self.val_fraction >= len(self.classes_):
+            tr, va = train_test_split(idx, test_size=self.val_fraction, stratify=yi, random_state=self.seed)
+        else:
+            tr, va = idx, None
+        device = resolve_device(self.device)
+        torch.manual_seed(self.seed)
+        self.net_ = MLP(X.shape[1], tuple(self.hidden), len(self.classes_), self.dropout)
+        xt, yt = torch.from_numpy(Xs), torch.from_numpy(yi.astype(np.int64))
+
+        def loss(model, xb, yb):
+            return torch.nn.functional.cross_entropy(model(xb).float(), yb), len(yb)
+
+        self.history_ = fit(self.net_, loss, (xt[tr], yt[tr]), (xt[va], yt[va]) if va is not None else None,
+                            epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
+                            weight_decay=self.weight_decay, patience=self.patience if va is not None else 0,
+                            seed=self.seed, device=device, desc="classifier", verbose=self.verbose)
+        self.net_.cpu()
+        self.n_features_in_ = X.shape[1]
+        return self
+
+    @torch.inference_mode()
+    def predict_proba(self, X) -> np.ndarray:
+        Xs = torch.from_numpy(self.scaler_.transform(np.asarray(X, dtype=np.float32)).astype(np.float32))
+        self.net_.eval()
+        return torch.softmax(self.net_(Xs), dim=1).numpy()
+
+    def predict(self, X) -> np.ndarray:
+        return self.classes_[self.predict_proba(X).argmax(1)]

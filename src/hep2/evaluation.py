@@ -1,0 +1,118 @@
+"""Evaluation protocols (official, cv, grouped) and their metrics.
+
+- ``official``: SNPHEp-2's specimen-disjoint Split-50-K (train on K/train, test on K/test), K = 1..5,
+  plus ``full`` (all of train/ against all of test/).
+- ``cv``: stratified k-fold at cell level inside one subset: cells of one specimen fall on both
+  sides of a fold, so it is optimistic (the paper's reading).
+- ``grouped``: k-fold over specimens (StratifiedGroupKFold), for layouts that carry specimen IDs.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
+from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
+
+from .data.cellset import CellSet
+from .errors import Hep2Error
+
+PROTOCOLS = ("official", "cv", "grouped")
+
+PROTOCOL_TEXT = {
+    "official": "official specimen-disjoint split (train on Split-50-K train, test on Split-50-K test, K = 1..5)",
+    "cv": "cell-level stratified k-fold cross-validation (cells of one specimen on both sides: optimistic)",
+    "grouped": "specimen-grouped k-fold cross-validation (no specimen on both sides)",
+}
+
+# The DCAE paper's Figure 2 (SNPHEp-2), percent; rows predicted, columns true class.
+PAPER_CONFUSION = {
+    "classes": ["homogeneous", "coarse_speckled", "fine_speckled", "nucleolar", "centromere"],
+    "matrix": [[91.07, 0.53, 9.97, 0, 0],
+               [0.46, 88.27, 0, 5.77, 6.54],
+               [6.11, 2.24, 86.42, 0, 0.10],
+               [1.38, 3.79, 0.94, 85.09, 0.17],
+               [0.98, 5.17, 2.67, 9.14, 93.19]],
+    "accuracy": 0.8808,
+}
+
+
+def protocol_splits(cells: CellSet, protocol: str, *, subset: str = "train", folds: int = 5, seed: int = 0):
+    """The (name, train indices, test indices) of each evaluation split, indices into ``cells``,
+    and the indices of the images the autoencoder may be trained on (never a test image of
+    ``official``; for ``cv`` / ``grouped`` the whole evaluated subset)."""
+    if protocol == "official":
+        ks = cells.official_splits()
+        if not ks or "train" not in cells.subsets:
+            raise Hep2Error(f"protocol 'official' needs a dataset with official train/test splits (SNPHEp-2's "
+                            f"Split-50-K); {cells.name} has none: use --protocol cv or grouped")
+        splits = [(k, cells.subsets[f"{k}/train"], cells.subsets[f"{k}/test"]) for k in ks]
+        return splits, cells.subsets["train"]
+    if protocol not in ("cv", "grouped"):
+        raise Hep2Error(f"unknown protocol {protocol!r}: use one of {', '.join(PROTOCOLS)}")
+    if subset == "train" and "train" not in cells.subsets:
+        subset = "all"  # the default, for a layout without a train split
+    if subset == "all":
+        pool = cells.subsets.get("all", np.arange(len(cells)))
+    elif subset in cells.subsets:
+        pool = cells.subsets[subset]
+    else:
+        raise Hep2Error(f"--subset {subset!r}: {cells.name} has the subsets {', '.join(cells.subsets)} "
+                        "(and all)")
+    pool = np.asarray(pool)
+    y = cells.y[pool]
+    if protocol == "cv":
+        counts = np.bincount(y[y >= 0])
+        if counts[counts > 0].min() < folds:
+            raise Hep2Error(f"cv with {folds} folds needs at least {folds} cells per class in {subset}; "
+                            f"the smallest class has {counts[counts > 0].min()}")
+        kf = StratifiedKFold(folds, shuffle=True, random_state=seed).split(pool, y)
+    else:
+        groups = cells.specimens
+        if groups is None:
+            raise Hep2Error(f"protocol 'grouped' needs specimen IDs for every cell, and {cells.name} has none: add "
+                            "a specimens.csv (folder layout) or a specimen column (manifest), or use --protocol cv")
+        groups = groups[pool]
+        if len(set(groups)) < folds:
+            raise Hep2Error(f"grouped cv with {folds} folds needs at least {folds} specimens; {cells.name} has "
+                            f"{len(set(groups))}: lower cv_folds (--set cv_folds=N)")
+        # Stratified and shuffled: plain GroupKFold can put every specimen of a class in one fold.
+        kf = StratifiedGroupKFold(folds, shuffle=True, random_state=seed).split(pool, y, groups)
+    splits = [(f"fold-{i + 1}", pool[a], pool[b]) for i, (a, b) in enumerate(kf)]
+    return splits, pool
+
+
+def classification_metrics(y_true, y_pred, classes: list[str]) -> dict:
+    """Accuracy, mean class accuracy (mean recall), per-class P/R/F1, the confusion matrix in the
+    paper's form (rows predicted, columns true, percent of each true class) and in counts."""
+    labels = np.arange(len(classes))
+    cm = confusion_matrix(y_true, y_pred, labels=labels)  # rows true, columns predicted
+    p, r, f, s = precision_recall_fscore_support(y_true, y_pred, labels=labels, zero_division=0)
+    present = cm.sum(1) > 0
+    col = cm.T.astype(float)
+    pct = np.divide(col * 100, cm.sum(1)[None, :], out=np.zeros_like(col), where=cm.sum(1)[None, :] > 0)
+    return {
+        "accuracy": float(accuracy_score(y_true, y_pred)),
+        "mca": float(r[present].mean()),
+        "per_class": {c: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(s[i])}
+                      for i, c in enumerate(classes)},
+        "confusion": {"classes": list(classes), "rows": "predicted", "columns": "true",
+                      "percent": np.round(pct, 2).tolist(), "counts": cm.T.tolist()},
+    }
+
+
+def summarize_protocol(protocol: str, per_split: dict[str, dict], pooled: dict, extra: dict | None = None) -> dict:
+    """metrics.json: mean and spread over splits, per-split figures, pooled per-class and confusion."""
+    acc = np.array([m["accuracy"] for m in per_split.values()])
+    mca = np.array([m["mca"] for m in per_split.values()])
+    out = {
+        "protocol": protocol,
+        "protocol_description": PROTOCOL_TEXT[protocol],
+        "accuracy": {"mean": float(acc.mean()), "std": float(acc.std(ddof=1)) if len(acc) > 1 else 0.0,
+                     "per_split": {k: m["accuracy"] for k, m in per_split.items()}},
+        "mca": {"mean": float(mca.mean()), "std": float(mca.std(ddof=1)) if len(mca) > 1 else 0.0,
+                "per_split": {k: m["mca"] for k, m in per_split.items()}},
+        "per_class": pooled["per_class"],
+        "confusion": pooled["confusion"],
+    }
+    out.update(extra or {})
+    return out

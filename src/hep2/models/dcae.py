@@ -1,0 +1,95 @@
+"""The deep convolutional autoencoder of Table I (Vununu et al.), for any input size divisible by 16.
+
+Encoder: four 3x3 convolutions (pad 1) each followed by ReLU and 2x2 max pooling with saved
+indices, then "Conv 5", a convolution whose kernel covers the whole (size/16)^2 map and gives a
+1x1xlatent code: the features. The decoder mirrors it: "Deconv 5" back to (size/16)^2, then
+max-unpooling with the encoder's indices and 3x3 transposed convolutions down to one channel.
+Plain PyTorch, no I/O or training logic.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class DCAE(nn.Module):
+    def __init__(self, size: int = 224, widths=(64, 128, 256, 512), latent: int = 4096,
+                 in_channels: int = 1, latent_activation: str = "relu", output: str = "sigmoid"):
+        super().__init__()
+        if size % 16:
+            raise ValueError(f"input size {size} must be divisible by 16 (four 2x2 poolings)")
+        if len(widths) != 4:
+            raise ValueError(f"widths must give the 4 encoder map counts, got {widths}")
+        self.size, self.widths, self.latent = size, tuple(widths), latent
+        self.latent_activation, self.output = latent_activation, output
+        chans = [in_channels, *widths]
+        self.encoder = nn.ModuleList(nn.Conv2d(chans[i], chans[i + 1], 3, padding=1) for i in range(4))
+        k = size // 16
+        self.conv5 = nn.Conv2d(widths[-1], latent, k)
+        self.deconv5 = nn.ConvTranspose2d(latent, widths[-1], k)
+        # Deconv 4 .. Deconv 1: 512->256, 256->128, 128->64, 64->1 for the paper's widths.
+        self.decoder = nn.ModuleList(nn.ConvTranspose2d(chans[i + 1], chans[i], 3, padding=1) for i in (3, 2, 1, 0))
+        self.pool = nn.MaxPool2d(2, 2, return_indices=True)
+        self.unpool = nn.MaxUnpool2d(2, 2)
+
+    def _encode(self, x):
+        indices, sizes = [], []
+        for conv in self.encoder:
+            x = torch.relu(conv(x))
+            sizes.append(x.shape)
+            x, idx = self.pool(x)
+            indices.append(idx)
+        z = self.conv5(x)
+        if self.latent_activation == "relu":
+            z = torch.relu(z)
+        return z, indices, sizes
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """The Conv 5 activations: (N, latent) features."""
+        return self._encode(x)[0].flatten(1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The reconstruction of ``x`` (same shape)."""
+        z, indices, sizes = self._encode(x)
+        y = torch.relu(self.deconv5(z))
+        for i, deconv in enumerate(self.decoder):
+            level = 3 - i
+            y = self.unpool(y, indices[level], output_size=sizes[level])
+            y = deconv(y)
+            if level:
+                y = torch.relu(y)
+        return torch.sigmoid(y) if self.output == "sigmoid" else y
+
+
+def layer_table(size: int = 224, widths=(64, 128, 256, 512), latent: int = 4096, **kw) -> dict:
+    """Each layer's name (as in Table I), output shape (C, H, W) and parameter count, and the total.
+
+    Built on the meta device: shapes and counts without allocating the weights."""
+    with torch.device("meta"):
+        m = DCAE(size, widths, latent, **kw)
+        x = torch.zeros(1, 1, size, size)
+        rows = [{"name": "Input", "output": [1, size, size], "params": 0}]
+        indices, shapes = [], []
+        for i, conv in enumerate(m.encoder, 1):
+            x = torch.relu(conv(x))
+            rows.append({"name": f"Conv {i}", "output": list(x.shape[1:]), "params": _count(conv)})
+            shapes.append(x.shape)
+            x, idx = m.pool(x)
+            indices.append(idx)
+            rows.append({"name": f"Pool {i}", "output": list(x.shape[1:]), "params": 0})
+        x = m.conv5(x)
+        rows.append({"name": "Conv 5", "output": list(x.shape[1:]), "params": _count(m.conv5)})
+        x = m.deconv5(x)
+        rows.append({"name": "Deconv 5", "output": list(x.shape[1:]), "params": _count(m.deconv5)})
+        for i, deconv in enumerate(m.decoder):
+            level = 3 - i
+            x = m.unpool(x, indices[level], output_size=shapes[level])
+            rows.append({"name": f"Unpool {level + 1}", "output": list(x.shape[1:]), "params": 0})
+            x = deconv(x)
+            rows.append({"name": f"Deconv {level + 1}", "output": list(x.shape[1:]), "params": _count(deconv)})
+    return {"layers": rows, "total_params": sum(r["params"] for r in rows), "features": latent}
+
+
+def _count(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())

@@ -1,0 +1,154 @@
+"""Named configurations: every setting of a run in one dataclass, overridable from the command line
+(``--set key=value``) and from a JSON or YAML file (``--config FILE``)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+
+from .errors import Hep2Error
+
+
+@dataclass(frozen=True)
+class Preset:
+    """All settings of a run. Values the paper does not give are our documented choices."""
+
+    name: str = "cpu"
+    description: str = ""
+    # preprocessing: per-image percentile normalisation, aspect-preserving resize, zero padding
+    size: int = 64
+    low_pct: float = 1.0
+    high_pct: float = 99.5
+    use_mask: bool = True
+    # the autoencoder (Table I design; widths are the Conv 1..4 map counts)
+    widths: tuple = (32, 64, 128, 256)
+    latent: int = 4096
+    latent_activation: str = "relu"     # activation of Conv 5, whose output is the feature vector
+    output: str = "sigmoid"              # output activation (inputs are in [0, 1])
+    ae_epochs: int = 30
+    ae_batch: int = 32
+    ae_lr: float = 1e-3
+    ae_weight_decay: float = 0.0
+    ae_patience: int = 5                 # early stopping on held-out reconstruction loss
+    ae_val_fraction: float = 0.1         # part of the training images held out for that
+    ae_augment: bool = False             # random flips / 90-degree rotations while training
+    # the classifier: fully connected network on standardised features
+    hidden: tuple = (250, 50)
+    dropout: float = 0.5
+    mlp_epochs: int = 300
+    mlp_batch: int = 64
+    mlp_lr: float = 1e-3
+    mlp_weight_decay: float = 1e-4
+    mlp_patience: int = 30
+    mlp_val_fraction: float = 0.15
+    # execution
+    seed: int = 0
+    device: str = "auto"                 # auto | cpu | cuda
+    amp: bool = False                    # bf16 autocast
+    threads: int = 0                     # torch threads; 0 keeps PyTorch's default
+    cv_folds: int = 5
+
+    def override(self, values: dict) -> "Preset":
+        """A copy with some values replaced; unknown names and wrong types are errors."""
+        known = {f.name: f for f in fields(self)}
+        out = {}
+        for key, value in values.items():
+            k = key.replace("-", "_")
+            if k not in known:
+                raise Hep2Error(f"unknown setting {key!r}: valid settings are {', '.join(sorted(known))}")
+            out[k] = _coerce(k, value, getattr(self, k))
+        return replace(self, **out)
+
+    def to_dict(self) -> dict:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+
+def _coerce(key: str, value, current):
+    try:
+        if isinstance(current, bool):
+            if isinstance(value, str):
+                if value.lower() not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
+                    raise ValueError
+                return value.lower() in ("1", "true", "yes", "on")
+            return bool(value)
+        if isinstance(current, tuple):
+            if isinstance(value, str):
+                value = [v for v in value.replace("(", "").replace(")", "").replace(" ", "").split(",") if v]
+            return tuple(int(v) for v in value)
+        if isinstance(current, int):
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError
+            return int(value)
+        if isinstance(current, float):
+            return float(value)
+        return str(value)
+    except (TypeError, ValueError):
+        raise Hep2Error(f"setting {key}={value!r}: expected a value like {current!r}") from None
+
+
+PRESETS = {
+    "paper": Preset(
+        name="paper",
+        description="Table I exactly: 224x224 input, 64-128-256-512 maps, Conv 5 14x14 -> 4096, "
+                    "about 0.83 billion parameters. Needs a GPU to train in reasonable time.",
+        size=224, widths=(64, 128, 256, 512), latent=4096, ae_batch=16, ae_epochs=30, amp=True),
+    "cpu": Preset(
+        name="cpu",
+        description="The Table I design scaled for a 2-core CPU: 64x64 input, 32-64-128-256 maps, "
+                    "Conv 5 4x4 -> 4096 features.",
+        size=64, widths=(32, 64, 128, 256), latent=4096),
+    "tiny": Preset(
+        name="tiny",
+        description="For tests and the demo: 32x32 input, 8-16-32-64 maps, Conv 5 2x2 -> 256 features, "
+                    "few epochs.",
+        size=32, widths=(8, 16, 32, 64), latent=256, ae_epochs=8, ae_patience=3, mlp_epochs=150,
+        mlp_patience=20, hidden=(64, 32)),
+}
+
+
+def get_preset(name: str = "cpu", config: str | Path | None = None, overrides: dict | None = None) -> Preset:
+    """A named preset, then the values of a JSON/YAML file, then explicit overrides."""
+    if name not in PRESETS:
+        raise Hep2Error(f"unknown preset {name!r}: choose one of {', '.join(PRESETS)}")
+    p = PRESETS[name]
+    if config:
+        p = p.override(load_config(config))
+    if overrides:
+        p = p.override(overrides)
+    return p
+
+
+def load_config(path) -> dict:
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise Hep2Error(f"cannot read config file {path}: {e.strerror}") from None
+    try:
+        if path.suffix.lower() in (".yaml", ".yml"):
+            import yaml
+
+            data = yaml.safe_load(text)
+        else:
+            data = json.loads(text)
+    except Exception as e:
+        raise Hep2Error(f"config file {path} is not valid {'YAML' if path.suffix in ('.yaml', '.yml') else 'JSON'}: {e}") from None
+    if not isinstance(data, dict):
+        raise Hep2Error(f"config file {path} must hold a mapping of setting names to values")
+    return {k: v for k, v in data.items() if k not in ("name", "description")} | (
+        {"name": data["name"]} if "name" in data else {})
+
+
+def parse_overrides(items) -> dict:
+    """['ae_epochs=5', 'widths=16,32,64,128'] -> {'ae_epochs': '5', 'widths': '16,32,64,128'}."""
+    out = {}
+    for item in items or []:
+        if "=" not in item:
+            raise Hep2Error(f"--set {item!r}: write NAME=VALUE, e.g. --set ae_epochs=10")
+        k, v = item.split("=", 1)
+        out[k.strip()] = v.strip()
+    return out
+
+
+__all__ = ["Preset", "PRESETS", "get_preset", "load_config", "parse_overrides"]

@@ -1,0 +1,189 @@
+"""Figures and the one-page report (Markdown and HTML) of a run folder."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from .data.images import atomic_write_bytes  # noqa: E402
+from .evaluation import PAPER_CONFUSION  # noqa: E402
+
+
+def _save(fig, path: Path) -> None:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def _short(c: str) -> str:
+    return c.replace("_speckled", " sp.").replace("nuclear_membrane", "nuc. membrane").replace("_", " ")
+
+
+def _matrix(ax, pct, classes, title):
+    pct = np.asarray(pct, float)
+    ax.imshow(pct, cmap="Blues", vmin=0, vmax=100)
+    for i in range(len(classes)):
+        for j in range(len(classes)):
+            ax.text(j, i, f"{pct[i, j]:.1f}", ha="center", va="center", fontsize=8,
+                    color="white" if pct[i, j] > 60 else "black")
+    ax.set_xticks(range(len(classes)), [_short(c) for c in classes], rotation=35, ha="right", fontsize=8)
+    ax.set_yticks(range(len(classes)), [_short(c) for c in classes], fontsize=8)
+    ax.set_xlabel("true class")
+    ax.set_ylabel("predicted class")
+    ax.set_title(title, fontsize=9)
+
+
+def confusion_figure(metrics: dict, path: Path, caption: str) -> None:
+    """Our confusion matrix (columns = true class, percent), beside the paper's Figure 2 on SNPHEp-2."""
+    conf = metrics["confusion"]
+    paper = conf["classes"] == PAPER_CONFUSION["classes"]
+    fig, axes = plt.subplots(1, 2 if paper else 1, figsize=(10 if paper else 5.2, 4.6), squeeze=False)
+    _matrix(axes[0, 0], conf["percent"], conf["classes"], f"ours: {caption}")
+    if paper:
+        _matrix(axes[0, 1], PAPER_CONFUSION["matrix"], PAPER_CONFUSION["classes"],
+                "paper, Figure 2 (SNPHEp-2, accuracy 88.08%;\nprotocol appears to be cell-level cv)")
+    _save(fig, path)
+
+
+def reconstructions_figure(originals, recons, path: Path, caption: str) -> None:
+    n = len(originals)
+    fig, axes = plt.subplots(2, n, figsize=(1.4 * n, 3.2), squeeze=False)
+    for i in range(n):
+        for r, img in enumerate((originals[i], recons[i])):
+            axes[r, i].imshow(img, cmap="gray", vmin=0, vmax=1)
+            axes[r, i].axis("off")
+    axes[0, 0].set_title("input", fontsize=8, loc="left")
+    axes[1, 0].set_title("reconstruction", fontsize=8, loc="left")
+    fig.suptitle(caption, fontsize=9)
+    _save(fig, path)
+
+
+def curves_figure(history: dict, path: Path, caption: str) -> None:
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
+    for ax, (name, h) in zip(axes, history.items()):
+        if h:
+            ep = [r["epoch"] for r in h]
+            ax.plot(ep, [r["train_loss"] for r in h], label="train")
+            ax.plot(ep, [r["val_loss"] for r in h], label="held-out")
+            ax.set_yscale("log")
+        ax.set_xlabel("epoch")
+        ax.set_title(f"{name} ({'MSE' if name == 'autoencoder' else 'cross-entropy'})", fontsize=9)
+        ax.legend(fontsize=8)
+    fig.suptitle(caption, fontsize=9)
+    _save(fig, path)
+
+
+def markdown(metrics: dict, config: dict, cells) -> str:
+    p = metrics["protocol"]
+    acc, mca = metrics["accuracy"], metrics["mca"]
+    preset = config["preset"]["name"]
+    lines = [f"# hep2 run: {metrics['dataset']}", "",
+             f"- **Dataset**: `{metrics['dataset']}` ({len(cells)} cells, classes: {', '.join(cells.classes)})",
+             f"- **Protocol**: `{p}`: {metrics['protocol_description']}"
+             + (f"; subset `{config['subset']}`" if config.get("subset") else ""),
+             f"- **Method**: DCAE features ({config['preset']['latent']} values from Conv 5) + fully connected "
+             f"classifier {config['preset']['latent']}-{'-'.join(map(str, config['preset']['hidden']))}-"
+             f"{len(cells.classes)}",
+             f"- **Preset**: `{preset}` (input {config['preset']['size']}x{config['preset']['size']}, "
+             f"widths {config['preset']['widths']})", ""]
+    if config.get("autoencoder_saw_test_images"):
+        lines += ["> The autoencoder was trained, without labels, on images that include the held-out "
+                  "test cells of each split" + (" (cell-level cv: the paper's reading)." if p == "cv" else "."), ""]
+    else:
+        lines += ["> The autoencoder was trained on the training images only; no test image was seen.", ""]
+    lines += ["## Results", "", "| split | accuracy | mean class accuracy |", "|---|---|---|"]
+    lines += [f"| {k} | {v:.4f} | {mca['per_split'][k]:.4f} |" for k, v in acc["per_split"].items()]
+    lines += [f"| **mean ± std** | **{acc['mean']:.4f} ± {acc['std']:.4f}** | **{mca['mean']:.4f} ± {mca['std']:.4f}** |"]
+    if "full" in metrics:
+        lines += [f"| full (train/ → test/) | {metrics['full']['accuracy']:.4f} | {metrics['full']['mca']:.4f} |"]
+    if cells.classes == PAPER_CONFUSION["classes"]:
+        lines += ["", f"The paper reports {PAPER_CONFUSION['accuracy']:.2%} on SNPHEp-2 with this method; its "
+                  "protocol appears to be cell-level cross-validation, which is optimistic compared with the "
+                  "official specimen-disjoint split."]
+    lines += ["", "## Per class (pooled over splits)", "", "| class | precision | recall | F1 | support |",
+              "|---|---|---|---|---|"]
+    lines += [f"| {c} | {m['precision']:.3f} | {m['recall']:.3f} | {m['f1']:.3f} | {m['support']} |"
+              for c, m in metrics["per_class"].items()]
+    conf = metrics["confusion"]
+    lines += ["", "## Confusion matrix (rows predicted, columns true class, % of each true class)", "",
+              "| predicted \\ true | " + " | ".join(conf["classes"]) + " |", "|---" * (len(conf["classes"]) + 1) + "|"]
+    lines += [f"| {c} | " + " | ".join(f"{v:.1f}" for v in row) + " |" for c, row in zip(conf["classes"], conf["percent"])]
+    lines += ["", "![confusion](confusion.png)", "", "## Autoencoder", "",
+              f"Held-out reconstruction MSE: {metrics['reconstruction_mse']:.5f}" if metrics.get("reconstruction_mse")
+              is not None else "", "", "![reconstructions](reconstructions.png)", "", "![curves](curves.png)", "",
+              "## Time", ""]
+    lines += [f"- {k}: {v:.1f} s" for k, v in metrics["seconds"].items()]
+    lines += ["", f"Files: config.json (all settings), environment.json, data.json (fingerprint), metrics.json, "
+              "predictions.csv, features.npy + features_ids.csv, model/ (weights for `hep2 predict`).", ""]
+    return "\n".join(lines)
+
+
+def html_page(md: str, folder: Path) -> str:
+    """A self-contained HTML page from the report's Markdown subset (headings, lists, tables,
+    quotes, images embedded as data URIs)."""
+    out, table = [], []
+
+    def inline(s: str) -> str:
+        s = html.escape(s)
+        import re
+
+        s = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", s)
+        return re.sub(r"`(.+?)`", r"<code>\1</code>", s)
+
+    def flush():
+        if table:
+            rows = [r for r in table if not set(r.replace("|", "").strip()) <= {"-"}]
+            cells = [[c.strip() for c in r.strip().strip("|").split("|")] for r in rows]
+            out.append("<table><tr>" + "".join(f"<th>{inline(c)}</th>" for c in cells[0]) + "</tr>"
+                       + "".join("<tr>" + "".join(f"<td>{inline(c)}</td>" for c in r) + "</tr>" for r in cells[1:])
+                       + "</table>")
+            table.clear()
+
+    for line in md.splitlines():
+        if line.startswith("|"):
+            table.append(line)
+            continue
+        flush()
+        if line.startswith("#"):
+            level = len(line) - len(line.lstrip("#"))
+            out.append(f"<h{level}>{inline(line.lstrip('#').strip())}</h{level}>")
+        elif line.startswith("- "):
+            out.append(f"<li>{inline(line[2:])}</li>")
+        elif line.startswith("> "):
+            out.append(f"<blockquote>{inline(line[2:])}</blockquote>")
+        elif line.startswith("!["):
+            name = line[line.index("(") + 1:-1]
+            f = folder / name
+            if f.exists():
+                data = base64.b64encode(f.read_bytes()).decode()
+                out.append(f'<p><img alt="{html.escape(name)}" src="data:image/png;base64,{data}"></p>')
+        elif line.strip():
+            out.append(f"<p>{inline(line)}</p>")
+    flush()
+    style = ("body{font-family:sans-serif;max-width:1000px;margin:2em auto;padding:0 1em;color:#222}"
+             "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;"
+             "text-align:right}th{background:#f3f3f3}blockquote{border-left:4px solid #e0a000;margin:1em 0;"
+             "padding:.3em 1em;background:#fff8e0}img{max-width:100%}")
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>hep2 report</title><style>{style}</style>"
+            f"</head><body>{''.join(out)}</body></html>\n")
+
+
+def write_report(out: Path, *, metrics: dict, config: dict, cells, history: dict, originals, reconstructions) -> None:
+    caption = f"{metrics['dataset']} | protocol {metrics['protocol']} | preset {config['preset']['name']}"
+    confusion_figure(metrics, out / "confusion.png",
+                     f"{metrics['protocol']}, preset {config['preset']['name']}, accuracy "
+                     f"{metrics['accuracy']['mean']:.2%}")
+    reconstructions_figure(originals, reconstructions, out / "reconstructions.png", caption)
+    curves_figure(history, out / "curves.png", caption)
+    md = markdown(metrics, config, cells)
+    atomic_write_bytes(out / "report.md", md.encode())
+    atomic_write_bytes(out / "report.html", html_page(md, out).encode())

@@ -1,0 +1,165 @@
+"""`hep2 run`: from a dataset to a trained model, honest figures and a report in one run folder."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import platform
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import __version__
+from .data import load_images, open_dataset
+from .data.images import Preprocess, atomic_write_bytes
+from .errors import Hep2Error
+from .estimators import DCAEFeatures, MLPHead
+from .evaluation import classification_metrics, protocol_splits, summarize_protocol
+from .predict import save_model
+from .presets import Preset
+from .training import resolve_device
+
+
+def write_json(path, obj) -> None:
+    atomic_write_bytes(path, (json.dumps(obj, indent=2) + "\n").encode())
+
+
+def environment() -> dict:
+    import sklearn
+
+    return {"hep2": __version__, "python": sys.version.split()[0], "torch": torch.__version__,
+            "numpy": np.__version__, "scikit-learn": sklearn.__version__, "platform": platform.platform(),
+            "processor": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(), "cuda": torch.cuda.is_available(),
+            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+            "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+
+
+def prepare_out(out: Path, resume: bool) -> None:
+    if out.exists() and any(out.iterdir()) and not resume:
+        raise Hep2Error(f"run folder {out} already exists and is not empty: pass --resume to continue that run, "
+                        "or choose another --out")
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def run(dataset: str, *, protocol: str = "cv", cfg: Preset, out, subset: str = "train", resume: bool = False,
+        skip_bad: bool = False, verbose: bool = True, ae_on_test: bool = False) -> dict:
+    """Train the DCAE (no labels), extract features, evaluate the classifier under ``protocol``,
+    train the final classifier on all labelled training cells, and write the run folder."""
+    t_start = time.perf_counter()
+    out = Path(out)
+    prepare_out(out, resume)
+    say = print if verbose else (lambda *a, **k: None)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    cells = open_dataset(dataset, skip_bad=skip_bad)
+    splits, ae_idx = protocol_splits(cells, protocol, subset=subset, folds=cfg.cv_folds, seed=cfg.seed)
+    used = np.unique(np.concatenate([ae_idx] + [np.concatenate([a, b]) for _, a, b in splits]))
+    prep = Preprocess(cfg.size, cfg.low_pct, cfg.high_pct, cfg.use_mask)
+    say(f"hep2 run: {cells.name}, protocol {protocol}, preset {cfg.name}, {len(used)} cells -> {out}")
+    images, kept = load_images(cells, prep, skip_bad=skip_bad, progress=verbose)
+    if len(kept) != len(cells):  # --skip-bad dropped images: recompute the splits on what is left
+        say(f"skipped {len(cells) - len(kept)} unreadable images (listed in data.json)")
+        cells = kept
+        splits, ae_idx = protocol_splits(cells, protocol, subset=subset, folds=cfg.cv_folds, seed=cfg.seed)
+    if ae_on_test and protocol == "official":
+        ae_idx = np.arange(len(cells))
+    y = cells.y
+    config = {"dataset": dataset, "protocol": protocol, "subset": subset if protocol != "official" else None,
+              "method": "dcae-mlp", "autoencoder_saw_test_images": bool(protocol != "official" or ae_on_test),
+              "preset": cfg.to_dict(), "command": " ".join(sys.argv)}
+    write_json(out / "config.json", config)
+    write_json(out / "environment.json", environment() | {"device": str(resolve_device(cfg.device))})
+    write_json(out / "data.json", {"dataset": cells.name, "fingerprint": cells.fingerprint(), "n_cells": len(cells),
+                                   "classes": cells.classes, "subsets": {k: len(v) for k, v in cells.subsets.items()},
+                                   "skipped": {"count": len(cells.skipped), "files": cells.skipped}})
+
+    # 1. the autoencoder, without labels
+    t0 = time.perf_counter()
+    (out / "checkpoints").mkdir(exist_ok=True)
+    ae = DCAEFeatures(cfg, checkpoint=str(out / "checkpoints" / "dcae.pt"), resume=resume, verbose=verbose)
+    ae.fit(images[ae_idx])
+    t_ae = time.perf_counter() - t0
+    # 2. features of every cell the protocol uses
+    t0 = time.perf_counter()
+    feats = np.zeros((len(cells), cfg.latent), np.float32)
+    feats[used] = ae.transform(images[used])
+    t_feat = time.perf_counter() - t0
+    np.save(out / "features.npy.tmp.npy", feats[used])
+    os.replace(out / "features.npy.tmp.npy", out / "features.npy")
+    _write_csv(out / "features_ids.csv", ["row", "id", "label"],
+               [[r, cells.cells[i].id, cells.cells[i].label] for r, i in enumerate(used)])
+    say(f"features: {len(used)} x {cfg.latent} in {t_feat:.1f}s")
+
+    # 3. the classifier under the protocol
+    t0 = time.perf_counter()
+    per_split, rows, all_true, all_pred = {}, [], [], []
+    for name, a, b in splits:
+        clf = MLPHead.from_preset(cfg).fit(feats[a], y[a])
+        proba = _full_proba(clf, feats[b], len(cells.classes))
+        pred = proba.argmax(1)
+        per_split[name] = classification_metrics(y[b], pred, cells.classes)
+        all_true.append(y[b])
+        all_pred.append(pred)
+        rows += [[name, cells.cells[i].id, cells.classes[y[i]], cells.classes[p], *np.round(pr, 5)]
+                 for i, p, pr in zip(b, pred, proba)]
+        say(f"  {name}: accuracy {per_split[name]['accuracy']:.4f}  MCA {per_split[name]['mca']:.4f}  "
+            f"(train {len(a)}, test {len(b)})")
+    pooled = classification_metrics(np.concatenate(all_true), np.concatenate(all_pred), cells.classes)
+    extra = {}
+    train_idx = cells.subsets["train"] if protocol == "official" else ae_idx
+    final = MLPHead.from_preset(cfg).fit(feats[train_idx], y[train_idx])
+    if protocol == "official":  # also all of train/ against all of test/
+        test = cells.subsets["test"]
+        full = classification_metrics(y[test], _full_proba(final, feats[test], len(cells.classes)).argmax(1),
+                                      cells.classes)
+        extra["full"] = full
+        say(f"  full (train/ -> test/): accuracy {full['accuracy']:.4f}  MCA {full['mca']:.4f}")
+    t_clf = time.perf_counter() - t0
+    extra |= {"dataset": cells.name, "preset": cfg.name, "n_splits": len(splits),
+              "autoencoder_saw_test_images": config["autoencoder_saw_test_images"],
+              "reconstruction_mse": ae.history_[-1]["val_loss"] if ae.history_ else None,
+              "seconds": {"autoencoder": round(t_ae, 1), "features": round(t_feat, 1),
+                          "classifier": round(t_clf, 1), "total": round(time.perf_counter() - t_start, 1)}}
+    metrics = summarize_protocol(protocol, per_split, pooled, extra)
+    write_json(out / "metrics.json", metrics)
+    _write_csv(out / "predictions.csv", ["split", "id", "true", "predicted"] + [f"p_{c}" for c in cells.classes], rows)
+    save_model(out / "model", ae, final, cells.classes, cfg)
+    write_json(out / "history.json", {"autoencoder": ae.history_, "classifier": final.history_})
+
+    # 4. figures and the report
+    from .report import write_report
+
+    recon_idx = ae_idx[np.linspace(0, len(ae_idx) - 1, min(8, len(ae_idx))).astype(int)]
+    write_report(out, metrics=metrics, config=config, cells=cells, history={"autoencoder": ae.history_,
+                 "classifier": final.history_}, originals=images[recon_idx] / 255.0,
+                 reconstructions=ae.reconstruct(images[recon_idx]))
+    metrics["seconds"]["total"] = round(time.perf_counter() - t_start, 1)
+    write_json(out / "metrics.json", metrics)
+    say(f"accuracy {metrics['accuracy']['mean']:.4f} ± {metrics['accuracy']['std']:.4f}, "
+        f"MCA {metrics['mca']['mean']:.4f} ({protocol}, preset {cfg.name}, {cells.name}); "
+        f"{metrics['seconds']['total']:.0f}s")
+    say(f"report: {out / 'report.html'}")
+    return metrics
+
+
+def _full_proba(clf: MLPHead, X, n_classes: int) -> np.ndarray:
+    """Probabilities over all dataset classes (a class absent from a training split gets 0)."""
+    p = clf.predict_proba(X)
+    full = np.zeros((len(X), n_classes), np.float32)
+    full[:, clf.classes_.astype(int)] = p
+    return full
+
+
+def _write_csv(path, header, rows) -> None:
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(header)
+    w.writerows(rows)
+    atomic_write_bytes(path, buf.getvalue().encode())

@@ -1,0 +1,142 @@
+"""The one training loop: mini-batch Adam, early stopping on a held-out loss, progress, atomic
+per-epoch checkpoints and exact resume, optional bf16 autocast."""
+
+from __future__ import annotations
+
+import copy
+import io
+import math
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+from tqdm.auto import tqdm
+
+from .data.images import atomic_write_bytes
+from .errors import Hep2Error
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise Hep2Error("device 'cuda' was asked for but PyTorch sees no GPU here: use --set device=cpu or auto")
+    if name not in ("cpu", "cuda") and not name.startswith("cuda:"):
+        raise Hep2Error(f"unknown device {name!r}: use auto, cpu or cuda")
+    return torch.device(name)
+
+
+def autocast(device: torch.device, enabled: bool):
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
+
+
+def save_checkpoint(path, obj) -> None:
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def load_checkpoint(path):
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:
+        raise Hep2Error(f"cannot load checkpoint {path} ({type(e).__name__}: {e}): it is damaged or "
+                        "from another version; delete it to start again") from None
+
+
+def fit(model: torch.nn.Module, batch_loss: Callable, train: tuple, val: tuple | None = None, *,
+        epochs: int, batch_size: int, lr: float, weight_decay: float = 0.0, patience: int = 0,
+        seed: int = 0, device: torch.device | str = "cpu", amp: bool = False,
+        checkpoint: str | Path | None = None, resume: bool = False, desc: str = "training",
+        verbose: bool = True, on_epoch_end: Callable | None = None) -> list[dict]:
+    """Train ``model`` in place and leave it at its best held-out loss; return the history.
+
+    ``batch_loss(model, *tensors) -> (loss, n)`` computes the mean loss of one batch of the
+    ``train`` / ``val`` tensors (indexed together along dim 0). Each epoch reseeds the random
+    generators from ``seed`` and its number, so a run resumed from the checkpoint of epoch k ends
+    with the same model as an uninterrupted one.
+    """
+    device = torch.device(device) if isinstance(device, str) else device
+    model.to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay,
+                           foreach=device.type != "cpu" or None)
+    n = len(train[0])
+    if n == 0:
+        raise Hep2Error(f"{desc}: no training samples")
+    history: list[dict] = []
+    best, best_state, bad, start = math.inf, None, 0, 0
+    ckpt = Path(checkpoint) if checkpoint else None
+    if ckpt is not None and resume and ckpt.exists():
+        state = load_checkpoint(ckpt)
+        if state.get("n_train") != n:
+            raise Hep2Error(f"checkpoint {ckpt} was made on {state.get('n_train')} training samples, this run "
+                            f"has {n}: resume only the same run, or remove the checkpoint")
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        history, best, bad, start = state["history"], state["best"], state["bad"], state["epoch"]
+        best_state = load_checkpoint(ckpt.with_name(ckpt.stem + "-best.pt")) if state["has_best"] else None
+        if state.get("stopped"):
+            start = epochs
+        if verbose:
+            tqdm.write(f"{desc}: resumed from {ckpt} after epoch {state['epoch']}")
+    for epoch in range(start, epochs):
+        t0 = time.perf_counter()
+        torch.manual_seed(seed * 100_003 + epoch)
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
+        model.train()
+        total, seen = 0.0, 0
+        bar = tqdm(range(0, n, batch_size), desc=f"{desc} {epoch + 1}/{epochs}", unit="batch",
+                   leave=False, disable=not verbose)
+        for i in bar:
+            idx = order[i:i + batch_size]
+            batch = [t[idx].to(device, non_blocking=True) for t in train]
+            with autocast(device, amp):
+                loss, k = batch_loss(model, *batch)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total, seen = total + float(loss.detach()) * k, seen + k
+            bar.set_postfix(loss=f"{total / seen:.4g}")
+        train_loss = total / seen
+        val_loss = evaluate_loss(model, batch_loss, val, batch_size, device, amp) if val else train_loss
+        seconds = time.perf_counter() - t0
+        history.append({"epoch": epoch + 1, "train_loss": train_loss, "val_loss": val_loss,
+                        "seconds": seconds, "samples_per_s": n / seconds})
+        if val_loss < best - 1e-9:
+            best, bad = val_loss, 0
+            best_state = copy.deepcopy({k: v.detach().cpu() for k, v in model.state_dict().items()})
+        else:
+            bad += 1
+        stopped = bool(patience) and bad >= patience
+        if verbose:
+            left = (epochs - epoch - 1) * seconds
+            tqdm.write(f"{desc}: epoch {epoch + 1}/{epochs}  train {train_loss:.5g}  held-out {val_loss:.5g}  "
+                       f"{n / seconds:.1f} samples/s  {seconds:.1f}s"
+                       + ("  (early stop)" if stopped else f"  ~{left / 60:.1f} min left at most"))
+        if ckpt is not None:
+            if bad == 0:
+                save_checkpoint(ckpt.with_name(ckpt.stem + "-best.pt"), best_state)
+            save_checkpoint(ckpt, {"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch + 1,
+                                   "history": history, "best": best, "bad": bad, "has_best": best_state is not None,
+                                   "stopped": stopped, "n_train": n})
+        if on_epoch_end is not None:
+            on_epoch_end(epoch + 1)
+        if stopped:
+            break
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    model.eval()
+    return history
+
+
+@torch.inference_mode()
+def evaluate_loss(model, batch_loss, data: tuple, batch_size: int, device, amp: bool = False) -> float:
+    model.eval()
+    total, seen = 0.0, 0
+    for i in range(0, len(data[0]), batch_size):
+        batch = [t[i:i + batch_size].to(device) for t in data]
+        with autocast(device, amp):
+            loss, k = batch_loss(model, *batch)
+        total, seen = total + float(loss) * k, seen + k
+    return total / max(seen, 1)

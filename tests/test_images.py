@@ -1,0 +1,237 @@
+"""Image decoding (every format to 2-D grey), normalisation, resize with padding, masks, disk cache."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import hep2.data.images as images_mod
+from hep2.data import Cell, CellSet, Preprocess, load_images, preprocess_image, read_image
+from hep2.data.images import cache_dir, normalise, resize_square
+from hep2.errors import Hep2Error
+
+
+# ------------------------------------------------------------------------------ decoding
+
+def test_png_8bit(tmp_path, images):
+    arr = images.array(20, 30, seed=1)
+    out = read_image(images.png(tmp_path / "a.png", arr))
+    assert out.dtype == np.float32 and out.shape == (20, 30)
+    np.testing.assert_array_equal(out, arr.astype(np.float32))
+
+
+def test_png_16bit(tmp_path):
+    arr = (np.arange(20 * 24, dtype=np.uint16).reshape(20, 24) * 100)
+    path = tmp_path / "a16.png"
+    Image.fromarray(arr).save(path)
+    out = read_image(path)
+    assert out.shape == (20, 24)
+    assert out.max() == arr.max() > 255  # 16-bit levels are kept, not clipped to 8 bits
+    np.testing.assert_array_equal(out, arr.astype(np.float32))
+
+
+def test_tiff_16bit(tmp_path, images):
+    arr = images.array(18, 26, seed=2, high=65535, dtype=np.uint16)
+    out = read_image(images.tiff16(tmp_path / "a.tif", arr))
+    assert out.shape == (18, 26) and out.dtype == np.float32
+    assert out.max() > 40000
+    np.testing.assert_array_equal(out, arr.astype(np.float32))
+
+
+def test_tiff_rgb_channels_first(tmp_path):
+    import tifffile
+
+    arr = np.stack([np.full((10, 12), v, np.uint16) for v in (300, 600, 900)])  # C, H, W
+    tifffile.imwrite(tmp_path / "c.tiff", arr, photometric="minisblack", planarconfig="separate")
+    out = read_image(tmp_path / "c.tiff")
+    assert out.shape == (10, 12)
+    np.testing.assert_allclose(out, 600.0)
+
+
+def test_bmp(tmp_path, images):
+    arr = images.array(16, 16, seed=3)
+    out = read_image(images.bmp(tmp_path / "a.bmp", arr))
+    np.testing.assert_array_equal(out, arr.astype(np.float32))
+
+
+def test_rgb_jpeg_to_grey(tmp_path, images):
+    rgb = np.zeros((24, 32, 3), np.uint8)
+    rgb[..., 0], rgb[..., 1], rgb[..., 2] = 210, 120, 30  # grey = mean = 120
+    out = read_image(images.jpeg(tmp_path / "a.jpg", rgb))
+    assert out.shape == (24, 32) and out.ndim == 2
+    assert abs(float(out.mean()) - 120.0) < 4
+
+
+def test_rgba_and_palette_png_to_grey(tmp_path):
+    rgba = np.zeros((10, 10, 4), np.uint8)
+    rgba[..., :3], rgba[..., 3] = 90, 255
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "rgba.png")
+    assert read_image(tmp_path / "rgba.png").shape == (10, 10)
+    np.testing.assert_allclose(read_image(tmp_path / "rgba.png"), 90.0)
+    Image.fromarray(np.full((8, 9), 50, np.uint8)).convert("P").save(tmp_path / "p.png")
+    out = read_image(tmp_path / "p.png")
+    assert out.shape == (8, 9)
+    np.testing.assert_allclose(out, 50.0)
+
+
+# ------------------------------------------------------------------------------ normalisation
+
+def test_normalise_maps_percentiles_to_unit_range():
+    arr = np.arange(1000, dtype=np.float32).reshape(25, 40) + 7  # 7 .. 1006
+    out = normalise(arr, 1.0, 99.0)
+    assert out.dtype == np.float32
+    assert out.min() == 0.0 and out.max() == 1.0
+    lo, hi = np.percentile(arr, [1.0, 99.0])
+    np.testing.assert_allclose(out[10, 10], (arr[10, 10] - lo) / (hi - lo), rtol=1e-5)
+    assert (out == 0).sum() == 10 and (out == 1).sum() == 10  # clipped tails, about 1% each
+
+
+def test_normalise_dim_image_is_stretched_and_constant_image_is_zero():
+    dim = np.random.default_rng(0).uniform(10, 40, (30, 30)).astype(np.float32)  # dim raw levels
+    out = normalise(dim)
+    assert out.max() == pytest.approx(1.0) and out.min() == pytest.approx(0.0)
+    flat = normalise(np.full((10, 10), 77, np.float32))
+    assert np.all(flat == 0) and not np.isnan(flat).any()
+
+
+def test_normalise_with_mask_zeroes_outside_and_uses_inside_levels():
+    arr = np.zeros((10, 10), np.float32)
+    arr[:, 5:] = np.linspace(100, 200, 50).reshape(10, 5)
+    arr[:, :5] = 5000  # a bright artefact outside the cell
+    mask = np.zeros((10, 10), bool)
+    mask[:, 5:] = True
+    out = normalise(arr, 0.0, 100.0, mask)
+    assert np.all(out[:, :5] == 0)
+    assert out[:, 5:].max() == pytest.approx(1.0) and out[:, 5:].min() == pytest.approx(0.0)
+
+
+# ------------------------------------------------------------------------------ resize
+
+def test_resize_keeps_aspect_and_pads_with_zeros():
+    arr = np.ones((20, 40), np.float32)  # wide: 40 -> 32, 20 -> 16, padded 8 rows above and below
+    out = resize_square(arr, 32)
+    assert out.shape == (32, 32) and out.dtype == np.float32
+    assert np.all(out[:8] == 0) and np.all(out[24:] == 0)
+    np.testing.assert_allclose(out[8:24], 1.0, atol=1e-5)
+    tall = resize_square(np.ones((50, 25), np.float32), 20)  # 50 -> 20, 25 -> 10: 5 columns each side
+    assert np.all(tall[:, :5] == 0) and np.all(tall[:, 15:] == 0)
+    np.testing.assert_allclose(tall[:, 5:15], 1.0, atol=1e-5)
+
+
+def test_resize_stretch_and_upscale():
+    out = resize_square(np.ones((20, 40), np.float32), 32, keep_aspect=False)
+    np.testing.assert_allclose(out, 1.0, atol=1e-5)
+    up = resize_square(np.ones((8, 8), np.float32), 64)
+    assert up.shape == (64, 64)
+    np.testing.assert_allclose(up, 1.0, atol=1e-5)
+
+
+def test_preprocess_image_shape_range_and_padding(tmp_path, images):
+    path = images.tiff16(tmp_path / "dim.tif", images.array(30, 60, seed=4, high=3000, dtype=np.uint16))
+    out = preprocess_image(path, Preprocess(size=40))
+    assert out.shape == (40, 40) and out.dtype == np.float32
+    assert 0.0 <= out.min() and out.max() <= 1.0
+    assert out.max() > 0.95  # a dim 16-bit image is stretched to the full range
+    assert np.all(out[:10] == 0) and np.all(out[30:] == 0)  # 30x60 -> 20x40, padded 10 rows each side
+
+
+def test_preprocess_applies_mask(tmp_path, images):
+    img = images.png(tmp_path / "c.png", np.full((20, 20), 150, np.uint8) + np.arange(20, dtype=np.uint8))
+    m = np.zeros((20, 20), np.uint8)
+    m[:, 10:] = 255
+    mask = images.png(tmp_path / "c_Mask.png", m)
+    with_mask = preprocess_image(img, Preprocess(size=20), mask)
+    assert np.all(with_mask[:, :10] == 0) and with_mask[:, 11:].max() > 0.5
+    without = preprocess_image(img, Preprocess(size=20, use_mask=False), mask)
+    assert without[:, :9].max() > 0  # the mask is ignored when use_mask is off
+
+
+def test_mask_of_another_size_is_an_error(tmp_path, images):
+    img = images.png(tmp_path / "c.png", images.array(20, 20))
+    mask = images.png(tmp_path / "c_Mask.png", np.full((10, 12), 255, np.uint8))
+    with pytest.raises(Hep2Error, match=r"c_Mask\.png is 12x10 but its image .*c\.png is 20x20"):
+        preprocess_image(img, Preprocess(size=16), mask)
+
+
+# ------------------------------------------------------------------------------ load_images and cache
+
+def make_set(root, images, n=4, masks=False) -> CellSet:
+    cells = []
+    for i in range(n):
+        p = images.png(root / f"{i}.png", images.array(20 + i, 24, seed=i))
+        m = images.png(root / f"{i}_Mask.png", np.full((20 + i, 24), 255, np.uint8)) if masks else None
+        cells.append(Cell(str(i), p, "nucleolar" if i % 2 else "golgi", mask=m))
+    return CellSet("tiny", cells)
+
+
+@pytest.fixture
+def fresh_cache(tmp_path, monkeypatch):
+    d = tmp_path / "cache"
+    monkeypatch.setenv("HEP2_CACHE", str(d))
+    assert cache_dir() == d
+    return d
+
+
+def _raise(*a, **k):
+    raise AssertionError("preprocess_image called: the cache was not used")
+
+
+def test_load_images_values(tmp_path, images, fresh_cache):
+    cs = make_set(tmp_path / "imgs", images)
+    arr, kept = load_images(cs, Preprocess(size=16))
+    assert arr.shape == (4, 16, 16) and arr.dtype == np.uint8
+    assert kept is cs
+    want = np.round(preprocess_image(cs.cells[2].path, Preprocess(size=16)) * 255).astype(np.uint8)
+    np.testing.assert_array_equal(arr[2], want)
+    assert arr.max() > 200  # normalised to the full range before the uint8 cast
+
+
+def test_cache_second_call_does_not_decode(tmp_path, images, fresh_cache, monkeypatch):
+    cs = make_set(tmp_path / "imgs", images, masks=True)
+    first, _ = load_images(cs, Preprocess(size=16))
+    entries = list((fresh_cache / "images").glob("*.npz"))
+    assert len(entries) == 1
+    assert not list((fresh_cache / "images").glob(".*tmp"))  # written atomically, nothing left behind
+    monkeypatch.setattr(images_mod, "preprocess_image", _raise)
+    second, _ = load_images(cs, Preprocess(size=16))
+    np.testing.assert_array_equal(first, second)
+    with pytest.raises(AssertionError, match="cache was not used"):
+        load_images(cs, Preprocess(size=16), cache=False)  # cache=False always decodes
+
+
+def test_cache_key_changes_with_settings(tmp_path, images, fresh_cache, monkeypatch):
+    cs = make_set(tmp_path / "imgs", images)
+    load_images(cs, Preprocess(size=16))
+    load_images(cs, Preprocess(size=24))
+    load_images(cs, Preprocess(size=16, high_pct=90.0))
+    assert len(list((fresh_cache / "images").glob("*.npz"))) == 3
+    monkeypatch.setattr(images_mod, "preprocess_image", _raise)
+    with pytest.raises(AssertionError):
+        load_images(cs, Preprocess(size=16, keep_aspect=False))
+
+
+def test_cache_key_changes_with_file_content(tmp_path, images, fresh_cache, monkeypatch):
+    cs = make_set(tmp_path / "imgs", images)
+    before, _ = load_images(cs, Preprocess(size=16))
+    images.png(cs.cells[1].path, np.zeros((30, 10), np.uint8) + np.arange(10, dtype=np.uint8) * 20)
+    after, _ = load_images(cs, Preprocess(size=16))
+    assert len(list((fresh_cache / "images").glob("*.npz"))) == 2
+    np.testing.assert_array_equal(before[[0, 2, 3]], after[[0, 2, 3]])
+    assert not np.array_equal(before[1], after[1])
+    assert np.all(after[1][:, :5] == 0)  # the new 30x10 image is padded left and right
+
+
+def test_damaged_cache_entry_is_rebuilt(tmp_path, images, fresh_cache):
+    cs = make_set(tmp_path / "imgs", images)
+    first, _ = load_images(cs, Preprocess(size=16))
+    (entry,) = (fresh_cache / "images").glob("*.npz")
+    entry.write_bytes(b"not an npz file")
+    again, _ = load_images(cs, Preprocess(size=16))
+    np.testing.assert_array_equal(first, again)
+    assert entry.stat().st_size > 100
+
+
+def test_load_images_empty_set_is_an_error():
+    with pytest.raises(Hep2Error, match="empty.*no images"):
+        load_images(CellSet("empty", []))
