@@ -23,6 +23,18 @@ def hep2_cache(_session_cache, monkeypatch) -> Path:
     return _session_cache
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _one_torch_thread():
+    """Tests use one PyTorch thread: the models are tiny, and on a busy 2-core machine a second
+    spinning OpenMP thread makes them many times slower (and timings noisy)."""
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
 @pytest.fixture(scope="session")
 def snphep2_root() -> Path:
     """The SNPHEp-2 copy in ../shared/data/snphep2; the test is skipped when it is absent."""

@@ -235,3 +235,13 @@ def test_damaged_cache_entry_is_rebuilt(tmp_path, images, fresh_cache):
 def test_load_images_empty_set_is_an_error():
     with pytest.raises(Hep2Error, match="empty.*no images"):
         load_images(CellSet("empty", []))
+
+
+def test_unwritable_cache_is_a_warning_not_a_crash(tmp_path, images, monkeypatch):
+    blocker = tmp_path / "not_a_folder"
+    blocker.write_text("a file where the cache folder should be")
+    monkeypatch.setenv("HEP2_CACHE", str(blocker / "cache"))
+    cs = make_set(tmp_path / "imgs", images, n=2)
+    with pytest.warns(UserWarning, match="cannot write the image cache .*HEP2_CACHE"):
+        arr, kept = load_images(cs, Preprocess(size=8))
+    assert arr.shape == (2, 8, 8) and arr.max() > 0

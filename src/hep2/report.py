@@ -46,7 +46,8 @@ def confusion_figure(metrics: dict, path: Path, caption: str) -> None:
     """Our confusion matrix (columns = true class, percent), beside the paper's Figure 2 on SNPHEp-2."""
     conf = metrics["confusion"]
     paper = conf["classes"] == PAPER_CONFUSION["classes"]
-    fig, axes = plt.subplots(1, 2 if paper else 1, figsize=(10 if paper else 5.2, 4.6), squeeze=False)
+    fig, axes = plt.subplots(1, 2 if paper else 1, figsize=(11 if paper else 5.2, 4.6), squeeze=False,
+                             gridspec_kw={"wspace": 0.45})
     _matrix(axes[0, 0], conf["percent"], conf["classes"], f"ours: {caption}")
     if paper:
         _matrix(axes[0, 1], PAPER_CONFUSION["matrix"], PAPER_CONFUSION["classes"],

@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import tempfile
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -182,7 +183,11 @@ def load_images(cells: CellSet, prep: Preprocess = Preprocess(), *, skip_bad: bo
         buf = io.BytesIO()
         np.savez(buf, images=images, bad_paths=np.array([b[0] for b in bad], dtype=str),
                  bad_reasons=np.array([b[1] for b in bad], dtype=str))
-        atomic_write_bytes(cache_file, buf.getvalue())
+        try:
+            atomic_write_bytes(cache_file, buf.getvalue())
+        except OSError as e:  # the cache only saves time: a read-only cache folder is not fatal
+            warnings.warn(f"cannot write the image cache {cache_file} ({e.strerror or e}); images will be "
+                          "decoded again next time: set HEP2_CACHE to a writable folder", stacklevel=2)
     return _finish(images, cells, bad, skip_bad)
 
 

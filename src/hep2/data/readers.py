@@ -87,10 +87,11 @@ def _listdir(path: Path):
 
 
 def _files_under(path: Path) -> list[Path]:
-    """Every file under a folder, sorted; an unreadable subfolder is an error, not a silent gap."""
+    """Every file under a folder, sorted; an unreadable subfolder is an error, not a silent gap.
+    Linked subfolders are not followed (as with rglob), so a link loop cannot recurse forever."""
     out = []
     for p in _listdir(path):
-        if p.is_dir():
+        if p.is_dir() and not p.is_symlink():
             out += _files_under(p)
         else:
             out.append(p)
