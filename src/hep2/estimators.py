@@ -20,17 +20,19 @@ from sklearn.preprocessing import StandardScaler
 from .errors import Hep2Error
 from .models import DCAE, MLP
 from .presets import Preset, get_preset
-from .training import autocast, fit, resolve_device
+from .training import autocast, fit, resolve_device, torch_threads
 
 
-def image_tensor(X, size: int | None = None) -> torch.Tensor:
-    """Images or paths -> uint8 tensor (N, 1, S, S)."""
+def image_tensor(X, size: int | None = None, prep=None) -> torch.Tensor:
+    """Images or paths -> uint8 tensor (N, 1, S, S); paths are preprocessed with ``prep``
+    (a ``Preprocess``; by default its defaults at ``size``)."""
     if isinstance(X, (list, tuple)) and X and isinstance(X[0], (str, Path)):
         from .data.images import Preprocess, preprocess_image
 
         if size is None:
             raise Hep2Error("image paths given but no input size known: fit the model first")
-        X = np.stack([np.round(preprocess_image(p, Preprocess(size=size)) * 255) for p in X]).astype(np.uint8)
+        prep = prep or Preprocess(size=size)
+        X = np.stack([np.round(preprocess_image(p, prep) * 255) for p in X]).astype(np.uint8)
     X = np.asarray(X)
     if X.ndim == 3:
         X = X[:, None]
@@ -42,6 +44,13 @@ def image_tensor(X, size: int | None = None) -> torch.Tensor:
     if X.dtype != np.uint8:
         X = np.round(np.clip(X.astype(np.float32), 0, 1) * 255).astype(np.uint8)
     return torch.from_numpy(np.ascontiguousarray(X))
+
+
+def _preprocess(cfg: Preset):
+    """The preset's preprocessing, the same as ``hep2 run`` applies to a dataset's images."""
+    from .data.images import Preprocess
+
+    return Preprocess(cfg.size, cfg.low_pct, cfg.high_pct, cfg.use_mask)
 
 
 def _augment(x: torch.Tensor) -> torch.Tensor:
@@ -69,7 +78,7 @@ class DCAEFeatures(TransformerMixin, BaseEstimator):
         cfg = self._config()
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
-        x = image_tensor(X, cfg.size)
+        x = image_tensor(X, cfg.size, _preprocess(cfg))
         device = resolve_device(cfg.device)
         torch.manual_seed(cfg.seed)
         self.model_ = DCAE(cfg.size, cfg.widths, cfg.latent, latent_activation=cfg.latent_activation,
@@ -96,7 +105,7 @@ class DCAEFeatures(TransformerMixin, BaseEstimator):
 
     @torch.inference_mode()
     def _batches(self, X, fn, batch_size: int = 256):
-        x = image_tensor(X, self.config_.size)
+        x = image_tensor(X, self.config_.size, _preprocess(self.config_))
         device = next(self.model_.parameters()).device
         self.model_.eval()
         out = []
@@ -165,10 +174,11 @@ class MLPHead(ClassifierMixin, BaseEstimator):
         def loss(model, xb, yb):
             return torch.nn.functional.cross_entropy(model(xb).float(), yb), len(yb)
 
-        self.history_ = fit(self.net_, loss, (xt[tr], yt[tr]), (xt[va], yt[va]) if va is not None else None,
-                            epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
-                            weight_decay=self.weight_decay, patience=self.patience if va is not None else 0,
-                            seed=self.seed, device=device, desc="classifier", verbose=self.verbose)
+        with torch_threads(1 if device.type == "cpu" else torch.get_num_threads()):
+            self.history_ = fit(self.net_, loss, (xt[tr], yt[tr]), (xt[va], yt[va]) if va is not None else None,
+                                epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
+                                weight_decay=self.weight_decay, patience=self.patience if va is not None else 0,
+                                seed=self.seed, device=device, desc="classifier", verbose=self.verbose)
         self.net_.cpu()
         self.n_features_in_ = X.shape[1]
         return self

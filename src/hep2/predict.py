@@ -73,12 +73,15 @@ class Predictor:
         images, ok, bad = [], [], []
         for p in paths:
             try:
-                images.append(preprocess_image(p, self.prep))
+                # rounded to 8 bits, as `hep2 run` stores the images the model was trained on
+                images.append(np.round(preprocess_image(p, self.prep) * 255) / 255)
                 ok.append(Path(p))
             except Hep2Error as e:
                 if not skip_bad:
                     raise
                 bad.append(str(e))
+        if bad and not images:
+            raise Hep2Error(f"nothing to classify: none of the {len(bad)} files could be read (first: {bad[0]})")
         proba = self.predict_images(np.stack(images)) if images else np.zeros((0, len(self.classes)))
         rows = [(p, self.classes[int(pr.argmax())], pr) for p, pr in zip(ok, proba)]
         return rows, bad

@@ -59,10 +59,11 @@ def run(dataset: str, *, protocol: str = "cv", cfg: Preset, out, subset: str = "
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     cells = open_dataset(dataset, skip_bad=skip_bad)
+    if subset == "train" and "train" not in cells.subsets:
+        subset = "all"  # the default, for a layout without a train split: record what was used
     splits, ae_idx = protocol_splits(cells, protocol, subset=subset, folds=cfg.cv_folds, seed=cfg.seed)
-    used = np.unique(np.concatenate([ae_idx] + [np.concatenate([a, b]) for _, a, b in splits]))
     prep = Preprocess(cfg.size, cfg.low_pct, cfg.high_pct, cfg.use_mask)
-    say(f"hep2 run: {cells.name}, protocol {protocol}, preset {cfg.name}, {len(used)} cells -> {out}")
+    say(f"hep2 run: {cells.name}, protocol {protocol}, preset {cfg.name}, {len(cells)} cells -> {out}")
     images, kept = load_images(cells, prep, skip_bad=skip_bad, progress=verbose)
     if len(kept) != len(cells):  # --skip-bad dropped images: recompute the splits on what is left
         say(f"skipped {len(cells) - len(kept)} unreadable images (listed in data.json)")
@@ -70,10 +71,15 @@ def run(dataset: str, *, protocol: str = "cv", cfg: Preset, out, subset: str = "
         splits, ae_idx = protocol_splits(cells, protocol, subset=subset, folds=cfg.cv_folds, seed=cfg.seed)
     if ae_on_test and protocol == "official":
         ae_idx = np.arange(len(cells))
+    # the cells that get features: the autoencoder's, every split's, and all of test/ for `full`
+    full_test = [cells.subsets["test"]] if protocol == "official" else []
+    used = np.unique(np.concatenate([ae_idx, *full_test] + [np.concatenate([a, b]) for _, a, b in splits]))
     y = cells.y
     config = {"dataset": dataset, "protocol": protocol, "subset": subset if protocol != "official" else None,
               "method": "dcae-mlp", "autoencoder_saw_test_images": bool(protocol != "official" or ae_on_test),
               "preset": cfg.to_dict(), "command": " ".join(sys.argv)}
+    if resume and (out / "config.json").exists():
+        _check_same_run(out, config)
     write_json(out / "config.json", config)
     write_json(out / "environment.json", environment() | {"device": str(resolve_device(cfg.device))})
     write_json(out / "data.json", {"dataset": cells.name, "fingerprint": cells.fingerprint(), "n_cells": len(cells),
@@ -91,8 +97,9 @@ def run(dataset: str, *, protocol: str = "cv", cfg: Preset, out, subset: str = "
     feats = np.zeros((len(cells), cfg.latent), np.float32)
     feats[used] = ae.transform(images[used])
     t_feat = time.perf_counter() - t0
-    np.save(out / "features.npy.tmp.npy", feats[used])
-    os.replace(out / "features.npy.tmp.npy", out / "features.npy")
+    buf = io.BytesIO()
+    np.save(buf, feats[used])
+    atomic_write_bytes(out / "features.npy", buf.getvalue())
     _write_csv(out / "features_ids.csv", ["row", "id", "label"],
                [[r, cells.cells[i].id, cells.cells[i].label] for r, i in enumerate(used)])
     say(f"features: {len(used)} x {cfg.latent} in {t_feat:.1f}s")
@@ -124,7 +131,8 @@ def run(dataset: str, *, protocol: str = "cv", cfg: Preset, out, subset: str = "
     t_clf = time.perf_counter() - t0
     extra |= {"dataset": cells.name, "preset": cfg.name, "n_splits": len(splits),
               "autoencoder_saw_test_images": config["autoencoder_saw_test_images"],
-              "reconstruction_mse": ae.history_[-1]["val_loss"] if ae.history_ else None,
+              # the held-out loss of the model kept (the best epoch), not of the last epoch
+              "reconstruction_mse": min(h["val_loss"] for h in ae.history_) if ae.history_ else None,
               "seconds": {"autoencoder": round(t_ae, 1), "features": round(t_feat, 1),
                           "classifier": round(t_clf, 1), "total": round(time.perf_counter() - t_start, 1)}}
     metrics = summarize_protocol(protocol, per_split, pooled, extra)
@@ -147,6 +155,23 @@ def run(dataset: str, *, protocol: str = "cv", cfg: Preset, out, subset: str = "
         f"{metrics['seconds']['total']:.0f}s")
     say(f"report: {out / 'report.html'}")
     return metrics
+
+
+def _check_same_run(out: Path, config: dict) -> None:
+    """--resume continues the same run: refuse a folder made with other data or settings."""
+    try:
+        old = json.loads((out / "config.json").read_text())
+    except (OSError, ValueError) as e:
+        raise Hep2Error(f"--resume: cannot read {out / 'config.json'} ({e}): it is not a run folder of "
+                        "`hep2 run`; choose another --out") from None
+    diff = [f"{k}: {old.get(k)!r} -> {config[k]!r}" for k in ("dataset", "protocol", "subset",
+            "autoencoder_saw_test_images") if old.get(k) != config[k]]
+    before = old.get("preset") or {}
+    diff += [f"{k}: {before.get(k)!r} -> {v!r}" for k, v in config["preset"].items()
+             if k not in ("description", "threads") and before.get(k) != v]
+    if diff:
+        raise Hep2Error(f"--resume: run folder {out} was made with other settings ({'; '.join(diff)}): resume "
+                        "with the same dataset, protocol and settings, or choose another --out")
 
 
 def _full_proba(clf: MLPHead, X, n_classes: int) -> np.ndarray:

@@ -3,6 +3,7 @@ per-epoch checkpoints and exact resume, optional bf16 autocast."""
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import io
 import math
@@ -25,6 +26,18 @@ def resolve_device(name: str = "auto") -> torch.device:
     if name not in ("cpu", "cuda") and not name.startswith("cuda:"):
         raise Hep2Error(f"unknown device {name!r}: use auto, cpu or cuda")
     return torch.device(name)
+
+
+@contextlib.contextmanager
+def torch_threads(n: int):
+    """Run a block on ``n`` intra-op threads (small networks are fastest, and immune to a busy
+    machine's oversubscription, on one thread)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def autocast(device: torch.device, enabled: bool):
@@ -72,8 +85,12 @@ def fit(model: torch.nn.Module, batch_loss: Callable, train: tuple, val: tuple |
         if state.get("n_train") != n:
             raise Hep2Error(f"checkpoint {ckpt} was made on {state.get('n_train')} training samples, this run "
                             f"has {n}: resume only the same run, or remove the checkpoint")
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
+        try:
+            model.load_state_dict(state["model"])
+            opt.load_state_dict(state["optimizer"])
+        except (RuntimeError, ValueError, KeyError) as e:
+            raise Hep2Error(f"checkpoint {ckpt} does not fit this model ({str(e).splitlines()[0]}): it was made "
+                            "with other settings; resume only the same run, or remove the checkpoint") from None
         history, best, bad, start = state["history"], state["best"], state["bad"], state["epoch"]
         best_state = load_checkpoint(ckpt.with_name(ckpt.stem + "-best.pt")) if state["has_best"] else None
         if state.get("stopped"):

@@ -1,0 +1,139 @@
+"""scikit-learn compatibility of DCAEFeatures and MLPHead: clone, params, Pipeline,
+cross_val_score with GroupKFold over specimens, string labels, image paths."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.base import clone
+from sklearn.model_selection import GroupKFold, cross_val_score
+from sklearn.pipeline import make_pipeline
+
+from hep2.data import load_images, open_dataset
+from hep2.data.images import Preprocess
+from hep2.errors import Hep2Error
+from hep2.estimators import DCAEFeatures, MLPHead
+from hep2.presets import PRESETS
+
+
+@pytest.fixture(scope="module")
+def synth(_session_cache):
+    """synthetic:6 (30 cells, 20 specimens) at the tiny preset's 32x32: images, string labels, specimens."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HEP2_CACHE", str(_session_cache))
+        cells = open_dataset("synthetic:6")
+        imgs, _ = load_images(cells, Preprocess(32))
+    labels = np.array([cells.classes[i] for i in cells.y])
+    return cells, imgs, labels, cells.specimens
+
+
+@pytest.fixture(scope="module")
+def fitted_ae(synth):
+    _, imgs, _, _ = synth
+    return DCAEFeatures(preset="tiny", settings={"ae_epochs": 2}).fit(imgs)
+
+
+def test_clone_and_params_roundtrip():
+    ae = DCAEFeatures(preset="tiny", settings={"ae_epochs": 2}, verbose=False)
+    params = ae.get_params()
+    assert params == {"preset": "tiny", "settings": {"ae_epochs": 2}, "checkpoint": None, "resume": False,
+                      "verbose": False}
+    c = clone(ae)
+    assert c is not ae and c.get_params() == params
+    assert not hasattr(c, "model_")
+    ae.set_params(settings={"latent": 64})
+    assert ae._config().latent == 64 and c._config().latent == PRESETS["tiny"].latent
+
+    head = MLPHead(hidden=(16,), epochs=20)
+    hp = head.get_params()
+    assert hp["hidden"] == (16,) and hp["epochs"] == 20 and hp["dropout"] == 0.5
+    assert clone(head).get_params() == hp
+    assert head.set_params(lr=0.5) is head and head.lr == 0.5
+
+    pipe = make_pipeline(DCAEFeatures(preset="tiny"), MLPHead())
+    pipe.set_params(dcaefeatures__settings={"ae_epochs": 1}, mlphead__epochs=3)
+    assert pipe.get_params()["dcaefeatures__settings"] == {"ae_epochs": 1}
+    assert clone(pipe).get_params()["mlphead__epochs"] == 3
+
+
+def test_a_preset_object_is_a_valid_parameter():
+    cfg = PRESETS["tiny"].override({"ae_epochs": 1})
+    ae = DCAEFeatures(preset=cfg)
+    assert ae._config() is cfg and clone(ae)._config() == cfg
+
+
+def test_pipeline_cross_validates_with_groupkfold_over_specimens(synth):
+    _, imgs, labels, specimens = synth
+    pipe = make_pipeline(DCAEFeatures(preset="tiny", settings={"ae_epochs": 2}), MLPHead(hidden=(16,), epochs=20))
+    scores = cross_val_score(pipe, imgs, labels, cv=GroupKFold(3), groups=specimens)
+    assert scores.shape == (3,)
+    assert np.all(np.isfinite(scores)) and np.all((scores >= 0) & (scores <= 1))
+
+
+def test_transform_gives_float32_latent_features(fitted_ae, synth):
+    _, imgs, _, _ = synth
+    f = fitted_ae.transform(imgs)
+    assert f.shape == (len(imgs), PRESETS["tiny"].latent) and f.dtype == np.float32
+    assert np.all(np.isfinite(f)) and f.min() >= 0
+    # float input in [0, 1] and (N, 1, S, S) give the same features as uint8 (N, S, S)
+    np.testing.assert_allclose(fitted_ae.transform(imgs[:, None] / 255.0), f, rtol=1e-5, atol=1e-6)
+    assert fitted_ae.get_feature_names_out()[0] == "conv5_0"
+    assert len(fitted_ae.get_feature_names_out()) == f.shape[1]
+    rec = fitted_ae.reconstruct(imgs[:4])
+    assert rec.shape == (4, 32, 32) and rec.min() >= 0 and rec.max() <= 1
+    assert fitted_ae.history_ and len(fitted_ae.history_) <= 2
+
+
+def test_transform_accepts_image_paths_after_fit(fitted_ae, synth):
+    cells, imgs, _, _ = synth
+    paths = [str(p) for p in cells.paths[:5]]
+    np.testing.assert_allclose(fitted_ae.transform(paths), fitted_ae.transform(imgs[:5]), rtol=1e-5, atol=1e-6)
+    assert fitted_ae.transform(cells.paths[:2]).shape == (2, PRESETS["tiny"].latent)   # Path objects too
+
+
+def test_image_paths_use_the_presets_preprocessing(synth):
+    """Paths are preprocessed with the fitted preset's settings, as the images it was fitted on."""
+    cells, _, _, _ = synth
+    prep = Preprocess(32, low_pct=20.0, high_pct=90.0)
+    imgs, _ = load_images(cells, prep)
+    ae = DCAEFeatures(preset="tiny", settings={"ae_epochs": 1, "low_pct": 20, "high_pct": 90}).fit(imgs)
+    np.testing.assert_allclose(ae.transform([str(p) for p in cells.paths[:4]]), ae.transform(imgs[:4]),
+                               rtol=1e-5, atol=1e-6)
+
+
+def test_wrong_image_size_is_a_clear_error(fitted_ae):
+    with pytest.raises(Hep2Error, match=r"48x48.*32x32"):
+        fitted_ae.transform(np.zeros((2, 48, 48), np.uint8))
+    with pytest.raises(Hep2Error, match="shape"):
+        fitted_ae.transform(np.zeros((2, 32, 30), np.uint8))
+    with pytest.raises(Hep2Error, match=r"48x48.*32x32"):
+        DCAEFeatures(preset="tiny").fit(np.zeros((4, 48, 48), np.uint8))
+
+
+def test_mlphead_probabilities_and_string_labels(fitted_ae, synth):
+    _, imgs, labels, _ = synth
+    X = fitted_ae.transform(imgs)
+    head = MLPHead(hidden=(16,), epochs=20).fit(X, labels)
+    assert list(head.classes_) == sorted(set(labels))
+    proba = head.predict_proba(X)
+    assert proba.shape == (len(X), 5) and proba.dtype == np.float32
+    np.testing.assert_allclose(proba.sum(1), 1, atol=1e-5)
+    pred = head.predict(X)
+    assert pred.dtype.kind == "U" and set(pred) <= set(labels)
+    assert np.array_equal(pred, head.classes_[proba.argmax(1)])
+    assert 0 <= head.score(X, labels) <= 1
+    assert head.n_features_in_ == X.shape[1]
+    assert 1 <= len(head.history_) <= 20
+
+
+def test_mlphead_is_reproducible_for_a_seed(fitted_ae, synth):
+    _, imgs, labels, _ = synth
+    X = fitted_ae.transform(imgs)
+    a = MLPHead(hidden=(8,), epochs=5, seed=3).fit(X, labels).predict_proba(X)
+    b = MLPHead(hidden=(8,), epochs=5, seed=3).fit(X, labels).predict_proba(X)
+    np.testing.assert_array_equal(a, b)
+
+
+def test_mlphead_needs_two_classes():
+    with pytest.raises(Hep2Error, match="two classes"):
+        MLPHead(epochs=1).fit(np.zeros((6, 3)), ["a"] * 6)

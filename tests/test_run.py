@@ -1,0 +1,366 @@
+"""`hep2 run` end to end on small synthetic sets (and SNPHEp-2 when present), the run folder it
+writes, resume, its errors, and `hep2 predict` with the saved model."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+import hep2.estimators as estimators_mod
+from hep2.cli import main
+from hep2.data.synthetic import make_synthetic
+from hep2.predict import Predictor
+from hep2.training import load_checkpoint
+
+CLASSES = ["homogeneous", "coarse_speckled", "fine_speckled", "nucleolar", "centromere"]
+GROUPED = ["synthetic:12", "--protocol", "grouped", "--preset", "tiny", "--set", "ae_epochs=2",
+           "--set", "mlp_epochs=20", "--quiet"]
+RUN_FILES = ["config.json", "environment.json", "data.json", "model/dcae.pt", "model/classifier.pt", "features.npy",
+             "features_ids.csv", "metrics.json", "predictions.csv", "confusion.png", "reconstructions.png",
+             "curves.png", "report.html", "report.md"]
+
+
+def _csv(path):
+    with open(path, newline="") as f:
+        return list(csv.reader(f))
+
+
+def _json(path):
+    return json.loads(path.read_text())
+
+
+def _without_times(metrics):
+    return {k: v for k, v in metrics.items() if k != "seconds"}
+
+
+def _same_weights(a, b):
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.fixture(scope="module")
+def cache(_session_cache):
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HEP2_CACHE", str(_session_cache))
+        yield _session_cache
+
+
+@pytest.fixture(scope="module")
+def grouped_run(cache, tmp_path_factory):
+    """One finished grouped run on synthetic:12 (60 cells, 20 specimens), shared by the tests below."""
+    out = tmp_path_factory.mktemp("runs") / "grouped"
+    assert main(["run", *GROUPED, "--out", str(out)]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def split_folder(cache, tmp_path_factory):
+    """A folder layout with train/ and test/ (5 synthetic cells per class each) and no specimens.csv
+    at the root: no specimen IDs."""
+    root = tmp_path_factory.mktemp("splitdata")
+    make_synthetic(root / "train", per_class=6, specimens=5, seed=0)
+    make_synthetic(root / "test", per_class=6, specimens=5, seed=1)
+    return root
+
+
+# ------------------------------------------------------------------------------ the run folder
+
+def test_run_writes_every_file(grouped_run):
+    missing = [f for f in RUN_FILES if not (grouped_run / f).is_file() or (grouped_run / f).stat().st_size == 0]
+    assert missing == []
+    assert not list(grouped_run.rglob("*.tmp"))
+    umask = os.umask(0)
+    os.umask(umask)
+    for f in ("report.html", "metrics.json", "model/dcae.pt"):   # readable like any file, not 0600
+        assert (grouped_run / f).stat().st_mode & 0o777 == 0o666 & ~umask
+    for png in ("confusion.png", "reconstructions.png", "curves.png"):
+        assert (grouped_run / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_config_environment_and_data_json(grouped_run):
+    config = _json(grouped_run / "config.json")
+    assert config["dataset"] == "synthetic:12" and config["protocol"] == "grouped"
+    assert config["subset"] == "all"            # synthetic has no train split: the whole set is used
+    assert config["preset"]["name"] == "tiny" and config["preset"]["ae_epochs"] == 2
+    assert config["preset"]["mlp_epochs"] == 20 and config["preset"]["size"] == 32
+    assert config["autoencoder_saw_test_images"] is True
+    env = _json(grouped_run / "environment.json")
+    assert {"hep2", "python", "torch", "numpy", "scikit-learn", "device", "torch_threads", "cpu_count"} <= set(env)
+    assert env["torch"] == torch.__version__
+    data = _json(grouped_run / "data.json")
+    assert data["n_cells"] == 60 and data["classes"] == CLASSES
+    assert isinstance(data["fingerprint"], str) and len(data["fingerprint"]) == 16
+    assert data["skipped"]["count"] == 0
+
+
+def test_metrics_json(grouped_run):
+    m = _json(grouped_run / "metrics.json")
+    assert m["protocol"] == "grouped"
+    acc = m["accuracy"]
+    assert set(acc) == {"mean", "std", "per_split"}
+    assert list(acc["per_split"]) == [f"fold-{k}" for k in range(1, 6)]
+    values = list(acc["per_split"].values())
+    assert all(0 <= v <= 1 for v in values)
+    assert acc["mean"] == pytest.approx(np.mean(values))
+    assert acc["std"] == pytest.approx(np.std(values, ddof=1))
+    assert set(m["mca"]) == {"mean", "std", "per_split"} and 0 <= m["mca"]["mean"] <= 1
+    assert list(m["per_class"]) == CLASSES
+    assert all(set(v) == {"precision", "recall", "f1", "support"} for v in m["per_class"].values())
+    assert sum(v["support"] for v in m["per_class"].values()) == 60     # each cell tested once
+    conf = m["confusion"]
+    assert conf["classes"] == CLASSES and conf["rows"] == "predicted" and conf["columns"] == "true"
+    counts, pct = np.array(conf["counts"]), np.array(conf["percent"])
+    assert counts.shape == pct.shape == (5, 5) and counts.sum() == 60
+    np.testing.assert_allclose(pct.sum(0), 100, atol=0.05)                # columns (true class) sum to 100 %
+    hist = _json(grouped_run / "history.json")
+    assert m["reconstruction_mse"] == pytest.approx(min(h["val_loss"] for h in hist["autoencoder"]))
+    assert m["preset"] == "tiny" and m["dataset"] == "synthetic:12"
+
+
+def test_predictions_csv(grouped_run):
+    rows = _csv(grouped_run / "predictions.csv")
+    header, body = rows[0], rows[1:]
+    for col in ("id", "true", "predicted"):
+        assert col in header
+    assert header[-5:] == [f"p_{c}" for c in CLASSES]
+    assert len(body) == 60
+    ids = [r[header.index("id")] for r in body]
+    assert len(set(ids)) == 60                       # every cell predicted once, in its held-out fold
+    proba = np.array([[float(v) for v in r[-5:]] for r in body])
+    np.testing.assert_allclose(proba.sum(1), 1, atol=1e-3)
+    pred = [r[header.index("predicted")] for r in body]
+    assert pred == [CLASSES[i] for i in proba.argmax(1)]
+    assert {r[header.index("true")] for r in body} == set(CLASSES)
+    m = _json(grouped_run / "metrics.json")
+    correct = sum(r[header.index("true")] == r[header.index("predicted")] for r in body)
+    assert np.trace(np.array(m["confusion"]["counts"])) == correct
+
+
+def test_features_and_their_ids(grouped_run):
+    feats = np.load(grouped_run / "features.npy")
+    ids = _csv(grouped_run / "features_ids.csv")
+    assert ids[0] == ["row", "id", "label"]
+    assert feats.shape == (len(ids) - 1, 256) and feats.dtype == np.float32
+    assert [int(r[0]) for r in ids[1:]] == list(range(60))
+    pred_ids = {r[1] for r in _csv(grouped_run / "predictions.csv")[1:]}
+    assert {r[1] for r in ids[1:]} == pred_ids
+    assert {r[2] for r in ids[1:]} == set(CLASSES)
+
+
+def test_report_names_protocol_preset_and_dataset(grouped_run):
+    md = (grouped_run / "report.md").read_text()
+    assert "grouped" in md and "`tiny`" in md and "synthetic:12" in md
+    assert "fold-5" in md and "mean ± std" in md
+    assert "autoencoder was trained, without labels, on images that include the held-out" in md
+    page = (grouped_run / "report.html").read_text()
+    assert page.startswith("<!doctype html>") and "grouped" in page and "tiny" in page
+    assert page.count("data:image/png;base64,") == 3            # the three figures, embedded
+
+
+def test_saved_model_reproduces_the_run_features(grouped_run, cache):
+    """`hep2 predict`'s pipeline preprocesses files as the run did: its probabilities for the
+    run's own images equal the saved classifier applied to the run's features.npy."""
+    p = Predictor(grouped_run)
+    assert p.classes == CLASSES and p.config.name == "tiny" and p.config.size == 32
+    root = next((cache / "synthetic").glob("pc12-*"))
+    ids = [r[1] for r in _csv(grouped_run / "features_ids.csv")[1:7]]
+    rows, bad = p.predict_files([root / i for i in ids])
+    assert bad == [] and [r[0] for r in rows] == [root / i for i in ids]
+    feats = torch.from_numpy(np.load(grouped_run / "features.npy")[:6])
+    with torch.no_grad():
+        expected = torch.softmax(p.mlp((feats - p.mean) / p.scale), dim=1).numpy()
+    np.testing.assert_allclose(np.stack([r[2] for r in rows]), expected, rtol=0, atol=1e-5)
+
+
+# ------------------------------------------------------------------------------ resume and refusals
+
+def test_existing_run_folder_is_refused_without_resume(grouped_run, capsys):
+    before = (grouped_run / "metrics.json").read_bytes()
+    assert main(["run", *GROUPED, "--out", str(grouped_run)]) == 2
+    err = capsys.readouterr().err
+    assert str(grouped_run) in err and "--resume" in err and "Traceback" not in err
+    assert (grouped_run / "metrics.json").read_bytes() == before
+
+
+def test_resume_of_a_finished_run(grouped_run, tmp_path):
+    out = tmp_path / "copy"
+    shutil.copytree(grouped_run, out)
+    assert main(["run", *GROUPED, "--out", str(out), "--resume"]) == 0
+    assert _without_times(_json(out / "metrics.json")) == _without_times(_json(grouped_run / "metrics.json"))
+    assert (out / "predictions.csv").read_bytes() == (grouped_run / "predictions.csv").read_bytes()
+    assert _same_weights(load_checkpoint(out / "model/dcae.pt")["state_dict"],
+                         load_checkpoint(grouped_run / "model/dcae.pt")["state_dict"])
+
+
+def test_resume_with_other_settings_is_refused(grouped_run, tmp_path, capsys):
+    out = tmp_path / "copy"
+    shutil.copytree(grouped_run, out)
+    args = [a if a != "ae_epochs=2" else "ae_epochs=3" for a in GROUPED]
+    assert main(["run", *args, "--out", str(out), "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert str(out) in err and "ae_epochs: 2 -> 3" in err
+
+
+def test_interrupted_run_resumes_to_the_uninterrupted_result(grouped_run, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "killed"
+    real_fit = estimators_mod.fit
+
+    def interrupted(*a, **kw):
+        def stop(epoch):
+            if kw.get("desc") == "autoencoder" and epoch == 1:
+                raise KeyboardInterrupt
+        return real_fit(*a, **(kw | {"on_epoch_end": stop}))
+
+    monkeypatch.setattr(estimators_mod, "fit", interrupted)
+    assert main(["run", *GROUPED, "--out", str(out)]) == 130
+    assert "--resume" in capsys.readouterr().err
+    assert load_checkpoint(out / "checkpoints/dcae.pt")["epoch"] == 1
+    assert not (out / "metrics.json").exists()
+    monkeypatch.setattr(estimators_mod, "fit", real_fit)
+    assert main(["run", *GROUPED, "--out", str(out), "--resume"]) == 0
+    assert _same_weights(load_checkpoint(out / "model/dcae.pt")["state_dict"],
+                         load_checkpoint(grouped_run / "model/dcae.pt")["state_dict"])
+    assert _without_times(_json(out / "metrics.json")) == _without_times(_json(grouped_run / "metrics.json"))
+
+
+# ------------------------------------------------------------------------------ other protocols
+
+def test_cv_on_a_named_subset(split_folder, tmp_path):
+    out = tmp_path / "cv"
+    assert main(["run", f"folder:{split_folder}", "--protocol", "cv", "--subset", "test", "--preset", "tiny",
+                 "--set", "ae_epochs=1", "--set", "mlp_epochs=5", "--quiet", "--out", str(out)]) == 0
+    config, m = _json(out / "config.json"), _json(out / "metrics.json")
+    assert config["protocol"] == "cv" and config["subset"] == "test"
+    assert config["autoencoder_saw_test_images"] is True
+    assert m["protocol"] == "cv" and len(m["accuracy"]["per_split"]) == 5
+    ids = [r[1] for r in _csv(out / "predictions.csv")[1:]]
+    assert len(ids) == 30 and all(i.startswith("test/") for i in ids)
+    md = (out / "report.md").read_text()
+    assert "subset `test`" in md and "cell-level" in md and "held-out" in md
+
+
+def test_skip_bad_leaves_unreadable_images_out(split_folder, tmp_path, capsys):
+    data = tmp_path / "data"
+    shutil.copytree(split_folder, data)
+    broken = data / "train" / "homogeneous" / "zz_broken.png"
+    broken.write_text("not an image")
+    args = ["run", f"folder:{data}", "--protocol", "cv", "--preset", "tiny", "--set", "ae_epochs=1",
+            "--set", "mlp_epochs=5", "--quiet"]
+    assert main([*args, "--out", str(tmp_path / "strict")]) == 2
+    assert str(broken) in capsys.readouterr().err
+    out = tmp_path / "skip"
+    assert main([*args, "--out", str(out), "--skip-bad"]) == 0
+    data_json = _json(out / "data.json")
+    assert data_json["skipped"]["count"] == 1 and str(broken) in data_json["skipped"]["files"][0]
+    ids = [r[1] for r in _csv(out / "predictions.csv")[1:]]
+    assert len(ids) == 30 and all(i.startswith("train/") for i in ids)      # default subset: train
+    assert "train/homogeneous/zz_broken.png" not in ids
+    assert np.load(out / "features.npy").shape[0] == 30
+
+
+def test_unknown_subset_is_a_clear_error(split_folder, tmp_path, capsys):
+    assert main(["run", f"folder:{split_folder}", "--protocol", "cv", "--subset", "val", "--preset", "tiny",
+                 "--quiet", "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err
+    assert "--subset 'val'" in err and "train" in err and "test" in err
+
+
+def test_grouped_without_specimens_is_a_clear_error(split_folder, tmp_path, capsys):
+    assert main(["run", f"folder:{split_folder}", "--protocol", "grouped", "--preset", "tiny", "--quiet",
+                 "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err
+    assert "grouped" in err and "specimen" in err and "specimens.csv" in err and "Traceback" not in err
+
+
+def test_official_on_a_set_without_official_splits_is_a_clear_error(cache, tmp_path, capsys):
+    assert main(["run", "synthetic:12", "--protocol", "official", "--preset", "tiny", "--quiet",
+                 "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err
+    assert "official" in err and "synthetic:12" in err and "--protocol cv or grouped" in err
+
+
+def test_official_on_snphep2(snphep2_root, cache, tmp_path):
+    out = tmp_path / "official"
+    assert main(["run", f"snphep2:{snphep2_root}", "--protocol", "official", "--preset", "tiny",
+                 "--set", "ae_epochs=1", "--set", "mlp_epochs=5", "--quiet", "--out", str(out)]) == 0
+    m, config = _json(out / "metrics.json"), _json(out / "config.json")
+    assert m["protocol"] == "official"
+    assert list(m["accuracy"]["per_split"]) == [f"split-50-{k}" for k in range(1, 6)]
+    assert 0 <= m["accuracy"]["std"] and all(0 <= v <= 1 for v in m["accuracy"]["per_split"].values())
+    assert 0 <= m["full"]["accuracy"] <= 1 and sum(v["support"] for v in m["full"]["per_class"].values()) == 979
+    assert config["autoencoder_saw_test_images"] is False and config["subset"] is None
+    assert m["autoencoder_saw_test_images"] is False
+    # the autoencoder trained on train/ only: 905 cells less its held-out tenth
+    assert load_checkpoint(out / "checkpoints/dcae.pt")["n_train"] == 905 - round(905 * 0.1)
+    assert len(_csv(out / "predictions.csv")) - 1 == 5 * 490
+    # features for every cell of train/ and test/ (`full` tests on all of test/)
+    assert np.load(out / "features.npy").shape[0] == len(_csv(out / "features_ids.csv")) - 1 == 1884
+    assert "no test image was seen" in (out / "report.md").read_text()
+    assert "88.08%" in (out / "report.md").read_text()
+
+
+# ------------------------------------------------------------------------------ hep2 predict
+
+@pytest.fixture
+def new_images(cache, tmp_path):
+    root = next((cache / "synthetic").glob("pc12-*"))
+    folder = tmp_path / "new"
+    folder.mkdir()
+    for c in ("centromere", "nucleolar"):
+        for f in sorted((root / c).iterdir())[:2]:
+            shutil.copy(f, folder / f"{c}_{f.name}")
+    return folder
+
+
+def test_predict_a_folder_to_csv(grouped_run, new_images, tmp_path, capsys):
+    out = tmp_path / "preds.csv"
+    assert main(["predict", "--model", str(grouped_run), str(new_images), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "wrote 4 predictions" in printed and "centromere_" in printed
+    rows = _csv(out)
+    assert rows[0] == ["path", "predicted"] + [f"p_{c}" for c in CLASSES]
+    assert len(rows) == 5
+    proba = np.array([[float(v) for v in r[2:]] for r in rows[1:]])
+    np.testing.assert_allclose(proba.sum(1), 1, atol=1e-3)
+    assert [r[1] for r in rows[1:]] == [CLASSES[i] for i in proba.argmax(1)]
+    assert sorted(r[0] for r in rows[1:]) == sorted(str(p) for p in new_images.iterdir())
+    # a single file, and the model/ subfolder, give the same answer
+    one = sorted(new_images.iterdir())[0]
+    assert main(["predict", "--model", str(grouped_run / "model"), str(one), "--out", str(tmp_path / "one.csv")]) == 0
+    single = _csv(tmp_path / "one.csv")[1]
+    same = [r for r in rows[1:] if r[0] == str(one)][0]
+    assert single[:2] == same[:2]
+    np.testing.assert_allclose([float(v) for v in single[2:]], [float(v) for v in same[2:]], atol=2e-5)
+
+
+def test_predict_bad_file_fails_naming_it_and_skip_bad_goes_on(grouped_run, new_images, tmp_path, capsys):
+    bad = new_images / "broken.png"
+    bad.write_text("this is not an image")
+    out = tmp_path / "preds.csv"
+    assert main(["predict", "--model", str(grouped_run), str(new_images), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert str(bad) in err and "--skip-bad" in err and "Traceback" not in err
+    assert not out.exists()
+    assert main(["predict", "--model", str(grouped_run), str(new_images), "--out", str(out), "--skip-bad"]) == 0
+    captured = capsys.readouterr()
+    assert "skipped" in captured.err and str(bad) in captured.err
+    assert len(_csv(out)) == 5 and str(bad) not in out.read_text()
+    # nothing readable at all is an error, not an empty table
+    assert main(["predict", "--model", str(grouped_run), str(bad), "--skip-bad"]) == 2
+    assert "none of the 1 files" in capsys.readouterr().err
+
+
+def test_predict_with_a_folder_that_holds_no_model(tmp_path, new_images, capsys):
+    assert main(["predict", "--model", str(tmp_path), str(new_images)]) == 2
+    err = capsys.readouterr().err
+    assert "dcae.pt not found" in err and "hep2 run" in err and str(tmp_path) in err
+
+
+def test_predict_missing_input_is_a_clear_error(grouped_run, tmp_path, capsys):
+    assert main(["predict", "--model", str(grouped_run), str(tmp_path / "nope.png")]) == 2
+    assert "nope.png does not exist" in capsys.readouterr().err

@@ -1,0 +1,243 @@
+"""The one training loop (hep2.training.fit): early stopping, best-model restore, atomic
+checkpoints, and exact resume after an interruption."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import hep2.data.images as images_mod
+import hep2.estimators as estimators_mod
+from hep2.data import load_images, open_dataset
+from hep2.data.images import Preprocess
+from hep2.errors import Hep2Error
+from hep2.estimators import DCAEFeatures
+from hep2.models import MLP
+from hep2.training import fit, load_checkpoint, save_checkpoint
+
+
+def _mse(model, x, y):
+    return torch.nn.functional.mse_loss(model(x), y), len(x)
+
+
+def _ce(model, x, y):
+    return torch.nn.functional.cross_entropy(model(x), y), len(y)
+
+
+def _conflicting_data(n=64):
+    """Training targets y = 2x, held-out targets y = -2x: the held-out loss is lowest after the
+    first epoch and then rises, so early stopping must stop and restore that first epoch."""
+    g = torch.Generator().manual_seed(1)
+    x, xv = torch.randn(n, 4, generator=g), torch.randn(n // 2, 4, generator=g)
+    return (x, 2 * x), (xv, -2 * xv)
+
+
+def _state(model):
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def _equal(a, b):
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_early_stopping_stops_after_patience_and_restores_the_best_epoch():
+    train, val = _conflicting_data()
+    torch.manual_seed(0)
+    model = torch.nn.Linear(4, 4)
+    snapshots = {}
+    hist = fit(model, _mse, train, val, epochs=50, batch_size=16, lr=0.05, patience=3, verbose=False,
+               on_epoch_end=lambda e: snapshots.__setitem__(e, _state(model)))
+    val_losses = [h["val_loss"] for h in hist]
+    best_epoch = 1 + min(range(len(val_losses)), key=val_losses.__getitem__)
+    assert len(hist) < 50                              # it stopped early
+    assert len(hist) == best_epoch + 3                 # exactly `patience` epochs without improvement
+    assert all(v > val_losses[best_epoch - 1] for v in val_losses[best_epoch:])
+    assert _equal(_state(model), snapshots[best_epoch])   # ends at the best held-out loss
+    assert not _equal(_state(model), snapshots[len(hist)])
+    assert not model.training                          # left in eval mode
+    assert [h["epoch"] for h in hist] == list(range(1, len(hist) + 1))
+    assert all(h["samples_per_s"] > 0 and h["seconds"] > 0 for h in hist)
+
+
+def test_without_patience_all_epochs_run():
+    train, val = _conflicting_data()
+    hist = fit(torch.nn.Linear(4, 4), _mse, train, val, epochs=6, batch_size=16, lr=0.05, patience=0,
+               verbose=False)
+    assert len(hist) == 6
+
+
+def test_no_training_samples_is_a_clear_error():
+    with pytest.raises(Hep2Error, match="no training samples"):
+        fit(torch.nn.Linear(4, 4), _mse, (torch.zeros(0, 4), torch.zeros(0, 4)), epochs=1, batch_size=4,
+            lr=0.1, verbose=False)
+
+
+def test_checkpoints_are_written_atomically(tmp_path):
+    train, val = _conflicting_data()
+    ckpt = tmp_path / "ck" / "model.pt"
+    ckpt.parent.mkdir()
+    torch.manual_seed(0)
+    model = torch.nn.Linear(4, 4)
+    hist = fit(model, _mse, train, val, epochs=2, batch_size=16, lr=0.05, verbose=False, checkpoint=ckpt)
+    assert sorted(p.name for p in ckpt.parent.iterdir()) == ["model-best.pt", "model.pt"]
+    state = load_checkpoint(ckpt)
+    assert state["epoch"] == 2 and state["n_train"] == 64 and state["history"] == hist
+    assert set(state) >= {"model", "optimizer", "best", "bad", "has_best", "stopped"}
+    assert _equal(load_checkpoint(ckpt.with_name("model-best.pt")), _state(model))
+
+    # A run killed while writing its next checkpoint leaves the previous one whole and no temp file.
+    def killed(src, dst):
+        raise KeyboardInterrupt
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(images_mod.os, "replace", killed)
+        with pytest.raises(KeyboardInterrupt):
+            fit(torch.nn.Linear(4, 4), _mse, train, val, epochs=4, batch_size=16, lr=0.05, verbose=False,
+                checkpoint=ckpt, resume=True)
+    assert sorted(p.name for p in ckpt.parent.iterdir()) == ["model-best.pt", "model.pt"]
+    assert not list(tmp_path.rglob("*.tmp"))
+    assert load_checkpoint(ckpt)["epoch"] == 2
+
+
+def test_damaged_checkpoint_is_a_clear_error(tmp_path):
+    bad = tmp_path / "model.pt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(Hep2Error, match=r"model\.pt.*damaged"):
+        fit(torch.nn.Linear(4, 4), _mse, _conflicting_data()[0], epochs=1, batch_size=16, lr=0.1,
+            verbose=False, checkpoint=bad, resume=True)
+
+
+def test_resume_with_a_different_number_of_samples_is_refused(tmp_path):
+    train, val = _conflicting_data()
+    ckpt = tmp_path / "model.pt"
+    fit(torch.nn.Linear(4, 4), _mse, train, val, epochs=1, batch_size=16, lr=0.05, verbose=False, checkpoint=ckpt)
+    smaller = (train[0][:50], train[1][:50])
+    with pytest.raises(Hep2Error) as e:
+        fit(torch.nn.Linear(4, 4), _mse, smaller, val, epochs=2, batch_size=16, lr=0.05, verbose=False,
+            checkpoint=ckpt, resume=True)
+    msg = str(e.value)
+    assert str(ckpt) in msg and "64" in msg and "50" in msg
+
+
+def test_resume_of_a_checkpoint_made_for_another_model_is_refused(tmp_path):
+    train, val = _conflicting_data()
+    ckpt = tmp_path / "model.pt"
+    fit(torch.nn.Linear(4, 4), _mse, train, val, epochs=1, batch_size=16, lr=0.05, verbose=False, checkpoint=ckpt)
+    other = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Linear(8, 4))
+    with pytest.raises(Hep2Error, match=r"model\.pt does not fit this model.*remove the checkpoint"):
+        fit(other, _mse, train, val, epochs=2, batch_size=16, lr=0.05, verbose=False, checkpoint=ckpt, resume=True)
+
+
+def _classifier_data():
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(90, 12, generator=g)
+    y = (x[:, 0] > 0).long() + (x[:, 1] > 0.5).long()
+    return (x[:60], y[:60]), (x[60:], y[60:])
+
+
+def _train_mlp(ckpt=None, resume=False, on_epoch_end=None, loss=_ce, epochs=6):
+    train, val = _classifier_data()
+    torch.manual_seed(0)
+    net = MLP(12, (16,), 3, dropout=0.5)   # dropout: the random stream must resume exactly too
+    hist = fit(net, loss, train, val, epochs=epochs, batch_size=8, lr=0.01, patience=0, seed=5, verbose=False,
+               checkpoint=ckpt, resume=resume, on_epoch_end=on_epoch_end)
+    return net, hist
+
+
+def test_mlp_resume_after_interrupt_between_epochs_is_exact(tmp_path):
+    ref, ref_hist = _train_mlp()
+    ckpt = tmp_path / "mlp.pt"
+
+    def stop(epoch):
+        if epoch == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        _train_mlp(ckpt, on_epoch_end=stop)
+    assert load_checkpoint(ckpt)["epoch"] == 2
+    net, hist = _train_mlp(ckpt, resume=True)
+    assert _equal(_state(net), _state(ref))
+    assert [h["val_loss"] for h in hist] == [h["val_loss"] for h in ref_hist]
+
+
+def test_mlp_resume_after_kill_in_the_middle_of_an_epoch_is_exact(tmp_path):
+    ref, _ = _train_mlp()
+    ckpt = tmp_path / "mlp.pt"
+    calls = {"n": 0}
+
+    def dying_loss(model, x, y):
+        calls["n"] += 1
+        if calls["n"] == 12 * 3 + 4:   # 4th batch of epoch 4 (8 training + 4 held-out batches an epoch)
+            raise KeyboardInterrupt
+        return _ce(model, x, y)
+
+    with pytest.raises(KeyboardInterrupt):
+        _train_mlp(ckpt, loss=dying_loss)
+    assert load_checkpoint(ckpt)["epoch"] == 3
+    net, _ = _train_mlp(ckpt, resume=True)
+    assert _equal(_state(net), _state(ref))
+
+
+def test_resume_of_a_finished_run_trains_no_more(tmp_path):
+    ckpt = tmp_path / "mlp.pt"
+    ref, ref_hist = _train_mlp(ckpt)
+    epochs_seen = []
+    net, hist = _train_mlp(ckpt, resume=True, on_epoch_end=epochs_seen.append)
+    assert epochs_seen == []
+    assert hist == ref_hist
+    assert _equal(_state(net), _state(ref))
+
+
+# ------------------------------------------------------------------- the DCAE, through DCAEFeatures
+
+@pytest.fixture(scope="module")
+def tiny_images(_session_cache):
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HEP2_CACHE", str(_session_cache))
+        cells = open_dataset("synthetic:6")
+        imgs, _ = load_images(cells, Preprocess(32))
+    return imgs
+
+
+# augmentation and early stopping on: their random draws and counters must resume too
+DCAE_SETTINGS = {"ae_epochs": 5, "ae_batch": 8, "ae_augment": True, "ae_patience": 2, "ae_lr": 3e-3}
+
+
+def test_dcae_resume_after_interrupt_ends_with_identical_weights(tmp_path, tiny_images, monkeypatch):
+    ref = DCAEFeatures("tiny", settings=DCAE_SETTINGS).fit(tiny_images)
+    ckpt = str(tmp_path / "dcae.pt")
+
+    real_fit = estimators_mod.fit
+
+    def interrupted_fit(*a, **kw):
+        def stop(epoch):
+            if epoch == 2:
+                raise KeyboardInterrupt
+        return real_fit(*a, **(kw | {"on_epoch_end": stop}))
+
+    monkeypatch.setattr(estimators_mod, "fit", interrupted_fit)
+    with pytest.raises(KeyboardInterrupt):
+        DCAEFeatures("tiny", settings=DCAE_SETTINGS, checkpoint=ckpt).fit(tiny_images)
+    monkeypatch.setattr(estimators_mod, "fit", real_fit)
+    assert load_checkpoint(ckpt)["epoch"] == 2
+
+    resumed = DCAEFeatures("tiny", settings=DCAE_SETTINGS, checkpoint=ckpt, resume=True).fit(tiny_images)
+    assert resumed.history_ == [h | {"seconds": r["seconds"], "samples_per_s": r["samples_per_s"]}
+                                for h, r in zip(ref.history_, resumed.history_)]
+    a, b = ref.model_.state_dict(), resumed.model_.state_dict()
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_dcae_resume_refuses_a_checkpoint_from_other_training_images(tmp_path, tiny_images):
+    ckpt = str(tmp_path / "dcae.pt")
+    DCAEFeatures("tiny", settings={"ae_epochs": 1}, checkpoint=ckpt).fit(tiny_images)
+    with pytest.raises(Hep2Error, match="training samples"):
+        DCAEFeatures("tiny", settings={"ae_epochs": 2}, checkpoint=ckpt, resume=True).fit(tiny_images[:20])
+
+
+def test_save_checkpoint_roundtrip(tmp_path):
+    save_checkpoint(tmp_path / "x.pt", {"a": torch.arange(3), "b": [1, 2]})
+    got = load_checkpoint(tmp_path / "x.pt")
+    assert torch.equal(got["a"], torch.arange(3)) and got["b"] == [1, 2]
+    assert [p.name for p in tmp_path.iterdir()] == ["x.pt"]
