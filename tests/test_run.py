@@ -17,6 +17,7 @@ from hep2.cli import main
 from hep2.data.synthetic import make_synthetic
 from hep2.predict import Predictor
 from hep2.training import load_checkpoint
+from hep2.presets import PRESETS
 
 CLASSES = ["homogeneous", "coarse_speckled", "fine_speckled", "nucleolar", "centromere"]
 GROUPED = ["synthetic:12", "--protocol", "grouped", "--preset", "tiny", "--set", "ae_epochs=2",
@@ -145,7 +146,7 @@ def test_features_and_their_ids(grouped_run):
     feats = np.load(grouped_run / "features.npy")
     ids = _csv(grouped_run / "features_ids.csv")
     assert ids[0] == ["row", "id", "label"]
-    assert feats.shape == (len(ids) - 1, 256) and feats.dtype == np.float32
+    assert feats.shape == (len(ids) - 1, PRESETS["tiny"].latent) and feats.dtype == np.float32
     assert [int(r[0]) for r in ids[1:]] == list(range(60))
     pred_ids = {r[1] for r in _csv(grouped_run / "predictions.csv")[1:]}
     assert {r[1] for r in ids[1:]} == pred_ids

@@ -46,13 +46,6 @@ def image_tensor(X, size: int | None = None, prep=None) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(X))
 
 
-def _preprocess(cfg: Preset):
-    """The preset's preprocessing, the same as ``hep2 run`` applies to a dataset's images."""
-    from .data.images import Preprocess
-
-    return Preprocess(cfg.size, cfg.low_pct, cfg.high_pct, cfg.use_mask)
-
-
 def _augment(x: torch.Tensor) -> torch.Tensor:
     """Random flips and 90-degree rotations (cell patterns have no orientation)."""
     k = int(torch.randint(0, 4, ()))
@@ -78,7 +71,7 @@ class DCAEFeatures(TransformerMixin, BaseEstimator):
         cfg = self._config()
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
-        x = image_tensor(X, cfg.size, _preprocess(cfg))
+        x = image_tensor(X, cfg.size, cfg.preprocess())
         device = resolve_device(cfg.device)
         torch.manual_seed(cfg.seed)
         self.model_ = DCAE(cfg.size, cfg.widths, cfg.latent, latent_activation=cfg.latent_activation,
@@ -105,7 +98,7 @@ class DCAEFeatures(TransformerMixin, BaseEstimator):
 
     @torch.inference_mode()
     def _batches(self, X, fn, batch_size: int = 256):
-        x = image_tensor(X, self.config_.size, _preprocess(self.config_))
+        x = image_tensor(X, self.config_.size, self.config_.preprocess())
         device = next(self.model_.parameters()).device
         self.model_.eval()
         out = []

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .data.images import IMAGE_EXTENSIONS, Preprocess, preprocess_image
+from .data.images import IMAGE_EXTENSIONS, preprocess_image
 from .errors import Hep2Error
 from .estimators import DCAEFeatures, MLPHead
 from .models import DCAE, MLP
@@ -53,7 +53,7 @@ class Predictor:
         self.scale = torch.as_tensor(np.asarray(c["scaler_scale"]), dtype=torch.float32)
         self.classes = list(c["classes"])
         self.label_indices = list(c["label_indices"])
-        self.prep = Preprocess(cfg.size, cfg.low_pct, cfg.high_pct, cfg.use_mask)
+        self.prep = cfg.preprocess()
 
     @torch.inference_mode()
     def predict_images(self, images: np.ndarray) -> np.ndarray:

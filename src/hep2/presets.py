@@ -60,6 +60,12 @@ class Preset:
             out[k] = _coerce(k, value, getattr(self, k))
         return replace(self, **out)
 
+    def preprocess(self):
+        """The image preprocessing these settings ask for."""
+        from .data.images import Preprocess
+
+        return Preprocess(self.size, self.low_pct, self.high_pct, self.use_mask)
+
     def to_dict(self) -> dict:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
@@ -100,10 +106,10 @@ PRESETS = {
         size=64, widths=(32, 64, 128, 256), latent=4096),
     "tiny": Preset(
         name="tiny",
-        description="For tests and the demo: 32x32 input, 8-16-32-64 maps, Conv 5 2x2 -> 256 features, "
-                    "few epochs.",
-        size=32, widths=(8, 16, 32, 64), latent=256, ae_epochs=8, ae_patience=3, mlp_epochs=150,
-        mlp_patience=20, hidden=(64, 32)),
+        description="For tests and the demo: 32x32 input, 16-32-64-128 maps, Conv 5 2x2 -> 1024 features, "
+                    "a higher learning rate and up to 40 epochs.",
+        size=32, widths=(16, 32, 64, 128), latent=1024, ae_lr=3e-3, ae_epochs=40, ae_patience=8,
+        mlp_epochs=200, mlp_patience=30),
 }
 
 

@@ -17,7 +17,7 @@ import torch
 
 from . import __version__
 from .data import load_images, open_dataset
-from .data.images import Preprocess, atomic_write_bytes
+from .data.images import atomic_write_bytes
 from .errors import Hep2Error
 from .estimators import DCAEFeatures, MLPHead
 from .evaluation import classification_metrics, protocol_splits, summarize_protocol
@@ -62,7 +62,7 @@ def run(dataset: str, *, protocol: str = "cv", cfg: Preset, out, subset: str = "
     if subset == "train" and "train" not in cells.subsets:
         subset = "all"  # the default, for a layout without a train split: record what was used
     splits, ae_idx = protocol_splits(cells, protocol, subset=subset, folds=cfg.cv_folds, seed=cfg.seed)
-    prep = Preprocess(cfg.size, cfg.low_pct, cfg.high_pct, cfg.use_mask)
+    prep = cfg.preprocess()
     say(f"hep2 run: {cells.name}, protocol {protocol}, preset {cfg.name}, {len(cells)} cells -> {out}")
     images, kept = load_images(cells, prep, skip_bad=skip_bad, progress=verbose)
     if len(kept) != len(cells):  # --skip-bad dropped images: recompute the splits on what is left
