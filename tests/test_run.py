@@ -22,7 +22,7 @@ from hep2.presets import PRESETS
 CLASSES = ["homogeneous", "coarse_speckled", "fine_speckled", "nucleolar", "centromere"]
 GROUPED = ["synthetic:12", "--protocol", "grouped", "--preset", "tiny", "--set", "ae_epochs=2",
            "--set", "mlp_epochs=20", "--quiet"]
-RUN_FILES = ["config.json", "environment.json", "data.json", "model/dcae.pt", "model/classifier.pt", "features.npy",
+RUN_FILES = ["config.json", "environment.json", "data.json", "model/pipeline.pt", "features.npy",
              "features_ids.csv", "metrics.json", "predictions.csv", "confusion.png", "reconstructions.png",
              "curves.png", "report.html", "report.md"]
 
@@ -38,6 +38,10 @@ def _json(path):
 
 def _without_times(metrics):
     return {k: v for k, v in metrics.items() if k != "seconds"}
+
+
+def _dcae_state(run_dir):
+    return load_checkpoint(run_dir / "model/pipeline.pt")["features"].ae_.model_.state_dict()
 
 
 def _same_weights(a, b):
@@ -77,7 +81,7 @@ def test_run_writes_every_file(grouped_run):
     assert not list(grouped_run.rglob("*.tmp"))
     umask = os.umask(0)
     os.umask(umask)
-    for f in ("report.html", "metrics.json", "model/dcae.pt"):   # readable like any file, not 0600
+    for f in ("report.html", "metrics.json", "model/pipeline.pt"):   # readable like any file, not 0600
         assert (grouped_run / f).stat().st_mode & 0o777 == 0o666 & ~umask
     for png in ("confusion.png", "reconstructions.png", "curves.png"):
         assert (grouped_run / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -173,8 +177,7 @@ def test_saved_model_reproduces_the_run_features(grouped_run, cache):
     rows, bad = p.predict_files([root / i for i in ids])
     assert bad == [] and [r[0] for r in rows] == [root / i for i in ids]
     feats = torch.from_numpy(np.load(grouped_run / "features.npy")[:6])
-    with torch.no_grad():
-        expected = torch.softmax(p.mlp((feats - p.mean) / p.scale), dim=1).numpy()
+    expected = p.classifier.predict_proba(feats.numpy())
     np.testing.assert_allclose(np.stack([r[2] for r in rows]), expected, rtol=0, atol=1e-5)
 
 
@@ -194,8 +197,8 @@ def test_resume_of_a_finished_run(grouped_run, tmp_path):
     assert main(["run", *GROUPED, "--out", str(out), "--resume"]) == 0
     assert _without_times(_json(out / "metrics.json")) == _without_times(_json(grouped_run / "metrics.json"))
     assert (out / "predictions.csv").read_bytes() == (grouped_run / "predictions.csv").read_bytes()
-    assert _same_weights(load_checkpoint(out / "model/dcae.pt")["state_dict"],
-                         load_checkpoint(grouped_run / "model/dcae.pt")["state_dict"])
+    assert _same_weights(_dcae_state(out),
+                         _dcae_state(grouped_run))
 
 
 def test_resume_with_other_settings_is_refused(grouped_run, tmp_path, capsys):
@@ -220,12 +223,12 @@ def test_interrupted_run_resumes_to_the_uninterrupted_result(grouped_run, tmp_pa
     monkeypatch.setattr(estimators_mod, "fit", interrupted)
     assert main(["run", *GROUPED, "--out", str(out)]) == 130
     assert "--resume" in capsys.readouterr().err
-    assert load_checkpoint(out / "checkpoints/dcae.pt")["epoch"] == 1
+    assert load_checkpoint(out / "checkpoints/dcae-mlp.pt")["epoch"] == 1
     assert not (out / "metrics.json").exists()
     monkeypatch.setattr(estimators_mod, "fit", real_fit)
     assert main(["run", *GROUPED, "--out", str(out), "--resume"]) == 0
-    assert _same_weights(load_checkpoint(out / "model/dcae.pt")["state_dict"],
-                         load_checkpoint(grouped_run / "model/dcae.pt")["state_dict"])
+    assert _same_weights(_dcae_state(out),
+                         _dcae_state(grouped_run))
     assert _without_times(_json(out / "metrics.json")) == _without_times(_json(grouped_run / "metrics.json"))
 
 
@@ -297,7 +300,7 @@ def test_official_on_snphep2(snphep2_root, cache, tmp_path):
     assert config["autoencoder_saw_test_images"] is False and config["subset"] is None
     assert m["autoencoder_saw_test_images"] is False
     # the autoencoder trained on train/ only: 905 cells less its held-out tenth
-    assert load_checkpoint(out / "checkpoints/dcae.pt")["n_train"] == 905 - round(905 * 0.1)
+    assert load_checkpoint(out / "checkpoints/dcae-mlp.pt")["n_train"] == 905 - round(905 * 0.1)
     assert len(_csv(out / "predictions.csv")) - 1 == 5 * 490
     # features for every cell of train/ and test/ (`full` tests on all of test/)
     assert np.load(out / "features.npy").shape[0] == len(_csv(out / "features_ids.csv")) - 1 == 1884
@@ -359,7 +362,7 @@ def test_predict_bad_file_fails_naming_it_and_skip_bad_goes_on(grouped_run, new_
 def test_predict_with_a_folder_that_holds_no_model(tmp_path, new_images, capsys):
     assert main(["predict", "--model", str(tmp_path), str(new_images)]) == 2
     err = capsys.readouterr().err
-    assert "dcae.pt not found" in err and "hep2 run" in err and str(tmp_path) in err
+    assert "pipeline.pt not found" in err and "hep2 run" in err and str(tmp_path) in err
 
 
 def test_predict_missing_input_is_a_clear_error(grouped_run, tmp_path, capsys):

@@ -56,7 +56,25 @@ def cmd_run(args) -> int:
     from .runner import run
 
     run(args.dataset, protocol=args.protocol, cfg=_preset(args), out=args.out, subset=args.subset,
-        resume=args.resume, skip_bad=args.skip_bad, verbose=not args.quiet, ae_on_test=args.ae_on_test)
+        resume=args.resume, skip_bad=args.skip_bad, verbose=not args.quiet, ae_on_test=args.ae_on_test,
+        method=args.method)
+    return 0
+
+
+def cmd_compare(args) -> int:
+    from .compare import compare
+    from .methods import METHODS
+
+    methods = args.methods or list(METHODS)
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise Hep2Error(f"unknown method {unknown[0]!r}: choose from {', '.join(METHODS)}")
+    result = compare(args.dataset, protocol=args.protocol, methods=methods, cfg=_preset(args), out=args.out,
+                     subset=args.subset, resume=args.resume, skip_bad=args.skip_bad, verbose=not args.quiet)
+    from .compare import comparison_markdown
+
+    print(comparison_markdown(result))
+    print(f"written: {args.out}/comparison.md, comparison.json, comparison.png")
     return 0
 
 
@@ -140,8 +158,22 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--skip-bad", action="store_true", help="go on without unreadable images and list them")
     r.add_argument("--ae-on-test", action="store_true",
                    help="official protocol: also train the autoencoder (without labels) on the test images")
+    r.add_argument("--method", default="dcae-mlp",
+                   help="dcae-mlp (the paper, default), lbp-svm, texture-svm or cnn5")
     r.add_argument("--quiet", action="store_true", help="no progress output")
     r.set_defaults(func=cmd_run)
+
+    c = sub.add_parser("compare", help="several methods on identical splits, beside the paper's Table II")
+    c.add_argument("dataset", help=DATASET_HELP)
+    c.add_argument("--protocol", choices=["official", "cv", "grouped"], default="cv")
+    c.add_argument("--subset", default="train", help="for cv/grouped: the subset to cross-validate")
+    c.add_argument("--methods", nargs="+", help="methods to run (default: all registered)")
+    _add_preset_args(c)
+    c.add_argument("--out", required=True, help="the folder to write (one run folder per method inside)")
+    c.add_argument("--resume", action="store_true", help="reuse finished methods' runs and continue the others")
+    c.add_argument("--skip-bad", action="store_true")
+    c.add_argument("--quiet", action="store_true")
+    c.set_defaults(func=cmd_compare)
 
     d = sub.add_parser("demo", help="the whole method on the built-in synthetic data (a few minutes)")
     d.add_argument("--out", default="runs/demo", help="the run folder (default runs/demo)")

@@ -1,31 +1,34 @@
-"""Saving a trained pipeline (DCAE + classifier) and classifying new cell images with it."""
+"""Saving a trained pipeline (features + classifier) and classifying new cell images with it."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from .data.images import IMAGE_EXTENSIONS, preprocess_image
 from .errors import Hep2Error
-from .estimators import DCAEFeatures, MLPHead
-from .models import DCAE, MLP
-from .presets import PRESETS, Preset
+from . import __version__
 from .training import load_checkpoint, save_checkpoint
 
-FORMAT = 1
+FORMAT = 2
 
 
-def save_model(folder, ae: DCAEFeatures, clf: MLPHead, classes: list[str], cfg: Preset) -> None:
-    """``folder/dcae.pt`` and ``folder/classifier.pt``: weights plus what is needed to rebuild them."""
-    folder = Path(folder)
-    save_checkpoint(folder / "dcae.pt", {"format": FORMAT, "preset": cfg.to_dict(),
-                                         "state_dict": ae.model_.state_dict()})
-    save_checkpoint(folder / "classifier.pt", {
-        "format": FORMAT, "state_dict": clf.net_.state_dict(), "hidden": list(clf.hidden), "dropout": clf.dropout,
-        "n_features": clf.n_features_in_, "scaler_mean": clf.scaler_.mean_, "scaler_scale": clf.scaler_.scale_,
-        "label_indices": clf.classes_.tolist(), "classes": list(classes)})
+def save_model(folder, method, clf, classes: list[str]) -> None:
+    """``folder/pipeline.pt``: the fitted method (with the DCAE weights), the classifier, the class
+    names and the settings, in one file written atomically. Load only files you trust (pickle)."""
+    save_checkpoint(Path(folder) / "pipeline.pt", {
+        "format": FORMAT, "hep2": __version__, "method": method.name, "preset": method.cfg.to_dict(),
+        "features": method, "classifier": clf, "classes": list(classes)})
+
+
+def full_proba(clf, X, n_classes: int) -> np.ndarray:
+    """Probabilities over all dataset classes from a classifier fitted on class indices (a class
+    absent from its training split gets 0)."""
+    p = clf.predict_proba(X)
+    full = np.zeros((len(X), n_classes), np.float32)
+    full[:, np.asarray(clf.classes_).astype(int)] = p
+    return full
 
 
 class Predictor:
@@ -33,40 +36,23 @@ class Predictor:
 
     def __init__(self, model_dir):
         d = Path(model_dir)
-        if (d / "model" / "dcae.pt").exists():
-            d = d / "model"
-        for f in ("dcae.pt", "classifier.pt"):
-            if not (d / f).exists():
-                raise Hep2Error(f"{d / f} not found: --model must be a run folder written by `hep2 run` "
-                                "(it holds model/dcae.pt and model/classifier.pt)")
-        a, c = load_checkpoint(d / "dcae.pt"), load_checkpoint(d / "classifier.pt")
-        known = {k: v for k, v in a["preset"].items()}
-        self.config = PRESETS["cpu"].override({k: v for k, v in known.items() if k != "description"})
-        cfg = self.config
-        self.dcae = DCAE(cfg.size, cfg.widths, cfg.latent, latent_activation=cfg.latent_activation, output=cfg.output)
-        self.dcae.load_state_dict(a["state_dict"])
-        self.dcae.eval()
-        self.mlp = MLP(c["n_features"], tuple(c["hidden"]), len(c["label_indices"]), c["dropout"])
-        self.mlp.load_state_dict(c["state_dict"])
-        self.mlp.eval()
-        self.mean = torch.as_tensor(np.asarray(c["scaler_mean"]), dtype=torch.float32)
-        self.scale = torch.as_tensor(np.asarray(c["scaler_scale"]), dtype=torch.float32)
-        self.classes = list(c["classes"])
-        self.label_indices = list(c["label_indices"])
-        self.prep = cfg.preprocess()
+        f = d / "model" / "pipeline.pt" if (d / "model").is_dir() else d / "pipeline.pt"
+        if not f.exists():
+            raise Hep2Error(f"{f} not found: --model must be a run folder written by `hep2 run` "
+                            "(it holds model/pipeline.pt)")
+        state = load_checkpoint(f)
+        if not isinstance(state, dict) or state.get("format") != FORMAT:
+            raise Hep2Error(f"{f} is not a model of this hep2 version (format {FORMAT}): retrain it with `hep2 run`")
+        self.method, self.classifier, self.classes = state["features"], state["classifier"], state["classes"]
+        self.method_name = state["method"]
+        self.config = self.method.cfg
+        self.prep = self.method.preprocess()
 
-    @torch.inference_mode()
     def predict_images(self, images: np.ndarray) -> np.ndarray:
-        """Preprocessed images (N, S, S) in [0, 1] -> class probabilities (N, len(classes))."""
-        x = torch.as_tensor(np.asarray(images, dtype=np.float32))[:, None]
-        out = []
-        for i in range(0, len(x), 256):
-            f = self.dcae.encode(x[i:i + 256])
-            p = torch.softmax(self.mlp((f - self.mean) / self.scale), dim=1)
-            full = torch.zeros(len(p), len(self.classes))
-            full[:, self.label_indices] = p
-            out.append(full)
-        return torch.cat(out).numpy() if out else np.zeros((0, len(self.classes)), np.float32)
+        """Preprocessed uint8 images (N, S, S) -> class probabilities (N, len(classes))."""
+        if len(images) == 0:
+            return np.zeros((0, len(self.classes)), np.float32)
+        return full_proba(self.classifier, self.method.transform(images), len(self.classes))
 
     def predict_files(self, paths, *, skip_bad: bool = False):
         """Files -> (rows of (path, pattern, probabilities), list of skipped 'file: reason')."""
@@ -74,7 +60,7 @@ class Predictor:
         for p in paths:
             try:
                 # rounded to 8 bits, as `hep2 run` stores the images the model was trained on
-                images.append(np.round(preprocess_image(p, self.prep) * 255) / 255)
+                images.append(np.round(preprocess_image(p, self.prep) * 255).astype(np.uint8))
                 ok.append(Path(p))
             except Hep2Error as e:
                 if not skip_bad:

@@ -69,8 +69,8 @@ def reconstructions_figure(originals, recons, path: Path, caption: str) -> None:
 
 
 def curves_figure(history: dict, path: Path, caption: str) -> None:
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
-    for ax, (name, h) in zip(axes, history.items()):
+    fig, axes = plt.subplots(1, len(history), figsize=(4.5 * len(history), 3.4), squeeze=False)
+    for ax, (name, h) in zip(axes[0], history.items()):
         if h:
             ep = [r["epoch"] for r in h]
             ax.plot(ep, [r["train_loss"] for r in h], label="train")
@@ -91,12 +91,15 @@ def markdown(metrics: dict, config: dict, cells) -> str:
              f"- **Dataset**: `{metrics['dataset']}` ({len(cells)} cells, classes: {', '.join(cells.classes)})",
              f"- **Protocol**: `{p}`: {metrics['protocol_description']}"
              + (f"; subset `{config['subset']}`" if config.get("subset") else ""),
-             f"- **Method**: DCAE features ({config['preset']['latent']} values from Conv 5) + fully connected "
-             f"classifier {config['preset']['latent']}-{'-'.join(map(str, config['preset']['hidden']))}-"
-             f"{len(cells.classes)}",
+             (f"- **Method**: `dcae-mlp`: DCAE features ({config['preset']['latent']} values from Conv 5) + fully "
+              f"connected classifier {config['preset']['latent']}-{'-'.join(map(str, config['preset']['hidden']))}-"
+              f"{len(cells.classes)}" if config["method"] == "dcae-mlp"
+              else f"- **Method**: `{config['method']}`: {config.get('method_description', '')}"),
              f"- **Preset**: `{preset}` (input {config['preset']['size']}x{config['preset']['size']}, "
              f"widths {config['preset']['widths']})", ""]
-    if config.get("autoencoder_saw_test_images"):
+    if config["method"] != "dcae-mlp":
+        lines += ["> This method has no unsupervised stage: nothing was learnt from test images.", ""]
+    elif config.get("autoencoder_saw_test_images"):
         lines += ["> The autoencoder was trained, without labels, on images that include the held-out "
                   "test cells of each split" + (" (cell-level cv: the paper's reading)." if p == "cv" else "."), ""]
     else:
@@ -106,8 +109,8 @@ def markdown(metrics: dict, config: dict, cells) -> str:
     lines += [f"| **mean ± std** | **{acc['mean']:.4f} ± {acc['std']:.4f}** | **{mca['mean']:.4f} ± {mca['std']:.4f}** |"]
     if "full" in metrics:
         lines += [f"| full (train/ → test/) | {metrics['full']['accuracy']:.4f} | {metrics['full']['mca']:.4f} |"]
-    if cells.classes == PAPER_CONFUSION["classes"]:
-        lines += ["", f"The paper reports {PAPER_CONFUSION['accuracy']:.2%} on SNPHEp-2 with this method; its "
+    if cells.classes == PAPER_CONFUSION["classes"] and metrics.get("paper_accuracy"):
+        lines += ["", f"The paper reports {metrics['paper_accuracy']:.2%} on SNPHEp-2 with this method; its "
                   "protocol appears to be cell-level cross-validation, which is optimistic compared with the "
                   "official specimen-disjoint split."]
     lines += ["", "## Per class (pooled over splits)", "", "| class | precision | recall | F1 | support |",
@@ -118,12 +121,14 @@ def markdown(metrics: dict, config: dict, cells) -> str:
     lines += ["", "## Confusion matrix (rows predicted, columns true class, % of each true class)", "",
               "| predicted \\ true | " + " | ".join(conf["classes"]) + " |", "|---" * (len(conf["classes"]) + 1) + "|"]
     lines += [f"| {c} | " + " | ".join(f"{v:.1f}" for v in row) + " |" for c, row in zip(conf["classes"], conf["percent"])]
-    lines += ["", "![confusion](confusion.png)", "", "## Autoencoder", "",
-              f"Held-out reconstruction MSE: {metrics['reconstruction_mse']:.5f}" if metrics.get("reconstruction_mse")
-              is not None else "", "", "![reconstructions](reconstructions.png)", "", "![curves](curves.png)", "",
-              "## Time", ""]
+    lines += ["", "![confusion](confusion.png)", ""]
+    if metrics.get("reconstruction_mse") is not None:
+        lines += ["## Autoencoder", "", f"Held-out reconstruction MSE: {metrics['reconstruction_mse']:.5f}", "",
+                  "![reconstructions](reconstructions.png)", ""]
+    lines += ["![curves](curves.png)", ""]
+    lines += ["## Time", ""]
     lines += [f"- {k}: {v:.1f} s" for k, v in metrics["seconds"].items()]
-    lines += ["", f"Files: config.json (all settings), environment.json, data.json (fingerprint), metrics.json, "
+    lines += ["", "Files: config.json (all settings), environment.json, data.json (fingerprint), metrics.json, "
               "predictions.csv, features.npy + features_ids.csv, model/ (weights for `hep2 predict`).", ""]
     return "\n".join(lines)
 
@@ -183,8 +188,12 @@ def write_report(out: Path, *, metrics: dict, config: dict, cells, history: dict
     confusion_figure(metrics, out / "confusion.png",
                      f"{metrics['protocol']}, preset {config['preset']['name']}, accuracy "
                      f"{metrics['accuracy']['mean']:.2%}")
-    reconstructions_figure(originals, reconstructions, out / "reconstructions.png", caption)
-    curves_figure(history, out / "curves.png", caption)
+    if reconstructions is not None:
+        reconstructions_figure(originals, reconstructions, out / "reconstructions.png", caption)
+    if any(history.values()):
+        curves_figure({k: v for k, v in history.items() if v}, out / "curves.png", caption)
     md = markdown(metrics, config, cells)
+    if not (out / "curves.png").exists():
+        md = md.replace("![curves](curves.png)\n", "")
     atomic_write_bytes(out / "report.md", md.encode())
     atomic_write_bytes(out / "report.html", html_page(md, out).encode())

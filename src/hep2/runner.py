@@ -19,9 +19,9 @@ from . import __version__
 from .data import load_images, open_dataset
 from .data.images import atomic_write_bytes
 from .errors import Hep2Error
-from .estimators import DCAEFeatures, MLPHead
+from .methods import get_method
 from .evaluation import classification_metrics, protocol_splits, summarize_protocol
-from .predict import save_model
+from .predict import full_proba, save_model
 from .presets import Preset
 from .training import resolve_device
 
@@ -49,21 +49,24 @@ def prepare_out(out: Path, resume: bool) -> None:
 
 
 def run(dataset: str, *, protocol: str = "cv", cfg: Preset, out, subset: str = "train", resume: bool = False,
-        skip_bad: bool = False, verbose: bool = True, ae_on_test: bool = False) -> dict:
-    """Train the DCAE (no labels), extract features, evaluate the classifier under ``protocol``,
-    train the final classifier on all labelled training cells, and write the run folder."""
+        skip_bad: bool = False, verbose: bool = True, ae_on_test: bool = False, method: str = "dcae-mlp") -> dict:
+    """Fit the method's unsupervised stage (the DCAE, no labels), extract features, evaluate the
+    classifier under ``protocol``, train the final classifier on all labelled training cells, and
+    write the run folder."""
     t_start = time.perf_counter()
     out = Path(out)
     prepare_out(out, resume)
     say = print if verbose else (lambda *a, **k: None)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    m = get_method(method, cfg)
     cells = open_dataset(dataset, skip_bad=skip_bad)
     if subset == "train" and "train" not in cells.subsets:
         subset = "all"  # the default, for a layout without a train split: record what was used
     splits, ae_idx = protocol_splits(cells, protocol, subset=subset, folds=cfg.cv_folds, seed=cfg.seed)
-    prep = cfg.preprocess()
-    say(f"hep2 run: {cells.name}, protocol {protocol}, preset {cfg.name}, {len(cells)} cells -> {out}")
+    prep = m.preprocess()
+    say(f"hep2 run: {cells.name}, method {method}, protocol {protocol}, preset {cfg.name}, {len(cells)} cells "
+        f"-> {out}")
     images, kept = load_images(cells, prep, skip_bad=skip_bad, progress=verbose)
     if len(kept) != len(cells):  # --skip-bad dropped images: recompute the splits on what is left
         say(f"skipped {len(cells) - len(kept)} unreadable images (listed in data.json)")
@@ -76,7 +79,8 @@ def run(dataset: str, *, protocol: str = "cv", cfg: Preset, out, subset: str = "
     used = np.unique(np.concatenate([ae_idx, *full_test] + [np.concatenate([a, b]) for _, a, b in splits]))
     y = cells.y
     config = {"dataset": dataset, "protocol": protocol, "subset": subset if protocol != "official" else None,
-              "method": "dcae-mlp", "autoencoder_saw_test_images": bool(protocol != "official" or ae_on_test),
+              "method": method, "method_description": m.description,
+              "autoencoder_saw_test_images": bool(m.unsupervised and (protocol != "official" or ae_on_test)),
               "preset": cfg.to_dict(), "command": " ".join(sys.argv)}
     if resume and (out / "config.json").exists():
         _check_same_run(out, config)
@@ -86,30 +90,33 @@ def run(dataset: str, *, protocol: str = "cv", cfg: Preset, out, subset: str = "
                                    "classes": cells.classes, "subsets": {k: len(v) for k, v in cells.subsets.items()},
                                    "skipped": {"count": len(cells.skipped), "files": cells.skipped}})
 
-    # 1. the autoencoder, without labels
+    # 1. the unsupervised stage (the autoencoder), without labels
     t0 = time.perf_counter()
-    (out / "checkpoints").mkdir(exist_ok=True)
-    ae = DCAEFeatures(cfg, checkpoint=str(out / "checkpoints" / "dcae.pt"), resume=resume, verbose=verbose)
-    ae.fit(images[ae_idx])
+    if m.unsupervised:
+        (out / "checkpoints").mkdir(exist_ok=True)
+    m.fit_features(images[ae_idx], checkpoint=str(out / "checkpoints" / f"{method}.pt") if m.unsupervised else None,
+                   resume=resume, verbose=verbose)
     t_ae = time.perf_counter() - t0
     # 2. features of every cell the protocol uses
     t0 = time.perf_counter()
-    feats = np.zeros((len(cells), cfg.latent), np.float32)
-    feats[used] = ae.transform(images[used])
+    f_used = m.transform(images[used])
+    feats = np.zeros((len(cells), *f_used.shape[1:]), f_used.dtype)
+    feats[used] = f_used
     t_feat = time.perf_counter() - t0
-    buf = io.BytesIO()
-    np.save(buf, feats[used])
-    atomic_write_bytes(out / "features.npy", buf.getvalue())
-    _write_csv(out / "features_ids.csv", ["row", "id", "label"],
-               [[r, cells.cells[i].id, cells.cells[i].label] for r, i in enumerate(used)])
-    say(f"features: {len(used)} x {cfg.latent} in {t_feat:.1f}s")
+    if f_used.ndim == 2:  # a feature vector per cell (not images, as for the CNN)
+        buf = io.BytesIO()
+        np.save(buf, f_used.astype(np.float32))
+        atomic_write_bytes(out / "features.npy", buf.getvalue())
+        _write_csv(out / "features_ids.csv", ["row", "id", "label"],
+                   [[r, cells.cells[i].id, cells.cells[i].label] for r, i in enumerate(used)])
+        say(f"features: {len(used)} x {f_used.shape[1]} in {t_feat:.1f}s")
 
     # 3. the classifier under the protocol
     t0 = time.perf_counter()
     per_split, rows, all_true, all_pred = {}, [], [], []
     for name, a, b in splits:
-        clf = MLPHead.from_preset(cfg).fit(feats[a], y[a])
-        proba = _full_proba(clf, feats[b], len(cells.classes))
+        clf = m.classifier().fit(feats[a], y[a])
+        proba = full_proba(clf, feats[b], len(cells.classes))
         pred = proba.argmax(1)
         per_split[name] = classification_metrics(y[b], pred, cells.classes)
         all_true.append(y[b])
@@ -121,33 +128,34 @@ def run(dataset: str, *, protocol: str = "cv", cfg: Preset, out, subset: str = "
     pooled = classification_metrics(np.concatenate(all_true), np.concatenate(all_pred), cells.classes)
     extra = {}
     train_idx = cells.subsets["train"] if protocol == "official" else ae_idx
-    final = MLPHead.from_preset(cfg).fit(feats[train_idx], y[train_idx])
+    final = m.classifier().fit(feats[train_idx], y[train_idx])
     if protocol == "official":  # also all of train/ against all of test/
         test = cells.subsets["test"]
-        full = classification_metrics(y[test], _full_proba(final, feats[test], len(cells.classes)).argmax(1),
+        full = classification_metrics(y[test], full_proba(final, feats[test], len(cells.classes)).argmax(1),
                                       cells.classes)
         extra["full"] = full
         say(f"  full (train/ -> test/): accuracy {full['accuracy']:.4f}  MCA {full['mca']:.4f}")
     t_clf = time.perf_counter() - t0
-    extra |= {"dataset": cells.name, "preset": cfg.name, "n_splits": len(splits),
+    extra |= {"dataset": cells.name, "preset": cfg.name, "method": method, "paper_accuracy": m.paper_accuracy,
+              "n_splits": len(splits),
               "autoencoder_saw_test_images": config["autoencoder_saw_test_images"],
               # the held-out loss of the model kept (the best epoch), not of the last epoch
-              "reconstruction_mse": min(h["val_loss"] for h in ae.history_) if ae.history_ else None,
+              "reconstruction_mse": min(h["val_loss"] for h in m.history_) if m.history_ else None,
               "seconds": {"autoencoder": round(t_ae, 1), "features": round(t_feat, 1),
                           "classifier": round(t_clf, 1), "total": round(time.perf_counter() - t_start, 1)}}
     metrics = summarize_protocol(protocol, per_split, pooled, extra)
     write_json(out / "metrics.json", metrics)
     _write_csv(out / "predictions.csv", ["split", "id", "true", "predicted"] + [f"p_{c}" for c in cells.classes], rows)
-    save_model(out / "model", ae, final, cells.classes, cfg)
-    write_json(out / "history.json", {"autoencoder": ae.history_, "classifier": final.history_})
+    save_model(out / "model", m, final, cells.classes)
+    history = {"autoencoder": m.history_, "classifier": getattr(final, "history_", [])}
+    write_json(out / "history.json", history)
 
     # 4. figures and the report
     from .report import write_report
 
     recon_idx = ae_idx[np.linspace(0, len(ae_idx) - 1, min(8, len(ae_idx))).astype(int)]
-    write_report(out, metrics=metrics, config=config, cells=cells, history={"autoencoder": ae.history_,
-                 "classifier": final.history_}, originals=images[recon_idx] / 255.0,
-                 reconstructions=ae.reconstruct(images[recon_idx]))
+    write_report(out, metrics=metrics, config=config, cells=cells, history=history,
+                 originals=images[recon_idx] / 255.0, reconstructions=m.reconstruct(images[recon_idx]))
     metrics["seconds"]["total"] = round(time.perf_counter() - t_start, 1)
     write_json(out / "metrics.json", metrics)
     say(f"accuracy {metrics['accuracy']['mean']:.4f} ± {metrics['accuracy']['std']:.4f}, "
@@ -172,14 +180,6 @@ def _check_same_run(out: Path, config: dict) -> None:
     if diff:
         raise Hep2Error(f"--resume: run folder {out} was made with other settings ({'; '.join(diff)}): resume "
                         "with the same dataset, protocol and settings, or choose another --out")
-
-
-def _full_proba(clf: MLPHead, X, n_classes: int) -> np.ndarray:
-    """Probabilities over all dataset classes (a class absent from a training split gets 0)."""
-    p = clf.predict_proba(X)
-    full = np.zeros((len(X), n_classes), np.float32)
-    full[:, clf.classes_.astype(int)] = p
-    return full
 
 
 def _write_csv(path, header, rows) -> None:

@@ -1,0 +1,148 @@
+"""``CNNClassifier``: the Table II baseline CNN (Gao et al., IEEE JBHI 2017) as a scikit-learn
+classifier, trained from scratch on images with rotation/flip augmentation.
+
+    clf = CNNClassifier().fit(images, labels)      # images: uint8 (N, 78, 78) from load_images
+    clf.predict(test_images)
+
+Inputs are what ``hep2.data.load_images`` gives (uint8 0..255 or float 0..1, (N, S, S) or
+(N, 1, S, S)) with S equal to ``size``, or a list of image paths (preprocessed at ``size``).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.model_selection import train_test_split
+
+from .errors import Hep2Error
+from .estimators import image_tensor
+from .models.cnn import GaoCNN
+from .training import fit, resolve_device, torch_threads
+
+
+def dihedral(x: torch.Tensor, k: int) -> torch.Tensor:
+    """The k-th (0..7) of the 8 rotations/reflections of the square, on (N, C, S, S)."""
+    x = torch.rot90(x, k % 4, dims=(2, 3))
+    return torch.flip(x, dims=(3,)) if k >= 4 else x
+
+
+def random_dihedral(x: torch.Tensor) -> torch.Tensor:
+    """A random one of the 8 dihedral transforms for each image (cell patterns have no orientation)."""
+    ks = torch.randint(0, 8, (len(x),))
+    out = torch.empty_like(x)
+    for k in ks.unique().tolist():
+        sel = ks == k
+        out[sel] = dihedral(x[sel], k)
+    return out
+
+
+def random_rotation(x: torch.Tensor, degrees: float) -> torch.Tensor:
+    """Rotate each image by a uniform random angle in [-degrees, degrees] (bilinear; the corners
+    are filled with 0, the background of a preprocessed cell)."""
+    a = (torch.rand(len(x), device=x.device) * 2 - 1) * math.radians(degrees)
+    cos, sin, zero = torch.cos(a), torch.sin(a), torch.zeros_like(a)
+    theta = torch.stack([torch.stack([cos, -sin, zero], 1), torch.stack([sin, cos, zero], 1)], 1)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+class CNNClassifier(ClassifierMixin, BaseEstimator):
+    """Gao et al.'s 5-layer CNN trained with cross-entropy (Adam, hep2.training.fit) and early
+    stopping on a stratified validation part of the training data.
+
+    ``augment``: a random one of the 8 rotations/flips of each training image per step, plus,
+    when ``rotation`` > 0, a random rotation by up to that many degrees. ``tta``: average the
+    predicted probabilities over the 8 rotations/flips of each test image. Architecture options
+    (``activation``, ``hidden``, ``dropout``, ``batchnorm``) are passed to ``GaoCNN``.
+    """
+
+    def __init__(self, size: int = 78, activation: str = "tanh", hidden: int = 150, dropout: float = 0.0,
+                 batchnorm: bool = False, epochs: int = 150, batch_size: int = 32, lr: float = 1e-3,
+                 weight_decay: float = 1e-4, patience: int = 30, val_fraction: float = 0.15, augment: bool = True,
+                 rotation: float = 0.0, tta: bool = True, seed: int = 0, device: str = "auto", verbose: bool = False):
+        self.size = size
+        self.activation = activation
+        self.hidden = hidden
+        self.dropout = dropout
+        self.batchnorm = batchnorm
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.patience = patience
+        self.val_fraction = val_fraction
+        self.augment = augment
+        self.rotation = rotation
+        self.tta = tta
+        self.seed = seed
+        self.device = device
+        self.verbose = verbose
+
+    def _threads(self, device: torch.device):
+        # A network this small runs fastest on one CPU thread (see training.torch_threads).
+        return torch_threads(1 if device.type == "cpu" else torch.get_num_threads())
+
+    def _scale(self, xb: torch.Tensor) -> torch.Tensor:
+        return xb.float().div_(255)
+
+    def _normalise(self, xb: torch.Tensor) -> torch.Tensor:
+        return (xb - self.mean_) / self.std_
+
+    def fit(self, X, y):
+        x = image_tensor(X, self.size)
+        y = np.asarray(y)
+        if len(y) != len(x):
+            raise Hep2Error(f"CNNClassifier.fit: {len(x)} images but {len(y)} labels")
+        self.classes_, yi = np.unique(y, return_inverse=True)
+        if len(self.classes_) < 2:
+            raise Hep2Error(f"the classifier needs at least two classes in its training data, got {list(self.classes_)}")
+        idx = np.arange(len(yi))
+        counts = np.bincount(yi)
+        if self.val_fraction and counts.min() >= 2 and len(yi) * self.val_fraction >= len(self.classes_):
+            tr, va = train_test_split(idx, test_size=self.val_fraction, stratify=yi, random_state=self.seed)
+        else:
+            tr, va = idx, None
+        xf = x[tr].float().div_(255)
+        self.mean_, self.std_ = float(xf.mean()), float(xf.std()) or 1.0
+        device = resolve_device(self.device)
+        torch.manual_seed(self.seed)
+        self.net_ = GaoCNN(len(self.classes_), self.size, hidden=self.hidden, activation=self.activation,
+                           batchnorm=self.batchnorm, dropout=self.dropout)
+        yt = torch.from_numpy(yi.astype(np.int64))
+
+        def loss(model, xb, yb):
+            xb = self._scale(xb)
+            if model.training and self.augment:
+                xb = random_dihedral(xb)
+                if self.rotation:
+                    xb = random_rotation(xb, self.rotation)
+            return F.cross_entropy(model(self._normalise(xb)).float(), yb), len(yb)
+
+        with self._threads(device):
+            self.history_ = fit(self.net_, loss, (x[tr], yt[tr]), (x[va], yt[va]) if va is not None else None,
+                                epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
+                                weight_decay=self.weight_decay, patience=self.patience if va is not None else 0,
+                                seed=self.seed, device=device, desc="cnn", verbose=self.verbose)
+        self.net_.cpu().eval()
+        self.n_features_in_ = self.size * self.size
+        return self
+
+    @torch.inference_mode()
+    def predict_proba(self, X, batch_size: int = 256) -> np.ndarray:
+        x = image_tensor(X, self.size)
+        views = range(8) if self.tta else (0,)
+        self.net_.eval()
+        out = []
+        with self._threads(torch.device("cpu")):
+            for i in range(0, len(x), batch_size):
+                xb = self._normalise(self._scale(x[i:i + batch_size]))
+                p = sum(torch.softmax(self.net_(dihedral(xb, k)), dim=1) for k in views) / len(views)
+                out.append(p)
+        return torch.cat(out).numpy() if out else np.zeros((0, len(self.classes_)), np.float32)
+
+    def predict(self, X) -> np.ndarray:
+        return self.classes_[self.predict_proba(X).argmax(1)]

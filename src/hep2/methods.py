@@ -1,0 +1,135 @@
+"""Classification methods that `hep2 run --method` and `hep2 compare` evaluate on identical splits.
+
+A method is an optional unsupervised stage that turns images into features (fitted on the
+training images only, without labels), then a classifier fitted per split. Add one by subclassing
+``Method`` and decorating it with ``@register_method("name")``, in any module:
+
+    @register_method("my-method")
+    class MyMethod(Method):
+        paper_accuracy = None
+        def transform(self, images): ...          # uint8 (N, S, S) -> (N, D) features
+        def classifier(self): ...                 # a fresh scikit-learn classifier
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .errors import Hep2Error
+from .presets import Preset
+
+METHODS: dict[str, type["Method"]] = {}
+
+
+def register_method(name: str):
+    def deco(cls):
+        cls.name = name
+        METHODS[name] = cls
+        return cls
+
+    return deco
+
+
+def get_method(name: str, cfg: Preset) -> "Method":
+    if name not in METHODS:
+        raise Hep2Error(f"unknown method {name!r}: choose one of {', '.join(METHODS)}")
+    return METHODS[name](cfg)
+
+
+class Method:
+    """The default: no feature stage; the classifier works on the preprocessed images."""
+
+    name = ""
+    paper_accuracy: float | None = None   # the DCAE paper's Table II figure on SNPHEp-2
+    unsupervised = False                  # True when fit_features learns from images
+    description = ""
+
+    def __init__(self, cfg: Preset):
+        self.cfg = cfg
+        self.history_: list[dict] = []
+
+    def preprocess(self):
+        return self.cfg.preprocess()
+
+    def fit_features(self, images: np.ndarray, *, checkpoint=None, resume=False, verbose=False) -> "Method":
+        return self
+
+    def transform(self, images: np.ndarray) -> np.ndarray:
+        return images
+
+    def classifier(self):
+        raise NotImplementedError
+
+    def reconstruct(self, images: np.ndarray) -> np.ndarray | None:
+        return None
+
+
+@register_method("dcae-mlp")
+class DCAEMLP(Method):
+    paper_accuracy = 0.8808
+    unsupervised = True
+    description = "DCAE (Table I) Conv 5 features + fully connected classifier (the paper)"
+
+    def fit_features(self, images, *, checkpoint=None, resume=False, verbose=False):
+        from .estimators import DCAEFeatures
+
+        self.ae_ = DCAEFeatures(self.cfg, checkpoint=checkpoint, resume=resume, verbose=verbose).fit(images)
+        self.history_ = self.ae_.history_
+        return self
+
+    def transform(self, images):
+        return self.ae_.transform(images)
+
+    def classifier(self):
+        from .estimators import MLPHead
+
+        return MLPHead.from_preset(self.cfg)
+
+    def reconstruct(self, images):
+        return self.ae_.reconstruct(images)
+
+
+@register_method("lbp-svm")
+class LBPSVM(Method):
+    paper_accuracy = 0.8571
+    description = "multi-scale rotation-invariant uniform LBP histograms + RBF SVM (C, gamma by inner cv)"
+
+    def preprocess(self):
+        from .features.handcrafted import PREFERRED_SIZE
+
+        return self.cfg.override({"size": PREFERRED_SIZE}).preprocess()
+
+    def transform(self, images):
+        from .features.handcrafted import LBPFeatures
+
+        return LBPFeatures().transform(images)
+
+    def classifier(self):
+        from .features.handcrafted import SVMClassifier
+
+        return SVMClassifier(seed=self.cfg.seed)
+
+
+@register_method("texture-svm")
+class TextureSVM(LBPSVM):
+    paper_accuracy = 0.8090
+    description = "grey-level co-occurrence (Haralick) statistics + intensity statistics + RBF SVM"
+
+    def transform(self, images):
+        from .features.handcrafted import TextureFeatures
+
+        return TextureFeatures().transform(images)
+
+
+@register_method("cnn5")
+class CNN5(Method):
+    paper_accuracy = 0.8620
+    description = "the 5-layer CNN of Gao et al. (IEEE JBHI 2017), trained from scratch with rotation/flip augmentation"
+
+    def preprocess(self):
+        return self.cfg.override({"size": 78}).preprocess()
+
+    def classifier(self):
+        from .cnn_estimator import CNNClassifier
+
+        return CNNClassifier(seed=self.cfg.seed, device=self.cfg.device)

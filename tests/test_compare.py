@@ -1,0 +1,73 @@
+"""The method registry and `hep2 compare`: methods side by side on identical splits."""
+
+import csv
+import json
+
+import numpy as np
+from sklearn.linear_model import LogisticRegression
+
+from hep2.cli import main
+from hep2.methods import METHODS, Method, register_method
+
+
+@register_method("test-intensity-logreg")
+class IntensityLogReg(Method):
+    """A trivial method defined outside the package: intensity histograms + logistic regression."""
+
+    description = "intensity histogram + logistic regression (registered from a test)"
+
+    def transform(self, images):
+        return np.stack([np.histogram(im, bins=16, range=(0, 255))[0] / im.size for im in images]).astype(np.float32)
+
+    def classifier(self):
+        return LogisticRegression(max_iter=500)
+
+
+def _ids(path):
+    with open(path) as f:
+        rows = list(csv.DictReader(f))
+    return [(r["split"], r["id"]) for r in rows]
+
+
+def test_a_method_registered_from_outside_runs_end_to_end(tmp_path):
+    out = tmp_path / "run"
+    assert main(["run", "synthetic:10", "--protocol", "grouped", "--preset", "tiny", "--method",
+                 "test-intensity-logreg", "--out", str(out), "--quiet"]) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["method"] == "test-intensity-logreg" and len(m["accuracy"]["per_split"]) == 5
+    assert 0.0 <= m["accuracy"]["mean"] <= 1.0 and m["paper_accuracy"] is None
+    assert json.loads((out / "config.json").read_text())["autoencoder_saw_test_images"] is False
+    assert np.load(out / "features.npy").shape == (50, 16)
+    assert (out / "model" / "pipeline.pt").exists() and not (out / "reconstructions.png").exists()
+    assert "registered from a test" in (out / "report.md").read_text()
+
+
+def test_compare_runs_methods_on_identical_splits(tmp_path, capsys):
+    out = tmp_path / "cmp"
+    assert main(["compare", "synthetic:10", "--protocol", "grouped", "--preset", "tiny", "--set", "ae_epochs=2",
+                 "--set", "mlp_epochs=10", "--methods", "dcae-mlp", "test-intensity-logreg", "--out", str(out),
+                 "--quiet"]) == 0
+    result = json.loads((out / "comparison.json").read_text())
+    assert result["protocol"] == "grouped" and result["preset"] == "tiny"
+    assert [r["method"] for r in result["rows"]] == ["dcae-mlp", "test-intensity-logreg"]
+    assert result["rows"][0]["paper_accuracy"] == METHODS["dcae-mlp"].paper_accuracy == 0.8808
+    for r in result["rows"]:
+        assert set(r["accuracy"]) == {"mean", "std"} and 0 <= r["accuracy"]["mean"] <= 1
+    # identical splits: the same (split, cell) pairs in both methods' predictions
+    assert _ids(out / "dcae-mlp" / "predictions.csv") == _ids(out / "test-intensity-logreg" / "predictions.csv")
+    md = (out / "comparison.md").read_text()
+    assert "grouped" in md and "0.8808" in md and (out / "comparison.png").stat().st_size > 1000
+    assert "test-intensity-logreg" in capsys.readouterr().out
+    # a finished comparison is reused with --resume, not retrained
+    before = (out / "dcae-mlp" / "metrics.json").read_bytes()
+    assert main(["compare", "synthetic:10", "--protocol", "grouped", "--preset", "tiny", "--set", "ae_epochs=2",
+                 "--set", "mlp_epochs=10", "--methods", "dcae-mlp", "test-intensity-logreg", "--out", str(out),
+                 "--resume", "--quiet"]) == 0
+    assert (out / "dcae-mlp" / "metrics.json").read_bytes() == before
+
+
+def test_unknown_method_is_a_clear_error(tmp_path, capsys):
+    assert main(["run", "synthetic:10", "--protocol", "grouped", "--preset", "tiny", "--method", "nope",
+                 "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert "unknown method 'nope'" in err and "dcae-mlp" in err
