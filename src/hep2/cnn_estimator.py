@@ -55,15 +55,21 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
     stopping on a stratified validation part of the training data.
 
     ``augment``: a random one of the 8 rotations/flips of each training image per step, plus,
-    when ``rotation`` > 0, a random rotation by up to that many degrees. ``tta``: average the
-    predicted probabilities over the 8 rotations/flips of each test image. Architecture options
-    (``activation``, ``hidden``, ``dropout``, ``batchnorm``) are passed to ``GaoCNN``.
+    when ``rotation`` > 0, a random rotation by up to that many degrees (45, the default, with
+    the 90-degree turns covers every angle, as Gao et al.'s rotation augmentation does). ``tta``:
+    average the predicted probabilities over the 8 rotations/flips of each test image.
+    Architecture options (``activation``, ``hidden``, ``dropout``, ``batchnorm``) go to ``GaoCNN``.
+
+    Defaults were chosen under cv on SNPHEp-2 train/ (folds 1-2 of StratifiedKFold(5, shuffle,
+    random_state=0), never on test/): tanh over ReLU or batch norm, any-angle rotation over
+    90-degree turns only (+3 points), lr 1e-3 over 3e-3, up to 300 epochs (early stopping ends
+    most runs at 150-200), and TTA (+1 to 3 points).
     """
 
     def __init__(self, size: int = 78, activation: str = "tanh", hidden: int = 150, dropout: float = 0.0,
-                 batchnorm: bool = False, epochs: int = 150, batch_size: int = 32, lr: float = 1e-3,
+                 batchnorm: bool = False, epochs: int = 300, batch_size: int = 32, lr: float = 1e-3,
                  weight_decay: float = 1e-4, patience: int = 30, val_fraction: float = 0.15, augment: bool = True,
-                 rotation: float = 0.0, tta: bool = True, seed: int = 0, device: str = "auto", verbose: bool = False):
+                 rotation: float = 45.0, tta: bool = True, seed: int = 0, device: str = "auto", verbose: bool = False):
         self.size = size
         self.activation = activation
         self.hidden = hidden
@@ -99,7 +105,8 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
             raise Hep2Error(f"CNNClassifier.fit: {len(x)} images but {len(y)} labels")
         self.classes_, yi = np.unique(y, return_inverse=True)
         if len(self.classes_) < 2:
-            raise Hep2Error(f"the classifier needs at least two classes in its training data, got {list(self.classes_)}")
+            raise Hep2Error("the classifier needs at least two classes in its training data, got "
+                            f"{list(self.classes_)}")
         idx = np.arange(len(yi))
         counts = np.bincount(yi)
         if self.val_fraction and counts.min() >= 2 and len(yi) * self.val_fraction >= len(self.classes_):

@@ -102,8 +102,8 @@ PRESETS = {
     "cpu": Preset(
         name="cpu",
         description="The Table I design scaled for a 2-core CPU: 64x64 input, 32-64-128-256 maps, "
-                    "Conv 5 4x4 -> 4096 features.",
-        size=64, widths=(32, 64, 128, 256), latent=4096),
+                    "Conv 5 4x4 -> 4096 features; flips / 90-degree rotations while training the autoencoder.",
+        size=64, widths=(32, 64, 128, 256), latent=4096, ae_augment=True),
     "tiny": Preset(
         name="tiny",
         description="For tests and the demo: 32x32 input, 16-32-64-128 maps, Conv 5 2x2 -> 1024 features, "

@@ -95,8 +95,8 @@ def markdown(metrics: dict, config: dict, cells) -> str:
               f"connected classifier {config['preset']['latent']}-{'-'.join(map(str, config['preset']['hidden']))}-"
               f"{len(cells.classes)}" if config["method"] == "dcae-mlp"
               else f"- **Method**: `{config['method']}`: {config.get('method_description', '')}"),
-             f"- **Preset**: `{preset}` (input {config['preset']['size']}x{config['preset']['size']}, "
-             f"widths {config['preset']['widths']})", ""]
+             f"- **Preset**: `{preset}` (input {config['input_size']}x{config['input_size']}"
+             + (f", widths {config['preset']['widths']})" if config["method"] == "dcae-mlp" else ")"), ""]
     if config["method"] != "dcae-mlp":
         lines += ["> This method has no unsupervised stage: nothing was learnt from test images.", ""]
     elif config.get("autoencoder_saw_test_images"):

@@ -79,7 +79,7 @@ def run(dataset: str, *, protocol: str = "cv", cfg: Preset, out, subset: str = "
     used = np.unique(np.concatenate([ae_idx, *full_test] + [np.concatenate([a, b]) for _, a, b in splits]))
     y = cells.y
     config = {"dataset": dataset, "protocol": protocol, "subset": subset if protocol != "official" else None,
-              "method": method, "method_description": m.description,
+              "method": method, "method_description": m.description, "input_size": prep.size,
               "autoencoder_saw_test_images": bool(m.unsupervised and (protocol != "official" or ae_on_test)),
               "preset": cfg.to_dict(), "command": " ".join(sys.argv)}
     if resume and (out / "config.json").exists():
