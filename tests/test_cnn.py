@@ -3,6 +3,8 @@ scikit-learn contract, training on synthetic cells, probabilities, string labels
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -44,6 +46,7 @@ def test_clone_and_params_roundtrip():
     p = clf.get_params()
     assert p["epochs"] == 3 and p["rotation"] == 10.0 and p["tta"] is False and p["size"] == 78
     assert p["activation"] == "tanh" and p["hidden"] == 150 and p["augment"] is True
+    assert CNNClassifier().get_params()["rotation"] == 45.0
     c = clone(clf)
     assert c is not clf and c.get_params() == p and not hasattr(c, "net_")
     assert clf.set_params(lr=0.01) is clf and clf.lr == 0.01
@@ -103,8 +106,7 @@ def test_predict_proba_rows_sum_to_one_and_tta_is_rotation_invariant(fitted, syn
     np.testing.assert_allclose(fitted.predict_proba(rotated), p, atol=1e-5)
     # float (N, 1, S, S) input in [0, 1] is the same as uint8 (N, S, S)
     np.testing.assert_allclose(fitted.predict_proba(imgs[:, None] / 255.0), p, atol=1e-5)
-    single = clone(fitted).set_params(tta=False)
-    single.__dict__.update({k: v for k, v in fitted.__dict__.items() if k.endswith("_")})
+    single = copy.deepcopy(fitted).set_params(tta=False)
     q = single.predict_proba(imgs)
     np.testing.assert_allclose(q.sum(1), 1, atol=1e-5)
     assert not np.allclose(single.predict_proba(rotated), q, atol=1e-5)
