@@ -16,10 +16,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from sklearn.base import BaseEstimator, ClassifierMixin
-from sklearn.model_selection import train_test_split
 
 from .errors import Hep2Error
-from .estimators import image_tensor
+from .estimators import image_tensor, labels_and_validation_split
 from .models.cnn import GaoCNN
 from .training import fit, resolve_device, torch_threads
 
@@ -104,16 +103,7 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
         y = np.asarray(y)
         if len(y) != len(x):
             raise Hep2Error(f"CNNClassifier.fit: {len(x)} images but {len(y)} labels")
-        self.classes_, yi = np.unique(y, return_inverse=True)
-        if len(self.classes_) < 2:
-            raise Hep2Error("the classifier needs at least two classes in its training data, got "
-                            f"{list(self.classes_)}")
-        idx = np.arange(len(yi))
-        counts = np.bincount(yi)
-        if self.val_fraction and counts.min() >= 2 and len(yi) * self.val_fraction >= len(self.classes_):
-            tr, va = train_test_split(idx, test_size=self.val_fraction, stratify=yi, random_state=self.seed)
-        else:
-            tr, va = idx, None
+        self.classes_, yi, tr, va = labels_and_validation_split(y, self.val_fraction, self.seed)
         xf = x[tr].float().div_(255)
         self.mean_, self.std_ = float(xf.mean()), float(xf.std()) or 1.0
         device = resolve_device(self.device)

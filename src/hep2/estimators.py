@@ -46,6 +46,19 @@ def image_tensor(X, size: int | None = None, prep=None) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(X))
 
 
+def labels_and_validation_split(y, val_fraction: float, seed: int):
+    """Class labels -> (classes, class indices, training rows, validation rows or None): a stratified
+    held-out part for early stopping, where every class has enough samples for one."""
+    classes, yi = np.unique(np.asarray(y), return_inverse=True)
+    if len(classes) < 2:
+        raise Hep2Error(f"the classifier needs at least two classes in its training data, got {list(classes)}")
+    idx = np.arange(len(yi))
+    if val_fraction and np.bincount(yi).min() >= 2 and len(yi) * val_fraction >= len(classes):
+        tr, va = train_test_split(idx, test_size=val_fraction, stratify=yi, random_state=seed)
+        return classes, yi, tr, va
+    return classes, yi, idx, None
+
+
 def _augment(x: torch.Tensor) -> torch.Tensor:
     """Random flips and 90-degree rotations (cell patterns have no orientation)."""
     k = int(torch.randint(0, 4, ()))
@@ -148,17 +161,9 @@ class MLPHead(ClassifierMixin, BaseEstimator):
     def fit(self, X, y):
         X = np.asarray(X, dtype=np.float32)
         y = np.asarray(y)
-        self.classes_, yi = np.unique(y, return_inverse=True)
-        if len(self.classes_) < 2:
-            raise Hep2Error(f"the classifier needs at least two classes in its training data, got {list(self.classes_)}")
+        self.classes_, yi, tr, va = labels_and_validation_split(y, self.val_fraction, self.seed)
         self.scaler_ = StandardScaler().fit(X)
         Xs = self.scaler_.transform(X).astype(np.float32)
-        counts = np.bincount(yi)
-        idx = np.arange(len(yi))
-        if self.val_fraction and counts.min() >= 2 and len(yi) * self.val_fraction >= len(self.classes_):
-            tr, va = train_test_split(idx, test_size=self.val_fraction, stratify=yi, random_state=self.seed)
-        else:
-            tr, va = idx, None
         device = resolve_device(self.device)
         torch.manual_seed(self.seed)
         self.net_ = MLP(X.shape[1], tuple(self.hidden), len(self.classes_), self.dropout)
