@@ -18,25 +18,9 @@ import torch.nn.functional as F
 from sklearn.base import BaseEstimator, ClassifierMixin
 
 from .errors import Hep2Error
-from .estimators import image_tensor, labels_and_validation_split
+from .estimators import dihedral, image_tensor, labels_and_validation_split, random_dihedral
 from .models.cnn import GaoCNN
 from .training import fit, resolve_device, torch_threads
-
-
-def dihedral(x: torch.Tensor, k: int) -> torch.Tensor:
-    """The k-th (0..7) of the 8 rotations/reflections of the square, on (N, C, S, S)."""
-    x = torch.rot90(x, k % 4, dims=(2, 3))
-    return torch.flip(x, dims=(3,)) if k >= 4 else x
-
-
-def random_dihedral(x: torch.Tensor) -> torch.Tensor:
-    """A random one of the 8 dihedral transforms for each image (cell patterns have no orientation)."""
-    ks = torch.randint(0, 8, (len(x),))
-    out = torch.empty_like(x)
-    for k in ks.unique().tolist():
-        sel = ks == k
-        out[sel] = dihedral(x[sel], k)
-    return out
 
 
 def random_rotation(x: torch.Tensor, degrees: float) -> torch.Tensor:

@@ -59,11 +59,20 @@ def labels_and_validation_split(y, val_fraction: float, seed: int):
     return classes, yi, idx, None
 
 
-def _augment(x: torch.Tensor) -> torch.Tensor:
-    """Random flips and 90-degree rotations (cell patterns have no orientation)."""
-    k = int(torch.randint(0, 4, ()))
-    x = torch.rot90(x, k, dims=(2, 3))
-    return torch.flip(x, dims=(3,)) if torch.rand(()) < 0.5 else x
+def dihedral(x: torch.Tensor, k: int) -> torch.Tensor:
+    """The k-th (0..7) of the 8 rotations/reflections of the square, on (N, C, S, S)."""
+    x = torch.rot90(x, k % 4, dims=(2, 3))
+    return torch.flip(x, dims=(3,)) if k >= 4 else x
+
+
+def random_dihedral(x: torch.Tensor) -> torch.Tensor:
+    """A random one of the 8 dihedral transforms for each image (cell patterns have no orientation)."""
+    ks = torch.randint(0, 8, (len(x),))
+    out = torch.empty_like(x)
+    for k in ks.unique().tolist():
+        sel = ks == k
+        out[sel] = dihedral(x[sel], k)
+    return out
 
 
 class DCAEFeatures(TransformerMixin, BaseEstimator):
@@ -93,21 +102,30 @@ class DCAEFeatures(TransformerMixin, BaseEstimator):
         perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(cfg.seed))
         train, val = x[perm[n_val:]], x[perm[:n_val]]
 
+        if cfg.channels_last:
+            self.model_.to(memory_format=torch.channels_last)
+
         def loss(model, xb):
-            xb = xb.float().div_(255)
+            xb = self._input(xb)
             if cfg.ae_augment and model.training:
-                xb = _augment(xb)
+                xb = random_dihedral(xb)
             rec = model(xb)
             return torch.nn.functional.mse_loss(rec.float(), xb), len(xb)
 
         self.history_ = fit(self.model_, loss, (train,), (val,) if n_val else None, epochs=cfg.ae_epochs,
                             batch_size=cfg.ae_batch, lr=cfg.ae_lr, weight_decay=cfg.ae_weight_decay,
                             patience=cfg.ae_patience if n_val else 0, seed=cfg.seed, device=device, amp=cfg.amp,
-                            checkpoint=self.checkpoint, resume=self.resume, desc="autoencoder",
+                            fused=cfg.fused_adam, checkpoint=self.checkpoint, resume=self.resume, desc="autoencoder",
                             verbose=self.verbose)
         self.config_ = cfg
         self.n_features_out_ = cfg.latent
         return self
+
+    def _input(self, xb: torch.Tensor) -> torch.Tensor:
+        """A uint8 batch -> float in [0, 1], in the memory layout the settings ask for."""
+        xb = xb.float().div_(255)
+        cfg = getattr(self, "config_", None) or self._config()
+        return xb.contiguous(memory_format=torch.channels_last) if cfg.channels_last else xb
 
     @torch.inference_mode()
     def _batches(self, X, fn, batch_size: int = 256):
@@ -116,14 +134,20 @@ class DCAEFeatures(TransformerMixin, BaseEstimator):
         self.model_.eval()
         out = []
         for i in range(0, len(x), batch_size):
-            xb = x[i:i + batch_size].to(device).float().div_(255)
+            xb = self._input(x[i:i + batch_size].to(device))
             with autocast(device, self.config_.amp):
                 out.append(fn(xb).float().cpu())
         return torch.cat(out).numpy()
 
+    def _encode(self, xb: torch.Tensor) -> torch.Tensor:
+        if not self.config_.tta:
+            return self.model_.encode(xb)
+        return sum(self.model_.encode(dihedral(xb, k)).float() for k in range(8)) / 8
+
     def transform(self, X) -> np.ndarray:
-        """(N, latent) float32 Conv 5 activations."""
-        return self._batches(X, self.model_.encode)
+        """(N, latent) float32 Conv 5 activations (with ``tta``, their mean over the 8 flips and
+        90-degree rotations of each image: the features of a cell, whatever its orientation)."""
+        return self._batches(X, self._encode)
 
     def reconstruct(self, X) -> np.ndarray:
         """(N, S, S) reconstructions in [0, 1] (for inspection)."""
@@ -135,11 +159,14 @@ class DCAEFeatures(TransformerMixin, BaseEstimator):
 
 class MLPHead(ClassifierMixin, BaseEstimator):
     """The fully connected classifier (paper: 4096-250-50-5) on standardised features, trained with
-    cross-entropy and early stopping on a stratified validation part of the training data."""
+    cross-entropy and early stopping on a stratified validation part of the training data.
+
+    ``ensemble`` > 1 trains that many networks with seeds ``seed``, ``seed + 1``, ... (each with its
+    own initialisation, batches and validation part) and averages their probabilities."""
 
     def __init__(self, hidden=(250, 50), dropout: float = 0.5, epochs: int = 300, batch_size: int = 64,
                  lr: float = 1e-3, weight_decay: float = 1e-4, patience: int = 30, val_fraction: float = 0.15,
-                 seed: int = 0, device: str = "auto", verbose: bool = False):
+                 ensemble: int = 1, seed: int = 0, device: str = "auto", verbose: bool = False):
         self.hidden = hidden
         self.dropout = dropout
         self.epochs = epochs
@@ -148,6 +175,7 @@ class MLPHead(ClassifierMixin, BaseEstimator):
         self.weight_decay = weight_decay
         self.patience = patience
         self.val_fraction = val_fraction
+        self.ensemble = ensemble
         self.seed = seed
         self.device = device
         self.verbose = verbose
@@ -156,36 +184,46 @@ class MLPHead(ClassifierMixin, BaseEstimator):
     def from_preset(cls, cfg: Preset, **kw) -> "MLPHead":
         return cls(hidden=cfg.hidden, dropout=cfg.dropout, epochs=cfg.mlp_epochs, batch_size=cfg.mlp_batch,
                    lr=cfg.mlp_lr, weight_decay=cfg.mlp_weight_decay, patience=cfg.mlp_patience,
-                   val_fraction=cfg.mlp_val_fraction, seed=cfg.seed, device=cfg.device, **kw)
+                   val_fraction=cfg.mlp_val_fraction, ensemble=cfg.mlp_ensemble, seed=cfg.seed,
+                   device=cfg.device, **kw)
 
     def fit(self, X, y):
         X = np.asarray(X, dtype=np.float32)
         y = np.asarray(y)
-        self.classes_, yi, tr, va = labels_and_validation_split(y, self.val_fraction, self.seed)
+        if int(self.ensemble) < 1:
+            raise Hep2Error(f"mlp_ensemble={self.ensemble}: the number of classifiers must be at least 1")
+        self.classes_ = np.unique(y)
         self.scaler_ = StandardScaler().fit(X)
-        Xs = self.scaler_.transform(X).astype(np.float32)
+        xt = torch.from_numpy(self.scaler_.transform(X).astype(np.float32))
         device = resolve_device(self.device)
-        torch.manual_seed(self.seed)
-        self.net_ = MLP(X.shape[1], tuple(self.hidden), len(self.classes_), self.dropout)
-        xt, yt = torch.from_numpy(Xs), torch.from_numpy(yi.astype(np.int64))
 
         def loss(model, xb, yb):
             return torch.nn.functional.cross_entropy(model(xb).float(), yb), len(yb)
 
-        with torch_threads(1 if device.type == "cpu" else torch.get_num_threads()):
-            self.history_ = fit(self.net_, loss, (xt[tr], yt[tr]), (xt[va], yt[va]) if va is not None else None,
-                                epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
-                                weight_decay=self.weight_decay, patience=self.patience if va is not None else 0,
-                                seed=self.seed, device=device, desc="classifier", verbose=self.verbose)
-        self.net_.cpu()
+        self.nets_, histories = [], []
+        for seed in range(self.seed, self.seed + int(self.ensemble)):
+            _, yi, tr, va = labels_and_validation_split(y, self.val_fraction, seed)
+            yt = torch.from_numpy(yi.astype(np.int64))
+            torch.manual_seed(seed)
+            net = MLP(X.shape[1], tuple(self.hidden), len(self.classes_), self.dropout)
+            with torch_threads(1 if device.type == "cpu" else torch.get_num_threads()):
+                histories.append(fit(net, loss, (xt[tr], yt[tr]), (xt[va], yt[va]) if va is not None else None,
+                                     epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
+                                     weight_decay=self.weight_decay, patience=self.patience if va is not None else 0,
+                                     seed=seed, device=device, desc="classifier", verbose=self.verbose))
+            self.nets_.append(net.cpu())
+        self.history_ = histories[0]          # the curves of the first network, for the report
         self.n_features_in_ = X.shape[1]
         return self
 
     @torch.inference_mode()
     def predict_proba(self, X) -> np.ndarray:
         Xs = torch.from_numpy(self.scaler_.transform(np.asarray(X, dtype=np.float32)).astype(np.float32))
-        self.net_.eval()
-        return torch.softmax(self.net_(Xs), dim=1).numpy()
+        probs = []
+        for net in self.nets_:
+            net.eval()
+            probs.append(torch.softmax(net(Xs), dim=1))
+        return (sum(probs) / len(probs)).numpy()
 
     def predict(self, X) -> np.ndarray:
         return self.classes_[self.predict_proba(X).argmax(1)]

@@ -32,7 +32,8 @@ class Preset:
     ae_weight_decay: float = 0.0
     ae_patience: int = 5                 # early stopping on held-out reconstruction loss
     ae_val_fraction: float = 0.1         # part of the training images held out for that
-    ae_augment: bool = False             # random flips / 90-degree rotations while training
+    ae_augment: bool = False             # a random flip / 90-degree rotation of each image while training
+    tta: bool = False                    # features = mean Conv 5 code over the 8 flips / 90-degree rotations
     # the classifier: fully connected network on standardised features
     hidden: tuple = (250, 50)
     dropout: float = 0.5
@@ -42,10 +43,13 @@ class Preset:
     mlp_weight_decay: float = 1e-4
     mlp_patience: int = 30
     mlp_val_fraction: float = 0.15
+    mlp_ensemble: int = 1                # classifiers trained with seeds seed..seed+n-1, probabilities averaged
     # execution
     seed: int = 0
     device: str = "auto"                 # auto | cpu | cuda
-    amp: bool = False                    # bf16 autocast
+    amp: bool = False                    # bf16 autocast (GPU; CPUs with AVX-512 BF16 or AMX)
+    channels_last: bool = False          # NHWC memory layout for the autoencoder
+    fused_adam: bool = True              # the fused Adam kernel (same update as the plain loop)
     threads: int = 0                     # torch threads; 0 keeps PyTorch's default
     cv_folds: int = 5
 
@@ -102,8 +106,10 @@ PRESETS = {
     "cpu": Preset(
         name="cpu",
         description="The Table I design scaled for a 2-core CPU: 64x64 input, 32-64-128-256 maps, "
-                    "Conv 5 4x4 -> 4096 features; flips / 90-degree rotations while training the autoencoder.",
-        size=64, widths=(32, 64, 128, 256), latent=4096, ae_augment=True),
+                    "Conv 5 4x4 -> 4096 features, the 4096-250-50-5 classifier; flips / 90-degree rotations "
+                    "while training the autoencoder, features averaged over the 8 flips / rotations of a cell, "
+                    "5 classifiers (seeds) averaged.",
+        size=64, widths=(32, 64, 128, 256), latent=4096, ae_augment=True, tta=True, mlp_ensemble=5),
     "tiny": Preset(
         name="tiny",
         description="For tests and the demo: 32x32 input, 16-32-64-128 maps, Conv 5 2x2 -> 1024 features, "

@@ -60,20 +60,22 @@ def load_checkpoint(path):
 
 def fit(model: torch.nn.Module, batch_loss: Callable, train: tuple, val: tuple | None = None, *,
         epochs: int, batch_size: int, lr: float, weight_decay: float = 0.0, patience: int = 0,
-        seed: int = 0, device: torch.device | str = "cpu", amp: bool = False,
+        seed: int = 0, device: torch.device | str = "cpu", amp: bool = False, fused: bool = True,
         checkpoint: str | Path | None = None, resume: bool = False, desc: str = "training",
         verbose: bool = True, on_epoch_end: Callable | None = None) -> list[dict]:
     """Train ``model`` in place and leave it at its best held-out loss; return the history.
 
     ``batch_loss(model, *tensors) -> (loss, n)`` computes the mean loss of one batch of the
-    ``train`` / ``val`` tensors (indexed together along dim 0). Each epoch reseeds the random
+    ``train`` / ``val`` tensors (indexed together along dim 0). ``amp``: bf16 autocast; ``fused``: the
+    fused Adam kernel. Each epoch reseeds the random
     generators from ``seed`` and its number, so a run resumed from the checkpoint of epoch k ends
     with the same model as an uninterrupted one.
     """
     device = torch.device(device) if isinstance(device, str) else device
     model.to(device)
+    # fused: one kernel for the whole update (CPU and CUDA), the same arithmetic as the plain loop
     opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay,
-                           foreach=device.type != "cpu" or None)
+                           **({"fused": True} if fused else {"foreach": device.type != "cpu"}))
     n = len(train[0])
     if n == 0:
         raise Hep2Error(f"{desc}: no training samples")
