@@ -137,3 +137,31 @@ def test_mlphead_is_reproducible_for_a_seed(fitted_ae, synth):
 def test_mlphead_needs_two_classes():
     with pytest.raises(Hep2Error, match="two classes"):
         MLPHead(epochs=1).fit(np.zeros((6, 3)), ["a"] * 6)
+
+
+def test_tta_features_do_not_depend_on_the_orientation(fitted_ae, synth):
+    _, imgs, _, _ = synth
+    ae = clone(fitted_ae)
+    ae.model_, ae.n_features_out_ = fitted_ae.model_, fitted_ae.n_features_out_
+    ae.config_ = fitted_ae.config_.override({"tta": True})
+    turned = np.ascontiguousarray(np.rot90(imgs[:6], 1, axes=(1, 2))[:, :, ::-1])
+    plain = fitted_ae.transform(imgs[:6])
+    np.testing.assert_allclose(ae.transform(turned), ae.transform(imgs[:6]), rtol=1e-4, atol=1e-5)
+    assert not np.allclose(fitted_ae.transform(turned), plain, atol=1e-4)   # without tta it does
+    # the tta features are the mean of the 8 views' plain features
+    views = [np.ascontiguousarray(np.rot90(imgs[:6], k, axes=(1, 2))[:, :, ::f]) for k in range(4) for f in (1, -1)]
+    np.testing.assert_allclose(ae.transform(imgs[:6]), np.mean([fitted_ae.transform(v) for v in views], 0),
+                               rtol=1e-4, atol=1e-5)
+
+
+def test_mlphead_ensemble_averages_the_probabilities_of_its_seeds(fitted_ae, synth):
+    _, imgs, labels, _ = synth
+    X = fitted_ae.transform(imgs)
+    ens = MLPHead(hidden=(8,), epochs=5, seed=3, ensemble=3).fit(X, labels)
+    assert len(ens.nets_) == 3
+    singles = [MLPHead(hidden=(8,), epochs=5, seed=s).fit(X, labels).predict_proba(X) for s in (3, 4, 5)]
+    np.testing.assert_allclose(ens.predict_proba(X), np.mean(singles, 0), rtol=1e-5, atol=1e-6)
+    assert not np.allclose(singles[0], singles[1])
+    with pytest.raises(Hep2Error, match="mlp_ensemble=0"):
+        MLPHead(ensemble=0).fit(X, labels)
+    assert MLPHead.from_preset(PRESETS["cpu"]).ensemble == 5

@@ -64,6 +64,19 @@ def test_without_patience_all_epochs_run():
     hist = fit(torch.nn.Linear(4, 4), _mse, train, val, epochs=6, batch_size=16, lr=0.05, patience=0,
                verbose=False)
     assert len(hist) == 6
+    assert all(0 <= h["data_seconds"] <= h["seconds"] for h in hist)
+
+
+def test_fused_and_plain_adam_give_the_same_model():
+    train, val = _conflicting_data()
+    models = []
+    for fused in (True, False):
+        torch.manual_seed(0)
+        m = torch.nn.Linear(4, 4)
+        fit(m, _mse, train, val, epochs=3, batch_size=16, lr=0.05, fused=fused, verbose=False)
+        models.append(m)
+    for a, b in zip(models[0].parameters(), models[1].parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 
 
 def test_no_training_samples_is_a_clear_error():

@@ -104,12 +104,17 @@ def fit(model: torch.nn.Module, batch_loss: Callable, train: tuple, val: tuple |
         torch.manual_seed(seed * 100_003 + epoch)
         order = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
         model.train()
-        total, seen = 0.0, 0
+        total, seen, waited = 0.0, 0, 0.0
         bar = tqdm(range(0, n, batch_size), desc=f"{desc} {epoch + 1}/{epochs}", unit="batch",
                    leave=False, disable=not verbose)
         for i in bar:
+            t_data = time.perf_counter()
             idx = order[i:i + batch_size]
-            batch = [t[idx].to(device, non_blocking=True) for t in train]
+            batch = [t[idx] for t in train]
+            if device.type == "cuda":   # pinned host memory: the copy overlaps the previous step's kernels
+                batch = [b.pin_memory() for b in batch]
+            batch = [b.to(device, non_blocking=True) for b in batch]
+            waited += time.perf_counter() - t_data
             with autocast(device, amp):
                 loss, k = batch_loss(model, *batch)
             opt.zero_grad(set_to_none=True)
@@ -121,7 +126,7 @@ def fit(model: torch.nn.Module, batch_loss: Callable, train: tuple, val: tuple |
         val_loss = evaluate_loss(model, batch_loss, val, batch_size, device, amp) if val else train_loss
         seconds = time.perf_counter() - t0
         history.append({"epoch": epoch + 1, "train_loss": train_loss, "val_loss": val_loss,
-                        "seconds": seconds, "samples_per_s": n / seconds})
+                        "seconds": seconds, "samples_per_s": n / seconds, "data_seconds": waited})
         if val_loss < best - 1e-9:
             best, bad = val_loss, 0
             best_state = copy.deepcopy({k: v.detach().cpu() for k, v in model.state_dict().items()})
