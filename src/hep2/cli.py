@@ -109,6 +109,17 @@ def cmd_predict(args) -> int:
     return 0
 
 
+def cmd_export(args) -> int:
+    from .export import export
+
+    info = export(args.model, args.format, args.out)
+    print(f"wrote {info['model']} ({info['format']}: input (N, 1, {info['input'][2]}, {info['input'][3]}) in [0, 1], "
+          f"output probabilities of {', '.join(info['classes'])})")
+    print(f"checked against hep2's prediction: largest difference {info['max_abs_diff']:.1e}")
+    print(f"model card: {info['card']}")
+    return 0
+
+
 def _add_preset_args(p) -> None:
     p.add_argument("--preset", default="cpu", help="paper (Table I, 224x224), cpu (64x64, default) or tiny")
     p.add_argument("--config", help="a JSON or YAML file of settings that override the preset")
@@ -187,6 +198,12 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--out", help="write a CSV of predictions and probabilities")
     pr.add_argument("--skip-bad", action="store_true", help="go on without unreadable images and list them")
     pr.set_defaults(func=cmd_predict)
+
+    ex = sub.add_parser("export", help="write a run's model as one ONNX or TorchScript graph, with a model card")
+    ex.add_argument("--model", required=True, help="a run folder written by `hep2 run`")
+    ex.add_argument("--format", choices=["onnx", "torchscript"], default="onnx")
+    ex.add_argument("--out", required=True, help="the file to write (its model card goes beside it: FILE.md)")
+    ex.set_defaults(func=cmd_export)
     return p
 
 

@@ -60,9 +60,17 @@ def labels_and_validation_split(y, val_fraction: float, seed: int):
 
 
 def dihedral(x: torch.Tensor, k: int) -> torch.Tensor:
-    """The k-th (0..7) of the 8 rotations/reflections of the square, on (N, C, S, S)."""
-    x = torch.rot90(x, k % 4, dims=(2, 3))
-    return torch.flip(x, dims=(3,)) if k >= 4 else x
+    """The k-th (0..7) of the 8 rotations/reflections of the square, on (N, C, S, S): k % 4 quarter
+    turns (as ``torch.rot90``), then a left-right flip when k >= 4. Written with transpose and flip
+    so that it also exports to ONNX."""
+    r = k % 4
+    if r == 1:
+        x = x.transpose(2, 3).flip(2)
+    elif r == 2:
+        x = x.flip((2, 3))
+    elif r == 3:
+        x = x.transpose(2, 3).flip(3)
+    return x.flip(3) if k >= 4 else x
 
 
 def random_dihedral(x: torch.Tensor) -> torch.Tensor:
@@ -215,6 +223,11 @@ class MLPHead(ClassifierMixin, BaseEstimator):
         self.history_ = histories[0]          # the curves of the first network, for the report
         self.n_features_in_ = X.shape[1]
         return self
+
+    def __setstate__(self, state):
+        if "net_" in state:         # a model saved before ensembles: one network
+            state["nets_"], state["ensemble"] = [state.pop("net_")], 1
+        super().__setstate__(state)
 
     @torch.inference_mode()
     def predict_proba(self, X) -> np.ndarray:

@@ -35,7 +35,7 @@ class Predictor:
     """A trained pipeline loaded from a run folder (or its ``model/`` subfolder)."""
 
     def __init__(self, model_dir):
-        d = Path(model_dir)
+        d = self.model_dir = Path(model_dir)
         f = d / "model" / "pipeline.pt" if (d / "model").is_dir() else d / "pipeline.pt"
         if not f.exists():
             raise Hep2Error(f"{f} not found: --model must be a run folder written by `hep2 run` "

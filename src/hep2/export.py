@@ -1,0 +1,218 @@
+"""Export a trained run's model as one graph (ONNX or TorchScript) with a model card.
+
+The graph's single input is the preprocessed image batch, float32 (N, 1, S, S) in [0, 1] (hep2's
+preprocessing: per-image percentile normalisation, mask, aspect-preserving resize to S, zero
+padding; see the model card); its output is the class probabilities (N, C) in the run's class
+order. The batch size is dynamic. The export is checked against hep2's own prediction before it
+is kept: a model whose exported probabilities differ by more than 1e-4 is an error.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from .errors import Hep2Error
+from .estimators import dihedral
+from .predict import Predictor
+
+FORMATS = ("onnx", "torchscript")
+TOLERANCE = 1e-4
+
+
+class _DCAEGraph(nn.Module):
+    """Conv 5 features (mean over the 8 flips / rotations when the run used tta), standardised,
+    then the classifier networks' mean probabilities."""
+
+    def __init__(self, encoder, views: int, mean, scale, nets, mapping):
+        super().__init__()
+        self.encoder, self.views, self.nets = encoder, views, nn.ModuleList(nets)
+        self.register_buffer("mean", torch.as_tensor(mean, dtype=torch.float32))
+        self.register_buffer("scale", torch.as_tensor(scale, dtype=torch.float32))
+        self.register_buffer("mapping", mapping)
+
+    def forward(self, x):
+        z = sum(self.encoder.encode(dihedral(x, k)) for k in range(self.views)) / self.views
+        z = (z - self.mean) / self.scale
+        p = sum(torch.softmax(net(z), dim=1) for net in self.nets) / len(self.nets)
+        return p @ self.mapping
+
+
+class _CNNGraph(nn.Module):
+    """The CNN's probabilities, averaged over the 8 flips / rotations when the run used tta."""
+
+    def __init__(self, net, views: int, mean: float, std: float, mapping):
+        super().__init__()
+        self.net, self.views, self.mean, self.std = net, views, float(mean), float(std)
+        self.register_buffer("mapping", mapping)
+
+    def forward(self, x):
+        x = (x - self.mean) / self.std
+        p = sum(torch.softmax(self.net(dihedral(x, k)), dim=1) for k in range(self.views)) / self.views
+        return p @ self.mapping
+
+
+def build_graph(pred: Predictor) -> nn.Module:
+    """The run's whole classifier as one module: (N, 1, S, S) in [0, 1] -> (N, C) probabilities."""
+    clf, method = pred.classifier, pred.method
+    if pred.method_name not in ("dcae-mlp", "cnn5"):
+        raise Hep2Error(f"the model in {pred.model_dir} uses method {pred.method_name!r}, whose features "
+                        "(scikit-image) and SVM have no ONNX / TorchScript form: export works for "
+                        "dcae-mlp and cnn5 runs")
+    # the classifier knows only the classes it was trained on; the run's list may be longer
+    mapping = torch.zeros(len(clf.classes_), len(pred.classes))
+    mapping[torch.arange(len(clf.classes_)), torch.as_tensor(np.asarray(clf.classes_).astype(int))] = 1
+    if pred.method_name == "dcae-mlp":
+        ae = method.ae_
+        g = _DCAEGraph(ae.model_, 8 if ae.config_.tta else 1, clf.scaler_.mean_, clf.scaler_.scale_,
+                       clf.nets_, mapping)
+    else:
+        g = _CNNGraph(clf.net_, 8 if clf.tta else 1, clf.mean_, clf.std_, mapping)
+    return g.float().eval()
+
+
+def export(model_dir, fmt: str, out) -> dict:
+    """Write the graph to ``out`` and its model card beside it (``out`` with ``.md``); return what
+    was checked."""
+    if fmt not in FORMATS:
+        raise Hep2Error(f"unknown export format {fmt!r}: choose onnx or torchscript")
+    out = Path(out)
+    if out.exists() and out.is_dir():
+        raise Hep2Error(f"--out {out} is a folder: give a file name, e.g. {out}/model.{'onnx' if fmt == 'onnx' else 'pt'}")
+    pred = Predictor(model_dir)
+    graph = build_graph(pred)
+    size = pred.prep.size
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    example = torch.rand(2, 1, size, size)
+    try:
+        with torch.inference_mode(False), torch.no_grad():
+            if fmt == "onnx":
+                _export_onnx(graph, example, tmp, pred)
+            else:
+                with warnings.catch_warnings():     # TorchScript is deprecated upstream, still widely read
+                    warnings.simplefilter("ignore", DeprecationWarning)
+                    torch.jit.trace(graph, example).save(str(tmp))
+        check = verify(tmp, fmt, pred)
+        if check["max_abs_diff"] > TOLERANCE:
+            raise Hep2Error(f"the exported {fmt} model differs from hep2's prediction by "
+                            f"{check['max_abs_diff']:.2e} (more than {TOLERANCE}): not written")
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    card = out.with_name(out.name + ".md")
+    card.write_text(model_card(pred, Path(model_dir), fmt, out, check))
+    return {"model": str(out), "card": str(card), "format": fmt, "input": [None, 1, size, size],
+            "classes": list(pred.classes), **check}
+
+
+def _export_onnx(graph, example, path: Path, pred: Predictor) -> None:
+    try:
+        import onnx
+    except ImportError:
+        raise Hep2Error("ONNX export needs the onnx package: pip install onnx onnxruntime") from None
+    with warnings.catch_warnings():     # the TorchScript-based exporter: deprecated upstream, stable here
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(graph, (example,), str(path), input_names=["image"], output_names=["probabilities"],
+                          dynamic_axes={"image": {0: "batch"}, "probabilities": {0: "batch"}},
+                          opset_version=17, dynamo=False)
+    m = onnx.load(str(path))
+    meta = {"hep2_classes": json.dumps(list(pred.classes)), "hep2_method": pred.method_name,
+            "hep2_preprocessing": json.dumps(_preprocessing(pred))}
+    for k, v in meta.items():
+        p = m.metadata_props.add()
+        p.key, p.value = k, v
+    onnx.save(m, str(path))
+
+
+def _preprocessing(pred: Predictor) -> dict:
+    p = pred.prep
+    return {"size": p.size, "low_percentile": p.low_pct, "high_percentile": p.high_pct, "use_mask": p.use_mask,
+            "scale": "per image: the low..high percentile of its intensities (inside the mask) -> 0..1, clipped",
+            "resize": "keep the aspect ratio, longer side to size, zero padding to a square",
+            "quantisation": "hep2 rounds the preprocessed image to 1/255 steps before the model"}
+
+
+def run_exported(path, fmt: str, x: np.ndarray) -> np.ndarray:
+    """Class probabilities of an exported file for float32 images (N, 1, S, S)."""
+    if fmt == "onnx":
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise Hep2Error("checking an ONNX export needs onnxruntime: pip install onnxruntime") from None
+        sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        return sess.run(None, {"image": x.astype(np.float32)})[0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        m = torch.jit.load(str(path))
+    with torch.no_grad():
+        return m(torch.from_numpy(x.astype(np.float32))).numpy()
+
+
+def verify(path, fmt: str, pred: Predictor, n: int = 5) -> dict:
+    """Run the exported file and hep2's Predictor on the same images (a batch size other than the
+    one traced); the largest absolute difference of the probabilities."""
+    size = pred.prep.size
+    rng = np.random.default_rng(0)
+    imgs = np.zeros((n, size, size), np.uint8)
+    yy, xx = np.mgrid[:size, :size]
+    for i in range(n):      # bright discs with texture, like a cell; random noise alone is not one
+        r = size * rng.uniform(0.25, 0.45)
+        disc = (yy - size / 2) ** 2 + (xx - size / 2) ** 2 < r * r
+        imgs[i] = np.where(disc, rng.integers(60, 256, (size, size)), 0)
+    ours = pred.predict_images(imgs)
+    theirs = run_exported(path, fmt, imgs[:, None].astype(np.float32) / 255)
+    return {"max_abs_diff": float(np.abs(ours - theirs).max()), "checked_images": n}
+
+
+def model_card(pred: Predictor, run: Path, fmt: str, out: Path, check: dict) -> str:
+    def load(name):
+        try:
+            return json.loads((run / name).read_text())
+        except (OSError, ValueError):
+            return {}
+
+    config, metrics, data = load("config.json"), load("metrics.json"), load("data.json")
+    acc, mca = metrics.get("accuracy", {}), metrics.get("mca", {})
+    proto = metrics.get("protocol", config.get("protocol", "?"))
+    lines = [f"# Model card: {out.name}", "",
+             f"Exported {_dt.date.today().isoformat()} by hep2 from the run folder `{run}` as {fmt}.", "",
+             "## Model",
+             f"- Method: `{pred.method_name}`: {config.get('method_description', '')}",
+             f"- Preset: `{pred.config.name}` ({pred.config.description})",
+             f"- Input `image`: float32 (N, 1, {pred.prep.size}, {pred.prep.size}), values in [0, 1], N dynamic.",
+             f"- Output `probabilities`: float32 (N, {len(pred.classes)}), columns in this order: "
+             + ", ".join(f"`{c}`" for c in pred.classes) + ".",
+             f"- Checked at export: largest absolute difference from hep2's own prediction "
+             f"{check['max_abs_diff']:.1e} on {check['checked_images']} images (limit {TOLERANCE}).", "",
+             "## Preprocessing (do this before the model)",
+             *[f"- {k}: {v}" for k, v in _preprocessing(pred).items()],
+             "", "## Training data",
+             f"- Dataset: `{config.get('dataset', '?')}`; fingerprint `{data.get('fingerprint', '?')}`",
+             f"- Cells: {data.get('n_cells', '?')}; classes: {', '.join(pred.classes)}",
+             "", "## Evaluation",
+             f"- Protocol: **{proto}**"
+             + (" (cell-level cross-validation: cells of one specimen fall on both sides of a fold, so it is "
+                "optimistic for new specimens)" if proto == "cv" else
+                " (specimen-disjoint splits: the figure to expect on new specimens)" if proto in ("official", "grouped")
+                else ""),
+             f"- Accuracy: {acc.get('mean', float('nan')):.4f} ± {acc.get('std', float('nan')):.4f}; "
+             f"mean class accuracy: {mca.get('mean', float('nan')):.4f} ± {mca.get('std', float('nan')):.4f}",
+             "", "## Intended use and limits",
+             "- Research use: studying and comparing HEp-2 staining-pattern classifiers. It is **not a "
+             "diagnostic device** and must not be used to report patient results.",
+             "- Trained on one laboratory's images of one imaging set-up; accuracy on other microscopes, "
+             "staining kits or specimen populations is unknown until measured there.",
+             "- It classifies single segmented cells into the classes above only; other patterns (mitotic, "
+             "mixed, negative) get one of these labels regardless.", ""]
+    return "\n".join(lines)
+
+
+__all__ = ["FORMATS", "build_graph", "export", "run_exported", "verify", "model_card"]

@@ -1,0 +1,124 @@
+"""`hep2 export`: ONNX (run in onnxruntime) and TorchScript graphs of a trained run, compared with
+hep2's own prediction on real SNPHEp-2 cells (synthetic cells where the data is absent), dynamic
+batch size, the model card, and the clear errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from hep2.cli import main
+from hep2.data import load_images, open_dataset
+from hep2.errors import Hep2Error
+from hep2.export import export, run_exported
+from hep2.methods import get_method
+from hep2.predict import Predictor, save_model
+from hep2.presets import PRESETS
+
+from conftest import SNPHEP2_ROOT
+
+pytest.importorskip("onnxruntime")
+
+
+@pytest.fixture(scope="module")
+def dcae_run(tmp_path_factory, _session_cache):
+    """A tiny dcae-mlp run with feature tta and a 2-network classifier ensemble."""
+    out = tmp_path_factory.mktemp("runs") / "dcae"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HEP2_CACHE", str(_session_cache))
+        assert main(["run", "synthetic:12", "--protocol", "grouped", "--preset", "tiny", "--set", "ae_epochs=2",
+                     "--set", "mlp_epochs=20", "--set", "tta=true", "--set", "mlp_ensemble=2", "--quiet",
+                     "--out", str(out)]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def cnn_model(tmp_path_factory, _session_cache):
+    """A cnn5 model folder (two epochs of training on synthetic cells), saved as `hep2 run` saves it."""
+    from hep2.cnn_estimator import CNNClassifier
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HEP2_CACHE", str(_session_cache))
+        cells = open_dataset("synthetic:6")
+        method = get_method("cnn5", PRESETS["tiny"])
+        imgs, _ = load_images(cells, method.preprocess())
+    clf = CNNClassifier(epochs=2, patience=0, device="cpu").fit(imgs, cells.y)
+    folder = tmp_path_factory.mktemp("runs") / "cnn"
+    save_model(folder / "model", method, clf, cells.classes)
+    return folder
+
+
+def _cells(pred: Predictor, n: int = 24) -> np.ndarray:
+    """Real SNPHEp-2 cells of every class, preprocessed as the model wants (synthetic cells without the data)."""
+    name = f"snphep2:{SNPHEP2_ROOT}" if (SNPHEP2_ROOT / "train").is_dir() else "synthetic:6"
+    cells = open_dataset(name)
+    pick = np.linspace(0, len(cells) - 1, n).astype(int)
+    imgs, _ = load_images(cells.subset(pick), pred.prep)
+    return imgs
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
+@pytest.mark.parametrize("which", ["dcae_run", "cnn_model"])
+def test_exported_graph_gives_hep2s_probabilities_on_real_cells(fmt, which, request, tmp_path):
+    run = request.getfixturevalue(which)
+    out = tmp_path / f"model.{fmt}"
+    info = export(run, fmt, out)
+    assert out.is_file() and info["max_abs_diff"] < 1e-4
+    pred = Predictor(run)
+    imgs = _cells(pred)
+    ours = pred.predict_images(imgs)
+    theirs = run_exported(out, fmt, imgs[:, None].astype(np.float32) / 255)
+    assert theirs.shape == (len(imgs), len(pred.classes))
+    assert np.abs(ours - theirs).max() < 1e-4
+    np.testing.assert_allclose(theirs.sum(1), 1, atol=1e-5)
+    # dynamic batch: one image, and an odd batch, give the same rows
+    np.testing.assert_allclose(run_exported(out, fmt, imgs[:1, None].astype(np.float32) / 255), theirs[:1],
+                               atol=1e-5)
+    np.testing.assert_allclose(run_exported(out, fmt, imgs[:7, None].astype(np.float32) / 255), theirs[:7],
+                               atol=1e-5)
+
+
+def test_onnx_file_has_one_image_input_and_carries_the_classes(dcae_run, tmp_path):
+    import json
+
+    import onnx
+
+    out = tmp_path / "m.onnx"
+    assert main(["export", "--model", str(dcae_run), "--format", "onnx", "--out", str(out)]) == 0
+    m = onnx.load(str(out))
+    assert [i.name for i in m.graph.input] == ["image"]
+    dims = m.graph.input[0].type.tensor_type.shape.dim
+    assert dims[0].dim_param == "batch" and [d.dim_value for d in dims[1:]] == [1, 32, 32]
+    meta = {p.key: p.value for p in m.metadata_props}
+    assert json.loads(meta["hep2_classes"]) == Predictor(dcae_run).classes
+    assert json.loads(meta["hep2_preprocessing"])["size"] == 32
+
+
+def test_model_card_states_data_protocol_metrics_and_limits(dcae_run, tmp_path, capsys):
+    out = tmp_path / "m.onnx"
+    main(["export", "--model", str(dcae_run), "--out", str(out)])
+    assert "model card" in capsys.readouterr().out
+    card = (tmp_path / "m.onnx.md").read_text()
+    for text in ("synthetic:12", "**grouped**", "Accuracy:", "mean class accuracy", "not a diagnostic device",
+                 "Preset: `tiny`", "(N, 1, 32, 32)", "Preprocessing"):
+        assert text in card, text
+
+
+def test_export_errors_are_clear(dcae_run, tmp_path, capsys):
+    assert main(["export", "--model", str(tmp_path), "--out", str(tmp_path / "x.onnx")]) == 2
+    assert "pipeline.pt" in capsys.readouterr().err
+    assert main(["export", "--model", str(dcae_run), "--out", str(tmp_path)]) == 2
+    assert "is a folder" in capsys.readouterr().err
+    with pytest.raises(Hep2Error, match="unknown export format"):
+        export(dcae_run, "tflite", tmp_path / "x")
+    assert not list(tmp_path.glob("*.onnx")) and not list(tmp_path.glob(".*tmp"))
+
+
+def test_svm_methods_cannot_be_exported(tmp_path, _session_cache):
+    from hep2.features.handcrafted import SVMClassifier
+
+    cells = open_dataset("synthetic:6")
+    method = get_method("lbp-svm", PRESETS["tiny"])
+    save_model(tmp_path / "model", method, SVMClassifier(), cells.classes)
+    with pytest.raises(Hep2Error, match="lbp-svm.*no ONNX"):
+        export(tmp_path, "onnx", tmp_path / "x.onnx")
