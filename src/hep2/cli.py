@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 
+from . import distributed as dd
 from .errors import Hep2Error
 
 DATASET_HELP = ("a dataset: snphep2:PATH, i3a:PATH, icpr2012:PATH, folder:PATH, manifest:FILE.csv, "
@@ -95,7 +96,16 @@ def cmd_predict(args) -> int:
     from .runner import _write_csv
 
     pred = Predictor(args.model)
-    rows, bad = pred.predict_files(expand_inputs(args.inputs), skip_bad=args.skip_bad)
+    paths = expand_inputs(args.inputs)
+    # under torchrun each process classifies every W-th file; rank 0 prints and writes, in input order
+    rows, bad = pred.predict_files(paths[dd.rank()::dd.world()], skip_bad=args.skip_bad)
+    order = {p: i for i, p in enumerate(paths)}
+    rows = sorted(dd.gather_lists(rows), key=lambda r: order[r[0]])
+    bad = dd.gather_lists(bad)
+    if bad and not rows:
+        raise Hep2Error(f"nothing to classify: none of the {len(bad)} files could be read (first: {bad[0]})")
+    if not dd.is_main():
+        return 0
     width = max([len(str(r[0])) for r in rows] + [4])
     print(f"{'file':<{width}}  {'pattern':<18} {'probability':>11}")
     for path, pattern, proba in rows:
@@ -211,6 +221,7 @@ def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        dd.init_from_env()      # several processes when started by torchrun
         return args.func(args) or 0
     except Hep2Error as e:
         print(f"hep2: error: {e}", file=sys.stderr)

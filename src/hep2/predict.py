@@ -66,8 +66,6 @@ class Predictor:
                 if not skip_bad:
                     raise
                 bad.append(str(e))
-        if bad and not images:
-            raise Hep2Error(f"nothing to classify: none of the {len(bad)} files could be read (first: {bad[0]})")
         proba = self.predict_images(np.stack(images)) if images else np.zeros((0, len(self.classes)))
         rows = [(p, self.classes[int(pr.argmax())], pr) for p, pr in zip(ok, proba)]
         return rows, bad

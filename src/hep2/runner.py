@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from . import __version__
+from . import distributed as dd
 from .data import load_images, open_dataset
 from .data.images import atomic_write_bytes
 from .errors import Hep2Error
@@ -45,7 +46,10 @@ def prepare_out(out: Path, resume: bool) -> None:
     if out.exists() and any(out.iterdir()) and not resume:
         raise Hep2Error(f"run folder {out} already exists and is not empty: pass --resume to continue that run, "
                         "or choose another --out")
-    out.mkdir(parents=True, exist_ok=True)
+    dd.barrier()            # every process has checked before rank 0 creates anything
+    if dd.is_main():
+        out.mkdir(parents=True, exist_ok=True)
+    dd.barrier()
 
 
 def run(dataset: str, *, protocol: str = "cv", cfg: Preset, out, subset: str = "train", resume: bool = False,
@@ -56,6 +60,8 @@ def run(dataset: str, *, protocol: str = "cv", cfg: Preset, out, subset: str = "
     t_start = time.perf_counter()
     out = Path(out)
     prepare_out(out, resume)
+    main = dd.is_main()     # under torchrun every process computes, rank 0 writes and reports
+    verbose = verbose and main
     say = print if verbose else (lambda *a, **k: None)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -84,26 +90,29 @@ def run(dataset: str, *, protocol: str = "cv", cfg: Preset, out, subset: str = "
               "preset": cfg.to_dict(), "command": " ".join(sys.argv)}
     if resume and (out / "config.json").exists():
         _check_same_run(out, config)
-    write_json(out / "config.json", config)
-    write_json(out / "environment.json", environment() | {"device": str(resolve_device(cfg.device))})
-    write_json(out / "data.json", {"dataset": cells.name, "fingerprint": cells.fingerprint(), "n_cells": len(cells),
-                                   "classes": cells.classes, "subsets": {k: len(v) for k, v in cells.subsets.items()},
-                                   "skipped": {"count": len(cells.skipped), "files": cells.skipped}})
+    if main:
+        write_json(out / "config.json", config)
+        write_json(out / "environment.json", environment() | {"device": str(resolve_device(cfg.device)),
+                                                              "processes": dd.world()})
+        write_json(out / "data.json", {"dataset": cells.name, "fingerprint": cells.fingerprint(),
+                                       "n_cells": len(cells), "classes": cells.classes,
+                                       "subsets": {k: len(v) for k, v in cells.subsets.items()},
+                                       "skipped": {"count": len(cells.skipped), "files": cells.skipped}})
 
     # 1. the unsupervised stage (the autoencoder), without labels
     t0 = time.perf_counter()
-    if m.unsupervised:
+    if m.unsupervised and main:
         (out / "checkpoints").mkdir(exist_ok=True)
     m.fit_features(images[ae_idx], checkpoint=str(out / "checkpoints" / f"{method}.pt") if m.unsupervised else None,
                    resume=resume, verbose=verbose)
     t_ae = time.perf_counter() - t0
     # 2. features of every cell the protocol uses
     t0 = time.perf_counter()
-    f_used = m.transform(images[used])
+    f_used = dd.map_rows(m.transform, images[used]) if m.unsupervised else m.transform(images[used])
     feats = np.zeros((len(cells), *f_used.shape[1:]), f_used.dtype)
     feats[used] = f_used
     t_feat = time.perf_counter() - t0
-    if f_used.ndim == 2:  # a feature vector per cell (not images, as for the CNN)
+    if f_used.ndim == 2 and main:  # a feature vector per cell (not images, as for the CNN)
         buf = io.BytesIO()
         np.save(buf, f_used.astype(np.float32))
         atomic_write_bytes(out / "features.npy", buf.getvalue())
@@ -144,10 +153,12 @@ def run(dataset: str, *, protocol: str = "cv", cfg: Preset, out, subset: str = "
               "seconds": {"autoencoder": round(t_ae, 1), "features": round(t_feat, 1),
                           "classifier": round(t_clf, 1), "total": round(time.perf_counter() - t_start, 1)}}
     metrics = summarize_protocol(protocol, per_split, pooled, extra)
+    history = {"autoencoder": m.history_, "classifier": getattr(final, "history_", [])}
+    if not main:
+        return metrics
     write_json(out / "metrics.json", metrics)
     _write_csv(out / "predictions.csv", ["split", "id", "true", "predicted"] + [f"p_{c}" for c in cells.classes], rows)
     save_model(out / "model", m, final, cells.classes)
-    history = {"autoencoder": m.history_, "classifier": getattr(final, "history_", [])}
     write_json(out / "history.json", history)
 
     # 4. figures and the report

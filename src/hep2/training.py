@@ -14,6 +14,7 @@ from typing import Callable
 import torch
 from tqdm.auto import tqdm
 
+from . import distributed as dd
 from .data.images import atomic_write_bytes
 from .errors import Hep2Error
 
@@ -67,12 +68,24 @@ def fit(model: torch.nn.Module, batch_loss: Callable, train: tuple, val: tuple |
 
     ``batch_loss(model, *tensors) -> (loss, n)`` computes the mean loss of one batch of the
     ``train`` / ``val`` tensors (indexed together along dim 0). ``amp``: bf16 autocast; ``fused``: the
-    fused Adam kernel. Each epoch reseeds the random
-    generators from ``seed`` and its number, so a run resumed from the checkpoint of epoch k ends
-    with the same model as an uninterrupted one.
+    fused Adam kernel. Each epoch reseeds the random generators from ``seed`` and its number, so a
+    run resumed from the checkpoint of epoch k ends with the same model as an uninterrupted one.
+    Under torchrun (``hep2.distributed``) the processes share each global batch of ``batch_size``
+    and only rank 0 writes checkpoints.
     """
     device = torch.device(device) if isinstance(device, str) else device
     model.to(device)
+    # under torchrun: DistributedDataParallel, each process a share of every global batch, rank 0 writes
+    world, rank = dd.world(), dd.rank()
+    net = model
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        gpus = None
+        if device.type == "cuda":
+            gpus = [device.index if device.index is not None else torch.cuda.current_device()]
+        net = DistributedDataParallel(model, device_ids=gpus)
+    verbose = verbose and rank == 0
     # fused: one kernel for the whole update (CPU and CUDA), the same arithmetic as the plain loop
     opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay,
                            **({"fused": True} if fused else {"foreach": device.type != "cpu"}))
@@ -103,25 +116,33 @@ def fit(model: torch.nn.Module, batch_loss: Callable, train: tuple, val: tuple |
         t0 = time.perf_counter()
         torch.manual_seed(seed * 100_003 + epoch)
         order = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
-        model.train()
+        net.train()
         total, seen, waited = 0.0, 0, 0.0
         bar = tqdm(range(0, n, batch_size), desc=f"{desc} {epoch + 1}/{epochs}", unit="batch",
                    leave=False, disable=not verbose)
         for i in bar:
             t_data = time.perf_counter()
             idx = order[i:i + batch_size]
+            n_global = len(idx)
+            if world > 1:
+                if n_global < world:   # a last batch too small to share: dropped by every process
+                    continue
+                idx = idx[rank::world]
             batch = [t[idx] for t in train]
             if device.type == "cuda":   # pinned host memory: the copy overlaps the previous step's kernels
                 batch = [b.pin_memory() for b in batch]
             batch = [b.to(device, non_blocking=True) for b in batch]
             waited += time.perf_counter() - t_data
             with autocast(device, amp):
-                loss, k = batch_loss(model, *batch)
+                loss, k = batch_loss(net, *batch)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            # DDP averages the processes' gradients: weighting each share by its size gives the
+            # gradient of the global batch's mean loss, as one process would compute it
+            (loss * (k * world / n_global) if world > 1 else loss).backward()
             opt.step()
             total, seen = total + float(loss.detach()) * k, seen + k
             bar.set_postfix(loss=f"{total / seen:.4g}")
+        total, seen = dd.all_reduce_sum([total, seen])
         train_loss = total / seen
         val_loss = evaluate_loss(model, batch_loss, val, batch_size, device, amp) if val else train_loss
         seconds = time.perf_counter() - t0
@@ -138,7 +159,7 @@ def fit(model: torch.nn.Module, batch_loss: Callable, train: tuple, val: tuple |
             tqdm.write(f"{desc}: epoch {epoch + 1}/{epochs}  train {train_loss:.5g}  held-out {val_loss:.5g}  "
                        f"{n / seconds:.1f} samples/s  {seconds:.1f}s"
                        + ("  (early stop)" if stopped else f"  ~{left / 60:.1f} min left at most"))
-        if ckpt is not None:
+        if ckpt is not None and rank == 0:
             if bad == 0:
                 save_checkpoint(ckpt.with_name(ckpt.stem + "-best.pt"), best_state)
             save_checkpoint(ckpt, {"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch + 1,
