@@ -130,6 +130,13 @@ def cmd_export(args) -> int:
     return 0
 
 
+def cmd_serve(args) -> int:
+    from .web import serve
+
+    serve(args.model, host=args.host, port=args.port, workdir=args.workdir, runs_root=args.runs)
+    return 0
+
+
 def _add_preset_args(p) -> None:
     p.add_argument("--preset", default="cpu", help="paper (Table I, 224x224), cpu (64x64, default) or tiny")
     p.add_argument("--config", help="a JSON or YAML file of settings that override the preset")
@@ -214,6 +221,15 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--format", choices=["onnx", "torchscript"], default="onnx")
     ex.add_argument("--out", required=True, help="the file to write (its model card goes beside it: FILE.md)")
     ex.set_defaults(func=cmd_export)
+
+    sv = sub.add_parser("serve", help="a local web page and JSON API: upload cells, see patterns, read run reports")
+    sv.add_argument("--model", required=True, help="a run folder written by `hep2 run`")
+    sv.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
+    sv.add_argument("--port", type=int, default=8000)
+    sv.add_argument("--workdir", default="hep2-serve",
+                    help="the only folder the server writes to (uploads, CSVs); default ./hep2-serve")
+    sv.add_argument("--runs", help="the folder of run folders to show (default: the model's parent folder)")
+    sv.set_defaults(func=cmd_serve)
     return p
 
 

@@ -54,8 +54,9 @@ class Predictor:
             return np.zeros((0, len(self.classes)), np.float32)
         return full_proba(self.classifier, self.method.transform(images), len(self.classes))
 
-    def predict_files(self, paths, *, skip_bad: bool = False):
-        """Files -> (rows of (path, pattern, probabilities), list of skipped 'file: reason')."""
+    def load_files(self, paths, *, skip_bad: bool = False):
+        """Files -> (uint8 images (N, S, S) preprocessed as in training, the paths read, list of
+        skipped 'file: reason'); without ``skip_bad`` the first unreadable file raises Hep2Error."""
         images, ok, bad = [], [], []
         for p in paths:
             try:
@@ -66,7 +67,13 @@ class Predictor:
                 if not skip_bad:
                     raise
                 bad.append(str(e))
-        proba = self.predict_images(np.stack(images)) if images else np.zeros((0, len(self.classes)))
+        size = self.prep.size
+        return (np.stack(images) if images else np.zeros((0, size, size), np.uint8)), ok, bad
+
+    def predict_files(self, paths, *, skip_bad: bool = False):
+        """Files -> (rows of (path, pattern, probabilities), list of skipped 'file: reason')."""
+        images, ok, bad = self.load_files(paths, skip_bad=skip_bad)
+        proba = self.predict_images(images)
         rows = [(p, self.classes[int(pr.argmax())], pr) for p, pr in zip(ok, proba)]
         return rows, bad
 

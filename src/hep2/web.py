@@ -1,0 +1,413 @@
+"""`hep2 serve`: a local web application over a trained run (FastAPI, server-rendered pages).
+
+Pages: ``/`` uploads cell images (or zips of them) and shows a sortable table of thumbnails with the
+predicted pattern and every class's probability, the batch summary (counts per pattern, dominant
+pattern) and a CSV download; ``/runs`` and ``/runs/NAME`` show run folders (metrics, confusion
+matrix, reconstructions, comparison tables). JSON API: ``POST /api/predict`` (multipart field
+``files``), ``GET /api/health``; its OpenAPI description is ``/openapi.json``.
+
+Uploads are written only under the working folder (``--workdir``), each batch in a folder of its
+own; bad uploads get a 4xx naming the file, and the server goes on serving.
+"""
+
+
+import base64
+import csv
+import html
+import io
+import json
+import re
+import shutil
+import threading
+import uuid
+import zipfile
+from collections import Counter
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+
+from .errors import Hep2Error
+from .predict import Predictor
+
+MAX_FILE_MB = 20          # one uploaded file (a zip counts as one; its members count below)
+MAX_FILES = 1000          # images in one request, zip members included
+MAX_TOTAL_MB = 500        # uncompressed bytes in one request
+KEEP_BATCHES = 50         # upload folders kept in the working folder (oldest removed first)
+
+
+class UploadError(Exception):
+    """A bad upload: ``status`` is the HTTP code, the message names the file and what to do."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+def _safe_name(name: str) -> str:
+    base = PurePosixPath(name.replace("\\", "/")).name
+    return re.sub(r"[^A-Za-z0-9._-]", "_", base)[-120:] or "file"
+
+
+class Service:
+    """The model, the working folder and the batches predicted so far (what the routes share)."""
+
+    def __init__(self, model_dir, workdir, runs_root=None, max_file_mb=MAX_FILE_MB, max_files=MAX_FILES,
+                 max_total_mb=MAX_TOTAL_MB):
+        self.predictor = Predictor(model_dir)
+        self.model_dir = Path(model_dir).resolve()
+        self.workdir = Path(workdir).resolve()
+        self.uploads = self.workdir / "uploads"
+        self.uploads.mkdir(parents=True, exist_ok=True)
+        self.runs_root = Path(runs_root).resolve() if runs_root else self.model_dir.parent
+        self.max_file, self.max_files = int(max_file_mb * 2**20), max_files
+        self.max_total = int(max_total_mb * 2**20)
+        self.batches: dict[str, dict] = {}
+        self.lock = threading.Lock()      # one prediction at a time: the model is not re-entrant
+
+    # -- uploads -------------------------------------------------------------------------------
+    def unpack(self, uploads: list[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
+        """(filename, bytes) uploads -> (display name, bytes) images, zips opened; bad ones raise UploadError."""
+        if not uploads:
+            raise UploadError(400, "no files uploaded: choose one or more cell images (or a zip of them)")
+        out, total = [], 0
+        for name, data in uploads:
+            if len(data) == 0:
+                raise UploadError(400, f"{name}: the file is empty")
+            if len(data) > self.max_file:
+                raise UploadError(413, f"{name}: {len(data) / 2**20:.1f} MB is over the limit of "
+                                       f"{self.max_file / 2**20:.0f} MB per file")
+            if name.lower().endswith(".zip") or data[:4] == b"PK\x03\x04":
+                members = self._unzip(name, data)
+            else:
+                members = [(name, data)]
+            for m in members:
+                total += len(m[1])
+                if total > self.max_total:
+                    raise UploadError(413, f"{name}: the upload is over {self.max_total / 2**20:.0f} MB uncompressed")
+            out += members
+            if len(out) > self.max_files:
+                raise UploadError(413, f"too many files: more than {self.max_files} images in one upload; "
+                                       "send them in several batches")
+        return out
+
+    def _unzip(self, name: str, data: bytes) -> list[tuple[str, bytes]]:
+        try:
+            zf = zipfile.ZipFile(io.BytesIO(data))
+        except zipfile.BadZipFile:
+            raise UploadError(400, f"{name}: not a valid zip file") from None
+        members = []
+        with zf:
+            infos = [i for i in zf.infolist() if not i.is_dir()]
+            if len(infos) > self.max_files:
+                raise UploadError(413, f"{name}: {len(infos)} files, over the limit of {self.max_files} per upload")
+            for info in infos:
+                p = PurePosixPath(info.filename.replace("\\", "/"))
+                if p.is_absolute() or ".." in p.parts or re.match(r"^[A-Za-z]:", info.filename):
+                    raise UploadError(400, f"{name}: member {info.filename!r} climbs out of its folder; "
+                                           "zips must hold relative paths only")
+                if p.name.startswith(".") or p.parts[0] == "__MACOSX":
+                    continue        # hidden files and macOS resource forks are not cells
+                if info.file_size > self.max_file:
+                    raise UploadError(413, f"{name}: member {info.filename} is over {self.max_file / 2**20:.0f} MB")
+                with zf.open(info) as f:
+                    blob = f.read(self.max_file + 1)
+                if len(blob) > self.max_file:
+                    raise UploadError(413, f"{name}: member {info.filename} is over {self.max_file / 2**20:.0f} MB")
+                if not blob:
+                    raise UploadError(400, f"{name}: member {info.filename} is empty")
+                members.append((f"{name}/{info.filename}", blob))
+        if not members:
+            raise UploadError(400, f"{name}: the zip holds no files")
+        return members
+
+    def predict(self, uploads: list[tuple[str, bytes]]) -> dict:
+        """Classify uploaded images; the batch is kept (id, CSV) for the page and the download."""
+        images = self.unpack(uploads)
+        batch_id = uuid.uuid4().hex[:12]
+        folder = self.uploads / batch_id
+        folder.mkdir()
+        paths, names = [], []
+        for i, (name, data) in enumerate(images):
+            p = folder / f"{i:05d}_{_safe_name(name)}"
+            p.write_bytes(data)
+            paths.append(p)
+            names.append(name)
+        try:
+            with self.lock:
+                arrays, _, _ = self.predictor.load_files(paths)
+                proba = self.predictor.predict_images(arrays)
+        except Hep2Error as e:
+            shutil.rmtree(folder, ignore_errors=True)
+            msg = str(e).split("; replace or delete it")[0]      # the CLI's advice does not apply here
+            for p, name in zip(paths, names):       # name the file as the user knows it
+                msg = msg.replace(str(p), name)
+            msg += ": upload single cell images (PNG, TIFF, BMP, JPEG) or zips of them
+            raise UploadError(422, msg) from None
+        classes = list(self.predictor.classes)
+        results = [{"filename": n, "pattern": classes[int(pr.argmax())],
+                    "probabilities": {c: round(float(v), 6) for c, v in zip(classes, pr)}}
+                   for n, pr in zip(names, proba)]
+        counts = Counter(r["pattern"] for r in results)
+        # the dominant pattern: the most frequent; a tie goes to the higher mean probability
+        mean_p = proba.mean(0)
+        dominant = max(counts, key=lambda c: (counts[c], mean_p[classes.index(c)]))
+        summary = {"counts": {c: counts.get(c, 0) for c in classes}, "dominant": dominant, "n": len(results)}
+        self._write_csv(folder / "predictions.csv", results, classes)
+        with self.lock:
+            self.batches[batch_id] = {"results": results, "summary": summary, "thumbs": arrays, "folder": folder}
+            self._forget_old()
+        return {"batch": batch_id, "results": results, "summary": summary}
+
+    def _forget_old(self) -> None:
+        while len(self.batches) > KEEP_BATCHES:
+            old = next(iter(self.batches))
+            shutil.rmtree(self.batches.pop(old)["folder"], ignore_errors=True)
+
+    @staticmethod
+    def _write_csv(path: Path, results: list[dict], classes: list[str]) -> None:
+        with open(path, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["filename", "pattern"] + [f"p_{c}" for c in classes])
+            for r in results:
+                w.writerow([r["filename"], r["pattern"]] + [f"{r['probabilities'][c]:.5f}" for c in classes])
+
+    # -- run folders ---------------------------------------------------------------------------
+    def run_folders(self) -> list[Path]:
+        if not self.runs_root.is_dir():
+            return []
+        return sorted(p for p in self.runs_root.iterdir()
+                      if p.is_dir() and ((p / "metrics.json").exists() or (p / "comparison.json").exists()))
+
+    def run_folder(self, name: str) -> Path:
+        folder = (self.runs_root / name).resolve()
+        if folder.parent != self.runs_root or not folder.is_dir():
+            raise UploadError(404, f"no run folder {name!r} under {self.runs_root}")
+        return folder
+
+
+# -- HTML ------------------------------------------------------------------------------------------
+STYLE = """
+body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222;padding:0 1em}
+nav a{margin-right:1.2em} table{border-collapse:collapse;margin:1em 0} th,td{border:1px solid #ccc;
+padding:4px 8px;text-align:right} th{background:#f0f0f0;cursor:pointer} td.l,th.l{text-align:left}
+.error{background:#fde8e8;border:1px solid #e0a0a0;padding:.8em;margin:1em 0;color:#900}
+.summary{background:#eef6ee;border:1px solid #9c9;padding:.8em;margin:1em 0} img.thumb{width:64px;height:64px;
+image-rendering:pixelated} .note{color:#666;font-size:.9em} img.fig{max-width:100%}
+"""
+
+SORT_JS = """
+document.querySelectorAll('table.sortable th').forEach((th, col) => th.addEventListener('click', () => {
+  const tbody = th.closest('table').tBodies[0];
+  const rows = Array.from(tbody.rows);
+  const asc = th.dataset.dir !== 'asc'; th.dataset.dir = asc ? 'asc' : 'desc';
+  const key = r => { const v = r.cells[col].dataset.v ?? r.cells[col].textContent; const n = parseFloat(v);
+                     return isNaN(n) ? v : n; };
+  rows.sort((a, b) => (key(a) > key(b) ? 1 : key(a) < key(b) ? -1 : 0) * (asc ? 1 : -1));
+  rows.forEach(r => tbody.appendChild(r));
+}));
+"""
+
+
+def _page(title: str, body: str) -> str:
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)} · hep2</title>"
+            f"<style>{STYLE}</style></head><body><nav><a href='/'>Classify cells</a><a href='/runs'>Runs</a>"
+            f"<a href='/openapi.json'>API (OpenAPI)</a></nav><h1>{html.escape(title)}</h1>{body}"
+            f"<p class='note'>hep2: research use only, not a diagnostic device.</p>"
+            f"<script>{SORT_JS}</script></body></html>")
+
+
+def _upload_form(svc: Service, error: str | None = None) -> str:
+    err = f"<div class='error' id='error'>{html.escape(error)}</div>" if error else ""
+    p = svc.predictor
+    return (f"{err}<p>Model: <b>{html.escape(p.method_name)}</b> from <code>{html.escape(str(svc.model_dir))}"
+            f"</code>; classes: {html.escape(', '.join(p.classes))}.</p>"
+            "<form action='/predict' method='post' enctype='multipart/form-data'>"
+            "<input type='file' name='files' id='files' multiple accept='image/*,.tif,.tiff,.zip'> "
+            "<button type='submit' id='submit'>Classify</button></form>"
+            f"<p class='note'>Single segmented cells (PNG, TIFF, BMP, JPEG) or zips of them; up to "
+            f"{svc.max_files} images and {svc.max_file / 2**20:.0f} MB a file.</p>")
+
+
+def _thumb(img: np.ndarray) -> str:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def _results_html(svc: Service, out: dict) -> str:
+    classes = list(svc.predictor.classes)
+    batch = svc.batches[out["batch"]]
+    s = out["summary"]
+    counts = ", ".join(f"{html.escape(c)}: {n}" for c, n in s["counts"].items())
+    head = "".join(f"<th>p({html.escape(c)})</th>" for c in classes)
+    rows = []
+    for r, img in zip(out["results"], batch["thumbs"]):
+        probs = "".join(f"<td data-v='{r['probabilities'][c]:.6f}'>{r['probabilities'][c]:.3f}</td>" for c in classes)
+        rows.append(f"<tr><td><img class='thumb' src='{_thumb(img)}' alt=''></td>"
+                    f"<td class='l filename'>{html.escape(r['filename'])}</td>"
+                    f"<td class='l pattern'>{html.escape(r['pattern'])}</td>"
+                    f"<td data-v='{max(r['probabilities'].values()):.6f}'>{max(r['probabilities'].values()):.3f}</td>"
+                    f"{probs}</tr>")
+    return (f"<div class='summary' id='summary'>{s['n']} cells. Dominant pattern: <b id='dominant'>"
+            f"{html.escape(s['dominant'])}</b>. Counts: {counts}.</div>"
+            f"<p><a id='csv' href='/batches/{out['batch']}.csv'>Download the table as CSV</a> · click a column "
+            "header to sort</p>"
+            "<table class='sortable' id='results'><thead><tr><th class='l'>cell</th><th class='l'>file</th>"
+            f"<th class='l'>pattern</th><th>probability</th>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>")
+
+
+def _fmt(d: dict | None) -> str:
+    if not d:
+        return "–"
+    return f"{d.get('mean', float('nan')):.4f} ± {d.get('std', 0.0):.4f}"
+
+
+def _run_html(folder: Path) -> str:
+    parts = []
+    metrics = _read_json(folder / "metrics.json")
+    if metrics:
+        parts.append("<table><tbody>" + "".join(
+            f"<tr><td class='l'>{k}</td><td class='l'>{v}</td></tr>" for k, v in [
+                ("protocol", html.escape(str(metrics.get("protocol")))),
+                ("method", html.escape(str(metrics.get("method")))),
+                ("preset", html.escape(str(metrics.get("preset")))),
+                ("dataset", html.escape(str(metrics.get("dataset")))),
+                ("accuracy", _fmt(metrics.get("accuracy"))), ("mean class accuracy", _fmt(metrics.get("mca"))),
+                ("full train/ → test/", f"{metrics['full']['accuracy']:.4f}" if "full" in metrics else "–"),
+                ("paper's figure", metrics.get("paper_accuracy") or "–")]) + "</tbody></table>")
+    comparison = _read_json(folder / "comparison.json")
+    if comparison:
+        rows = "".join(
+            f"<tr><td class='l'>{html.escape(r['method'])}</td><td>{_fmt(r.get('accuracy'))}</td>"
+            f"<td>{_fmt(r.get('mca'))}</td><td>{r.get('paper_accuracy') or '–'}</td></tr>" for r in comparison["rows"])
+        parts.append(f"<h2>Comparison ({html.escape(str(comparison.get('protocol')))})</h2><table class='sortable'>"
+                     "<thead><tr><th class='l'>method</th><th>accuracy</th><th>MCA</th><th>paper</th></tr></thead>"
+                     f"<tbody>{rows}</tbody></table>")
+    for fig, title in (("confusion.png", "Confusion matrix"), ("reconstructions.png", "Reconstructions"),
+                       ("curves.png", "Training curves"), ("comparison.png", "Comparison")):
+        if (folder / fig).exists():
+            parts.append(f"<h2>{title}</h2><img class='fig' src='/runs/{html.escape(folder.name)}/files/{fig}' "
+                         f"alt='{title}'>")
+    if (folder / "report.html").exists():
+        parts.append(f"<p><a href='/runs/{html.escape(folder.name)}/files/report.html'>The full report</a></p>")
+    return "".join(parts) or "<p>This folder has no metrics yet.</p>"
+
+
+def _read_json(path: Path):
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+# -- the application -------------------------------------------------------------------------------
+def create_app(model_dir, workdir="hep2-serve", runs_root=None, **limits):
+    """The FastAPI application over the run folder ``model_dir``."""
+    try:
+        from fastapi import FastAPI, File, HTTPException, Request, UploadFile
+        from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
+    except ImportError:
+        raise Hep2Error("hep2 serve needs FastAPI: pip install fastapi uvicorn python-multipart") from None
+    from . import __version__
+
+    svc = Service(model_dir, workdir, runs_root, **limits)
+    app = FastAPI(title="hep2", version=__version__,
+                  description="Classify HEp-2 cell images into staining patterns with a trained hep2 run.")
+    app.state.service = svc
+
+    async def _read(files: list[UploadFile]) -> list[tuple[str, bytes]]:
+        out = []
+        for f in files:
+            data = await f.read(svc.max_file + 1)       # no more than the limit is held per file
+            out.append((f.filename or "upload", data))
+        return out
+
+    @app.get("/api/health", summary="200 when the model is loaded")
+    def health():
+        p = svc.predictor
+        return {"status": "ok", "model": str(svc.model_dir), "method": p.method_name, "classes": list(p.classes)}
+
+    @app.post("/api/predict", summary="classify uploaded cell images (multipart field `files`; zips allowed)")
+    async def api_predict(files: list[UploadFile] = File(default=[])):
+        try:
+            out = svc.predict(await _read(files))
+        except UploadError as e:
+            raise HTTPException(e.status, str(e)) from None
+        return {"results": out["results"], "summary": out["summary"]}
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def index():
+        return _page("Classify HEp-2 cells", _upload_form(svc))
+
+    @app.post("/predict", response_class=HTMLResponse, include_in_schema=False)
+    async def page_predict(request: Request):
+        form = await request.form()
+        files = [f for f in form.getlist("files") if hasattr(f, "read") and (f.filename or "")]
+        try:
+            out = svc.predict(await _read(files))
+        except UploadError as e:
+            return HTMLResponse(_page("Classify HEp-2 cells", _upload_form(svc, str(e))), status_code=e.status)
+        return _page("Classify HEp-2 cells", _upload_form(svc) + _results_html(svc, out))
+
+    @app.get("/batches/{batch_id}.csv", include_in_schema=False)
+    def batch_csv(batch_id: str):
+        b = svc.batches.get(batch_id)
+        if b is None:
+            raise HTTPException(404, f"no batch {batch_id!r}: it expired or never existed; upload again")
+        return FileResponse(b["folder"] / "predictions.csv", media_type="text/csv",
+                            filename=f"hep2-{batch_id}.csv")
+
+    @app.get("/runs", response_class=HTMLResponse, include_in_schema=False)
+    def runs():
+        items = []
+        for f in svc.run_folders():
+            m = _read_json(f / "metrics.json") or {}
+            items.append(f"<tr><td class='l'><a href='/runs/{html.escape(f.name)}'>{html.escape(f.name)}</a></td>"
+                         f"<td class='l'>{html.escape(str(m.get('method', 'compare')))}</td>"
+                         f"<td class='l'>{html.escape(str(m.get('protocol', '')))}</td><td>{_fmt(m.get('accuracy'))}"
+                         f"</td><td>{_fmt(m.get('mca'))}</td></tr>")
+        body = (f"<p>Run folders under <code>{html.escape(str(svc.runs_root))}</code>.</p>"
+                "<table class='sortable'><thead><tr><th class='l'>run</th><th class='l'>method</th><th class='l'>"
+                "protocol</th><th>accuracy</th><th>MCA</th></tr></thead><tbody>" + "".join(items) + "</tbody></table>")
+        return _page("Runs", body)
+
+    @app.get("/runs/{name}", response_class=HTMLResponse, include_in_schema=False)
+    def run_page(name: str):
+        try:
+            folder = svc.run_folder(name)
+        except UploadError as e:
+            return HTMLResponse(_page("Run not found", f"<div class='error'>{html.escape(str(e))}</div>"), 404)
+        return _page(f"Run {folder.name}", _run_html(folder))
+
+    @app.get("/runs/{name}/files/{file}", include_in_schema=False)
+    def run_file(name: str, file: str):
+        try:
+            folder = svc.run_folder(name)
+        except UploadError as e:
+            raise HTTPException(404, str(e)) from None
+        path = (folder / file).resolve()
+        if path.parent != folder or path.suffix not in (".png", ".html", ".md", ".json", ".csv") or not path.is_file():
+            raise HTTPException(404, f"no file {file!r} in run {name!r}")
+        return FileResponse(path)
+
+    @app.exception_handler(Hep2Error)
+    async def hep2_error(request, exc):
+        return JSONResponse({"detail": str(exc)}, status_code=400)
+
+    return app
+
+
+def serve(model_dir, host: str = "127.0.0.1", port: int = 8000, workdir="hep2-serve", runs_root=None) -> None:
+    try:
+        import uvicorn
+    except ImportError:
+        raise Hep2Error("hep2 serve needs uvicorn: pip install fastapi uvicorn python-multipart") from None
+    app = create_app(model_dir, workdir, runs_root)
+    print(f"hep2 serve: model {model_dir}, working folder {Path(workdir).resolve()}; open http://{host}:{port}/",
+          flush=True)
+    uvicorn.run(app, host=host, port=port, log_level="warning")
+
+
+__all__ = ["create_app", "serve", "Service", "UploadError"]
