@@ -141,7 +141,7 @@ class Service:
             msg = str(e).split("; replace or delete it")[0]      # the CLI's advice does not apply here
             for p, name in zip(paths, names):       # name the file as the user knows it
                 msg = msg.replace(str(p), name)
-            msg += ": upload single cell images (PNG, TIFF, BMP, JPEG) or zips of them
+            msg += "; upload single cell images (PNG, TIFF, BMP, JPEG) or zips of them"
             raise UploadError(422, msg) from None
         classes = list(self.predictor.classes)
         results = [{"filename": n, "pattern": classes[int(pr.argmax())],
