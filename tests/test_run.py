@@ -368,3 +368,10 @@ def test_predict_with_a_folder_that_holds_no_model(tmp_path, new_images, capsys)
 def test_predict_missing_input_is_a_clear_error(grouped_run, tmp_path, capsys):
     assert main(["predict", "--model", str(grouped_run), str(tmp_path / "nope.png")]) == 2
     assert "nope.png does not exist" in capsys.readouterr().err
+
+
+def test_a_missing_gpu_is_a_clear_error_before_anything_is_written(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    out = tmp_path / "run"
+    assert main(["run", "synthetic:6", "--preset", "tiny", "--device", "cuda", "--out", str(out)]) == 2
+    assert "no GPU" in capsys.readouterr().err and not out.exists()

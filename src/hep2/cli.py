@@ -34,7 +34,10 @@ def cmd_data_make_synthetic(args) -> int:
 def _preset(args):
     from .presets import get_preset, parse_overrides
 
-    return get_preset(args.preset, args.config, parse_overrides(args.set))
+    overrides = parse_overrides(args.set)
+    if getattr(args, "device", None):
+        overrides["device"] = args.device
+    return get_preset(args.preset, args.config, overrides)
 
 
 def cmd_model_summary(args) -> int:
@@ -142,6 +145,8 @@ def _add_preset_args(p) -> None:
     p.add_argument("--config", help="a JSON or YAML file of settings that override the preset")
     p.add_argument("--set", action="append", metavar="NAME=VALUE",
                    help="override one setting, e.g. --set ae_epochs=10 (repeatable)")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"],
+                   help="where to train and predict (the preset's `device`; auto: a GPU when present)")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -59,6 +59,7 @@ def run(dataset: str, *, protocol: str = "cv", cfg: Preset, out, subset: str = "
     write the run folder."""
     t_start = time.perf_counter()
     out = Path(out)
+    resolve_device(cfg.device)      # a device that is not there stops before anything is written
     prepare_out(out, resume)
     main = dd.is_main()     # under torchrun every process computes, rank 0 writes and reports
     verbose = verbose and main

@@ -23,7 +23,7 @@ def resolve_device(name: str = "auto") -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise Hep2Error("device 'cuda' was asked for but PyTorch sees no GPU here: use --set device=cpu or auto")
+        raise Hep2Error("device 'cuda' was asked for but PyTorch sees no GPU here: use --device cpu (or auto)")
     if name not in ("cpu", "cuda") and not name.startswith("cuda:"):
         raise Hep2Error(f"unknown device {name!r}: use auto, cpu or cuda")
     return torch.device(name)
@@ -74,6 +74,8 @@ def fit(model: torch.nn.Module, batch_loss: Callable, train: tuple, val: tuple |
     and only rank 0 writes checkpoints.
     """
     device = torch.device(device) if isinstance(device, str) else device
+    if device.type == "cuda":   # TF32 for the fp32 parts on GPUs that have it (tolerance as bf16's)
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     model.to(device)
     # under torchrun: DistributedDataParallel, each process a share of every global batch, rank 0 writes
     world, rank = dd.world(), dd.rank()
