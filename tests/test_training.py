@@ -235,7 +235,7 @@ def test_dcae_resume_after_interrupt_ends_with_identical_weights(tmp_path, tiny_
     assert load_checkpoint(ckpt)["epoch"] == 2
 
     resumed = DCAEFeatures("tiny", settings=DCAE_SETTINGS, checkpoint=ckpt, resume=True).fit(tiny_images)
-    assert resumed.history_ == [h | {"seconds": r["seconds"], "samples_per_s": r["samples_per_s"]}
+    assert resumed.history_ == [h | {k: r[k] for k in ("seconds", "samples_per_s", "data_seconds")}
                                 for h, r in zip(ref.history_, resumed.history_)]
     a, b = ref.model_.state_dict(), resumed.model_.state_dict()
     assert a.keys() == b.keys()

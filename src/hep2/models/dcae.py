@@ -10,6 +10,7 @@ Plain PyTorch, no I/O or training logic.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -40,10 +41,26 @@ class DCAE(nn.Module):
             sizes.append(x.shape)
             x, idx = self.pool(x)
             indices.append(idx)
-        z = self.conv5(x)
+        z = self._conv5(x)
         if self.latent_activation == "relu":
             z = torch.relu(z)
         return z, indices, sizes
+
+    # Conv 5 covers the whole (size/16)^2 map and Deconv 5 starts from 1x1: each is one matrix
+    # product with the layer's own weights (the same arithmetic as the convolution). They hold most
+    # of the parameters (2 x 411M in Table I) and, at training batch sizes, are bound by memory
+    # traffic, not arithmetic: they run in fp32 even under bf16 autocast, which would otherwise
+    # copy all their weights to bf16 on every step.
+    def _conv5(self, x):
+        with torch.autocast(x.device.type, enabled=False):
+            x = x.float().contiguous().flatten(1)
+            return F.linear(x, self.conv5.weight.flatten(1), self.conv5.bias)[:, :, None, None]
+
+    def _deconv5(self, z):
+        with torch.autocast(z.device.type, enabled=False):
+            w = self.deconv5.weight                      # (latent, C, k, k)
+            y = z.float().flatten(1) @ w.flatten(1)
+            return y.view(len(z), *w.shape[1:]) + self.deconv5.bias[:, None, None]
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """The Conv 5 activations: (N, latent) features."""
@@ -52,7 +69,7 @@ class DCAE(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """The reconstruction of ``x`` (same shape)."""
         z, indices, sizes = self._encode(x)
-        y = torch.relu(self.deconv5(z))
+        y = torch.relu(self._deconv5(z))
         for i, deconv in enumerate(self.decoder):
             level = 3 - i
             y = self.unpool(y, indices[level], output_size=sizes[level])
