@@ -110,11 +110,10 @@ class DCAEFeatures(TransformerMixin, BaseEstimator):
         perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(cfg.seed))
         train, val = x[perm[n_val:]], x[perm[:n_val]]
 
-        if cfg.channels_last:
-            self.model_.to(memory_format=torch.channels_last)
+        self.model_.set_channels_last(cfg.channels_last)
 
         def loss(model, xb):
-            xb = self._input(xb)
+            xb = self._input(xb, cfg.channels_last)
             if cfg.ae_augment and model.training:
                 xb = random_dihedral(xb)
             rec = model(xb)
@@ -129,22 +128,28 @@ class DCAEFeatures(TransformerMixin, BaseEstimator):
         self.n_features_out_ = cfg.latent
         return self
 
-    def _input(self, xb: torch.Tensor) -> torch.Tensor:
-        """A uint8 batch -> float in [0, 1], in the memory layout the settings ask for."""
+    @staticmethod
+    def _input(xb: torch.Tensor, channels_last: bool) -> torch.Tensor:
+        """A uint8 batch -> float in [0, 1], in the memory layout asked for."""
         xb = xb.float().div_(255)
-        cfg = getattr(self, "config_", None) or self._config()
-        return xb.contiguous(memory_format=torch.channels_last) if cfg.channels_last else xb
+        return xb.contiguous(memory_format=torch.channels_last) if channels_last else xb
 
     @torch.inference_mode()
     def _batches(self, X, fn, batch_size: int = 256):
-        x = image_tensor(X, self.config_.size, self.config_.preprocess())
+        cfg = self.config_
+        x = image_tensor(X, cfg.size, cfg.preprocess())
         device = next(self.model_.parameters()).device
         self.model_.eval()
+        cl, amp = cfg.infer_channels_last, cfg.infer_amp
+        self.model_.set_channels_last(cl)
         out = []
-        for i in range(0, len(x), batch_size):
-            xb = self._input(x[i:i + batch_size].to(device))
-            with autocast(device, self.config_.amp):
-                out.append(fn(xb).float().cpu())
+        try:
+            for i in range(0, len(x), batch_size):
+                xb = self._input(x[i:i + batch_size].to(device), cl)
+                with autocast(device, amp):
+                    out.append(fn(xb).float().cpu())
+        finally:
+            self.model_.set_channels_last(cfg.channels_last)
         return torch.cat(out).numpy()
 
     def _encode(self, xb: torch.Tensor) -> torch.Tensor:

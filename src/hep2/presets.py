@@ -47,8 +47,10 @@ class Preset:
     # execution
     seed: int = 0
     device: str = "auto"                 # auto | cpu | cuda
-    amp: bool = False                    # bf16 autocast (GPU; CPUs with AVX-512 BF16 or AMX)
-    channels_last: bool = False          # NHWC memory layout for the autoencoder
+    amp: bool = False                    # bf16 autocast while training (GPU; CPUs with AVX-512 BF16 or AMX)
+    channels_last: bool = False          # NHWC layout for the autoencoder's 3x3 layers while training
+    infer_amp: bool = False              # bf16 autocast for feature extraction and prediction
+    infer_channels_last: bool = False    # NHWC layout for feature extraction and prediction
     fused_adam: bool = True              # the fused Adam kernel (same update as the plain loop)
     threads: int = 0                     # torch threads; 0 keeps PyTorch's default
     cv_folds: int = 5
@@ -102,14 +104,16 @@ PRESETS = {
         name="paper",
         description="Table I exactly: 224x224 input, 64-128-256-512 maps, Conv 5 14x14 -> 4096, "
                     "about 0.83 billion parameters. Needs a GPU to train in reasonable time.",
-        size=224, widths=(64, 128, 256, 512), latent=4096, ae_batch=16, ae_epochs=30, amp=True),
+        size=224, widths=(64, 128, 256, 512), latent=4096, ae_batch=16, ae_epochs=30, amp=True,
+        channels_last=True, infer_amp=True, infer_channels_last=True),
     "cpu": Preset(
         name="cpu",
         description="The Table I design scaled for a 2-core CPU: 64x64 input, 32-64-128-256 maps, "
                     "Conv 5 4x4 -> 4096 features, the 4096-250-50-5 classifier; flips / 90-degree rotations "
                     "while training the autoencoder, features averaged over the 8 flips / rotations of a cell, "
                     "5 classifiers (seeds) averaged.",
-        size=64, widths=(32, 64, 128, 256), latent=4096, ae_augment=True, tta=True, mlp_ensemble=5),
+        size=64, widths=(32, 64, 128, 256), latent=4096, ae_augment=True, tta=True, mlp_ensemble=5,
+        channels_last=True, infer_amp=True, infer_channels_last=True),
     "tiny": Preset(
         name="tiny",
         description="For tests and the demo: 32x32 input, 16-32-64-128 maps, Conv 5 2x2 -> 1024 features, "

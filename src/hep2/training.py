@@ -152,7 +152,8 @@ def fit(model: torch.nn.Module, batch_loss: Callable, train: tuple, val: tuple |
                         "seconds": seconds, "samples_per_s": n / seconds, "data_seconds": waited})
         if val_loss < best - 1e-9:
             best, bad = val_loss, 0
-            best_state = copy.deepcopy({k: v.detach().cpu() for k, v in model.state_dict().items()})
+            if val is not None:      # without a held-out set the last epoch is kept: no copy to hold
+                best_state = copy.deepcopy({k: v.detach().cpu() for k, v in model.state_dict().items()})
         else:
             bad += 1
         stopped = bool(patience) and bad >= patience
@@ -162,7 +163,7 @@ def fit(model: torch.nn.Module, batch_loss: Callable, train: tuple, val: tuple |
                        f"{n / seconds:.1f} samples/s  {seconds:.1f}s"
                        + ("  (early stop)" if stopped else f"  ~{left / 60:.1f} min left at most"))
         if ckpt is not None and rank == 0:
-            if bad == 0:
+            if bad == 0 and best_state is not None:
                 save_checkpoint(ckpt.with_name(ckpt.stem + "-best.pt"), best_state)
             save_checkpoint(ckpt, {"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch + 1,
                                    "history": history, "best": best, "bad": bad, "has_best": best_state is not None,
