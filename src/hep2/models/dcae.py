@@ -60,6 +60,8 @@ class DCAE(nn.Module):
     # traffic, not arithmetic: they run in fp32 even under bf16 autocast, which would otherwise
     # copy all their weights to bf16 on every step.
     def _conv5(self, x):
+        if not torch.is_grad_enabled():     # inference: no weight gradients, autocast pays on large batches
+            return F.linear(x.contiguous().flatten(1), self.conv5.weight.flatten(1), self.conv5.bias)[:, :, None, None]
         with torch.autocast(x.device.type, enabled=False):
             x = x.float().contiguous().flatten(1)
             return F.linear(x, self.conv5.weight.flatten(1), self.conv5.bias)[:, :, None, None]
