@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import csv
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -83,3 +85,30 @@ def test_predict_shards_files_across_processes_and_keeps_their_order(runs, tmp_p
     np.testing.assert_allclose(np.array([r[2:] for r in b[1:]], float), np.array([r[2:] for r in a[1:]], float),
                                atol=1e-5)
     assert res.stdout.count("wrote 10 predictions") == 1
+
+
+def test_a_killed_two_process_run_resumes_to_the_same_model(runs, tmp_path):
+    """Kill a 2-process run after its first checkpoints, --resume it with 2 processes, and compare
+    with an uninterrupted 2-process run (`runs`' second folder has the same settings)."""
+    _, two, _, env = runs
+    out = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--standalone", "-m", "hep2",
+           *RUN, "--set", "ae_epochs=40", "--set", "ae_patience=0", "--out", str(out)]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    ckpt = out / "checkpoints" / "dcae-mlp.pt"
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        if ckpt.exists() and load_checkpoint(ckpt)["epoch"] >= 3:
+            break
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    epoch = load_checkpoint(ckpt)["epoch"]
+    assert 3 <= epoch < 40, epoch
+    _hep2([*RUN, "--set", "ae_epochs=40", "--set", "ae_patience=0", "--out", str(out), "--resume"], 2, env)
+    ref = tmp_path / "whole"
+    _hep2([*RUN, "--set", "ae_epochs=40", "--set", "ae_patience=0", "--out", str(ref)], 2, env)
+    a = load_checkpoint(ref / "model/pipeline.pt")["features"].ae_.model_.state_dict()
+    b = load_checkpoint(out / "model/pipeline.pt")["features"].ae_.model_.state_dict()
+    for k in a:
+        torch.testing.assert_close(b[k], a[k], rtol=0, atol=1e-6, msg=k)
