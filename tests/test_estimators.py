@@ -165,3 +165,16 @@ def test_mlphead_ensemble_averages_the_probabilities_of_its_seeds(fitted_ae, syn
     with pytest.raises(Hep2Error, match="mlp_ensemble=0"):
         MLPHead(ensemble=0).fit(X, labels)
     assert MLPHead.from_preset(PRESETS["cpu"]).ensemble == 5
+
+
+def test_mlphead_groups_train_separate_networks_on_each_feature_block(fitted_ae, synth):
+    _, imgs, labels, _ = synth
+    X = fitted_ae.transform(imgs)
+    both = np.concatenate([X, X[:, ::-1]], axis=1)
+    head = MLPHead(hidden=(8,), epochs=5, seed=1, groups=2).fit(both, labels)
+    assert len(head.blocks_) == 2 and len(head.nets_) == 2
+    a = MLPHead(hidden=(8,), epochs=5, seed=1).fit(X, labels).predict_proba(X)
+    b = MLPHead(hidden=(8,), epochs=5, seed=1).fit(X[:, ::-1], labels).predict_proba(X[:, ::-1])
+    np.testing.assert_allclose(head.predict_proba(both), (a + b) / 2, rtol=1e-5, atol=1e-6)
+    with pytest.raises(Hep2Error, match="groups=3"):
+        MLPHead(groups=3).fit(both[:, :-1], labels)

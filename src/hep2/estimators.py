@@ -175,11 +175,13 @@ class MLPHead(ClassifierMixin, BaseEstimator):
     cross-entropy and early stopping on a stratified validation part of the training data.
 
     ``ensemble`` > 1 trains that many networks with seeds ``seed``, ``seed + 1``, ... (each with its
-    own initialisation, batches and validation part) and averages their probabilities."""
+    own initialisation, batches and validation part) and averages their probabilities. ``groups``
+    > 1 splits the features into that many equal column blocks (the codes of several autoencoders)
+    and trains ``ensemble`` networks on each block, all probabilities averaged."""
 
     def __init__(self, hidden=(250, 50), dropout: float = 0.5, epochs: int = 300, batch_size: int = 64,
                  lr: float = 1e-3, weight_decay: float = 1e-4, patience: int = 30, val_fraction: float = 0.15,
-                 ensemble: int = 1, seed: int = 0, device: str = "auto", verbose: bool = False):
+                 ensemble: int = 1, groups: int = 1, seed: int = 0, device: str = "auto", verbose: bool = False):
         self.hidden = hidden
         self.dropout = dropout
         self.epochs = epochs
@@ -189,6 +191,7 @@ class MLPHead(ClassifierMixin, BaseEstimator):
         self.patience = patience
         self.val_fraction = val_fraction
         self.ensemble = ensemble
+        self.groups = groups
         self.seed = seed
         self.device = device
         self.verbose = verbose
@@ -205,42 +208,61 @@ class MLPHead(ClassifierMixin, BaseEstimator):
         y = np.asarray(y)
         if int(self.ensemble) < 1:
             raise Hep2Error(f"mlp_ensemble={self.ensemble}: the number of classifiers must be at least 1")
+        if int(self.groups) < 1 or X.shape[1] % int(self.groups):
+            raise Hep2Error(f"groups={self.groups}: must divide the {X.shape[1]} features into equal blocks")
         self.classes_ = np.unique(y)
-        self.scaler_ = StandardScaler().fit(X)
-        xt = torch.from_numpy(self.scaler_.transform(X).astype(np.float32))
         device = resolve_device(self.device)
 
         def loss(model, xb, yb):
             return torch.nn.functional.cross_entropy(model(xb).float(), yb), len(yb)
 
-        self.nets_, histories = [], []
-        for seed in range(self.seed, self.seed + int(self.ensemble)):
-            _, yi, tr, va = labels_and_validation_split(y, self.val_fraction, seed)
-            yt = torch.from_numpy(yi.astype(np.int64))
-            torch.manual_seed(seed)
-            net = MLP(X.shape[1], tuple(self.hidden), len(self.classes_), self.dropout)
-            with torch_threads(1 if device.type == "cpu" else torch.get_num_threads()):
-                histories.append(fit(net, loss, (xt[tr], yt[tr]), (xt[va], yt[va]) if va is not None else None,
-                                     epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
-                                     weight_decay=self.weight_decay, patience=self.patience if va is not None else 0,
-                                     seed=seed, device=device, desc="classifier", verbose=self.verbose))
-            self.nets_.append(net.cpu())
+        width = X.shape[1] // int(self.groups)
+        self.blocks_, histories = [], []
+        for g in range(int(self.groups)):
+            Xg = X[:, g * width:(g + 1) * width]
+            scaler = StandardScaler().fit(Xg)
+            xt = torch.from_numpy(scaler.transform(Xg).astype(np.float32))
+            nets = []
+            for seed in range(self.seed, self.seed + int(self.ensemble)):
+                _, yi, tr, va = labels_and_validation_split(y, self.val_fraction, seed)
+                yt = torch.from_numpy(yi.astype(np.int64))
+                torch.manual_seed(seed)
+                net = MLP(width, tuple(self.hidden), len(self.classes_), self.dropout)
+                with torch_threads(1 if device.type == "cpu" else torch.get_num_threads()):
+                    histories.append(fit(net, loss, (xt[tr], yt[tr]), (xt[va], yt[va]) if va is not None else None,
+                                         epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
+                                         weight_decay=self.weight_decay,
+                                         patience=self.patience if va is not None else 0,
+                                         seed=seed, device=device, desc="classifier", verbose=self.verbose))
+                nets.append(net.cpu())
+            self.blocks_.append((scaler, nets))
         self.history_ = histories[0]          # the curves of the first network, for the report
         self.n_features_in_ = X.shape[1]
         return self
 
     def __setstate__(self, state):
-        if "net_" in state:         # a model saved before ensembles: one network
-            state["nets_"], state["ensemble"] = [state.pop("net_")], 1
+        if "net_" in state:         # a model saved before ensembles: one network on one block
+            state["blocks_"] = [(state.pop("scaler_"), [state.pop("net_")])]
+            state["ensemble"], state["groups"] = 1, 1
+        elif "nets_" in state:      # saved before feature blocks
+            state["blocks_"] = [(state.pop("scaler_"), state.pop("nets_"))]
+            state["groups"] = 1
         super().__setstate__(state)
+
+    @property
+    def nets_(self) -> list:
+        return [net for _, nets in self.blocks_ for net in nets]
 
     @torch.inference_mode()
     def predict_proba(self, X) -> np.ndarray:
-        Xs = torch.from_numpy(self.scaler_.transform(np.asarray(X, dtype=np.float32)).astype(np.float32))
+        X = np.asarray(X, dtype=np.float32)
+        width = X.shape[1] // len(self.blocks_)
         probs = []
-        for net in self.nets_:
-            net.eval()
-            probs.append(torch.softmax(net(Xs), dim=1))
+        for g, (scaler, nets) in enumerate(self.blocks_):
+            Xs = torch.from_numpy(scaler.transform(X[:, g * width:(g + 1) * width]).astype(np.float32))
+            for net in nets:
+                net.eval()
+                probs.append(torch.softmax(net(Xs), dim=1))
         return (sum(probs) / len(probs)).numpy()
 
     def predict(self, X) -> np.ndarray:

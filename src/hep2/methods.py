@@ -73,17 +73,30 @@ class DCAEMLP(Method):
     def fit_features(self, images, *, checkpoint=None, resume=False, verbose=False):
         from .estimators import DCAEFeatures
 
-        self.ae_ = DCAEFeatures(self.cfg, checkpoint=checkpoint, resume=resume, verbose=verbose).fit(images)
+        n = self.cfg.ae_ensemble
+        if n < 1:
+            raise Hep2Error(f"ae_ensemble={n}: the number of autoencoders must be at least 1")
+        self.aes_ = []
+        for k in range(n):   # autoencoder k: seed + k, its own checkpoint
+            ckpt = checkpoint if n == 1 or checkpoint is None else checkpoint.replace(".pt", f"-{k + 1}.pt")
+            cfg = self.cfg.override({"seed": self.cfg.seed + k})
+            self.aes_.append(DCAEFeatures(cfg, checkpoint=ckpt, resume=resume, verbose=verbose).fit(images))
+        self.ae_ = self.aes_[0]
         self.history_ = self.ae_.history_
         return self
 
+    @property
+    def autoencoders(self) -> list:
+        return getattr(self, "aes_", None) or [self.ae_]
+
     def transform(self, images):
-        return self.ae_.transform(images)
+        # the autoencoders' codes side by side; the classifier keeps them apart (MLPHead groups)
+        return np.concatenate([ae.transform(images) for ae in self.autoencoders], axis=1)
 
     def classifier(self):
         from .estimators import MLPHead
 
-        return MLPHead.from_preset(self.cfg)
+        return MLPHead.from_preset(self.cfg, groups=self.cfg.ae_ensemble)
 
     def reconstruct(self, images):
         return self.ae_.reconstruct(images)

@@ -32,6 +32,7 @@ class Preset:
     ae_weight_decay: float = 0.0
     ae_patience: int = 5                 # early stopping on held-out reconstruction loss
     ae_val_fraction: float = 0.1         # part of the training images held out for that
+    ae_ensemble: int = 1                 # autoencoders trained with seeds seed..seed+n-1; each feeds its own classifiers
     ae_augment: bool = False             # a random flip / 90-degree rotation of each image while training
     tta: bool = False                    # features = mean Conv 5 code over the 8 flips / 90-degree rotations
     # the classifier: fully connected network on standardised features
