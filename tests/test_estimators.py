@@ -164,7 +164,7 @@ def test_mlphead_ensemble_averages_the_probabilities_of_its_seeds(fitted_ae, syn
     assert not np.allclose(singles[0], singles[1])
     with pytest.raises(Hep2Error, match="mlp_ensemble=0"):
         MLPHead(ensemble=0).fit(X, labels)
-    assert MLPHead.from_preset(PRESETS["cpu"]).ensemble == 5
+    assert MLPHead.from_preset(PRESETS["cpu"]).ensemble == 2 and PRESETS["cpu"].ae_ensemble == 3
 
 
 def test_mlphead_groups_train_separate_networks_on_each_feature_block(fitted_ae, synth):

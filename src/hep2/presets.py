@@ -111,9 +111,9 @@ PRESETS = {
         name="cpu",
         description="The Table I design scaled for a 2-core CPU: 64x64 input, 32-64-128-256 maps, "
                     "Conv 5 4x4 -> 4096 features, the 4096-250-50-5 classifier; flips / 90-degree rotations "
-                    "while training the autoencoder, features averaged over the 8 flips / rotations of a cell, "
-                    "5 classifiers (seeds) averaged.",
-        size=64, widths=(32, 64, 128, 256), latent=4096, ae_augment=True, tta=True, mlp_ensemble=5,
+                    "while training the autoencoder, features averaged over the 8 flips / rotations of a cell; "
+                    "3 autoencoders (seeds), each with 2 classifiers (seeds), probabilities averaged.",
+        size=64, widths=(32, 64, 128, 256), latent=4096, ae_augment=True, tta=True, ae_ensemble=3, mlp_ensemble=2,
         channels_last=True, infer_amp=True, infer_channels_last=True),
     "tiny": Preset(
         name="tiny",
