@@ -28,7 +28,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 # batch sizes and step counts: small enough that `--preset all` ends within 10 minutes on 2 cores
-PLAN = {"paper": {"batch": 16, "steps": 2, "extract": 32},
+PLAN = {"paper": {"batch": 32, "steps": 2, "extract": 64},
         "cpu": {"batch": 32, "steps": 8, "extract": 1024}}
 
 

@@ -105,7 +105,7 @@ PRESETS = {
         name="paper",
         description="Table I exactly: 224x224 input, 64-128-256-512 maps, Conv 5 14x14 -> 4096, "
                     "about 0.83 billion parameters. Needs a GPU to train in reasonable time.",
-        size=224, widths=(64, 128, 256, 512), latent=4096, ae_batch=16, ae_epochs=30, amp=True,
+        size=224, widths=(64, 128, 256, 512), latent=4096, ae_batch=32, ae_epochs=30, amp=True,
         channels_last=True, infer_amp=True, infer_channels_last=True),
     "cpu": Preset(
         name="cpu",
