@@ -80,6 +80,8 @@ class DCAEMLP(Method):
         for k in range(n):   # autoencoder k: seed + k, its own checkpoint
             ckpt = checkpoint if n == 1 or checkpoint is None else checkpoint.replace(".pt", f"-{k + 1}.pt")
             cfg = self.cfg.override({"seed": self.cfg.seed + k})
+            if verbose and n > 1:
+                print(f"autoencoder {k + 1} of {n} (seed {cfg.seed})", flush=True)
             self.aes_.append(DCAEFeatures(cfg, checkpoint=ckpt, resume=resume, verbose=verbose).fit(images))
         self.ae_ = self.aes_[0]
         self.history_ = self.ae_.history_
