@@ -178,3 +178,28 @@ def test_mlphead_groups_train_separate_networks_on_each_feature_block(fitted_ae,
     np.testing.assert_allclose(head.predict_proba(both), (a + b) / 2, rtol=1e-5, atol=1e-6)
     with pytest.raises(Hep2Error, match="groups=3"):
         MLPHead(groups=3).fit(both[:, :-1], labels)
+
+
+def test_pooled_features_are_the_conv_maps_mean_and_max(fitted_ae, synth):
+    _, imgs, _, _ = synth
+    ae = clone(fitted_ae)
+    ae.model_ = fitted_ae.model_
+    for kind, width in (("pooled", 2 * sum(PRESETS["tiny"].widths)), ("both", PRESETS["tiny"].latent
+                                                                       + 2 * sum(PRESETS["tiny"].widths))):
+        ae.config_ = fitted_ae.config_.override({"features": kind})
+        ae.n_features_out_ = ae.model_.n_features(kind)
+        F = ae.transform(imgs[:4])
+        assert F.shape == (4, width) and ae.get_feature_names_out()[0] == f"{kind}_0"
+    # by hand: Conv 1's maps of the first image, averaged and maxed
+    import torch
+
+    x = torch.from_numpy(imgs[:1, None]).float() / 255
+    with torch.no_grad():
+        h = torch.relu(fitted_ae.model_.encoder[0](x))
+    w1 = PRESETS["tiny"].widths[0]
+    ae.config_ = fitted_ae.config_.override({"features": "pooled"})
+    F = ae.transform(imgs[:1])
+    np.testing.assert_allclose(F[0, :w1], h.mean((2, 3))[0].numpy(), rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(F[0, w1:2 * w1], h.amax((2, 3))[0].numpy(), rtol=1e-4, atol=1e-6)
+    with pytest.raises(Hep2Error, match="features='nope'"):
+        DCAEFeatures(preset="tiny", settings={"features": "nope"}).fit(imgs)

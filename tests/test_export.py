@@ -22,12 +22,12 @@ pytest.importorskip("onnxruntime")
 
 @pytest.fixture(scope="module")
 def dcae_run(tmp_path_factory, _session_cache):
-    """A tiny dcae-mlp run with feature tta, 2 autoencoders and 2 classifier networks on each."""
+    """A tiny dcae-mlp run with feature tta, Conv 5 + pooled features, 2 autoencoders, 2 classifiers on each."""
     out = tmp_path_factory.mktemp("runs") / "dcae"
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("HEP2_CACHE", str(_session_cache))
         assert main(["run", "synthetic:12", "--protocol", "grouped", "--preset", "tiny", "--set", "ae_epochs=2",
-                     "--set", "mlp_epochs=20", "--set", "tta=true", "--set", "mlp_ensemble=2", "--set", "ae_ensemble=2", "--quiet",
+                     "--set", "mlp_epochs=20", "--set", "tta=true", "--set", "mlp_ensemble=2", "--set", "ae_ensemble=2", "--set", "features=both", "--quiet",
                      "--out", str(out)]) == 0
     return out
 

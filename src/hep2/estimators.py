@@ -99,6 +99,8 @@ class DCAEFeatures(TransformerMixin, BaseEstimator):
 
     def fit(self, X, y=None):
         cfg = self._config()
+        if cfg.features not in ("conv5", "pooled", "both"):
+            raise Hep2Error(f"features={cfg.features!r}: choose conv5 (the paper's), pooled or both")
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         x = image_tensor(X, cfg.size, cfg.preprocess())
@@ -125,7 +127,7 @@ class DCAEFeatures(TransformerMixin, BaseEstimator):
                             fused=cfg.fused_adam, checkpoint=self.checkpoint, resume=self.resume, desc="autoencoder",
                             verbose=self.verbose)
         self.config_ = cfg
-        self.n_features_out_ = cfg.latent
+        self.n_features_out_ = self.model_.n_features(cfg.features)
         return self
 
     @staticmethod
@@ -153,13 +155,15 @@ class DCAEFeatures(TransformerMixin, BaseEstimator):
         return torch.cat(out).numpy()
 
     def _encode(self, xb: torch.Tensor) -> torch.Tensor:
+        kind = self.config_.features
         if not self.config_.tta:
-            return self.model_.encode(xb)
-        return sum(self.model_.encode(dihedral(xb, k)).float() for k in range(8)) / 8
+            return self.model_.features(xb, kind)
+        return sum(self.model_.features(dihedral(xb, k), kind).float() for k in range(8)) / 8
 
     def transform(self, X) -> np.ndarray:
-        """(N, latent) float32 Conv 5 activations (with ``tta``, their mean over the 8 flips and
-        90-degree rotations of each image: the features of a cell, whatever its orientation)."""
+        """(N, n_features_out_) float32 features: the Conv 5 activations (the paper's), or with
+        ``features`` = pooled / both the pooled Conv 1..4 maps; with ``tta`` their mean over the 8 flips
+        and 90-degree rotations of each image (the features of a cell, whatever its orientation)."""
         return self._batches(X, self._encode)
 
     def reconstruct(self, X) -> np.ndarray:
@@ -167,7 +171,7 @@ class DCAEFeatures(TransformerMixin, BaseEstimator):
         return self._batches(X, self.model_)[:, 0]
 
     def get_feature_names_out(self, input_features=None):
-        return np.array([f"conv5_{i}" for i in range(self.n_features_out_)], dtype=object)
+        return np.array([f"{self.config_.features}_{i}" for i in range(self.n_features_out_)], dtype=object)
 
 
 class MLPHead(ClassifierMixin, BaseEstimator):

@@ -31,9 +31,9 @@ class _DCAEGraph(nn.Module):
     """For each autoencoder: its Conv 5 features (mean over the 8 flips / rotations when the run
     used tta), standardised, then its classifier networks; the mean of all their probabilities."""
 
-    def __init__(self, encoders, views: int, blocks, mapping):
+    def __init__(self, encoders, views: int, blocks, mapping, kind: str = "conv5"):
         super().__init__()
-        self.encoders, self.views = nn.ModuleList(encoders), views
+        self.encoders, self.views, self.kind = nn.ModuleList(encoders), views, kind
         self.nets = nn.ModuleList(nn.ModuleList(nets) for _, nets in blocks)
         for g, (scaler, _) in enumerate(blocks):
             self.register_buffer(f"mean{g}", torch.as_tensor(scaler.mean_, dtype=torch.float32))
@@ -43,7 +43,7 @@ class _DCAEGraph(nn.Module):
     def forward(self, x):
         probs = []
         for g, (encoder, nets) in enumerate(zip(self.encoders, self.nets)):
-            z = sum(encoder.encode(dihedral(x, k)) for k in range(self.views)) / self.views
+            z = sum(encoder.features(dihedral(x, k), self.kind) for k in range(self.views)) / self.views
             z = (z - getattr(self, f"mean{g}")) / getattr(self, f"scale{g}")
             probs += [torch.softmax(net(z), dim=1) for net in nets]
         return (sum(probs) / len(probs)) @ self.mapping
@@ -75,7 +75,8 @@ def build_graph(pred: Predictor) -> nn.Module:
     mapping[torch.arange(len(clf.classes_)), torch.as_tensor(np.asarray(clf.classes_).astype(int))] = 1
     if pred.method_name == "dcae-mlp":
         aes = method.autoencoders
-        g = _DCAEGraph([ae.model_ for ae in aes], 8 if aes[0].config_.tta else 1, clf.blocks_, mapping)
+        g = _DCAEGraph([ae.model_ for ae in aes], 8 if aes[0].config_.tta else 1, clf.blocks_, mapping,
+                       aes[0].config_.features)
     else:
         g = _CNNGraph(clf.net_, 8 if clf.tta else 1, clf.mean_, clf.std_, mapping)
     return g.float().eval()

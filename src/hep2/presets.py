@@ -34,7 +34,8 @@ class Preset:
     ae_val_fraction: float = 0.1         # part of the training images held out for that
     ae_ensemble: int = 1                 # autoencoders trained with seeds seed..seed+n-1; each feeds its own classifiers
     ae_augment: bool = False             # a random flip / 90-degree rotation of each image while training
-    tta: bool = False                    # features = mean Conv 5 code over the 8 flips / 90-degree rotations
+    tta: bool = False                    # features = their mean over the 8 flips / 90-degree rotations of a cell
+    features: str = "conv5"              # conv5 (the paper) | pooled (Conv 1..4 maps, mean + max) | both
     # the classifier: fully connected network on standardised features
     hidden: tuple = (250, 50)
     dropout: float = 0.5
@@ -115,6 +116,12 @@ PRESETS = {
                     "3 autoencoders (seeds), each with 2 classifiers (seeds), probabilities averaged.",
         size=64, widths=(32, 64, 128, 256), latent=4096, ae_augment=True, tta=True, ae_ensemble=3, mlp_ensemble=2,
         channels_last=True, infer_amp=True, infer_channels_last=True),
+    "improved": Preset(
+        name="improved",
+        description="The cpu preset's autoencoders, read differently: each of Conv 1..4's maps averaged and "
+                    "max-pooled over the cell (960 values per autoencoder) instead of the Conv 5 code.",
+        size=64, widths=(32, 64, 128, 256), latent=4096, ae_augment=True, tta=True, ae_ensemble=3, mlp_ensemble=2,
+        channels_last=True, infer_amp=True, infer_channels_last=True, features="pooled"),
     "tiny": Preset(
         name="tiny",
         description="For tests and the demo: 32x32 input, 16-32-64-128 maps, Conv 5 2x2 -> 1024 features, "

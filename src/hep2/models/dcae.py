@@ -76,6 +76,27 @@ class DCAE(nn.Module):
         """The Conv 5 activations: (N, latent) features."""
         return self._encode(x)[0].flatten(1)
 
+    def pooled(self, x: torch.Tensor) -> torch.Tensor:
+        """Each of Conv 1..4's activation maps, averaged and max-pooled over the image:
+        (N, 2 * sum(widths)) features that do not depend on where in the image a pattern lies."""
+        out = []
+        for conv in self.encoder:
+            x = torch.relu(conv(x))
+            out += [x.mean((2, 3)), x.amax((2, 3))]
+            x = self.pool(x)[0]
+        return torch.cat(out, 1)
+
+    def features(self, x: torch.Tensor, kind: str = "conv5") -> torch.Tensor:
+        """``conv5`` (the paper's), ``pooled``, or ``both`` side by side."""
+        if kind == "conv5":
+            return self.encode(x)
+        if kind == "pooled":
+            return self.pooled(x)
+        return torch.cat([self.encode(x).float(), self.pooled(x).float()], 1)
+
+    def n_features(self, kind: str = "conv5") -> int:
+        return {"conv5": self.latent, "pooled": 2 * sum(self.widths), "both": self.latent + 2 * sum(self.widths)}[kind]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """The reconstruction of ``x`` (same shape)."""
         z, indices, sizes = self._encode(x)
