@@ -23,6 +23,21 @@ def hep2_cache(_session_cache, monkeypatch) -> Path:
     return _session_cache
 
 
+@pytest.fixture(scope="session")
+def synthetic_set(_session_cache):
+    """``load(spec, size) -> (images, cells)``: a built-in synthetic set (e.g. "synthetic:6")
+    preprocessed at ``size``, generated and cached in the session's cache folder (for module fixtures)."""
+    from hep2.data import load_images, open_dataset
+    from hep2.data.images import Preprocess
+
+    def load(spec: str, size: int):
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("HEP2_CACHE", str(_session_cache))
+            return load_images(open_dataset(spec), Preprocess(size=size))
+
+    return load
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _one_torch_thread():
     """Tests use one PyTorch thread: the models are tiny, and on a busy 2-core machine a second

@@ -11,8 +11,6 @@ import torch
 from sklearn.base import clone
 
 from hep2.cnn_estimator import CNNClassifier, dihedral, random_dihedral, random_rotation
-from hep2.data import load_images, open_dataset
-from hep2.data.images import Preprocess
 from hep2.errors import Hep2Error
 from hep2.models.cnn import GaoCNN
 
@@ -69,12 +67,9 @@ def test_augmentations_keep_shape_and_dihedral_is_the_group_of_8():
 
 
 @pytest.fixture(scope="module")
-def synth78(_session_cache):
+def synth78(synthetic_set):
     """synthetic:20 (100 cells, 5 classes) preprocessed at the network's 78x78, string labels."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("HEP2_CACHE", str(_session_cache))
-        cells = open_dataset("synthetic:20")
-        imgs, cells = load_images(cells, Preprocess(size=78))
+    imgs, cells = synthetic_set("synthetic:20", 78)
     labels = np.array([cells.classes[i] for i in cells.y])
     return imgs, labels
 

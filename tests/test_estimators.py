@@ -9,7 +9,7 @@ from sklearn.base import clone
 from sklearn.model_selection import GroupKFold, cross_val_score
 from sklearn.pipeline import make_pipeline
 
-from hep2.data import load_images, open_dataset
+from hep2.data import load_images
 from hep2.data.images import Preprocess
 from hep2.errors import Hep2Error
 from hep2.estimators import DCAEFeatures, MLPHead
@@ -17,12 +17,9 @@ from hep2.presets import PRESETS
 
 
 @pytest.fixture(scope="module")
-def synth(_session_cache):
+def synth(synthetic_set):
     """synthetic:6 (30 cells, 20 specimens) at the tiny preset's 32x32: images, string labels, specimens."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("HEP2_CACHE", str(_session_cache))
-        cells = open_dataset("synthetic:6")
-        imgs, _ = load_images(cells, Preprocess(32))
+    imgs, cells = synthetic_set("synthetic:6", 32)
     labels = np.array([cells.classes[i] for i in cells.y])
     return cells, imgs, labels, cells.specimens
 

@@ -160,11 +160,8 @@ def test_svm_rejects_too_few_per_class():
 
 
 @pytest.fixture(scope="module")
-def synthetic40(_session_cache):
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("HEP2_CACHE", str(_session_cache))
-        cells = open_dataset("synthetic:40")
-        imgs, cells = load_images(cells, Preprocess(size=64))
+def synthetic40(synthetic_set):
+    imgs, cells = synthetic_set("synthetic:40", 64)
     return imgs, cells.y
 
 

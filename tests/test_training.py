@@ -8,8 +8,6 @@ import torch
 
 import hep2.data.images as images_mod
 import hep2.estimators as estimators_mod
-from hep2.data import load_images, open_dataset
-from hep2.data.images import Preprocess
 from hep2.errors import Hep2Error
 from hep2.estimators import DCAEFeatures
 from hep2.models import MLP
@@ -204,12 +202,8 @@ def test_resume_of_a_finished_run_trains_no_more(tmp_path):
 # ------------------------------------------------------------------- the DCAE, through DCAEFeatures
 
 @pytest.fixture(scope="module")
-def tiny_images(_session_cache):
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("HEP2_CACHE", str(_session_cache))
-        cells = open_dataset("synthetic:6")
-        imgs, _ = load_images(cells, Preprocess(32))
-    return imgs
+def tiny_images(synthetic_set):
+    return synthetic_set("synthetic:6", 32)[0]
 
 
 # augmentation and early stopping on: their random draws and counters must resume too

@@ -221,14 +221,17 @@ class MLPHead(ClassifierMixin, BaseEstimator):
             return torch.nn.functional.cross_entropy(model(xb).float(), yb), len(yb)
 
         width = X.shape[1] // int(self.groups)
+        seeds = range(self.seed, self.seed + int(self.ensemble))
+        # one validation split per seed, the same for every feature block
+        splits = {seed: labels_and_validation_split(y, self.val_fraction, seed)[1:] for seed in seeds}
         self.blocks_, histories = [], []
         for g in range(int(self.groups)):
             Xg = X[:, g * width:(g + 1) * width]
             scaler = StandardScaler().fit(Xg)
             xt = torch.from_numpy(scaler.transform(Xg).astype(np.float32))
             nets = []
-            for seed in range(self.seed, self.seed + int(self.ensemble)):
-                _, yi, tr, va = labels_and_validation_split(y, self.val_fraction, seed)
+            for seed in seeds:
+                yi, tr, va = splits[seed]
                 yt = torch.from_numpy(yi.astype(np.int64))
                 torch.manual_seed(seed)
                 net = MLP(width, tuple(self.hidden), len(self.classes_), self.dropout)

@@ -13,6 +13,8 @@ training images only, without labels), then a classifier fitted per split. Add o
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from .errors import Hep2Error
@@ -78,7 +80,10 @@ class DCAEMLP(Method):
             raise Hep2Error(f"ae_ensemble={n}: the number of autoencoders must be at least 1")
         self.aes_ = []
         for k in range(n):   # autoencoder k: seed + k, its own checkpoint
-            ckpt = checkpoint if n == 1 or checkpoint is None else checkpoint.replace(".pt", f"-{k + 1}.pt")
+            ckpt = checkpoint
+            if n > 1 and checkpoint is not None:
+                p = Path(checkpoint)
+                ckpt = str(p.with_name(f"{p.stem}-{k + 1}{p.suffix}"))
             cfg = self.cfg.override({"seed": self.cfg.seed + k})
             if verbose and n > 1:
                 print(f"autoencoder {k + 1} of {n} (seed {cfg.seed})", flush=True)

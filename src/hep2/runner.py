@@ -59,7 +59,7 @@ def run(dataset: str, *, protocol: str = "cv", cfg: Preset, out, subset: str = "
     write the run folder."""
     t_start = time.perf_counter()
     out = Path(out)
-    resolve_device(cfg.device)      # a device that is not there stops before anything is written
+    device = resolve_device(cfg.device)      # a device that is not there stops before anything is written
     prepare_out(out, resume)
     main = dd.is_main()     # under torchrun every process computes, rank 0 writes and reports
     verbose = verbose and main
@@ -93,7 +93,7 @@ def run(dataset: str, *, protocol: str = "cv", cfg: Preset, out, subset: str = "
         _check_same_run(out, config)
     if main:
         write_json(out / "config.json", config)
-        write_json(out / "environment.json", environment() | {"device": str(resolve_device(cfg.device)),
+        write_json(out / "environment.json", environment() | {"device": str(device),
                                                               "processes": dd.world()})
         write_json(out / "data.json", {"dataset": cells.name, "fingerprint": cells.fingerprint(),
                                        "n_cells": len(cells), "classes": cells.classes,
