@@ -241,9 +241,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    ok = False
     try:
         dd.init_from_env()      # several processes when started by torchrun
-        return args.func(args) or 0
+        code = args.func(args) or 0
+        ok = code == 0
+        return code
     except Hep2Error as e:
         print(f"hep2: error: {e}", file=sys.stderr)
         return 2
@@ -251,6 +254,8 @@ def main(argv=None) -> int:
         print("hep2: interrupted (checkpoints written so far are kept; rerun with --resume to go on)",
               file=sys.stderr)
         return 130
+    finally:
+        dd.shutdown(ok)
 
 
 if __name__ == "__main__":

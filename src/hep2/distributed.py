@@ -56,6 +56,17 @@ def init_from_env() -> torch.device | None:
     return device
 
 
+def shutdown(ok: bool) -> None:
+    """Leave the process group before the interpreter exits: every process waits for the others
+    when all went well, then the group is destroyed. Exiting with it still up lets gloo's threads
+    be torn down mid-flight ("terminate called without an active exception", SIGABRT)."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    if ok and active():
+        dist.barrier()
+    dist.destroy_process_group()
+
+
 def all_reduce_sum(values: list[float]) -> list[float]:
     if not active():
         return values
@@ -87,5 +98,5 @@ def gather_lists(items: list) -> list:
     return [x for p in parts for x in p]
 
 
-__all__ = ["active", "rank", "world", "is_main", "barrier", "init_from_env", "all_reduce_sum", "map_rows",
+__all__ = ["active", "rank", "world", "is_main", "barrier", "init_from_env", "shutdown", "all_reduce_sum", "map_rows",
            "gather_lists"]
