@@ -124,3 +124,38 @@ def test_bad_inputs_raise_hep2error(synth78):
         CNNClassifier().fit(imgs[:5], np.array(["a"] * 5))
     with pytest.raises(Hep2Error, match="labels"):
         CNNClassifier().fit(imgs[:5], labels[:4])
+
+
+def test_random_intensity_and_zoom():
+    from hep2.estimators import random_intensity
+
+    g = torch.Generator().manual_seed(1)
+    x = torch.rand(32, 1, 8, 8, generator=g)
+    assert torch.equal(random_intensity(x, 0.0), x)
+    torch.manual_seed(0)
+    y = random_intensity(x, 0.5)
+    assert y.shape == x.shape and float(y.min()) >= 0 and float(y.max()) <= 1
+    # a monotone map per image: the order of the grey levels inside each image is kept
+    for i in range(32):
+        a, b = x[i].flatten(), y[i].flatten()
+        assert torch.equal(torch.argsort(a[b < 1]), torch.argsort(b[b < 1]))
+    assert len({round(float(y[i].mean() / x[i].mean()), 3) for i in range(32)}) > 20   # each its own jitter
+    zoomed = random_rotation(x, 0.0, scale=0.3)
+    assert zoomed.shape == x.shape and not torch.allclose(zoomed, x, atol=1e-3)
+
+
+def test_resnet_arch_trains_beats_chance_and_is_rotation_invariant_with_tta(synthetic_set):
+    from hep2.models.cnn import SmallResNet
+
+    net = SmallResNet(5, (8, 16))
+    assert net(torch.zeros(2, 1, 32, 32)).shape == (2, 5) and net(torch.zeros(1, 1, 48, 48)).shape == (1, 5)
+    imgs, cells = synthetic_set("synthetic:20", 32)
+    labels = np.array([cells.classes[i] for i in cells.y])
+    clf = CNNClassifier(size=32, arch="resnet", widths=(8, 16, 32), epochs=12, patience=0, val_fraction=0.0,
+                        lr=3e-3, intensity=0.3, scale=0.1, device="cpu").fit(imgs, labels)
+    assert isinstance(clf.net_, SmallResNet) and len(clf.history_) == 12
+    assert clf.score(imgs, labels) >= 0.6   # chance is 0.2
+    rotated = np.ascontiguousarray(np.rot90(imgs[:10], 1, axes=(1, 2)))
+    np.testing.assert_allclose(clf.predict_proba(rotated), clf.predict_proba(imgs[:10]), atol=1e-5)
+    with pytest.raises(Hep2Error, match="arch"):
+        CNNClassifier(size=32, arch="vgg").fit(imgs, labels)

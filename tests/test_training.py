@@ -207,7 +207,36 @@ def tiny_images(synthetic_set):
 
 
 # augmentation and early stopping on: their random draws and counters must resume too
-DCAE_SETTINGS = {"ae_epochs": 5, "ae_batch": 8, "ae_augment": True, "ae_patience": 2, "ae_lr": 3e-3}
+DCAE_SETTINGS = {"ae_epochs": 5, "ae_batch": 8, "ae_augment": True, "ae_intensity": 0.3, "ae_noise": 0.05,
+                 "ae_patience": 2, "ae_lr": 3e-3}
+
+
+def test_denoising_autoencoder_sees_noisy_input_and_learns_the_clean_image(tiny_images, monkeypatch):
+    seen = []
+    real_mse = torch.nn.functional.mse_loss
+
+    def spy(rec, target):
+        seen.append(target.detach().clone())
+        return real_mse(rec, target)
+
+    inputs = []
+    monkeypatch.setattr(torch.nn.functional, "mse_loss", spy)
+    ae = DCAEFeatures("tiny", settings={"ae_epochs": 1, "ae_batch": 60, "ae_noise": 0.1, "ae_val_fraction": 0})
+    real_init = estimators_mod.DCAE
+
+    def dcae(*a, **kw):
+        m = real_init(*a, **kw)
+        m.register_forward_pre_hook(lambda mod, args: inputs.append(args[0].detach().clone()) if mod.training else None)
+        return m
+
+    monkeypatch.setattr(estimators_mod, "DCAE", dcae)
+    ae.fit(tiny_images[:60])
+    assert len(seen) == len(inputs) == 1
+    diff = (inputs[0] - seen[0]).flatten()
+    assert 0.05 < float(diff.std()) < 0.12           # the input is the target plus noise of std 0.1 (clipped)
+    # the target is the clean image (no augmentation asked for)
+    torch.testing.assert_close(seen[0].sort(0).values, (torch.from_numpy(tiny_images[:60]).float()[:, None] / 255)
+                               .sort(0).values)
 
 
 def test_dcae_resume_after_interrupt_ends_with_identical_weights(tmp_path, tiny_images, monkeypatch):

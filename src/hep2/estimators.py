@@ -83,6 +83,18 @@ def random_dihedral(x: torch.Tensor) -> torch.Tensor:
     return out
 
 
+def random_intensity(x: torch.Tensor, strength: float) -> torch.Tensor:
+    """Jitter each image's grey levels in [0, 1]: a random gamma exp(U(-s, s)) and gain
+    exp(U(-s/2, s/2)), clipped to [0, 1]. Specimens differ in brightness and contrast (positive vs
+    intermediate intensity) even after percentile normalisation; s = 0 leaves x as it is."""
+    if not strength:
+        return x
+    n = (len(x),) + (1,) * (x.dim() - 1)
+    gamma = torch.exp((torch.rand(n, device=x.device) * 2 - 1) * strength)
+    gain = torch.exp((torch.rand(n, device=x.device) * 2 - 1) * strength / 2)
+    return (x.clamp(min=0) ** gamma * gain).clamp_(0, 1)
+
+
 class DCAEFeatures(TransformerMixin, BaseEstimator):
     """Train the Table I autoencoder without labels; transform images to its Conv 5 features."""
 
@@ -117,8 +129,11 @@ class DCAEFeatures(TransformerMixin, BaseEstimator):
         def loss(model, xb):
             xb = self._input(xb, cfg.channels_last)
             if cfg.ae_augment and model.training:
-                xb = random_dihedral(xb)
-            rec = model(xb)
+                xb = random_intensity(random_dihedral(xb), cfg.ae_intensity)
+            noisy = xb
+            if cfg.ae_noise and model.training:      # denoising: reconstruct the clean image
+                noisy = (xb + cfg.ae_noise * torch.randn_like(xb)).clamp_(0, 1)
+            rec = model(noisy)
             return torch.nn.functional.mse_loss(rec.float(), xb), len(xb)
 
         self.history_ = fit(self.model_, loss, (train,), (val,) if n_val else None, epochs=cfg.ae_epochs,

@@ -34,6 +34,8 @@ class Preset:
     ae_val_fraction: float = 0.1         # part of the training images held out for that
     ae_ensemble: int = 1                 # autoencoders trained with seeds seed..seed+n-1; each feeds its own classifiers
     ae_augment: bool = False             # a random flip / 90-degree rotation of each image while training
+    ae_intensity: float = 0.0            # with ae_augment: random gamma / gain of that strength (estimators.random_intensity)
+    ae_noise: float = 0.0                # denoising autoencoder: Gaussian noise of this std on the input while training
     tta: bool = False                    # features = their mean over the 8 flips / 90-degree rotations of a cell
     features: str = "conv5"              # conv5 (the paper) | pooled (Conv 1..4 maps, mean + max) | both
     # the classifier: fully connected network on standardised features
@@ -118,10 +120,13 @@ PRESETS = {
         channels_last=True, infer_amp=True, infer_channels_last=True),
     "improved": Preset(
         name="improved",
-        description="The cpu preset's autoencoders, read differently: each of Conv 1..4's maps averaged and "
-                    "max-pooled over the cell (960 values per autoencoder) instead of the Conv 5 code.",
-        size=64, widths=(32, 64, 128, 256), latent=4096, ae_augment=True, tta=True, ae_ensemble=3, mlp_ensemble=2,
-        channels_last=True, infer_amp=True, infer_channels_last=True, features="pooled"),
+        description="The cpu preset's design with three levers chosen on train/ only: autoencoders also trained on "
+                    "random gamma / gain of each image; each of Conv 1..4's maps averaged and max-pooled over the "
+                    "cell (960 values per autoencoder) instead of the Conv 5 code; a linear softmax classifier "
+                    "(weight decay 0.1) in place of 250-50.",
+        size=64, widths=(32, 64, 128, 256), latent=4096, ae_augment=True, ae_intensity=0.3, tta=True, ae_ensemble=3,
+        mlp_ensemble=2, channels_last=True, infer_amp=True, infer_channels_last=True, features="pooled",
+        hidden=(), dropout=0.0, mlp_weight_decay=0.1),
     "tiny": Preset(
         name="tiny",
         description="For tests and the demo: 32x32 input, 16-32-64-128 maps, Conv 5 2x2 -> 1024 features, "

@@ -61,3 +61,41 @@ class GaoCNN(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(N, 1, S, S) float images -> (N, n_classes) logits."""
         return self.classifier(self.features(x))
+
+
+class _Block(nn.Module):
+    """A ResNet basic block: two 3x3 conv + batch norm, identity (or 1x1 stride-2) shortcut."""
+
+    def __init__(self, cin: int, cout: int, stride: int):
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout),
+                                  nn.ReLU(inplace=True), nn.Conv2d(cout, cout, 3, 1, 1, bias=False),
+                                  nn.BatchNorm2d(cout))
+        self.short = (nn.Identity() if stride == 1 and cin == cout else
+                      nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout)))
+
+    def forward(self, x):
+        return torch.relu(self.body(x) + self.short(x))
+
+
+class SmallResNet(nn.Module):
+    """A small residual network for single cells (He et al. 2016, basic blocks): a 3x3 stem, one
+    stage per width (the first at full resolution, then stride 2), global average pooling, dropout,
+    class logits. Widths 32-64-128-256 with 2 blocks each: 2.8 M parameters, any input size."""
+
+    def __init__(self, n_classes: int, widths=(32, 64, 128, 256), blocks: int = 2, dropout: float = 0.2):
+        super().__init__()
+        if n_classes < 2:
+            raise Hep2Error(f"SmallResNet: n_classes must be at least 2, got {n_classes}")
+        layers = [nn.Conv2d(1, widths[0], 3, 1, 1, bias=False), nn.BatchNorm2d(widths[0]), nn.ReLU(inplace=True)]
+        prev = widths[0]
+        for i, w in enumerate(widths):
+            for b in range(blocks):
+                layers.append(_Block(prev, w, 2 if (i > 0 and b == 0) else 1))
+                prev = w
+        self.features = nn.Sequential(*layers)
+        self.classifier = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout),
+                                        nn.Linear(prev, n_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x))
