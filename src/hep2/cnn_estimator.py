@@ -59,7 +59,7 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
                  batchnorm: bool = False, epochs: int = 300, batch_size: int = 32, lr: float = 1e-3,
                  weight_decay: float = 1e-4, patience: int = 60, val_fraction: float = 0.15, augment: bool = True,
                  rotation: float = 45.0, tta: bool = True, seed: int = 0, device: str = "auto", verbose: bool = False,
-                 arch: str = "gao", widths: tuple = (32, 64, 128, 256), intensity: float = 0.0, scale: float = 0.0):
+                 arch: str = "gao", widths: tuple = (32, 64, 128), intensity: float = 0.0, scale: float = 0.0):
         self.size = size
         self.arch = arch
         self.widths = widths

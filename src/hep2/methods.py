@@ -163,6 +163,6 @@ class ResNet(Method):
     def classifier(self):
         from .cnn_estimator import CNNClassifier
 
-        return CNNClassifier(size=self.cfg.size, arch="resnet", widths=(16, 32, 64, 128), dropout=0.2, epochs=150,
-                             batch_size=32, lr=1e-3, weight_decay=1e-4, patience=30, rotation=45.0, scale=0.1,
+        return CNNClassifier(size=self.cfg.size, arch="resnet", widths=(32, 64, 128), dropout=0.2, epochs=100,
+                             batch_size=32, lr=1e-3, weight_decay=1e-4, patience=25, rotation=45.0, scale=0.1,
                              intensity=0.3, seed=self.cfg.seed, device=self.cfg.device)
