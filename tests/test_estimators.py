@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from sklearn.base import clone
 from sklearn.model_selection import GroupKFold, cross_val_score
 from sklearn.pipeline import make_pipeline
@@ -121,6 +122,19 @@ def test_mlphead_probabilities_and_string_labels(fitted_ae, synth):
     assert 0 <= head.score(X, labels) <= 1
     assert head.n_features_in_ == X.shape[1]
     assert 1 <= len(head.history_) <= 20
+
+
+def test_mlphead_without_hidden_layers_is_a_linear_softmax_classifier(fitted_ae, synth):
+    from hep2.presets import get_preset
+
+    _, imgs, labels, _ = synth
+    X = fitted_ae.transform(imgs)
+    assert get_preset("tiny", overrides={"hidden": ""}).hidden == ()     # --set hidden= on the command line
+    head = MLPHead(hidden=(), dropout=0.0, weight_decay=0.1, epochs=60, ensemble=2).fit(X, labels)
+    assert all(isinstance(n, torch.nn.Sequential) and len(n) == 1 and isinstance(n[0], torch.nn.Linear)
+               for n in head.nets_) and len(head.nets_) == 2
+    assert head.nets_[0][0].in_features == X.shape[1]
+    assert head.score(X, labels) >= 0.5                # chance is 0.2
 
 
 def test_mlphead_is_reproducible_for_a_seed(fitted_ae, synth):
