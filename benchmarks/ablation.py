@@ -75,7 +75,7 @@ def main(argv=None) -> int:
             sys.exit(f"ablation: {label!r}: give at least one run folder")
         for r, want in ((off, "official"), (cv, "cv")):
             if r and r["m"]["protocol"] != want:
-                sys.exit(f"ablation: {label!r}: expected a {want} run, got protocol {r['m']['protocol']}")
+                sys.exit(f"ablation: {label!r}: expected the {want} run there, got a {r['m']['protocol']} run")
         preset = ref["c"]["preset"]
         (oa, om, ow), (ca, cm, cw) = cell(off), cell(cv)
         lines.append(f"| {label} | {ref['c']['method']} / {preset['name']} | {diff(prev, preset)} | {oa} | {om} "

@@ -7,6 +7,7 @@ import csv
 import json
 import os
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -375,3 +376,27 @@ def test_a_missing_gpu_is_a_clear_error_before_anything_is_written(tmp_path, cap
     out = tmp_path / "run"
     assert main(["run", "synthetic:6", "--preset", "tiny", "--device", "cuda", "--out", str(out)]) == 2
     assert "no GPU" in capsys.readouterr().err and not out.exists()
+
+
+def test_ablation_table_is_built_from_run_folders(cache, tmp_path, capsys):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("ablation", Path(__file__).parents[1] / "benchmarks/ablation.py")
+    ablation = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ablation)
+    base = ["run", "synthetic:6", "--protocol", "cv", "--preset", "tiny", "--set", "ae_epochs=1", "--set",
+            "mlp_epochs=3", "--quiet"]
+    assert main([*base, "--out", str(tmp_path / "a")]) == 0
+    assert main([*base, "--set", "hidden=", "--set", "tta=true", "--out", str(tmp_path / "b")]) == 0
+    out = tmp_path / "ablation.md"
+    assert ablation.main([f"plain=,{tmp_path / 'a'}", f"linear + tta=,{tmp_path / 'b'}", "--out", str(out)]) == 0
+    rows = out.read_text().splitlines()
+    assert len(rows) == 4 and rows[2].startswith("| plain | dcae-mlp / tiny | – | – |")
+    for name, row in (("a", rows[2]), ("b", rows[3])):
+        m = json.loads((tmp_path / name / "metrics.json").read_text())
+        assert f"{m['accuracy']['mean']:.4f} ± {m['accuracy']['std']:.4f}" in row and f"{m['mca']['mean']:.4f}" in row
+    assert "hidden=[]" in rows[3] and "tta=True" in rows[3]
+    with pytest.raises(SystemExit, match="not a finished run folder"):
+        ablation.main([f"x=,{tmp_path / 'missing'}"])
+    with pytest.raises(SystemExit, match="expected the official run there"):
+        ablation.main([f"x={tmp_path / 'a'},"])
