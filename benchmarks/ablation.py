@@ -6,7 +6,8 @@
 Each row names an `official` run folder and a `cv` run folder (either may be left empty: "label=runs/x,").
 The table gives, per protocol, accuracy mean ± std and MCA from the run's metrics.json, the preset and
 the differences of its settings from the row above, and each run's wall time (seconds.total; a run that
-resumed its autoencoders from checkpoints says so, with the autoencoders' training time from history.json).
+resumed its autoencoders from checkpoints says so, with the first autoencoder's training time from
+history.json). Speed settings (amp, channels_last, ...) are left out of the differences.
 """
 
 from __future__ import annotations
@@ -16,7 +17,11 @@ import json
 import sys
 from pathlib import Path
 
-SKIP = {"name", "description", "device", "threads"}
+from hep2.presets import Preset
+
+# names and speed settings: they do not change what is computed (beyond rounding)
+SKIP = {"name", "description", "device", "threads", "amp", "channels_last", "infer_amp", "infer_channels_last",
+        "fused_adam"}
 
 
 def load(run: str) -> dict | None:
@@ -46,14 +51,19 @@ def cell(r: dict | None) -> tuple[str, str, str]:
     mca = f"{m['mca']['mean']:.4f}"
     wall = f"{m['seconds']['total'] / 60:.1f} min"
     if r["ae_s"] and m["seconds"].get("autoencoder", 0) < 0.5 * r["ae_s"]:
-        wall += f" (autoencoders resumed; their training {r['ae_s'] / 60:.1f} min)"
+        n = r["c"]["preset"].get("ae_ensemble") or 1
+        wall += (f" + the autoencoder's {r['ae_s'] / 60:.1f} min (resumed from checkpoints)" if n == 1 else
+                 f" + {n} autoencoders (resumed from checkpoints; the first took {r['ae_s'] / 60:.1f} min)")
     return acc, mca, wall
 
 
 def diff(prev: dict | None, cur: dict) -> str:
     if prev is None:
         return "–"
-    keys = sorted(k for k in cur if k not in SKIP and prev.get(k) != cur.get(k))
+    # a setting an older run did not have yet: its default is what that run did
+    defaults = json.loads(json.dumps(Preset().to_dict()))
+    a, b = defaults | prev, defaults | cur
+    keys = sorted(k for k in b if k not in SKIP and a.get(k) != b[k])
     return ", ".join(f"{k}={cur[k]}" for k in keys) or "same settings"
 
 
