@@ -378,12 +378,45 @@ def test_a_missing_gpu_is_a_clear_error_before_anything_is_written(tmp_path, cap
     assert "no GPU" in capsys.readouterr().err and not out.exists()
 
 
-def test_ablation_table_is_built_from_run_folders(cache, tmp_path, capsys):
+def _benchmark(name):
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("ablation", Path(__file__).parents[1] / "benchmarks/ablation.py")
-    ablation = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(ablation)
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).parents[1] / f"benchmarks/{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_inner_validation_blocks_are_contiguous_id_runs_per_class(tmp_path, capsys):
+    iv = _benchmark("inner_validation")
+    rng = np.random.default_rng(0)
+    y = np.repeat(["a", "b", "c"], 40)
+    ids = rng.permutation(120) + 1
+    g = iv.blocks(y, ids)
+    for c in "abc":
+        order = np.argsort(ids[y == c])
+        assert list(g[y == c][order]) == sorted(g[y == c]) and set(g[y == c]) == {0, 1, 2, 3}
+        assert all((g[y == c] == b).sum() == 10 for b in range(4))
+    # a fake run folder: train/ rows carry the signal, test/ rows must be ignored
+    X = rng.normal(size=(150, 6)).astype(np.float32)
+    labels = np.concatenate([y, np.repeat("a", 30)])
+    X[:120, 0] += 3 * (labels[:120] == "a") - 3 * (labels[:120] == "c")
+    np.save(tmp_path / "features.npy", X)
+    with open(tmp_path / "features_ids.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["row", "id", "label"])
+        for i in range(150):
+            w.writerow([i, f"train/{ids[i]:03d}" if i < 120 else f"test/{i:03d}", labels[i]])
+    assert iv.main([str(tmp_path), "--heads", "logreg"]) == 0
+    out = capsys.readouterr().out
+    assert "120 train/ cells x 6 features" in out
+    assert float(out.split("blocked ")[1].split()[0]) > 0.5          # chance is 1/3
+    with pytest.raises(SystemExit, match="unknown head"):
+        iv.main([str(tmp_path), "--heads", "forest"])
+
+
+def test_ablation_table_is_built_from_run_folders(cache, tmp_path, capsys):
+    ablation = _benchmark("ablation")
     base = ["run", "synthetic:6", "--protocol", "cv", "--preset", "tiny", "--set", "ae_epochs=1", "--set",
             "mlp_epochs=3", "--quiet"]
     assert main([*base, "--out", str(tmp_path / "a")]) == 0
