@@ -32,20 +32,27 @@ def dcae_run(tmp_path_factory, _session_cache):
     return out
 
 
-@pytest.fixture(scope="module")
-def cnn_model(tmp_path_factory, _session_cache):
-    """A cnn5 model folder (two epochs of training on synthetic cells), saved as `hep2 run` saves it."""
-    from hep2.cnn_estimator import CNNClassifier
-
+def _cnn_model(name, tmp_path_factory, cache):
+    """A cnn5 / resnet model folder (two epochs of training on synthetic cells), saved as `hep2 run` saves it."""
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("HEP2_CACHE", str(_session_cache))
+        mp.setenv("HEP2_CACHE", str(cache))
         cells = open_dataset("synthetic:6")
-        method = get_method("cnn5", PRESETS["tiny"])
+        method = get_method(name, PRESETS["tiny"])
         imgs, _ = load_images(cells, method.preprocess())
-    clf = CNNClassifier(epochs=2, patience=0, device="cpu").fit(imgs, cells.y)
-    folder = tmp_path_factory.mktemp("runs") / "cnn"
+    clf = method.classifier().set_params(epochs=2, patience=0, device="cpu").fit(imgs, cells.y)
+    folder = tmp_path_factory.mktemp("runs") / name
     save_model(folder / "model", method, clf, cells.classes)
     return folder
+
+
+@pytest.fixture(scope="module")
+def cnn_model(tmp_path_factory, _session_cache):
+    return _cnn_model("cnn5", tmp_path_factory, _session_cache)
+
+
+@pytest.fixture(scope="module")
+def resnet_model(tmp_path_factory, _session_cache):
+    return _cnn_model("resnet", tmp_path_factory, _session_cache)
 
 
 def _cells(pred: Predictor, n: int = 24) -> np.ndarray:
@@ -58,7 +65,7 @@ def _cells(pred: Predictor, n: int = 24) -> np.ndarray:
 
 
 @pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
-@pytest.mark.parametrize("which", ["dcae_run", "cnn_model"])
+@pytest.mark.parametrize("which", ["dcae_run", "cnn_model", "resnet_model"])
 def test_exported_graph_gives_hep2s_probabilities_on_real_cells(fmt, which, request, tmp_path):
     run = request.getfixturevalue(which)
     out = tmp_path / f"model.{fmt}"

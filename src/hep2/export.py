@@ -66,10 +66,10 @@ class _CNNGraph(nn.Module):
 def build_graph(pred: Predictor) -> nn.Module:
     """The run's whole classifier as one module: (N, 1, S, S) in [0, 1] -> (N, C) probabilities."""
     clf, method = pred.classifier, pred.method
-    if pred.method_name not in ("dcae-mlp", "cnn5"):
+    if pred.method_name not in ("dcae-mlp", "cnn5", "resnet"):
         raise Hep2Error(f"the model in {pred.model_dir} uses method {pred.method_name!r}, whose features "
                         "(scikit-image) and SVM have no ONNX / TorchScript form: export works for "
-                        "dcae-mlp and cnn5 runs")
+                        "dcae-mlp, cnn5 and resnet runs")
     # the classifier knows only the classes it was trained on; the run's list may be longer
     mapping = torch.zeros(len(clf.classes_), len(pred.classes))
     mapping[torch.arange(len(clf.classes_)), torch.as_tensor(np.asarray(clf.classes_).astype(int))] = 1
