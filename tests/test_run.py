@@ -415,21 +415,48 @@ def test_inner_validation_blocks_are_contiguous_id_runs_per_class(tmp_path, caps
         iv.main([str(tmp_path), "--heads", "forest"])
 
 
-def test_ablation_table_is_built_from_run_folders(cache, tmp_path, capsys):
-    ablation = _benchmark("ablation")
+@pytest.fixture(scope="module")
+def two_runs(cache, tmp_path_factory):
+    """Two tiny cv runs on the same splits: the paper's classifier, and a linear one with tta."""
+    root = tmp_path_factory.mktemp("pair")
     base = ["run", "synthetic:6", "--protocol", "cv", "--preset", "tiny", "--set", "ae_epochs=1", "--set",
             "mlp_epochs=3", "--quiet"]
-    assert main([*base, "--out", str(tmp_path / "a")]) == 0
-    assert main([*base, "--set", "hidden=", "--set", "tta=true", "--out", str(tmp_path / "b")]) == 0
+    assert main([*base, "--out", str(root / "a")]) == 0
+    assert main([*base, "--set", "hidden=", "--set", "tta=true", "--out", str(root / "b")]) == 0
+    return root
+
+
+def test_ensemble_averages_the_runs_probabilities_split_by_split(two_runs, tmp_path, capsys):
+    ens = _benchmark("ensemble")
+    a, b = two_runs / "a", two_runs / "b"
+    assert ens.main([str(a), str(b), "--out", str(tmp_path / "e.md")]) == 0
+    ra, rb = (list(csv.DictReader(open(r / "predictions.csv", newline=""))) for r in (a, b))
+    pcols = [k for k in ra[0] if k.startswith("p_")]
+    by_split = {}
+    for x, z in zip(ra, rb):
+        assert (x["split"], x["id"]) == (z["split"], z["id"])
+        p = np.array([float(x[k]) + float(z[k]) for k in pcols])
+        by_split.setdefault(x["split"], []).append(pcols[int(p.argmax())][2:] == x["true"])
+    acc = [np.mean(v) for _, v in sorted(by_split.items())]
+    text = (tmp_path / "e.md").read_text()
+    assert f"| mean ± std | {np.mean(acc):.4f} ± {np.std(acc, ddof=1):.4f} |" in text
+    with pytest.raises(SystemExit, match="at least two"):
+        ens.main([str(a)])
+    with pytest.raises(SystemExit, match="not a finished run folder"):
+        ens.main([str(a), str(tmp_path)])
+
+
+def test_ablation_table_is_built_from_run_folders(two_runs, tmp_path, capsys):
+    ablation = _benchmark("ablation")
     out = tmp_path / "ablation.md"
-    assert ablation.main([f"plain=,{tmp_path / 'a'}", f"linear + tta=,{tmp_path / 'b'}", "--out", str(out)]) == 0
+    assert ablation.main([f"plain=,{two_runs / 'a'}", f"linear + tta=,{two_runs / 'b'}", "--out", str(out)]) == 0
     rows = out.read_text().splitlines()
     assert len(rows) == 4 and rows[2].startswith("| plain | dcae-mlp / tiny | – | – |")
     for name, row in (("a", rows[2]), ("b", rows[3])):
-        m = json.loads((tmp_path / name / "metrics.json").read_text())
+        m = json.loads((two_runs / name / "metrics.json").read_text())
         assert f"{m['accuracy']['mean']:.4f} ± {m['accuracy']['std']:.4f}" in row and f"{m['mca']['mean']:.4f}" in row
     assert "hidden=[]" in rows[3] and "tta=True" in rows[3]
     with pytest.raises(SystemExit, match="not a finished run folder"):
         ablation.main([f"x=,{tmp_path / 'missing'}"])
     with pytest.raises(SystemExit, match="expected the official run there"):
-        ablation.main([f"x={tmp_path / 'a'},"])
+        ablation.main([f"x={two_runs / 'a'},"])
