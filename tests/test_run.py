@@ -460,3 +460,15 @@ def test_ablation_table_is_built_from_run_folders(two_runs, tmp_path, capsys):
         ablation.main([f"x=,{tmp_path / 'missing'}"])
     with pytest.raises(SystemExit, match="expected the official run there"):
         ablation.main([f"x={two_runs / 'a'},"])
+
+
+def test_resnet_method_runs_end_to_end_with_its_epochs_from_the_preset(cache, tmp_path):
+    out = tmp_path / "resnet"
+    assert main(["run", "synthetic:6", "--method", "resnet", "--protocol", "grouped", "--preset", "tiny",
+                 "--set", "cnn_epochs=3", "--set", "cnn_patience=0", "--quiet", "--out", str(out)]) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["method"] == "resnet" and m["n_splits"] == 5 and 0 <= m["accuracy"]["mean"] <= 1
+    h = json.loads((out / "history.json").read_text())
+    assert len(h["classifier"]) == 3                       # cnn_epochs=3, no early stop
+    rows = list(csv.DictReader(open(out / "predictions.csv", newline="")))
+    assert len(rows) == 30 and {r["split"] for r in rows} == {f"fold-{k}" for k in range(1, 6)}

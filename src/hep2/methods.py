@@ -65,6 +65,15 @@ class Method:
     def reconstruct(self, images: np.ndarray) -> np.ndarray | None:
         return None
 
+    def _cnn_settings(self) -> dict:
+        """The preset's cnn_epochs / cnn_patience where set (for the CNN methods)."""
+        out = {"seed": self.cfg.seed, "device": self.cfg.device}
+        if self.cfg.cnn_epochs:
+            out["epochs"] = self.cfg.cnn_epochs
+        if self.cfg.cnn_patience >= 0:
+            out["patience"] = self.cfg.cnn_patience
+        return out
+
 
 @register_method("dcae-mlp")
 class DCAEMLP(Method):
@@ -152,7 +161,7 @@ class CNN5(Method):
     def classifier(self):
         from .cnn_estimator import CNNClassifier
 
-        return CNNClassifier(seed=self.cfg.seed, device=self.cfg.device)
+        return CNNClassifier(**self._cnn_settings())
 
 
 @register_method("resnet")
@@ -163,6 +172,6 @@ class ResNet(Method):
     def classifier(self):
         from .cnn_estimator import CNNClassifier
 
-        return CNNClassifier(size=self.cfg.size, arch="resnet", widths=(32, 64, 128), dropout=0.2, epochs=100,
-                             batch_size=32, lr=1e-3, weight_decay=1e-4, patience=25, rotation=45.0, scale=0.1,
-                             intensity=0.3, seed=self.cfg.seed, device=self.cfg.device)
+        return CNNClassifier(**({"size": self.cfg.size, "arch": "resnet", "widths": (32, 64, 128), "dropout": 0.2,
+                                 "epochs": 100, "batch_size": 32, "lr": 1e-3, "weight_decay": 1e-4, "patience": 25,
+                                 "rotation": 45.0, "scale": 0.1, "intensity": 0.3} | self._cnn_settings()))

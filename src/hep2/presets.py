@@ -49,6 +49,8 @@ class Preset:
     mlp_val_fraction: float = 0.15
     mlp_ensemble: int = 1                # classifiers trained with seeds seed..seed+n-1, probabilities averaged
     # execution
+    cnn_epochs: int = 0                  # methods cnn5 / resnet: most epochs (0: the method's own, 300 / 100)
+    cnn_patience: int = -1               # methods cnn5 / resnet: early-stopping patience (-1: the method's own, 60 / 25)
     seed: int = 0
     device: str = "auto"                 # auto | cpu | cuda
     amp: bool = False                    # bf16 autocast while training (GPU; CPUs with AVX-512 BF16 or AMX)
