@@ -64,7 +64,7 @@ def diff(prev: dict | None, cur: dict) -> str:
     defaults = json.loads(json.dumps(Preset().to_dict()))
     a, b = defaults | prev, defaults | cur
     keys = sorted(k for k in b if k not in SKIP and a.get(k) != b[k])
-    return ", ".join(f"{k}={cur[k]}" for k in keys) or "same settings"
+    return ", ".join(f"{k}={b[k]}" for k in keys) or "same settings"
 
 
 def main(argv=None) -> int:

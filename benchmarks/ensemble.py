@@ -32,7 +32,10 @@ def read(run: Path) -> tuple[dict, list[str], str]:
     classes = [k[2:] for k in rows[0] if k.startswith("p_")] if rows else []
     if not classes:
         sys.exit(f"ensemble: {run}/predictions.csv has no rows or no p_CLASS columns")
-    table = {(r["split"], r["id"]): (r["true"], np.array([float(r["p_" + c]) for c in classes])) for r in rows}
+    try:
+        table = {(r["split"], r["id"]): (r["true"], np.array([float(r["p_" + c]) for c in classes])) for r in rows}
+    except (KeyError, ValueError, TypeError) as e:
+        sys.exit(f"ensemble: {run}/predictions.csv: a row without split / id / true or a bad probability ({e})")
     return table, classes, protocol
 
 
@@ -53,6 +56,8 @@ def main(argv=None) -> int:
     per_split: dict[str, list] = {}
     for key, (true, _) in base.items():
         p = sum(t[key][1] for t, _, _ in tables) / len(tables)
+        if true not in classes:
+            sys.exit(f"ensemble: {a.runs[0]}: cell {key[1]} has true class {true!r}, not one of {classes}")
         per_split.setdefault(key[0], []).append((classes.index(true), int(p.argmax())))
     lines = [f"Equal-weight average of {len(a.runs)} runs' probabilities ({protocol}): "
              + ", ".join(str(r) for r in a.runs), "", "| split | accuracy | MCA |", "|---|---|---|"]
@@ -63,7 +68,8 @@ def main(argv=None) -> int:
         acc.append(m["accuracy"])
         mca.append(m["mca"])
         lines.append(f"| {split} | {m['accuracy']:.4f} | {m['mca']:.4f} |")
-    lines.append(f"| mean ± std | {np.mean(acc):.4f} ± {np.std(acc, ddof=1):.4f} | {np.mean(mca):.4f} ± {np.std(mca, ddof=1):.4f} |")
+    sd = (lambda v: float(np.std(v, ddof=1)) if len(v) > 1 else 0.0)     # as in metrics.json
+    lines.append(f"| mean ± std | {np.mean(acc):.4f} ± {sd(acc):.4f} | {np.mean(mca):.4f} ± {sd(mca):.4f} |")
     text = "\n".join(lines) + "\n"
     if a.out:
         a.out.write_text(text)

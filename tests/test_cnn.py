@@ -159,3 +159,20 @@ def test_resnet_arch_trains_beats_chance_and_is_rotation_invariant_with_tta(synt
     np.testing.assert_allclose(clf.predict_proba(rotated), clf.predict_proba(imgs[:10]), atol=1e-5)
     with pytest.raises(Hep2Error, match="arch"):
         CNNClassifier(size=32, arch="vgg").fit(imgs, labels)
+
+
+def test_zoom_scales_a_centred_disk_within_its_range_and_scale_0_draws_nothing():
+    yy, xx = torch.meshgrid(torch.arange(41.0), torch.arange(41.0), indexing="ij")
+    disk = (((yy - 20) ** 2 + (xx - 20) ** 2) <= 8 ** 2).float()
+    x = disk.expand(64, 1, 41, 41).contiguous()
+    torch.manual_seed(0)
+    out = random_rotation(x, 0.0, scale=0.3)
+    ratio = (out > 0.5).float().sum((1, 2, 3)) / disk.sum()
+    assert float(ratio.min()) >= 0.7 ** 2 * 0.9 and float(ratio.max()) <= 1.3 ** 2 * 1.1
+    assert float(ratio.min()) < 0.8 and float(ratio.max()) > 1.2      # both ways, over 64 draws
+    torch.manual_seed(0)
+    torch.rand(64)                                # the angles' draw, and nothing else
+    a = torch.rand(1)
+    torch.manual_seed(0)
+    random_rotation(x, 10.0, scale=0.0)
+    assert torch.equal(torch.rand(1), a)          # scale 0: no extra random draw (same stream as before zoom)

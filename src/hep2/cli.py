@@ -69,7 +69,7 @@ def cmd_compare(args) -> int:
     from .compare import compare
     from .methods import METHODS
 
-    methods = args.methods or list(METHODS)
+    methods = args.methods or [m for m, cls in METHODS.items() if cls.paper_accuracy is not None]
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise Hep2Error(f"unknown method {unknown[0]!r}: choose from {', '.join(METHODS)}")
@@ -192,7 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--ae-on-test", action="store_true",
                    help="official protocol: also train the autoencoder (without labels) on the test images")
     r.add_argument("--method", default="dcae-mlp",
-                   help="dcae-mlp (the paper, default), lbp-svm, texture-svm or cnn5")
+                   help="dcae-mlp (the paper, default), lbp-svm, texture-svm, cnn5 (Table II's) or resnet")
     r.add_argument("--quiet", action="store_true", help="no progress output")
     r.set_defaults(func=cmd_run)
 
@@ -200,7 +200,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("dataset", help=DATASET_HELP)
     c.add_argument("--protocol", choices=["official", "cv", "grouped"], default="cv")
     c.add_argument("--subset", default="train", help="for cv/grouped: the subset to cross-validate")
-    c.add_argument("--methods", nargs="+", help="methods to run (default: all registered)")
+    c.add_argument("--methods", nargs="+", help="methods to run (default: Table II's four: dcae-mlp, lbp-svm, texture-svm, cnn5; "
+                   "resnet and methods registered by you when named)")
     _add_preset_args(c)
     c.add_argument("--out", required=True, help="the folder to write (one run folder per method inside)")
     c.add_argument("--resume", action="store_true", help="reuse finished methods' runs and continue the others")

@@ -28,7 +28,7 @@ def random_rotation(x: torch.Tensor, degrees: float, scale: float = 0.0) -> torc
     zoom it by a random factor in [1 - scale, 1 + scale] (bilinear; the corners are filled with 0,
     the background of a preprocessed cell)."""
     a = (torch.rand(len(x), device=x.device) * 2 - 1) * math.radians(degrees)
-    z = 1 + (torch.rand(len(x), device=x.device) * 2 - 1) * scale
+    z = 1 + (torch.rand(len(x), device=x.device) * 2 - 1) * scale if scale else 1.0   # no draw: same stream as before
     cos, sin, zero = torch.cos(a) / z, torch.sin(a) / z, torch.zeros_like(a)
     theta = torch.stack([torch.stack([cos, -sin, zero], 1), torch.stack([sin, cos, zero], 1)], 1)
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)

@@ -10,12 +10,15 @@ order (``map_rows``); only rank 0 writes files. With one process all of this is 
 from __future__ import annotations
 
 import os
+import sys
 
 import numpy as np
 import torch
 import torch.distributed as dist
 
 from .errors import Hep2Error
+
+_OURS = False    # True when init_from_env created the process group (then shutdown destroys it)
 
 
 def active() -> bool:
@@ -53,18 +56,27 @@ def init_from_env() -> torch.device | None:
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
         torch.cuda.set_device(device)
     dist.init_process_group(backend="nccl" if cuda else "gloo")
+    global _OURS
+    _OURS = True
     return device
 
 
 def shutdown(ok: bool) -> None:
     """Leave the process group before the interpreter exits: every process waits for the others
     when all went well, then the group is destroyed. Exiting with it still up lets gloo's threads
-    be torn down mid-flight ("terminate called without an active exception", SIGABRT)."""
-    if not (dist.is_available() and dist.is_initialized()):
+    be torn down mid-flight ("terminate called without an active exception", SIGABRT). A process
+    that failed does not wait: it leaves at once, and torchrun then stops the others. A group that
+    hep2 did not create (hep2 called from a caller's own distributed program) is left alone."""
+    global _OURS
+    if not (_OURS and dist.is_available() and dist.is_initialized()):
         return
-    if ok and active():
-        dist.barrier()
-    dist.destroy_process_group()
+    try:
+        if ok and active():
+            dist.barrier()
+        dist.destroy_process_group()
+    except Exception as e:      # leaving must not hide the command's own result behind a traceback
+        print(f"hep2: warning: leaving the process group: {e}", file=sys.stderr)
+    _OURS = False
 
 
 def all_reduce_sum(values: list[float]) -> list[float]:

@@ -128,8 +128,10 @@ class DCAEFeatures(TransformerMixin, BaseEstimator):
 
         def loss(model, xb):
             xb = self._input(xb, cfg.channels_last)
-            if cfg.ae_augment and model.training:
-                xb = random_intensity(random_dihedral(xb), cfg.ae_intensity)
+            if model.training:
+                if cfg.ae_augment:
+                    xb = random_dihedral(xb)
+                xb = random_intensity(xb, cfg.ae_intensity)
             noisy = xb
             if cfg.ae_noise and model.training:      # denoising: reconstruct the clean image
                 noisy = (xb + cfg.ae_noise * torch.randn_like(xb)).clamp_(0, 1)

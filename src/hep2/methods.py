@@ -68,6 +68,9 @@ class Method:
     def _cnn_settings(self) -> dict:
         """The preset's cnn_epochs / cnn_patience where set (for the CNN methods)."""
         out = {"seed": self.cfg.seed, "device": self.cfg.device}
+        if self.cfg.cnn_epochs < 0 or self.cfg.cnn_patience < -1:
+            raise Hep2Error(f"cnn_epochs={self.cfg.cnn_epochs}, cnn_patience={self.cfg.cnn_patience}: epochs must be "
+                            "0 (the method's own) or more, patience -1 (the method's own), 0 (none) or more")
         if self.cfg.cnn_epochs:
             out["epochs"] = self.cfg.cnn_epochs
         if self.cfg.cnn_patience >= 0:
