@@ -163,9 +163,19 @@ def test_report_names_protocol_preset_and_dataset(grouped_run):
     assert "grouped" in md and "`tiny`" in md and "synthetic:12" in md
     assert "fold-5" in md and "mean ± std" in md
     assert "autoencoder was trained, without labels, on images that include the held-out" in md
+    assert "DCAE features (1024 values from Conv 5; the autoencoder with its own classifiers) + fully connected " \
+           "classifier 1024-250-50-5" in md
+    assert "## Departures from the paper's method" in md and "`ae_augment`" not in md   # tiny trains as the paper
     page = (grouped_run / "report.html").read_text()
     assert page.startswith("<!doctype html>") and "grouped" in page and "tiny" in page
     assert page.count("data:image/png;base64,") == 3            # the three figures, embedded
+
+
+def test_report_names_each_departure_from_the_paper(two_runs):
+    md = (two_runs / "b" / "report.md").read_text()       # hidden= and tta=true
+    assert "a linear softmax classifier 1024-5" in md
+    assert "- `hidden` = [] (the paper: [250, 50])" in md and "- `tta` = True (the paper: False)" in md
+    assert "ablation" in md
 
 
 def test_saved_model_reproduces_the_run_features(grouped_run, cache):

@@ -83,6 +83,35 @@ def curves_figure(history: dict, path: Path, caption: str) -> None:
     _save(fig, path)
 
 
+# settings with which a run departs from the paper's method (issue 6's levers); the README's ablation
+# table (benchmarks/ablation.py) measures them under both protocols
+LEVERS = ("ae_augment", "ae_intensity", "ae_noise", "features", "tta", "ae_ensemble", "mlp_ensemble", "hidden",
+          "dropout", "mlp_weight_decay")
+
+
+def dcae_description(preset: dict, n_classes: int) -> str:
+    """What a dcae-mlp run computes, in words, from its settings."""
+    widths, n_ae = preset["widths"], preset.get("ae_ensemble", 1)
+    feats = {"conv5": f"{preset['latent']} values from Conv 5",
+             "pooled": f"{2 * sum(widths)} values: Conv 1–4 maps averaged and max-pooled over the cell",
+             "both": f"{preset['latent'] + 2 * sum(widths)} values: Conv 5 and the pooled Conv 1–4 maps"}
+    kind = preset.get("features", "conv5")
+    n_in = {"conv5": preset["latent"], "pooled": 2 * sum(widths), "both": preset["latent"] + 2 * sum(widths)}[kind]
+    hidden = list(preset["hidden"])
+    clf = (f"a linear softmax classifier {n_in}-{n_classes}" if not hidden else
+           f"fully connected classifier {n_in}-{'-'.join(map(str, hidden))}-{n_classes}")
+    each = f"{n_ae} autoencoders, each" if n_ae > 1 else "the autoencoder"
+    return f"`dcae-mlp`: DCAE features ({feats[kind]}; {each} with its own classifiers) + {clf}"
+
+
+def levers(preset: dict) -> list[str]:
+    """The run's settings that differ from the paper's method (preset paper), as markdown items."""
+    from .presets import PRESETS
+
+    paper = PRESETS["paper"].to_dict()
+    return [f"- `{k}` = {preset[k]!r} (the paper: {paper[k]!r})" for k in LEVERS if k in preset and preset[k] != paper[k]]
+
+
 def markdown(metrics: dict, config: dict, cells) -> str:
     p = metrics["protocol"]
     acc, mca = metrics["accuracy"], metrics["mca"]
@@ -91,9 +120,7 @@ def markdown(metrics: dict, config: dict, cells) -> str:
              f"- **Dataset**: `{metrics['dataset']}` ({len(cells)} cells, classes: {', '.join(cells.classes)})",
              f"- **Protocol**: `{p}`: {metrics['protocol_description']}"
              + (f"; subset `{config['subset']}`" if config.get("subset") else ""),
-             (f"- **Method**: `dcae-mlp`: DCAE features ({config['preset']['latent']} values from Conv 5) + fully "
-              f"connected classifier {config['preset']['latent']}-{'-'.join(map(str, config['preset']['hidden']))}-"
-              f"{len(cells.classes)}" if config["method"] == "dcae-mlp"
+             (f"- **Method**: {dcae_description(config['preset'], len(cells.classes))}" if config["method"] == "dcae-mlp"
               else f"- **Method**: `{config['method']}`: {config.get('method_description', '')}"),
              f"- **Preset**: `{preset}` (input {config['input_size']}x{config['input_size']}"
              + (f", widths {config['preset']['widths']})" if config["method"] == "dcae-mlp" else ")"), ""]
@@ -104,6 +131,13 @@ def markdown(metrics: dict, config: dict, cells) -> str:
                   "test cells of each split" + (" (cell-level cv: the paper's reading)." if p == "cv" else "."), ""]
     else:
         lines += ["> The autoencoder was trained on the training images only; no test image was seen.", ""]
+    if config["method"] == "dcae-mlp":
+        changed = levers(config["preset"])
+        lines += ["## Departures from the paper's method", ""]
+        lines += (changed + ["", "Their effect, one by one under both protocols, is the README's ablation table "
+                             "(`benchmarks/ablation.py`, from run folders)."] if changed
+                  else ["None: the paper's training and classifier (input size and widths aside)."])
+        lines += [""]
     lines += ["## Results", "", "| split | accuracy | mean class accuracy |", "|---|---|---|"]
     lines += [f"| {k} | {v:.4f} | {mca['per_split'][k]:.4f} |" for k, v in acc["per_split"].items()]
     lines += [f"| **mean ± std** | **{acc['mean']:.4f} ± {acc['std']:.4f}** | **{mca['mean']:.4f} ± {mca['std']:.4f}** |"]
