@@ -208,6 +208,7 @@ def tiny_images(synthetic_set):
 
 # augmentation and early stopping on: their random draws and counters must resume too
 DCAE_SETTINGS = {"ae_epochs": 5, "ae_batch": 8, "ae_augment": True, "ae_intensity": 0.3, "ae_noise": 0.05,
+                 "ae_rotation": 30.0, "ae_zoom": 0.1,
                  "ae_patience": 2, "ae_lr": 3e-3}
 
 

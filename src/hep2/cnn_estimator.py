@@ -10,7 +10,6 @@ Inputs are what ``hep2.data.load_images`` gives (uint8 0..255 or float 0..1, (N,
 
 from __future__ import annotations
 
-import math
 
 import numpy as np
 import torch
@@ -18,21 +17,10 @@ import torch.nn.functional as F
 from sklearn.base import BaseEstimator, ClassifierMixin
 
 from .errors import Hep2Error
-from .estimators import dihedral, image_tensor, labels_and_validation_split, random_dihedral, random_intensity
+from .estimators import (dihedral, image_tensor, labels_and_validation_split, random_dihedral,  # noqa: F401
+                         random_intensity, random_rotation)
 from .models.cnn import GaoCNN, SmallResNet
 from .training import fit, resolve_device, torch_threads
-
-
-def random_rotation(x: torch.Tensor, degrees: float, scale: float = 0.0) -> torch.Tensor:
-    """Rotate each image by a uniform random angle in [-degrees, degrees] and, with ``scale`` > 0,
-    zoom it by a random factor in [1 - scale, 1 + scale] (bilinear; the corners are filled with 0,
-    the background of a preprocessed cell)."""
-    a = (torch.rand(len(x), device=x.device) * 2 - 1) * math.radians(degrees)
-    z = 1 + (torch.rand(len(x), device=x.device) * 2 - 1) * scale if scale else 1.0   # no draw: same stream as before
-    cos, sin, zero = torch.cos(a) / z, torch.sin(a) / z, torch.zeros_like(a)
-    theta = torch.stack([torch.stack([cos, -sin, zero], 1), torch.stack([sin, cos, zero], 1)], 1)
-    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
 class CNNClassifier(ClassifierMixin, BaseEstimator):

@@ -9,10 +9,12 @@ or a list of image file paths.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
@@ -83,6 +85,18 @@ def random_dihedral(x: torch.Tensor) -> torch.Tensor:
     return out
 
 
+def random_rotation(x: torch.Tensor, degrees: float, scale: float = 0.0) -> torch.Tensor:
+    """Rotate each image by a uniform random angle in [-degrees, degrees] and, with ``scale`` > 0,
+    zoom it by a random factor in [1 - scale, 1 + scale] (bilinear; the corners are filled with 0,
+    the background of a preprocessed cell)."""
+    a = (torch.rand(len(x), device=x.device) * 2 - 1) * math.radians(degrees)
+    z = 1 + (torch.rand(len(x), device=x.device) * 2 - 1) * scale if scale else 1.0   # no draw: same stream as before
+    cos, sin, zero = torch.cos(a) / z, torch.sin(a) / z, torch.zeros_like(a)
+    theta = torch.stack([torch.stack([cos, -sin, zero], 1), torch.stack([sin, cos, zero], 1)], 1)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
 def random_intensity(x: torch.Tensor, strength: float) -> torch.Tensor:
     """Jitter each image's grey levels in [0, 1]: a random gamma exp(U(-s, s)) and gain
     exp(U(-s/2, s/2)), clipped to [0, 1]. Specimens differ in brightness and contrast (positive vs
@@ -131,6 +145,8 @@ class DCAEFeatures(TransformerMixin, BaseEstimator):
             if model.training:
                 if cfg.ae_augment:
                     xb = random_dihedral(xb)
+                if cfg.ae_rotation or cfg.ae_zoom:
+                    xb = random_rotation(xb, cfg.ae_rotation, cfg.ae_zoom)
                 xb = random_intensity(xb, cfg.ae_intensity)
             noisy = xb
             if cfg.ae_noise and model.training:      # denoising: reconstruct the clean image

@@ -35,6 +35,8 @@ class Preset:
     ae_ensemble: int = 1                 # autoencoders trained with seeds seed..seed+n-1; each feeds its own classifiers
     ae_augment: bool = False             # a random flip / 90-degree rotation of each image while training
     ae_intensity: float = 0.0            # random gamma / gain of that strength on each training image (estimators.random_intensity)
+    ae_rotation: float = 0.0             # any-angle rotation (up to this many degrees) of each training image
+    ae_zoom: float = 0.0                 # random zoom in [1 - z, 1 + z] of each training image
     ae_noise: float = 0.0                # denoising autoencoder: Gaussian noise of this std on the input while training
     tta: bool = False                    # features = their mean over the 8 flips / 90-degree rotations of a cell
     features: str = "conv5"              # conv5 (the paper) | pooled (Conv 1..4 maps, mean + max) | both
