@@ -278,3 +278,10 @@ def test_save_checkpoint_roundtrip(tmp_path):
     got = load_checkpoint(tmp_path / "x.pt")
     assert torch.equal(got["a"], torch.arange(3)) and got["b"] == [1, 2]
     assert [p.name for p in tmp_path.iterdir()] == ["x.pt"]
+
+
+@pytest.mark.parametrize("key,value", [("ae_intensity", -0.1), ("ae_noise", 2.0), ("ae_zoom", 1.5),
+                                       ("ae_rotation", 400.0)])
+def test_augmentation_settings_out_of_range_are_clear_errors(tiny_images, key, value):
+    with pytest.raises(Hep2Error, match=f"{key}=.*must lie in"):
+        DCAEFeatures("tiny", settings={key: value, "ae_epochs": 1}).fit(tiny_images[:10])
