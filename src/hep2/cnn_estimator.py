@@ -10,7 +10,6 @@ Inputs are what ``hep2.data.load_images`` gives (uint8 0..255 or float 0..1, (N,
 
 from __future__ import annotations
 
-
 import numpy as np
 import torch
 import torch.nn.functional as F

@@ -145,15 +145,15 @@ class DCAEFeatures(TransformerMixin, BaseEstimator):
 
         def loss(model, xb):
             xb = self._input(xb, cfg.channels_last)
+            noisy = xb
             if model.training:
                 if cfg.ae_augment:
                     xb = random_dihedral(xb)
                 if cfg.ae_rotation or cfg.ae_zoom:
                     xb = random_rotation(xb, cfg.ae_rotation, cfg.ae_zoom)
-                xb = random_intensity(xb, cfg.ae_intensity)
-            noisy = xb
-            if cfg.ae_noise and model.training:      # denoising: reconstruct the clean image
-                noisy = (xb + cfg.ae_noise * torch.randn_like(xb)).clamp_(0, 1)
+                noisy = xb = random_intensity(xb, cfg.ae_intensity)
+                if cfg.ae_noise:      # denoising: reconstruct the clean image
+                    noisy = (xb + cfg.ae_noise * torch.randn_like(xb)).clamp_(0, 1)
             rec = model(noisy)
             return torch.nn.functional.mse_loss(rec.float(), xb), len(xb)
 

@@ -15,6 +15,7 @@ import numpy as np  # noqa: E402
 
 from .data.images import atomic_write_bytes  # noqa: E402
 from .evaluation import PAPER_CONFUSION  # noqa: E402
+from .models.dcae import n_features  # noqa: E402
 
 
 def _save(fig, path: Path) -> None:
@@ -91,17 +92,15 @@ LEVERS = ("ae_augment", "ae_intensity", "ae_noise", "features", "tta", "ae_ensem
 
 def dcae_description(preset: dict, n_classes: int) -> str:
     """What a dcae-mlp run computes, in words, from its settings."""
-    widths, n_ae = preset["widths"], preset.get("ae_ensemble", 1)
-    feats = {"conv5": f"{preset['latent']} values from Conv 5",
-             "pooled": f"{2 * sum(widths)} values: Conv 1–4 maps averaged and max-pooled over the cell",
-             "both": f"{preset['latent'] + 2 * sum(widths)} values: Conv 5 and the pooled Conv 1–4 maps"}
-    kind = preset.get("features", "conv5")
-    n_in = {"conv5": preset["latent"], "pooled": 2 * sum(widths), "both": preset["latent"] + 2 * sum(widths)}[kind]
+    n_ae, kind = preset.get("ae_ensemble", 1), preset.get("features", "conv5")
+    n_in = n_features(kind, preset["latent"], preset["widths"])
+    what = {"conv5": " from Conv 5", "pooled": ": Conv 1–4 maps averaged and max-pooled over the cell",
+            "both": ": Conv 5 and the pooled Conv 1–4 maps"}[kind]
     hidden = list(preset["hidden"])
     clf = (f"a linear softmax classifier {n_in}-{n_classes}" if not hidden else
            f"fully connected classifier {n_in}-{'-'.join(map(str, hidden))}-{n_classes}")
     each = f"{n_ae} autoencoders, each" if n_ae > 1 else "the autoencoder"
-    return f"`dcae-mlp`: DCAE features ({feats[kind]}; {each} with its own classifiers) + {clf}"
+    return f"`dcae-mlp`: DCAE features ({n_in} values{what}; {each} with its own classifiers) + {clf}"
 
 
 def levers(preset: dict) -> list[str]:

@@ -14,6 +14,11 @@ import torch.nn.functional as F
 from torch import nn
 
 
+def n_features(kind: str, latent: int, widths) -> int:
+    """How many values ``DCAE.features(x, kind)`` gives per image (from the settings alone)."""
+    return {"conv5": latent, "pooled": 2 * sum(widths), "both": latent + 2 * sum(widths)}[kind]
+
+
 class DCAE(nn.Module):
     def __init__(self, size: int = 224, widths=(64, 128, 256, 512), latent: int = 4096,
                  in_channels: int = 1, latent_activation: str = "relu", output: str = "sigmoid"):
@@ -95,7 +100,7 @@ class DCAE(nn.Module):
         return torch.cat([self.encode(x).float(), self.pooled(x).float()], 1)
 
     def n_features(self, kind: str = "conv5") -> int:
-        return {"conv5": self.latent, "pooled": 2 * sum(self.widths), "both": self.latent + 2 * sum(self.widths)}[kind]
+        return n_features(kind, self.latent, self.widths)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """The reconstruction of ``x`` (same shape)."""
