@@ -176,6 +176,10 @@ def test_report_names_each_departure_from_the_paper(two_runs):
     assert "a linear softmax classifier 1024-5" in md
     assert "- `hidden` = [] (the paper: [250, 50])" in md and "- `tta` = True (the paper: False)" in md
     assert "ablation" in md
+    from hep2.report import levers
+
+    assert levers({"ae_rotation": 45.0, "ae_zoom": 0.1, "tta": False}) == [
+        "- `ae_rotation` = 45.0 (the paper: 0.0)", "- `ae_zoom` = 0.1 (the paper: 0.0)"]
 
 
 def test_saved_model_reproduces_the_run_features(grouped_run, cache):
