@@ -61,7 +61,7 @@ def diff(prev: dict | None, cur: dict) -> str:
     if prev is None:
         return "–"
     # a setting an older run did not have yet: its default is what that run did
-    defaults = json.loads(json.dumps(Preset().to_dict()))
+    defaults = Preset().to_dict()
     a, b = defaults | prev, defaults | cur
     keys = sorted(k for k in b if k not in SKIP and a.get(k) != b[k])
     return ", ".join(f"{k}={b[k]}" for k in keys) or "same settings"
