@@ -176,3 +176,16 @@ def test_zoom_scales_a_centred_disk_within_its_range_and_scale_0_draws_nothing()
     torch.manual_seed(0)
     random_rotation(x, 10.0, scale=0.0)
     assert torch.equal(torch.rand(1), a)          # scale 0: no extra random draw (same stream as before zoom)
+
+
+def test_a_model_saved_before_the_newer_settings_loads_with_their_defaults(fitted, synth78):
+    """Session-2 cnn5 models were pickled before `arch`, `widths`, `intensity`, `scale` existed."""
+    import pickle
+
+    X, _ = synth78
+    old = copy.deepcopy(fitted)
+    for k in ("arch", "widths", "intensity", "scale"):
+        del old.__dict__[k]
+    loaded = pickle.loads(pickle.dumps(old))
+    assert (loaded.arch, loaded.intensity, loaded.scale) == ("gao", 0.0, 0.0)
+    np.testing.assert_allclose(loaded.predict_proba(X[:6]), fitted.predict_proba(X[:6]), atol=1e-6)

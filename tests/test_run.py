@@ -440,26 +440,6 @@ def two_runs(cache, tmp_path_factory):
     return root
 
 
-def test_ensemble_averages_the_runs_probabilities_split_by_split(two_runs, tmp_path, capsys):
-    ens = _benchmark("ensemble")
-    a, b = two_runs / "a", two_runs / "b"
-    assert ens.main([str(a), str(b), "--out", str(tmp_path / "e.md")]) == 0
-    ra, rb = (list(csv.DictReader(open(r / "predictions.csv", newline=""))) for r in (a, b))
-    pcols = [k for k in ra[0] if k.startswith("p_")]
-    by_split = {}
-    for x, z in zip(ra, rb):
-        assert (x["split"], x["id"]) == (z["split"], z["id"])
-        p = np.array([float(x[k]) + float(z[k]) for k in pcols])
-        by_split.setdefault(x["split"], []).append(pcols[int(p.argmax())][2:] == x["true"])
-    acc = [np.mean(v) for _, v in sorted(by_split.items())]
-    text = (tmp_path / "e.md").read_text()
-    assert f"| mean ± std | {np.mean(acc):.4f} ± {np.std(acc, ddof=1):.4f} |" in text
-    with pytest.raises(SystemExit, match="at least two"):
-        ens.main([str(a)])
-    with pytest.raises(SystemExit, match="not a finished run folder"):
-        ens.main([str(a), str(tmp_path)])
-
-
 def test_ablation_table_is_built_from_run_folders(two_runs, tmp_path, capsys):
     ablation = _benchmark("ablation")
     out = tmp_path / "ablation.md"

@@ -122,6 +122,14 @@ def cmd_predict(args) -> int:
     return 0
 
 
+def cmd_ensemble(args) -> int:
+    from .ensemble import make_ensemble
+
+    make_ensemble(args.runs, args.out, verbose=not args.quiet)
+    print(f"classify new images with: hep2 predict --model {args.out} IMAGE_OR_FOLDER...")
+    return 0
+
+
 def cmd_export(args) -> int:
     from .export import export
 
@@ -221,6 +229,14 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--out", help="write a CSV of predictions and probabilities")
     pr.add_argument("--skip-bad", action="store_true", help="go on without unreadable images and list them")
     pr.set_defaults(func=cmd_predict)
+
+    en = sub.add_parser("ensemble", help="one model from several finished runs on the same splits "
+                                           "(their probabilities averaged, equal weights)")
+    en.add_argument("runs", nargs="+", metavar="RUN", help="run folders of `hep2 run` / `hep2 compare` "
+                    "(same data, protocol and splits)")
+    en.add_argument("--out", required=True, help="the run folder to write (figures, report, model/)")
+    en.add_argument("--quiet", action="store_true")
+    en.set_defaults(func=cmd_ensemble)
 
     ex = sub.add_parser("export", help="write a run's model as one ONNX or TorchScript graph, with a model card")
     ex.add_argument("--model", required=True, help="a run folder written by `hep2 run`")

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from sklearn.base import BaseEstimator, ClassifierMixin
 
 from .errors import Hep2Error
-from .estimators import (dihedral, image_tensor, labels_and_validation_split, random_dihedral,  # noqa: F401
+from .estimators import (dihedral, init_defaults, image_tensor, labels_and_validation_split, random_dihedral,  # noqa: F401
                          random_intensity, random_rotation)
 from .models.cnn import GaoCNN, SmallResNet
 from .training import fit, resolve_device, torch_threads
@@ -68,6 +68,10 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
         self.seed = seed
         self.device = device
         self.verbose = verbose
+
+
+    def __setstate__(self, state):
+        super().__setstate__(init_defaults(self) | state)
 
     def _threads(self, device: torch.device):
         # Gao's network is so small that it runs fastest on one CPU thread (see training.torch_threads).

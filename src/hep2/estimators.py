@@ -9,6 +9,8 @@ or a list of image file paths.
 
 from __future__ import annotations
 
+import inspect
+
 import math
 from pathlib import Path
 
@@ -107,6 +109,13 @@ def random_intensity(x: torch.Tensor, strength: float) -> torch.Tensor:
     gamma = torch.exp((torch.rand(n, device=x.device) * 2 - 1) * strength)
     gain = torch.exp((torch.rand(n, device=x.device) * 2 - 1) * strength / 2)
     return (x.clamp(min=0) ** gamma * gain).clamp_(0, 1)
+
+
+def init_defaults(est) -> dict:
+    """An estimator's constructor defaults: what a model pickled before a parameter existed was
+    trained with, so unpickling fills them in (``__setstate__``)."""
+    return {k: p.default for k, p in inspect.signature(type(est).__init__).parameters.items()
+            if p.default is not inspect.Parameter.empty}
 
 
 class DCAEFeatures(TransformerMixin, BaseEstimator):
@@ -290,7 +299,7 @@ class MLPHead(ClassifierMixin, BaseEstimator):
         elif "nets_" in state:      # saved before feature blocks
             state["blocks_"] = [(state.pop("scaler_"), state.pop("nets_"))]
             state["groups"] = 1
-        super().__setstate__(state)
+        super().__setstate__(init_defaults(self) | state)
 
     @property
     def nets_(self) -> list:

@@ -66,6 +66,9 @@ class _CNNGraph(nn.Module):
 def build_graph(pred: Predictor) -> nn.Module:
     """The run's whole classifier as one module: (N, 1, S, S) in [0, 1] -> (N, C) probabilities."""
     clf, method = pred.classifier, pred.method
+    if pred.method_name == "ensemble":
+        raise Hep2Error(f"the model in {pred.model_dir} is an ensemble of {len(pred.members)} runs (`hep2 ensemble`): "
+                        "it has no single graph; export its member runs one by one and average their outputs")
     if pred.method_name not in ("dcae-mlp", "cnn5", "resnet"):
         raise Hep2Error(f"the model in {pred.model_dir} uses method {pred.method_name!r}, whose features "
                         "(scikit-image) and SVM have no ONNX / TorchScript form: export works for "

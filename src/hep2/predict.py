@@ -22,6 +22,14 @@ def save_model(folder, method, clf, classes: list[str]) -> None:
         "features": method, "classifier": clf, "classes": list(classes)})
 
 
+def save_ensemble(folder, members: list[dict], classes: list[str]) -> None:
+    """``folder/pipeline.pt`` for an ensemble: the members' saved pipelines (each a dict as
+    `save_model` writes it), whose probabilities `Predictor` averages with equal weights."""
+    save_checkpoint(Path(folder) / "pipeline.pt", {
+        "format": FORMAT, "hep2": __version__, "method": "ensemble", "classes": list(classes),
+        "members": [{k: m[k] for k in ("method", "preset", "features", "classifier")} for m in members]})
+
+
 def full_proba(clf, X, n_classes: int) -> np.ndarray:
     """Probabilities over all dataset classes from a classifier fitted on class indices (a class
     absent from its training split gets 0)."""
@@ -32,7 +40,8 @@ def full_proba(clf, X, n_classes: int) -> np.ndarray:
 
 
 class Predictor:
-    """A trained pipeline loaded from a run folder (or its ``model/`` subfolder)."""
+    """A trained pipeline loaded from a run folder (or its ``model/`` subfolder); for an ensemble
+    (`hep2 ensemble`), its members' pipelines, whose probabilities are averaged."""
 
     def __init__(self, model_dir):
         d = self.model_dir = Path(model_dir)
@@ -43,37 +52,58 @@ class Predictor:
         state = load_checkpoint(f)
         if not isinstance(state, dict) or state.get("format") != FORMAT:
             raise Hep2Error(f"{f} is not a model of this hep2 version (format {FORMAT}): retrain it with `hep2 run`")
-        self.method, self.classifier, self.classes = state["features"], state["classifier"], state["classes"]
-        self.method_name = state["method"]
+        self.members = [(m["features"], m["classifier"]) for m in state.get("members", [state])]
+        self.method, self.classifier = self.members[0]   # the first (the only one, but for an ensemble)
+        self.classes, self.method_name = state["classes"], state["method"]
         self.config = self.method.cfg
         self.prep = self.method.preprocess()
+        # the distinct preprocessings the members ask for, the first member's first
+        self.preps = list(dict.fromkeys(m.preprocess() for m, _ in self.members))
 
     def predict_images(self, images: np.ndarray) -> np.ndarray:
         """Preprocessed uint8 images (N, S, S) -> class probabilities (N, len(classes))."""
-        if len(images) == 0:
-            return np.zeros((0, len(self.classes)), np.float32)
-        return full_proba(self.classifier, self.method.transform(images), len(self.classes))
+        if len(self.preps) > 1:
+            raise Hep2Error(f"the ensemble in {self.model_dir} has members that preprocess images differently "
+                            "(input sizes " + ", ".join(str(p.size) for p in self.preps) + "): classify image "
+                            "files (predict_files / classify), not preprocessed arrays")
+        return self._average({self.prep: images})
 
-    def load_files(self, paths, *, skip_bad: bool = False):
-        """Files -> (uint8 images (N, S, S) preprocessed as in training, the paths read, list of
-        skipped 'file: reason'); without ``skip_bad`` the first unreadable file raises Hep2Error."""
+    def _average(self, by_prep: dict) -> np.ndarray:
+        n = len(by_prep[self.prep])
+        if n == 0:
+            return np.zeros((0, len(self.classes)), np.float32)
+        return sum(full_proba(clf, m.transform(by_prep[m.preprocess()]), len(self.classes))
+                   for m, clf in self.members) / len(self.members)
+
+    def classify(self, paths, *, skip_bad: bool = False):
+        """Files -> (class probabilities (N, C), the images as the first member sees them (N, S, S)
+        uint8, the paths read, list of skipped 'file: reason')."""
+        images, ok, bad = self.load_files(paths, skip_bad=skip_bad)
+        by_prep = {self.prep: images}
+        for prep in self.preps[1:]:
+            by_prep[prep] = self.load_files(ok, prep=prep)[0]
+        return self._average(by_prep), images, ok, bad
+
+    def load_files(self, paths, *, skip_bad: bool = False, prep=None):
+        """Files -> (uint8 images (N, S, S) preprocessed as in training (or as ``prep`` says), the
+        paths read, list of skipped 'file: reason'); without ``skip_bad`` the first unreadable file
+        raises Hep2Error."""
+        prep = prep or self.prep
         images, ok, bad = [], [], []
         for p in paths:
             try:
                 # rounded to 8 bits, as `hep2 run` stores the images the model was trained on
-                images.append(np.round(preprocess_image(p, self.prep) * 255).astype(np.uint8))
+                images.append(np.round(preprocess_image(p, prep) * 255).astype(np.uint8))
                 ok.append(Path(p))
             except Hep2Error as e:
                 if not skip_bad:
                     raise
                 bad.append(str(e))
-        size = self.prep.size
-        return (np.stack(images) if images else np.zeros((0, size, size), np.uint8)), ok, bad
+        return (np.stack(images) if images else np.zeros((0, prep.size, prep.size), np.uint8)), ok, bad
 
     def predict_files(self, paths, *, skip_bad: bool = False):
         """Files -> (rows of (path, pattern, probabilities), list of skipped 'file: reason')."""
-        images, ok, bad = self.load_files(paths, skip_bad=skip_bad)
-        proba = self.predict_images(images)
+        proba, _, ok, bad = self.classify(paths, skip_bad=skip_bad)
         rows = [(p, self.classes[int(pr.argmax())], pr) for p, pr in zip(ok, proba)]
         return rows, bad
 

@@ -111,9 +111,29 @@ def levers(preset: dict) -> list[str]:
     return [f"- `{k}` = {preset[k]!r} (the paper: {paper[k]!r})" for k in LEVERS if k in preset and preset[k] != paper[k]]
 
 
+def results_markdown(metrics: dict, note=()) -> str:
+    """The report's figures: per split, mean ± std (and `full`), ``note``, per class, confusion."""
+    acc, mca = metrics["accuracy"], metrics["mca"]
+    lines = ["## Results", "", "| split | accuracy | mean class accuracy |", "|---|---|---|"]
+    lines += [f"| {k} | {v:.4f} | {mca['per_split'][k]:.4f} |" for k, v in acc["per_split"].items()]
+    lines += [f"| **mean ± std** | **{acc['mean']:.4f} ± {acc['std']:.4f}** | **{mca['mean']:.4f} ± {mca['std']:.4f}** |"]
+    if "full" in metrics:
+        lines += [f"| full (train/ → test/) | {metrics['full']['accuracy']:.4f} | {metrics['full']['mca']:.4f} |"]
+    lines += list(note)
+    lines += ["", "## Per class (pooled over splits)", "", "| class | precision | recall | F1 | support |",
+              "|---|---|---|---|---|"]
+    lines += [f"| {c} | {m['precision']:.3f} | {m['recall']:.3f} | {m['f1']:.3f} | {m['support']} |"
+              for c, m in metrics["per_class"].items()]
+    conf = metrics["confusion"]
+    lines += ["", "## Confusion matrix (rows predicted, columns true class, % of each true class)", "",
+              "| predicted \\ true | " + " | ".join(conf["classes"]) + " |", "|---" * (len(conf["classes"]) + 1) + "|"]
+    lines += [f"| {c} | " + " | ".join(f"{v:.1f}" for v in row) + " |" for c, row in zip(conf["classes"], conf["percent"])]
+    lines += ["", "![confusion](confusion.png)", ""]
+    return "\n".join(lines)
+
+
 def markdown(metrics: dict, config: dict, cells) -> str:
     p = metrics["protocol"]
-    acc, mca = metrics["accuracy"], metrics["mca"]
     preset = config["preset"]["name"]
     lines = [f"# hep2 run: {metrics['dataset']}", "",
              f"- **Dataset**: `{metrics['dataset']}` ({len(cells)} cells, classes: {', '.join(cells.classes)})",
@@ -137,24 +157,12 @@ def markdown(metrics: dict, config: dict, cells) -> str:
                              "(`benchmarks/ablation.py`, from run folders)."] if changed
                   else ["None: the paper's training and classifier (input size and widths aside)."])
         lines += [""]
-    lines += ["## Results", "", "| split | accuracy | mean class accuracy |", "|---|---|---|"]
-    lines += [f"| {k} | {v:.4f} | {mca['per_split'][k]:.4f} |" for k, v in acc["per_split"].items()]
-    lines += [f"| **mean ± std** | **{acc['mean']:.4f} ± {acc['std']:.4f}** | **{mca['mean']:.4f} ± {mca['std']:.4f}** |"]
-    if "full" in metrics:
-        lines += [f"| full (train/ → test/) | {metrics['full']['accuracy']:.4f} | {metrics['full']['mca']:.4f} |"]
+    note = []
     if cells.classes == PAPER_CONFUSION["classes"] and metrics.get("paper_accuracy"):
-        lines += ["", f"The paper reports {metrics['paper_accuracy']:.2%} on SNPHEp-2 with this method; its "
-                  "protocol appears to be cell-level cross-validation, which is optimistic compared with the "
-                  "official specimen-disjoint split."]
-    lines += ["", "## Per class (pooled over splits)", "", "| class | precision | recall | F1 | support |",
-              "|---|---|---|---|---|"]
-    lines += [f"| {c} | {m['precision']:.3f} | {m['recall']:.3f} | {m['f1']:.3f} | {m['support']} |"
-              for c, m in metrics["per_class"].items()]
-    conf = metrics["confusion"]
-    lines += ["", "## Confusion matrix (rows predicted, columns true class, % of each true class)", "",
-              "| predicted \\ true | " + " | ".join(conf["classes"]) + " |", "|---" * (len(conf["classes"]) + 1) + "|"]
-    lines += [f"| {c} | " + " | ".join(f"{v:.1f}" for v in row) + " |" for c, row in zip(conf["classes"], conf["percent"])]
-    lines += ["", "![confusion](confusion.png)", ""]
+        note = ["", f"The paper reports {metrics['paper_accuracy']:.2%} on SNPHEp-2 with this method; its "
+                "protocol appears to be cell-level cross-validation, which is optimistic compared with the "
+                "official specimen-disjoint split."]
+    lines += [results_markdown(metrics, note)]
     if metrics.get("reconstruction_mse") is not None:
         lines += ["## Autoencoder", "", f"Held-out reconstruction MSE: {metrics['reconstruction_mse']:.5f}", "",
                   "![reconstructions](reconstructions.png)", ""]

@@ -134,8 +134,7 @@ class Service:
             names.append(name)
         try:
             with self.lock:
-                arrays, _, _ = self.predictor.load_files(paths)
-                proba = self.predictor.predict_images(arrays)
+                proba, arrays, _, _ = self.predictor.classify(paths)
         except Hep2Error as e:
             shutil.rmtree(folder, ignore_errors=True)
             msg = str(e).split("; replace or delete it")[0]      # the CLI's advice does not apply here

@@ -1,0 +1,126 @@
+"""`hep2 ensemble`: one model from several finished runs made on the same splits (late fusion).
+
+The members' class probabilities are averaged with equal weights, cell by cell: nothing is fitted,
+so nothing is chosen on the test cells. The figures come from the members' own predictions on each
+split's test cells (their predictions.csv); the model is the members' final models (model/), which
+`hep2 predict`, `hep2 serve` and the Python API load like any run's.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .data.images import atomic_write_bytes
+from .errors import Hep2Error
+from .evaluation import classification_metrics, summarize_protocol
+from .predict import save_ensemble
+from .training import load_checkpoint
+
+
+def _read_run(run: Path) -> dict:
+    """A finished run folder's protocol, data, test-cell probabilities and model."""
+    files = {name: run / name for name in ("metrics.json", "config.json", "data.json", "predictions.csv")}
+    missing = [n for n, f in files.items() if not f.is_file()] + ([] if (run / "model" / "pipeline.pt").is_file()
+                                                                   else ["model/pipeline.pt"])
+    if missing:
+        raise Hep2Error(f"{run} is not a finished run folder of `hep2 run` / `hep2 compare` (missing: "
+                        f"{', '.join(missing)}): give run folders whose runs ended")
+    try:
+        metrics, config, data = (json.loads(files[n].read_text()) for n in ("metrics.json", "config.json", "data.json"))
+        classes = list(data["classes"])
+        with open(files["predictions.csv"], newline="") as f:
+            rows = list(csv.DictReader(f))
+        table = {(r["split"], r["id"]): (classes.index(r["true"]), np.array([float(r["p_" + c]) for c in classes]))
+                 for r in rows}
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise Hep2Error(f"{run}: cannot read its metrics.json / config.json / data.json / predictions.csv "
+                        f"({type(e).__name__}: {e}); rerun it with `hep2 run`") from None
+    if not table:
+        raise Hep2Error(f"{run}/predictions.csv has no rows: the run evaluated no test cell")
+    return {"run": run, "metrics": metrics, "config": config, "data": data, "classes": classes, "table": table}
+
+
+def make_ensemble(runs, out, *, verbose: bool = True) -> dict:
+    """Average the runs' probabilities on their shared splits; write a run folder (metrics, predictions,
+    report, and the members' models as one loadable model)."""
+    from .report import confusion_figure, html_page, results_markdown
+    from .runner import _write_csv, environment, prepare_out, write_json
+
+    t0 = time.perf_counter()
+    runs, out = [Path(r) for r in runs], Path(out)
+    if len(runs) < 2:
+        raise Hep2Error("hep2 ensemble needs at least two run folders")
+    if len({r.resolve() for r in runs}) < len(runs):
+        raise Hep2Error("a run folder is given twice: each member counts once (equal weights)")
+    if out.resolve() in {r.resolve() for r in runs}:
+        raise Hep2Error(f"--out {out} is one of the members: choose a new folder")
+    members = [_read_run(r) for r in runs]
+    base = members[0]
+    for m in members[1:]:
+        for what, key in (("protocol", lambda r: r["metrics"].get("protocol")),
+                          ("dataset (its fingerprint)", lambda r: r["data"].get("fingerprint")),
+                          ("classes", lambda r: r["classes"])):
+            if key(m) != key(base):
+                raise Hep2Error(f"{m['run']}: its {what} {key(m)!r} differs from {base['run']}'s {key(base)!r}: "
+                                "an ensemble's members must be runs on the same data under the same protocol")
+        if m["table"].keys() != base["table"].keys():
+            raise Hep2Error(f"{m['run']}: its splits or test cells differ from {base['run']}'s (made with another "
+                            "seed, subset or --skip-bad?): members must share every split")
+    prepare_out(out, resume=False)
+    say = print if verbose else (lambda *a, **k: None)
+    classes, protocol = base["classes"], base["metrics"]["protocol"]
+    per_split, rows, y_all, p_all = {}, [], [], []
+    for split in dict.fromkeys(s for s, _ in base["table"]):
+        keys = [k for k in base["table"] if k[0] == split]
+        y = np.array([base["table"][k][0] for k in keys])
+        proba = np.mean([[m["table"][k][1] for k in keys] for m in members], axis=0)
+        pred = proba.argmax(1)
+        per_split[split] = classification_metrics(y, pred, classes)
+        y_all.append(y)
+        p_all.append(pred)
+        rows += [[split, k[1], classes[t], classes[p], *np.round(pr, 5)] for k, t, p, pr in zip(keys, y, pred, proba)]
+        say(f"  {split}: accuracy {per_split[split]['accuracy']:.4f}  MCA {per_split[split]['mca']:.4f}")
+    pooled = classification_metrics(np.concatenate(y_all), np.concatenate(p_all), classes)
+    described = [{"run": str(m["run"]), "method": m["config"].get("method"),
+                  "preset": (m["config"].get("preset") or {}).get("name"),
+                  "accuracy": m["metrics"]["accuracy"]["mean"], "mca": m["metrics"]["mca"]["mean"],
+                  "command": m["config"].get("command")} for m in members]
+    metrics = summarize_protocol(protocol, per_split, pooled, {
+        "dataset": base["metrics"].get("dataset"), "preset": "–", "method": "ensemble", "members": described,
+        "paper_accuracy": None, "n_splits": len(per_split),
+        "autoencoder_saw_test_images": any(m["metrics"].get("autoencoder_saw_test_images") for m in members)})
+    write_json(out / "config.json", {"method": "ensemble", "protocol": protocol, "dataset": base["config"].get("dataset"),
+                                     "members": described, "weights": "equal", "command": " ".join(sys.argv)})
+    write_json(out / "data.json", base["data"])
+    write_json(out / "environment.json", environment())
+    _write_csv(out / "predictions.csv", ["split", "id", "true", "predicted"] + [f"p_{c}" for c in classes], rows)
+    (out / "model").mkdir(exist_ok=True)
+    save_ensemble(out / "model", [load_checkpoint(m["run"] / "model" / "pipeline.pt") for m in members], classes)
+    metrics["seconds"] = {"total": round(time.perf_counter() - t0, 1)}
+    write_json(out / "metrics.json", metrics)
+    confusion_figure(metrics, out / "confusion.png", f"{protocol}, ensemble of {len(members)}, accuracy "
+                                                     f"{metrics['accuracy']['mean']:.2%}")
+    md = "\n".join([
+        f"# hep2 ensemble: {metrics['dataset']}", "",
+        f"- **Protocol**: `{protocol}`: {metrics['protocol_description']}",
+        f"- **Method**: the equal-weight average of {len(members)} runs' class probabilities, cell by cell; "
+        "nothing fitted on top", "",
+        "| member run | method | preset | accuracy | MCA |", "|---|---|---|---|---|",
+        *[f"| `{d['run']}` | `{d['method']}` | `{d['preset']}` | {d['accuracy']:.4f} | {d['mca']:.4f} |"
+          for d in described], "",
+        "> " + ("At least one member's autoencoder saw the held-out cells' images (no labels)." if
+                metrics["autoencoder_saw_test_images"] else "No member learnt anything from the test images."), "",
+        results_markdown(metrics),
+        "Files: config.json (the members and their commands), metrics.json, predictions.csv, "
+        "model/ (every member's model, for `hep2 predict`).", ""])
+    atomic_write_bytes(out / "report.md", md.encode())
+    atomic_write_bytes(out / "report.html", html_page(md, out).encode())
+    say(f"accuracy {metrics['accuracy']['mean']:.4f} ± {metrics['accuracy']['std']:.4f}, MCA "
+        f"{metrics['mca']['mean']:.4f} ± {metrics['mca']['std']:.4f} ({protocol}, ensemble of {len(members)}) -> {out}")
+    return metrics

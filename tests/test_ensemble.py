@@ -1,0 +1,129 @@
+"""`hep2 ensemble`: figures from the members' predictions on shared splits, a model that `hep2
+predict`, the web API and the Python API load, and clear errors for members that do not fit."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from hep2.cli import main
+from hep2.data import open_dataset
+from hep2.errors import Hep2Error
+from hep2.predict import Predictor
+
+
+@pytest.fixture(scope="module")
+def members(_session_cache, tmp_path_factory):
+    """Two cv runs on the same splits of synthetic:6 with different methods and input sizes: the
+    DCAE with its classifier (tiny preset, 32x32) and LBP + SVM (128x128)."""
+    root = tmp_path_factory.mktemp("members")
+    base = ["run", "synthetic:6", "--protocol", "cv", "--preset", "tiny", "--quiet"]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HEP2_CACHE", str(_session_cache))
+        assert main([*base, "--set", "ae_epochs=1", "--set", "mlp_epochs=3", "--out", str(root / "dcae")]) == 0
+        assert main([*base, "--method", "lbp-svm", "--out", str(root / "lbp")]) == 0
+        assert main(["ensemble", str(root / "dcae"), str(root / "lbp"), "--out", str(root / "ens"), "--quiet"]) == 0
+        cells = open_dataset("synthetic:6")
+    return root, [cells.cells[i].path for i in range(0, len(cells), 3)]
+
+
+def _rows(run):
+    with open(run / "predictions.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_figures_are_the_equal_weight_average_of_the_members_predictions(members):
+    root, _ = members
+    ra, rb, re = _rows(root / "dcae"), _rows(root / "lbp"), _rows(root / "ens")
+    pcols = [k for k in ra[0] if k.startswith("p_")]
+    hits = {}
+    assert len(ra) == len(rb) == len(re) == 30
+    for x, z, e in zip(ra, rb, re):
+        assert (x["split"], x["id"], x["true"]) == (z["split"], z["id"], z["true"]) == (e["split"], e["id"], e["true"])
+        p = np.array([(float(x[k]) + float(z[k])) / 2 for k in pcols])
+        np.testing.assert_allclose([float(e[k]) for k in pcols], p, atol=1e-5)
+        assert e["predicted"] == pcols[int(p.argmax())][2:]
+        hits.setdefault(x["split"], []).append(e["predicted"] == e["true"])
+    m = json.loads((root / "ens" / "metrics.json").read_text())
+    acc = {s: np.mean(v) for s, v in hits.items()}
+    assert m["method"] == "ensemble" and m["protocol"] == "cv" and m["accuracy"]["per_split"] == pytest.approx(acc)
+    assert m["accuracy"]["mean"] == pytest.approx(np.mean(list(acc.values())))
+    assert [d["method"] for d in m["members"]] == ["dcae-mlp", "lbp-svm"]
+    assert m["autoencoder_saw_test_images"] is True        # cv: the member's autoencoder saw every image
+    report = (root / "ens" / "report.md").read_text()
+    assert "equal-weight average of 2 runs" in report and str(root / "lbp") in report
+    assert f"**{m['accuracy']['mean']:.4f} ± {m['accuracy']['std']:.4f}**" in report
+    assert (root / "ens" / "confusion.png").stat().st_size > 0 and (root / "ens" / "report.html").is_file()
+
+
+def test_the_model_averages_its_members_on_new_files(members, tmp_path, capsys):
+    root, paths = members
+    ens = Predictor(root / "ens")
+    assert ens.method_name == "ensemble" and len(ens.members) == 2 and len(ens.preps) == 2
+    rows, bad = ens.predict_files(paths)
+    assert not bad and [r[0] for r in rows] == paths
+    mean = (np.stack([r[2] for r in Predictor(root / "dcae").predict_files(paths)[0]])
+            + np.stack([r[2] for r in Predictor(root / "lbp").predict_files(paths)[0]])) / 2
+    np.testing.assert_allclose(np.stack([r[2] for r in rows]), mean, atol=1e-6)
+    # the command line gives the same
+    out = tmp_path / "p.csv"
+    assert main(["predict", "--model", str(root / "ens"), *map(str, paths), "--out", str(out)]) == 0
+    with open(out, newline="") as f:
+        got = list(csv.DictReader(f))
+    assert [g["predicted"] for g in got] == [r[1] for r in rows]
+    # members that see different input sizes cannot take one preprocessed array
+    with pytest.raises(Hep2Error, match="preprocess images differently"):
+        ens.predict_images(ens.load_files(paths)[0])
+
+
+def test_the_web_api_serves_an_ensemble(members, tmp_path):
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from hep2.web import create_app
+
+    root, paths = members
+    client = TestClient(create_app(root / "ens", tmp_path / "work"))
+    r = client.post("/api/predict", files=[("files", (p.name, p.read_bytes(), "image/png")) for p in paths])
+    assert r.status_code == 200, r.text
+    rows, _ = Predictor(root / "ens").predict_files(paths)
+    assert [x["pattern"] for x in r.json()["results"]] == [row[1] for row in rows]
+
+
+def test_export_of_an_ensemble_is_a_clear_error(members, tmp_path, capsys):
+    root, _ = members
+    assert main(["export", "--model", str(root / "ens"), "--format", "onnx", "--out", str(tmp_path / "e.onnx")]) == 2
+    assert "is an ensemble of 2 runs" in capsys.readouterr().err and not (tmp_path / "e.onnx").exists()
+
+
+def test_members_that_do_not_fit_are_clear_errors(members, tmp_path, capsys):
+    root, _ = members
+    a, b = str(root / "dcae"), str(root / "lbp")
+
+    def fails(args, *expected):
+        assert main(["ensemble", *args]) == 2
+        err = capsys.readouterr().err
+        assert all(e in err for e in expected), err
+        assert "Traceback" not in err
+
+    fails([a, "--out", str(tmp_path / "x")], "at least two run folders")
+    fails([a, a, "--out", str(tmp_path / "x")], "given twice")
+    fails([a, str(tmp_path), "--out", str(tmp_path / "x")], str(tmp_path), "missing: metrics.json")
+    other = tmp_path / "other"
+    shutil.copytree(root / "lbp", other)
+    rows = _rows(other)
+    with open(other / "predictions.csv", "w", newline="") as f:          # one test cell fewer
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows[1:])
+    fails([a, str(other), "--out", str(tmp_path / "x")], str(other), "splits or test cells differ")
+    m = json.loads((other / "metrics.json").read_text())
+    (other / "metrics.json").write_text(json.dumps(m | {"protocol": "official"}))
+    fails([a, str(other), "--out", str(tmp_path / "x")], "protocol 'official' differs")
+    assert not (tmp_path / "x").exists()                 # nothing written by a refused ensemble
+    fails([a, b, "--out", str(root / "ens")], "already exists")
+    assert Predictor(root / "ens").method_name == "ensemble"           # and the existing one is intact
