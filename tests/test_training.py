@@ -208,7 +208,7 @@ def tiny_images(synthetic_set):
 
 # augmentation and early stopping on: their random draws and counters must resume too
 DCAE_SETTINGS = {"ae_epochs": 5, "ae_batch": 8, "ae_augment": True, "ae_intensity": 0.3, "ae_noise": 0.05,
-                 "ae_rotation": 30.0, "ae_zoom": 0.1,
+                 "ae_rotation": 30.0, "ae_zoom": 0.1, "ae_mask": 0.25,
                  "ae_patience": 2, "ae_lr": 3e-3}
 
 
@@ -237,6 +237,35 @@ def test_denoising_autoencoder_sees_noisy_input_and_learns_the_clean_image(tiny_
     assert 0.05 < float(diff.std()) < 0.12           # the input is the target plus noise of std 0.1 (clipped)
     # the target is the clean image (no augmentation asked for)
     torch.testing.assert_close(seen[0].sort(0).values, (torch.from_numpy(tiny_images[:60]).float()[:, None] / 255)
+                               .sort(0).values)
+
+
+def test_masked_autoencoder_sees_blanked_squares_and_learns_the_whole_image(tiny_images, monkeypatch):
+    seen, inputs = [], []
+    real_mse = torch.nn.functional.mse_loss
+    monkeypatch.setattr(torch.nn.functional, "mse_loss",
+                        lambda rec, target: seen.append(target.detach().clone()) or real_mse(rec, target))
+    real_init = estimators_mod.DCAE
+
+    def dcae(*a, **kw):
+        m = real_init(*a, **kw)
+        m.register_forward_pre_hook(lambda mod, args: inputs.append(args[0].detach().clone()) if mod.training else None)
+        return m
+
+    monkeypatch.setattr(estimators_mod, "DCAE", dcae)
+    DCAEFeatures("tiny", settings={"ae_epochs": 1, "ae_batch": 60, "ae_mask": 0.5, "ae_val_fraction": 0}).fit(
+        tiny_images)
+    assert len(seen) == len(inputs) == 1
+    x, target = inputs[0], seen[0]
+    # 32x32 images, 8x8 squares: each square is either kept as it is or all 0
+    n = len(x)
+    blocks = (x - target).abs().reshape(n, 1, 4, 8, 4, 8).amax((3, 5)) > 0
+    kept = (x == target).reshape(n, 1, 4, 8, 4, 8).all(5).all(3)
+    blank = (x == 0).reshape(n, 1, 4, 8, 4, 8).all(5).all(3)
+    assert bool((kept | blank).all()) and not bool((blocks & kept).any())
+    content = ~(target == 0).reshape(n, 1, 4, 8, 4, 8).all(5).all(3)     # squares not 0 to begin with
+    assert 0.35 < float((blank & content).sum() / content.sum()) < 0.65  # about half of them were blanked
+    torch.testing.assert_close(target.sort(0).values, (torch.from_numpy(tiny_images).float()[:, None] / 255)
                                .sort(0).values)
 
 
@@ -281,7 +310,7 @@ def test_save_checkpoint_roundtrip(tmp_path):
 
 
 @pytest.mark.parametrize("key,value", [("ae_intensity", -0.1), ("ae_noise", 2.0), ("ae_zoom", 1.5),
-                                       ("ae_rotation", 400.0)])
+                                       ("ae_rotation", 400.0), ("ae_mask", 1.0)])
 def test_augmentation_settings_out_of_range_are_clear_errors(tiny_images, key, value):
     with pytest.raises(Hep2Error, match=f"{key}=.*must lie in"):
         DCAEFeatures("tiny", settings={key: value, "ae_epochs": 1}).fit(tiny_images[:10])

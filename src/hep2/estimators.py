@@ -118,6 +118,14 @@ def init_defaults(est) -> dict:
             if p.default is not inspect.Parameter.empty}
 
 
+def random_mask(x: torch.Tensor, fraction: float, block: int = 8) -> torch.Tensor:
+    """Masked autoencoding: each image with a random ``fraction`` of its ``block`` x ``block``
+    squares set to 0 (the autoencoder is asked to reconstruct them from the rest)."""
+    n, _, h, w = x.shape
+    keep = (torch.rand(n, 1, -(-h // block), -(-w // block), device=x.device) >= fraction).to(x.dtype)
+    return x * keep.repeat_interleave(block, 2).repeat_interleave(block, 3)[..., :h, :w]
+
+
 class DCAEFeatures(TransformerMixin, BaseEstimator):
     """Train the Table I autoencoder without labels; transform images to its Conv 5 features."""
 
@@ -136,7 +144,8 @@ class DCAEFeatures(TransformerMixin, BaseEstimator):
         cfg = self._config()
         if cfg.features not in ("conv5", "pooled", "both"):
             raise Hep2Error(f"features={cfg.features!r}: choose conv5 (the paper's), pooled or both")
-        for key, top in (("ae_intensity", 2.0), ("ae_noise", 1.0), ("ae_zoom", 0.9), ("ae_rotation", 180.0)):
+        for key, top in (("ae_intensity", 2.0), ("ae_noise", 1.0), ("ae_zoom", 0.9), ("ae_rotation", 180.0),
+                         ("ae_mask", 0.9)):
             if not 0 <= getattr(cfg, key) <= top:
                 raise Hep2Error(f"{key}={getattr(cfg, key)}: must lie in [0, {top}] (0 turns it off)")
         if cfg.threads:
@@ -163,6 +172,8 @@ class DCAEFeatures(TransformerMixin, BaseEstimator):
                 noisy = xb = random_intensity(xb, cfg.ae_intensity)
                 if cfg.ae_noise:      # denoising: reconstruct the clean image
                     noisy = (xb + cfg.ae_noise * torch.randn_like(xb)).clamp_(0, 1)
+                if cfg.ae_mask:       # masked: reconstruct the whole image from part of it
+                    noisy = random_mask(noisy, cfg.ae_mask)
             rec = model(noisy)
             return torch.nn.functional.mse_loss(rec.float(), xb), len(xb)
 

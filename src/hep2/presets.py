@@ -38,6 +38,7 @@ class Preset:
     ae_rotation: float = 0.0             # any-angle rotation (up to this many degrees) of each training image
     ae_zoom: float = 0.0                 # random zoom in [1 - z, 1 + z] of each training image
     ae_noise: float = 0.0                # denoising autoencoder: Gaussian noise of this std on the input while training
+    ae_mask: float = 0.0                 # masked autoencoder: this fraction of 8x8 squares of the input zeroed while training
     tta: bool = False                    # features = their mean over the 8 flips / 90-degree rotations of a cell
     features: str = "conv5"              # conv5 (the paper) | pooled (Conv 1..4 maps, mean + max) | both
     # the classifier: fully connected network on standardised features

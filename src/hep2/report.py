@@ -86,8 +86,8 @@ def curves_figure(history: dict, path: Path, caption: str) -> None:
 
 # settings with which a run departs from the paper's method (issue 6's levers); the README's ablation
 # table (benchmarks/ablation.py) measures them under both protocols
-LEVERS = ("ae_augment", "ae_intensity", "ae_rotation", "ae_zoom", "ae_noise", "features", "tta", "ae_ensemble",
-          "mlp_ensemble", "hidden", "dropout", "mlp_weight_decay")
+LEVERS = ("ae_augment", "ae_intensity", "ae_rotation", "ae_zoom", "ae_noise", "ae_mask", "features", "tta",
+          "ae_ensemble", "mlp_ensemble", "hidden", "dropout", "mlp_weight_decay")
 
 
 def dcae_description(preset: dict, n_classes: int) -> str:
