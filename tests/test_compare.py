@@ -8,6 +8,7 @@ from sklearn.linear_model import LogisticRegression
 
 from hep2.cli import main
 from hep2.methods import METHODS, Method, register_method
+from hep2.predict import Predictor
 
 
 @register_method("test-intensity-logreg")
@@ -45,11 +46,15 @@ def test_a_method_registered_from_outside_runs_end_to_end(tmp_path):
 def test_compare_runs_methods_on_identical_splits(tmp_path, capsys):
     out = tmp_path / "cmp"
     assert main(["compare", "synthetic:10", "--protocol", "grouped", "--preset", "tiny", "--set", "ae_epochs=2",
-                 "--set", "mlp_epochs=10", "--methods", "dcae-mlp", "test-intensity-logreg", "--out", str(out),
-                 "--quiet"]) == 0
+                 "--set", "mlp_epochs=10", "--methods", "dcae-mlp", "test-intensity-logreg", "--ensemble",
+                 "--out", str(out), "--quiet"]) == 0
     result = json.loads((out / "comparison.json").read_text())
     assert result["protocol"] == "grouped" and result["preset"] == "tiny"
-    assert [r["method"] for r in result["rows"]] == ["dcae-mlp", "test-intensity-logreg"]
+    assert [r["method"] for r in result["rows"]] == ["dcae-mlp", "test-intensity-logreg", "ensemble"]
+    ens = json.loads((out / "ensemble" / "metrics.json").read_text())
+    assert result["rows"][2]["accuracy"] == {k: ens["accuracy"][k] for k in ("mean", "std")}
+    assert [m["run"] for m in ens["members"]] == [str(out / "dcae-mlp"), str(out / "test-intensity-logreg")]
+    assert Predictor(out / "ensemble").method_name == "ensemble"
     assert result["rows"][0]["paper_accuracy"] == METHODS["dcae-mlp"].paper_accuracy == 0.8808
     for r in result["rows"]:
         assert set(r["accuracy"]) == {"mean", "std"} and 0 <= r["accuracy"]["mean"] <= 1
@@ -60,10 +65,18 @@ def test_compare_runs_methods_on_identical_splits(tmp_path, capsys):
     assert "test-intensity-logreg" in capsys.readouterr().out
     # a finished comparison is reused with --resume, not retrained
     before = (out / "dcae-mlp" / "metrics.json").read_bytes()
+    ens_before = (out / "ensemble" / "metrics.json").read_bytes()
     assert main(["compare", "synthetic:10", "--protocol", "grouped", "--preset", "tiny", "--set", "ae_epochs=2",
-                 "--set", "mlp_epochs=10", "--methods", "dcae-mlp", "test-intensity-logreg", "--out", str(out),
-                 "--resume", "--quiet"]) == 0
+                 "--set", "mlp_epochs=10", "--methods", "dcae-mlp", "test-intensity-logreg", "--ensemble",
+                 "--out", str(out), "--resume", "--quiet"]) == 0
     assert (out / "dcae-mlp" / "metrics.json").read_bytes() == before
+    assert (out / "ensemble" / "metrics.json").read_bytes() == ens_before
+
+
+def test_an_ensemble_of_one_method_is_refused_before_any_work(tmp_path, capsys):
+    assert main(["compare", "synthetic:10", "--preset", "tiny", "--methods", "dcae-mlp", "--ensemble",
+                 "--out", str(tmp_path / "c")]) == 2
+    assert "name at least two" in capsys.readouterr().err and not (tmp_path / "c").exists()
 
 
 def test_unknown_method_is_a_clear_error(tmp_path, capsys):

@@ -73,8 +73,11 @@ def cmd_compare(args) -> int:
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise Hep2Error(f"unknown method {unknown[0]!r}: choose from {', '.join(METHODS)}")
+    if args.ensemble and len(set(methods)) < 2:
+        raise Hep2Error("--ensemble averages several methods: name at least two with --methods")
     result = compare(args.dataset, protocol=args.protocol, methods=methods, cfg=_preset(args), out=args.out,
-                     subset=args.subset, resume=args.resume, skip_bad=args.skip_bad, verbose=not args.quiet)
+                     subset=args.subset, resume=args.resume, skip_bad=args.skip_bad, verbose=not args.quiet,
+                     ensemble=args.ensemble)
     from .compare import comparison_markdown
 
     print(comparison_markdown(result))
@@ -212,6 +215,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "resnet and methods registered by you when named)")
     _add_preset_args(c)
     c.add_argument("--out", required=True, help="the folder to write (one run folder per method inside)")
+    c.add_argument("--ensemble", action="store_true", help="also average the methods' probabilities (equal weights) "
+                   "into OUT/ensemble, a model `hep2 predict` loads (as `hep2 ensemble` does)")
     c.add_argument("--resume", action="store_true", help="reuse finished methods' runs and continue the others")
     c.add_argument("--skip-bad", action="store_true")
     c.add_argument("--quiet", action="store_true")

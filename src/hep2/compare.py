@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 from .data.images import atomic_write_bytes
@@ -12,8 +13,9 @@ from .runner import prepare_out, run, write_json
 
 
 def compare(dataset: str, *, protocol: str, methods, cfg: Preset, out, subset: str = "train",
-            resume: bool = False, skip_bad: bool = False, verbose: bool = True) -> dict:
-    """Run each method into ``out/<method>/`` (a finished one is reused with ``resume``), then write
+            resume: bool = False, skip_bad: bool = False, verbose: bool = True, ensemble: bool = False) -> dict:
+    """Run each method into ``out/<method>/`` (a finished one is reused with ``resume``), with
+    ``ensemble`` also their equal-weight average into ``out/ensemble/`` (`hep2 ensemble`), then write
     comparison.json, comparison.md and comparison.png."""
     out = Path(out)
     prepare_out(out, resume)
@@ -29,6 +31,21 @@ def compare(dataset: str, *, protocol: str, methods, cfg: Preset, out, subset: s
                      "accuracy": {"mean": metrics["accuracy"]["mean"], "std": metrics["accuracy"]["std"]},
                      "mca": {"mean": metrics["mca"]["mean"], "std": metrics["mca"]["std"]},
                      "paper_accuracy": METHODS[name].paper_accuracy, "seconds": metrics["seconds"]["total"],
+                     "dataset": metrics["dataset"]})
+    if ensemble:
+        from .ensemble import make_ensemble
+
+        sub = out / "ensemble"
+        if resume and (sub / "metrics.json").exists():
+            metrics = json.loads((sub / "metrics.json").read_text())
+        else:
+            if resume and sub.exists():
+                shutil.rmtree(sub)      # an ensemble cut short: it is rebuilt in seconds
+            metrics = make_ensemble([out / name for name in methods], sub, verbose=verbose)
+        rows.append({"method": "ensemble", "description": "the methods above, probabilities averaged (equal weights)",
+                     "accuracy": {"mean": metrics["accuracy"]["mean"], "std": metrics["accuracy"]["std"]},
+                     "mca": {"mean": metrics["mca"]["mean"], "std": metrics["mca"]["std"]}, "paper_accuracy": None,
+                     "seconds": sum(r["seconds"] for r in rows) + metrics["seconds"]["total"],
                      "dataset": metrics["dataset"]})
     result = {"protocol": protocol, "protocol_description": metrics["protocol_description"],
               "dataset": rows[0]["dataset"], "preset": cfg.name, "rows": rows}
