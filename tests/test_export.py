@@ -32,6 +32,46 @@ def dcae_run(tmp_path_factory, _session_cache):
     return out
 
 
+@pytest.fixture(scope="module")
+def pooled_run(tmp_path_factory, _session_cache):
+    """A tiny dcae-mlp run of the `improved` design: pooled Conv 1-4 features, a linear classifier."""
+    out = tmp_path_factory.mktemp("runs") / "pooled"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HEP2_CACHE", str(_session_cache))
+        assert main(["run", "synthetic:12", "--protocol", "grouped", "--preset", "tiny", "--set", "ae_epochs=2",
+                     "--set", "mlp_epochs=20", "--set", "tta=true", "--set", "features=pooled", "--set", "hidden=",
+                     "--set", "dropout=0", "--quiet", "--out", str(out)]) == 0
+    return out
+
+
+def test_a_pooled_features_model_is_saved_without_conv5_and_decoder(pooled_run):
+    from hep2.errors import Hep2Error
+    from hep2.training import load_checkpoint
+
+    pred = Predictor(pooled_run)
+    ae = pred.method.ae_
+    assert ae.model_.conv5 is None and ae.model_.deconv5 is None and len(ae.model_.decoder) == 0
+    full = load_checkpoint(pooled_run / "checkpoints" / "dcae-mlp.pt")["model"]
+    assert (pooled_run / "model" / "pipeline.pt").stat().st_size < 0.5 * sum(
+        v.numel() * v.element_size() for v in full.values())
+    # the saved model gives the run's own features of its cells
+    rows = _csv_rows(pooled_run / "features_ids.csv")
+    cells = open_dataset("synthetic:12")
+    by_id = {c.id: i for i, c in enumerate(cells.cells)}
+    pick = [by_id[r["id"]] for r in rows[:20]]
+    imgs, _ = load_images(cells.subset(pick), pred.prep)
+    np.testing.assert_allclose(pred.method.transform(imgs), np.load(pooled_run / "features.npy")[:20], atol=1e-5)
+    with pytest.raises(Hep2Error, match="saved for prediction only"):
+        pred.method.reconstruct(imgs)
+
+
+def _csv_rows(path):
+    import csv
+
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
 def _cnn_model(name, tmp_path_factory, cache):
     """A cnn5 / resnet model folder (two epochs of training on synthetic cells), saved as `hep2 run` saves it."""
     with pytest.MonkeyPatch.context() as mp:
@@ -65,7 +105,7 @@ def _cells(pred: Predictor, n: int = 24) -> np.ndarray:
 
 
 @pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
-@pytest.mark.parametrize("which", ["dcae_run", "cnn_model", "resnet_model"])
+@pytest.mark.parametrize("which", ["dcae_run", "pooled_run", "cnn_model", "resnet_model"])
 def test_exported_graph_gives_hep2s_probabilities_on_real_cells(fmt, which, request, tmp_path):
     run = request.getfixturevalue(which)
     out = tmp_path / f"model.{fmt}"

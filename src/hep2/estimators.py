@@ -9,6 +9,7 @@ or a list of image file paths.
 
 from __future__ import annotations
 
+import copy
 import inspect
 
 import math
@@ -224,7 +225,23 @@ class DCAEFeatures(TransformerMixin, BaseEstimator):
 
     def reconstruct(self, X) -> np.ndarray:
         """(N, S, S) reconstructions in [0, 1] (for inspection)."""
+        if self.model_.conv5 is None:
+            raise Hep2Error("this autoencoder was saved for prediction only (pooled features: Conv 1-4), without "
+                            "Conv 5 and the decoder: reconstructions are in the run folder's reconstructions.png")
         return self._batches(X, self.model_)[:, 0]
+
+    def for_prediction(self) -> "DCAEFeatures":
+        """A copy for saved models: with ``features`` = pooled, without Conv 5 and the decoder, which
+        prediction never runs (at 64x64 they are 97% of the weights). This object is unchanged."""
+        if self.config_.features != "pooled":
+            return self
+        slim = copy.copy(self.model_)
+        slim._modules = dict(self.model_._modules)   # its own module table; the encoder's layers are shared
+        slim.conv5 = slim.deconv5 = None
+        slim.decoder = torch.nn.ModuleList()
+        out = copy.copy(self)
+        out.model_ = slim
+        return out
 
     def get_feature_names_out(self, input_features=None):
         return np.array([f"{self.config_.features}_{i}" for i in range(self.n_features_out_)], dtype=object)

@@ -13,6 +13,7 @@ training images only, without labels), then a classifier fitted per split. Add o
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import numpy as np
@@ -64,6 +65,10 @@ class Method:
 
     def reconstruct(self, images: np.ndarray) -> np.ndarray | None:
         return None
+
+    def for_prediction(self) -> "Method":
+        """What a saved model keeps (`hep2.predict.save_model`): by default all of it."""
+        return self
 
     def _cnn_settings(self) -> dict:
         """The preset's cnn_epochs / cnn_patience where set (for the CNN methods)."""
@@ -119,6 +124,12 @@ class DCAEMLP(Method):
 
     def reconstruct(self, images):
         return self.ae_.reconstruct(images)
+
+    def for_prediction(self):
+        out = copy.copy(self)
+        out.aes_ = [ae.for_prediction() for ae in self.autoencoders]
+        out.ae_ = out.aes_[0]
+        return out
 
 
 @register_method("lbp-svm")

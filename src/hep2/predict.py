@@ -19,7 +19,7 @@ def save_model(folder, method, clf, classes: list[str]) -> None:
     names and the settings, in one file written atomically. Load only files you trust (pickle)."""
     save_checkpoint(Path(folder) / "pipeline.pt", {
         "format": FORMAT, "hep2": __version__, "method": method.name, "preset": method.cfg.to_dict(),
-        "features": method, "classifier": clf, "classes": list(classes)})
+        "features": method.for_prediction(), "classifier": clf, "classes": list(classes)})
 
 
 def save_ensemble(folder, members: list[dict], classes: list[str]) -> None:
@@ -27,7 +27,8 @@ def save_ensemble(folder, members: list[dict], classes: list[str]) -> None:
     `save_model` writes it), whose probabilities `Predictor` averages with equal weights."""
     save_checkpoint(Path(folder) / "pipeline.pt", {
         "format": FORMAT, "hep2": __version__, "method": "ensemble", "classes": list(classes),
-        "members": [{k: m[k] for k in ("method", "preset", "features", "classifier")} for m in members]})
+        "members": [{"method": m["method"], "preset": m["preset"], "features": m["features"].for_prediction(),
+                     "classifier": m["classifier"]} for m in members]})
 
 
 def full_proba(clf, X, n_classes: int) -> np.ndarray:
