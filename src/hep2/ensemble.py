@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import distributed as dd
 from .data.images import atomic_write_bytes
 from .errors import Hep2Error
 from .evaluation import classification_metrics, summarize_protocol
@@ -73,7 +74,7 @@ def make_ensemble(runs, out, *, verbose: bool = True) -> dict:
             raise Hep2Error(f"{m['run']}: its splits or test cells differ from {base['run']}'s (made with another "
                             "seed, subset or --skip-bad?): members must share every split")
     prepare_out(out, resume=False)
-    say = print if verbose else (lambda *a, **k: None)
+    say = print if verbose and dd.is_main() else (lambda *a, **k: None)
     classes, protocol = base["classes"], base["metrics"]["protocol"]
     per_split, rows, y_all, p_all = {}, [], [], []
     for split in dict.fromkeys(s for s, _ in base["table"]):
@@ -95,6 +96,8 @@ def make_ensemble(runs, out, *, verbose: bool = True) -> dict:
         "dataset": base["metrics"].get("dataset"), "preset": "–", "method": "ensemble", "members": described,
         "paper_accuracy": None, "n_splits": len(per_split),
         "autoencoder_saw_test_images": any(m["metrics"].get("autoencoder_saw_test_images") for m in members)})
+    if not dd.is_main():        # under torchrun (`hep2 compare --ensemble`): rank 0 writes
+        return metrics
     write_json(out / "config.json", {"method": "ensemble", "protocol": protocol, "dataset": base["config"].get("dataset"),
                                      "members": described, "weights": "equal", "command": " ".join(sys.argv)})
     write_json(out / "data.json", base["data"])
