@@ -113,6 +113,7 @@ def test_members_that_do_not_fit_are_clear_errors(members, tmp_path, capsys):
     fails([a, "--out", str(tmp_path / "x")], "at least two run folders")
     fails([a, a, "--out", str(tmp_path / "x")], "given twice")
     fails([a, str(tmp_path), "--out", str(tmp_path / "x")], str(tmp_path), "missing: metrics.json")
+    fails([a, str(tmp_path / "nope"), "--out", str(tmp_path / "x")], "nope does not exist")
     other = tmp_path / "other"
     shutil.copytree(root / "lbp", other)
     rows = _rows(other)

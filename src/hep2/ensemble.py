@@ -26,6 +26,8 @@ from .training import load_checkpoint
 
 def _read_run(run: Path) -> dict:
     """A finished run folder's protocol, data, test-cell probabilities and model."""
+    if not run.is_dir():
+        raise Hep2Error(f"run folder {run} does not exist: give the folders that `hep2 run` / `hep2 compare` wrote")
     files = {name: run / name for name in ("metrics.json", "config.json", "data.json", "predictions.csv")}
     missing = [n for n, f in files.items() if not f.is_file()] + ([] if (run / "model" / "pipeline.pt").is_file()
                                                                    else ["model/pipeline.pt"])
