@@ -33,6 +33,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 
 from hep2.estimators import MLPHead
+from hep2.evaluation import blocks
 
 
 def heads(groups: int) -> dict:
@@ -46,16 +47,6 @@ def heads(groups: int) -> dict:
         "logreg": lambda: make_pipeline(StandardScaler(), LogisticRegression(C=0.01, max_iter=3000)),
         "svm": lambda: make_pipeline(StandardScaler(), SVC(C=10, gamma="scale")),
     }
-
-
-def blocks(y: np.ndarray, ids: np.ndarray, n: int = 4) -> np.ndarray:
-    """Block number of each cell: each class's cells sorted by ID, cut into ``n`` contiguous runs."""
-    g = np.zeros(len(y), int)
-    for c in np.unique(y):
-        idx = np.where(y == c)[0]
-        for b, part in enumerate(np.array_split(idx[np.argsort(ids[idx])], n)):
-            g[part] = b
-    return g
 
 
 def score(make, folds, X, y) -> tuple[float, float, float]:

@@ -296,6 +296,34 @@ def test_grouped_without_specimens_is_a_clear_error(split_folder, tmp_path, caps
     assert "grouped" in err and "specimen" in err and "specimens.csv" in err and "Traceback" not in err
 
 
+def test_blocked_holds_out_a_contiguous_id_run_of_every_class(split_folder, tmp_path, capsys):
+    from hep2.data import open_dataset
+    from hep2.evaluation import _natural, protocol_splits
+
+    cells = open_dataset(f"folder:{split_folder}")
+    pool = cells.subsets["train"]
+    splits, ae_idx = protocol_splits(cells, "blocked", subset="train", folds=3)
+    assert len(splits) == 3 and sorted(ae_idx) == sorted(pool)
+    held = np.concatenate([b for _, _, b in splits])
+    assert sorted(held) == sorted(pool)                              # every cell held out exactly once
+    for _, a, b in splits:
+        assert not set(a) & set(b) and len(a) + len(b) == len(pool)
+        for k in range(len(cells.classes)):
+            order = sorted((i for i in pool if cells.y[i] == k), key=lambda i: _natural(cells.cells[i].id))
+            pos = sorted(order.index(i) for i in b if cells.y[i] == k)
+            assert len(pos) == 2 and pos == list(range(pos[0], pos[0] + len(pos)))     # 6 cells, 3 blocks of 2
+    out = tmp_path / "blocked"
+    assert main(["run", f"folder:{split_folder}", "--protocol", "blocked", "--method", "lbp-svm", "--preset", "tiny",
+                 "--set", "cv_folds=3", "--quiet", "--out", str(out)]) == 0
+    m = _json(out / "metrics.json")
+    assert m["protocol"] == "blocked" and len(m["accuracy"]["per_split"]) == 3
+    assert "contiguous ID blocks" in (out / "report.md").read_text()
+    # data with specimen IDs: hold out whole specimens instead
+    assert main(["run", "synthetic:6", "--protocol", "blocked", "--preset", "tiny", "--quiet",
+                 "--out", str(tmp_path / "x")]) == 2
+    assert "use --protocol grouped" in capsys.readouterr().err and not (tmp_path / "x").exists()
+
+
 def test_official_on_a_set_without_official_splits_is_a_clear_error(cache, tmp_path, capsys):
     assert main(["run", "synthetic:12", "--protocol", "official", "--preset", "tiny", "--quiet",
                  "--out", str(tmp_path / "x")]) == 2

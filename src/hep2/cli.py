@@ -191,10 +191,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("run", help="train the DCAE and classifier, evaluate under a protocol, write a report")
     r.add_argument("dataset", help=DATASET_HELP)
-    r.add_argument("--protocol", choices=["official", "cv", "grouped"], default="cv",
+    r.add_argument("--protocol", choices=["official", "cv", "grouped", "blocked"], default="cv",
                    help="official: SNPHEp-2 specimen-disjoint Split-50-K; cv: cell-level stratified k-fold "
-                        "(optimistic); grouped: k-fold over specimens")
-    r.add_argument("--subset", default="train", help="for cv/grouped: the subset to cross-validate "
+                        "(optimistic); grouped: k-fold over specimens; blocked: k-fold over contiguous ID blocks "
+                        "of each class (data stored specimen by specimen, without specimen IDs: SNPHEp-2's train/)")
+    r.add_argument("--subset", default="train", help="for cv/grouped/blocked: the subset to cross-validate "
                    "(train, test or all; default train, or all where the dataset has no train split)")
     _add_preset_args(r)
     r.add_argument("--out", required=True, help="the run folder to write")
@@ -209,7 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("compare", help="several methods on identical splits, beside the paper's Table II")
     c.add_argument("dataset", help=DATASET_HELP)
-    c.add_argument("--protocol", choices=["official", "cv", "grouped"], default="cv")
+    c.add_argument("--protocol", choices=["official", "cv", "grouped", "blocked"], default="cv")
     c.add_argument("--subset", default="train", help="for cv/grouped: the subset to cross-validate")
     c.add_argument("--methods", nargs="+", help="methods to run (default: Table II's four: dcae-mlp, lbp-svm, texture-svm, cnn5; "
                    "resnet and methods registered by you when named)")

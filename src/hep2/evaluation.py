@@ -5,9 +5,14 @@
 - ``cv``: stratified k-fold at cell level inside one subset: cells of one specimen fall on both
   sides of a fold, so it is optimistic (the paper's reading).
 - ``grouped``: k-fold over specimens (StratifiedGroupKFold), for layouts that carry specimen IDs.
+- ``blocked``: for a subset without specimen IDs whose cells are stored specimen by specimen (SNPHEp-2's
+  train/): each class's cells, in ID order, cut into k contiguous blocks; fold i holds out block i of
+  every class. It approximates specimen-disjoint folds, for choosing settings on training data only.
 """
 
 from __future__ import annotations
+
+import re
 
 import numpy as np
 from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
@@ -16,12 +21,14 @@ from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 from .data.cellset import CellSet
 from .errors import Hep2Error
 
-PROTOCOLS = ("official", "cv", "grouped")
+PROTOCOLS = ("official", "cv", "grouped", "blocked")
 
 PROTOCOL_TEXT = {
     "official": "official specimen-disjoint split (train on Split-50-K train, test on Split-50-K test, K = 1..5)",
     "cv": "cell-level stratified k-fold cross-validation (cells of one specimen on both sides: optimistic)",
     "grouped": "specimen-grouped k-fold cross-validation (no specimen on both sides)",
+    "blocked": "k-fold over contiguous ID blocks of each class (cells stored specimen by specimen: close to "
+               "specimen-disjoint)",
 }
 
 # The DCAE paper's Figure 2 (SNPHEp-2), percent; rows predicted, columns true class.
@@ -47,7 +54,7 @@ def protocol_splits(cells: CellSet, protocol: str, *, subset: str = "train", fol
                             f"Split-50-K); {cells.name} has none: use --protocol cv or grouped")
         splits = [(k, cells.subsets[f"{k}/train"], cells.subsets[f"{k}/test"]) for k in ks]
         return splits, cells.subsets["train"]
-    if protocol not in ("cv", "grouped"):
+    if protocol not in ("cv", "grouped", "blocked"):
         raise Hep2Error(f"unknown protocol {protocol!r}: use one of {', '.join(PROTOCOLS)}")
     if subset == "train" and "train" not in cells.subsets:
         subset = "all"  # the default, for a layout without a train split
@@ -66,6 +73,16 @@ def protocol_splits(cells: CellSet, protocol: str, *, subset: str = "train", fol
             raise Hep2Error(f"cv with {folds} folds needs at least {folds} cells per class in {subset}; "
                             f"the smallest class has {counts[counts > 0].min()}")
         kf = StratifiedKFold(folds, shuffle=True, random_state=seed).split(pool, y)
+    elif protocol == "blocked":
+        if cells.specimens is not None:
+            raise Hep2Error(f"{cells.name} has specimen IDs: use --protocol grouped, which holds out whole specimens "
+                            "(blocked only approximates that, for data without them)")
+        counts = np.bincount(y[y >= 0])
+        if counts[counts > 0].min() < folds:
+            raise Hep2Error(f"blocked with {folds} blocks needs at least {folds} cells per class in {subset}; "
+                            f"the smallest class has {counts[counts > 0].min()}")
+        g = blocks(y, [cells.cells[i].id for i in pool], folds)
+        kf = [(np.flatnonzero(g != b), np.flatnonzero(g == b)) for b in range(folds)]
     else:
         groups = cells.specimens
         if groups is None:
@@ -79,6 +96,24 @@ def protocol_splits(cells: CellSet, protocol: str, *, subset: str = "train", fol
         kf = StratifiedGroupKFold(folds, shuffle=True, random_state=seed).split(pool, y, groups)
     splits = [(f"fold-{i + 1}", pool[a], pool[b]) for i, (a, b) in enumerate(kf)]
     return splits, pool
+
+
+def _natural(text: str) -> tuple:
+    """'train/10' after 'train/9': digits compare as numbers."""
+    return tuple(int(t) if t.isdigit() else t for t in re.split(r"(\d+)", str(text)))
+
+
+def blocks(y: np.ndarray, ids, n: int = 4) -> np.ndarray:
+    """Block number of each cell: each class's cells sorted by ID (numbers in IDs compared as
+    numbers), cut into ``n`` contiguous runs of near-equal size."""
+    ids = np.asarray(ids, dtype=object)
+    g = np.zeros(len(y), int)
+    for c in np.unique(y):
+        idx = np.flatnonzero(y == c)
+        order = sorted(idx, key=lambda i: _natural(ids[i]))
+        for b, part in enumerate(np.array_split(np.array(order, int), n)):
+            g[part] = b
+    return g
 
 
 def classification_metrics(y_true, y_pred, classes: list[str]) -> dict:

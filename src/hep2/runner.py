@@ -60,7 +60,6 @@ def run(dataset: str, *, protocol: str = "cv", cfg: Preset, out, subset: str = "
     t_start = time.perf_counter()
     out = Path(out)
     device = resolve_device(cfg.device)      # a device that is not there stops before anything is written
-    prepare_out(out, resume)
     main = dd.is_main()     # under torchrun every process computes, rank 0 writes and reports
     verbose = verbose and main
     say = print if verbose else (lambda *a, **k: None)
@@ -71,6 +70,7 @@ def run(dataset: str, *, protocol: str = "cv", cfg: Preset, out, subset: str = "
     if subset == "train" and "train" not in cells.subsets:
         subset = "all"  # the default, for a layout without a train split: record what was used
     splits, ae_idx = protocol_splits(cells, protocol, subset=subset, folds=cfg.cv_folds, seed=cfg.seed)
+    prepare_out(out, resume)        # after the checks of data and protocol: a refused run writes nothing
     prep = m.preprocess()
     say(f"hep2 run: {cells.name}, method {method}, protocol {protocol}, preset {cfg.name}, {len(cells)} cells "
         f"-> {out}")
