@@ -75,6 +75,12 @@ def test_the_model_averages_its_members_on_new_files(members, tmp_path, capsys):
     with open(out, newline="") as f:
         got = list(csv.DictReader(f))
     assert [g["predicted"] for g in got] == [r[1] for r in rows]
+    # an unreadable file: listed once, the others classified by every member
+    broken = tmp_path / "broken.png"
+    broken.write_text("not an image")
+    rows2, bad = ens.predict_files([paths[0], broken, paths[1]], skip_bad=True)
+    assert [r[0] for r in rows2] == [paths[0], paths[1]] and len(bad) == 1 and str(broken) in bad[0]
+    np.testing.assert_allclose(np.stack([r[2] for r in rows2]), np.stack([r[2] for r in rows[:2]]), atol=1e-6)
     # members that see different input sizes cannot take one preprocessed array
     with pytest.raises(Hep2Error, match="preprocess images differently"):
         ens.predict_images(ens.load_files(paths)[0])
@@ -126,5 +132,6 @@ def test_members_that_do_not_fit_are_clear_errors(members, tmp_path, capsys):
     (other / "metrics.json").write_text(json.dumps(m | {"protocol": "official"}))
     fails([a, str(other), "--out", str(tmp_path / "x")], "protocol 'official' differs")
     assert not (tmp_path / "x").exists()                 # nothing written by a refused ensemble
+    fails([str(root / "ens"), b, "--out", str(tmp_path / "x")], "is itself an ensemble")
     fails([a, b, "--out", str(root / "ens")], "already exists")
     assert Predictor(root / "ens").method_name == "ensemble"           # and the existing one is intact

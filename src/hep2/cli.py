@@ -129,7 +129,8 @@ def cmd_ensemble(args) -> int:
     from .ensemble import make_ensemble
 
     make_ensemble(args.runs, args.out, verbose=not args.quiet)
-    print(f"classify new images with: hep2 predict --model {args.out} IMAGE_OR_FOLDER...")
+    if dd.is_main():
+        print(f"classify new images with: hep2 predict --model {args.out} IMAGE_OR_FOLDER...")
     return 0
 
 
@@ -211,7 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("compare", help="several methods on identical splits, beside the paper's Table II")
     c.add_argument("dataset", help=DATASET_HELP)
     c.add_argument("--protocol", choices=["official", "cv", "grouped", "blocked"], default="cv")
-    c.add_argument("--subset", default="train", help="for cv/grouped: the subset to cross-validate")
+    c.add_argument("--subset", default="train", help="for cv/grouped/blocked: the subset to cross-validate")
     c.add_argument("--methods", nargs="+", help="methods to run (default: Table II's four: dcae-mlp, lbp-svm, texture-svm, cnn5; "
                    "resnet and methods registered by you when named)")
     _add_preset_args(c)

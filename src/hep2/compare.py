@@ -6,6 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
+from . import distributed as dd
 from .data.images import atomic_write_bytes
 from .methods import METHODS
 from .presets import Preset
@@ -35,13 +36,14 @@ def compare(dataset: str, *, protocol: str, methods, cfg: Preset, out, subset: s
     if ensemble:
         from .ensemble import make_ensemble
 
-        sub = out / "ensemble"
-        if resume and (sub / "metrics.json").exists():
-            metrics = json.loads((sub / "metrics.json").read_text())
+        sub, members = out / "ensemble", [str(out / name) for name in methods]
+        done = json.loads((sub / "metrics.json").read_text()) if (sub / "metrics.json").exists() else {}
+        if resume and [m["run"] for m in done.get("members", [])] == members:
+            metrics = done
         else:
-            if resume and sub.exists():
-                shutil.rmtree(sub)      # an ensemble cut short: it is rebuilt in seconds
-            metrics = make_ensemble([out / name for name in methods], sub, verbose=verbose)
+            if resume and sub.exists() and dd.is_main():
+                shutil.rmtree(sub)      # cut short, or of other methods: rebuilt in seconds
+            metrics = make_ensemble(members, sub, verbose=verbose)
         rows.append({"method": "ensemble", "description": "the methods above, probabilities averaged (equal weights)",
                      "accuracy": {"mean": metrics["accuracy"]["mean"], "std": metrics["accuracy"]["std"]},
                      "mca": {"mean": metrics["mca"]["mean"], "std": metrics["mca"]["std"]}, "paper_accuracy": None,

@@ -46,6 +46,8 @@ def _read_run(run: Path) -> dict:
                         f"({type(e).__name__}: {e}); rerun it with `hep2 run`") from None
     if not table:
         raise Hep2Error(f"{run}/predictions.csv has no rows: the run evaluated no test cell")
+    if config.get("method") == "ensemble":
+        raise Hep2Error(f"{run} is itself an ensemble: give its member runs (listed in its config.json) instead")
     return {"run": run, "metrics": metrics, "config": config, "data": data, "classes": classes, "table": table}
 
 
@@ -63,6 +65,7 @@ def make_ensemble(runs, out, *, verbose: bool = True) -> dict:
         raise Hep2Error("a run folder is given twice: each member counts once (equal weights)")
     if out.resolve() in {r.resolve() for r in runs}:
         raise Hep2Error(f"--out {out} is one of the members: choose a new folder")
+    dd.barrier()                # under torchrun: rank 0 has written the members (`hep2 compare --ensemble`)
     members = [_read_run(r) for r in runs]
     base = members[0]
     for m in members[1:]:
@@ -98,15 +101,16 @@ def make_ensemble(runs, out, *, verbose: bool = True) -> dict:
         "dataset": base["metrics"].get("dataset"), "preset": "–", "method": "ensemble", "members": described,
         "paper_accuracy": None, "n_splits": len(per_split),
         "autoencoder_saw_test_images": any(m["metrics"].get("autoencoder_saw_test_images") for m in members)})
+    metrics["seconds"] = {"total": round(time.perf_counter() - t0, 1)}
     if not dd.is_main():        # under torchrun (`hep2 compare --ensemble`): rank 0 writes
         return metrics
+    (out / "model").mkdir(exist_ok=True)
+    save_ensemble(out / "model", [load_checkpoint(m["run"] / "model" / "pipeline.pt") for m in members], classes)
     write_json(out / "config.json", {"method": "ensemble", "protocol": protocol, "dataset": base["config"].get("dataset"),
                                      "members": described, "weights": "equal", "command": " ".join(sys.argv)})
     write_json(out / "data.json", base["data"])
     write_json(out / "environment.json", environment())
     _write_csv(out / "predictions.csv", ["split", "id", "true", "predicted"] + [f"p_{c}" for c in classes], rows)
-    (out / "model").mkdir(exist_ok=True)
-    save_ensemble(out / "model", [load_checkpoint(m["run"] / "model" / "pipeline.pt") for m in members], classes)
     metrics["seconds"] = {"total": round(time.perf_counter() - t0, 1)}
     write_json(out / "metrics.json", metrics)
     confusion_figure(metrics, out / "confusion.png", f"{protocol}, ensemble of {len(members)}, accuracy "

@@ -66,6 +66,7 @@ def protocol_splits(cells: CellSet, protocol: str, *, subset: str = "train", fol
         raise Hep2Error(f"--subset {subset!r}: {cells.name} has the subsets {', '.join(cells.subsets)} "
                         "(and all)")
     pool = np.asarray(pool)
+    pool = pool[cells.y[pool] >= 0]     # unlabelled cells cannot be scored
     y = cells.y[pool]
     if protocol == "cv":
         counts = np.bincount(y[y >= 0])

@@ -79,11 +79,16 @@ class Predictor:
     def classify(self, paths, *, skip_bad: bool = False):
         """Files -> (class probabilities (N, C), the images as the first member sees them (N, S, S)
         uint8, the paths read, list of skipped 'file: reason')."""
-        images, ok, bad = self.load_files(paths, skip_bad=skip_bad)
-        by_prep = {self.prep: images}
-        for prep in self.preps[1:]:
-            by_prep[prep] = self.load_files(ok, prep=prep)[0]
-        return self._average(by_prep), images, ok, bad
+        by_prep, ok, bad = {}, [Path(p) for p in paths], []
+        for prep in self.preps:
+            images, kept, more = self.load_files(ok, skip_bad=skip_bad, prep=prep)
+            if len(kept) < len(ok):     # unreadable under this preprocessing: drop it from the earlier ones too
+                left, idx = iter(enumerate(ok)), []
+                for p in kept:
+                    idx.append(next(i for i, q in left if q == p))
+                by_prep = {k: v[idx] for k, v in by_prep.items()}
+            by_prep[prep], ok, bad = images, kept, bad + more
+        return self._average(by_prep), by_prep[self.prep], ok, bad
 
     def load_files(self, paths, *, skip_bad: bool = False, prep=None):
         """Files -> (uint8 images (N, S, S) preprocessed as in training (or as ``prep`` says), the
