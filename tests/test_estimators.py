@@ -214,3 +214,16 @@ def test_pooled_features_are_the_conv_maps_mean_and_max(fitted_ae, synth):
     np.testing.assert_allclose(F[0, w1:2 * w1], h.amax((2, 3))[0].numpy(), rtol=1e-4, atol=1e-6)
     with pytest.raises(Hep2Error, match="features='nope'"):
         DCAEFeatures(preset="tiny", settings={"features": "nope"}).fit(imgs)
+
+
+def test_an_mlphead_pickled_before_a_parameter_existed_loads_with_its_default(fitted_ae, synth):
+    import pickle
+
+    _, imgs, labels, _ = synth
+    X = fitted_ae.transform(imgs)
+    head = MLPHead(hidden=(8,), epochs=3, ensemble=2).fit(X, labels)
+    old = pickle.loads(pickle.dumps(head))
+    del old.__dict__["weight_decay"], old.__dict__["ensemble"]
+    loaded = pickle.loads(pickle.dumps(old))
+    assert loaded.weight_decay == MLPHead().weight_decay and loaded.ensemble == 1
+    np.testing.assert_allclose(loaded.predict_proba(X), head.predict_proba(X), atol=1e-6)
