@@ -20,28 +20,27 @@ from conftest import SNPHEP2_ROOT
 pytest.importorskip("onnxruntime")
 
 
+def _dcae_run(name, tmp_path_factory, cache, *settings):
+    """A tiny dcae-mlp run on synthetic:12 with feature tta and the given settings."""
+    out = tmp_path_factory.mktemp("runs") / name
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HEP2_CACHE", str(cache))
+        assert main(["run", "synthetic:12", "--protocol", "grouped", "--preset", "tiny", "--set", "ae_epochs=2",
+                     "--set", "mlp_epochs=20", "--set", "tta=true", *[a for kv in settings for a in ("--set", kv)],
+                     "--quiet", "--out", str(out)]) == 0
+    return out
+
+
 @pytest.fixture(scope="module")
 def dcae_run(tmp_path_factory, _session_cache):
-    """A tiny dcae-mlp run with feature tta, Conv 5 + pooled features, 2 autoencoders, 2 classifiers on each."""
-    out = tmp_path_factory.mktemp("runs") / "dcae"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("HEP2_CACHE", str(_session_cache))
-        assert main(["run", "synthetic:12", "--protocol", "grouped", "--preset", "tiny", "--set", "ae_epochs=2",
-                     "--set", "mlp_epochs=20", "--set", "tta=true", "--set", "mlp_ensemble=2", "--set", "ae_ensemble=2", "--set", "features=both", "--quiet",
-                     "--out", str(out)]) == 0
-    return out
+    """Conv 5 + pooled features, 2 autoencoders, 2 classifiers on each."""
+    return _dcae_run("dcae", tmp_path_factory, _session_cache, "mlp_ensemble=2", "ae_ensemble=2", "features=both")
 
 
 @pytest.fixture(scope="module")
 def pooled_run(tmp_path_factory, _session_cache):
-    """A tiny dcae-mlp run of the `improved` design: pooled Conv 1-4 features, a linear classifier."""
-    out = tmp_path_factory.mktemp("runs") / "pooled"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("HEP2_CACHE", str(_session_cache))
-        assert main(["run", "synthetic:12", "--protocol", "grouped", "--preset", "tiny", "--set", "ae_epochs=2",
-                     "--set", "mlp_epochs=20", "--set", "tta=true", "--set", "features=pooled", "--set", "hidden=",
-                     "--set", "dropout=0", "--quiet", "--out", str(out)]) == 0
-    return out
+    """The `improved` design: pooled Conv 1-4 features, a linear classifier."""
+    return _dcae_run("pooled", tmp_path_factory, _session_cache, "features=pooled", "hidden=", "dropout=0")
 
 
 def test_a_pooled_features_model_is_saved_without_conv5_and_decoder(pooled_run):

@@ -212,35 +212,9 @@ DCAE_SETTINGS = {"ae_epochs": 5, "ae_batch": 8, "ae_augment": True, "ae_intensit
                  "ae_patience": 2, "ae_lr": 3e-3}
 
 
-def test_denoising_autoencoder_sees_noisy_input_and_learns_the_clean_image(tiny_images, monkeypatch):
-    seen = []
-    real_mse = torch.nn.functional.mse_loss
-
-    def spy(rec, target):
-        seen.append(target.detach().clone())
-        return real_mse(rec, target)
-
-    inputs = []
-    monkeypatch.setattr(torch.nn.functional, "mse_loss", spy)
-    ae = DCAEFeatures("tiny", settings={"ae_epochs": 1, "ae_batch": 60, "ae_noise": 0.1, "ae_val_fraction": 0})
-    real_init = estimators_mod.DCAE
-
-    def dcae(*a, **kw):
-        m = real_init(*a, **kw)
-        m.register_forward_pre_hook(lambda mod, args: inputs.append(args[0].detach().clone()) if mod.training else None)
-        return m
-
-    monkeypatch.setattr(estimators_mod, "DCAE", dcae)
-    ae.fit(tiny_images[:60])
-    assert len(seen) == len(inputs) == 1
-    diff = (inputs[0] - seen[0]).flatten()
-    assert 0.05 < float(diff.std()) < 0.12           # the input is the target plus noise of std 0.1 (clipped)
-    # the target is the clean image (no augmentation asked for)
-    torch.testing.assert_close(seen[0].sort(0).values, (torch.from_numpy(tiny_images[:60]).float()[:, None] / 255)
-                               .sort(0).values)
-
-
-def test_masked_autoencoder_sees_blanked_squares_and_learns_the_whole_image(tiny_images, monkeypatch):
+def _train_one_step(images, settings, monkeypatch):
+    """One training step of a tiny DCAE on all ``images``: (what the network got, what its loss compared
+    the reconstruction with)."""
     seen, inputs = [], []
     real_mse = torch.nn.functional.mse_loss
     monkeypatch.setattr(torch.nn.functional, "mse_loss",
@@ -253,10 +227,22 @@ def test_masked_autoencoder_sees_blanked_squares_and_learns_the_whole_image(tiny
         return m
 
     monkeypatch.setattr(estimators_mod, "DCAE", dcae)
-    DCAEFeatures("tiny", settings={"ae_epochs": 1, "ae_batch": 60, "ae_mask": 0.5, "ae_val_fraction": 0}).fit(
-        tiny_images)
+    DCAEFeatures("tiny", settings={"ae_epochs": 1, "ae_batch": 60, "ae_val_fraction": 0} | settings).fit(images)
     assert len(seen) == len(inputs) == 1
-    x, target = inputs[0], seen[0]
+    return inputs[0], seen[0]
+
+
+def test_denoising_autoencoder_sees_noisy_input_and_learns_the_clean_image(tiny_images, monkeypatch):
+    x, target = _train_one_step(tiny_images, {"ae_noise": 0.1}, monkeypatch)
+    diff = (x - target).flatten()
+    assert 0.05 < float(diff.std()) < 0.12           # the input is the target plus noise of std 0.1 (clipped)
+    # the target is the clean image (no augmentation asked for)
+    torch.testing.assert_close(target.sort(0).values, (torch.from_numpy(tiny_images).float()[:, None] / 255)
+                               .sort(0).values)
+
+
+def test_masked_autoencoder_sees_blanked_squares_and_learns_the_whole_image(tiny_images, monkeypatch):
+    x, target = _train_one_step(tiny_images, {"ae_mask": 0.5}, monkeypatch)
     # 32x32 images, 8x8 squares: each square is either kept as it is or all 0
     n = len(x)
     blocks = (x - target).abs().reshape(n, 1, 4, 8, 4, 8).amax((3, 5)) > 0
