@@ -182,6 +182,32 @@ def test_interrupted_run_leaves_no_complete_looking_folder(tmp_path, monkeypatch
     assert list(tmp_path.iterdir()) == []
 
 
+def test_two_processes_making_the_cached_set_at_once_both_read_it(tmp_path, monkeypatch):
+    """Under torchrun every process opens `synthetic:N`; with a cold cache the slower one finds the
+    faster one's copy in place when it renames its own (seen: 'Directory not empty')."""
+    import os
+    import shutil
+
+    from hep2.data import open_dataset
+
+    monkeypatch.setenv("HEP2_CACHE", str(tmp_path / "cache"))
+    real_rename = os.rename
+
+    def the_other_process_was_first(src, dst):
+        shutil.copytree(src, dst)          # its identical copy lands just before ours
+        return real_rename(src, dst)       # ours cannot replace a non-empty folder: OSError
+
+    monkeypatch.setattr(synthetic.os, "rename", the_other_process_was_first)
+    cells = open_dataset("synthetic:3")
+    assert len(cells) == 15 and cells.specimens is not None
+    made = tmp_path / "cache" / "synthetic"
+    assert [p.name for p in made.iterdir()] == ["pc3-sp20-seed0-v1"]       # our partial copy was removed
+    # a failure that leaves no set in place is still an error, named
+    monkeypatch.setattr(synthetic.os, "rename", lambda src, dst: (_ for _ in ()).throw(OSError(28, "No space left")))
+    with pytest.raises(Hep2Error, match="cannot write the synthetic set"):
+        open_dataset("synthetic:4")
+
+
 # ------------------------------------------------------------------------------------------
 # realism and separability
 # ------------------------------------------------------------------------------------------

@@ -80,6 +80,8 @@ def cmd_compare(args) -> int:
                      ensemble=args.ensemble)
     from .compare import comparison_markdown
 
+    if not dd.is_main():        # under torchrun: rank 0 reports
+        return 0
     print(comparison_markdown(result))
     print(f"written: {args.out}/comparison.md, comparison.json, comparison.png")
     return 0

@@ -51,9 +51,10 @@ def compare(dataset: str, *, protocol: str, methods, cfg: Preset, out, subset: s
                      "dataset": metrics["dataset"]})
     result = {"protocol": protocol, "protocol_description": metrics["protocol_description"],
               "dataset": rows[0]["dataset"], "preset": cfg.name, "rows": rows}
-    write_json(out / "comparison.json", result)
-    atomic_write_bytes(out / "comparison.md", comparison_markdown(result).encode())
-    comparison_figure(result, out / "comparison.png")
+    if dd.is_main():            # under torchrun: rank 0 writes
+        write_json(out / "comparison.json", result)
+        atomic_write_bytes(out / "comparison.md", comparison_markdown(result).encode())
+        comparison_figure(result, out / "comparison.png")
     return result
 
 

@@ -438,7 +438,14 @@ def read_synthetic(per_class: int = 100, *, specimens: int = 20, seed: int = 0, 
             import shutil
 
             shutil.rmtree(out)
-        make_synthetic(out, per_class=per_class, specimens=specimens, seed=seed)
+        try:
+            make_synthetic(out, per_class=per_class, specimens=specimens, seed=seed)
+        except OSError as e:
+            # Another process (torchrun starts several) put its copy in place first: the set is
+            # the same byte for byte, so use that one.
+            if not (out / "specimens.csv").exists():
+                raise Hep2Error(f"cannot write the synthetic set to {out} ({e}): check the free space and "
+                                "permissions of $HEP2_CACHE") from None
     cells = read_folder(out)
     cells.name = spec
     return cells
