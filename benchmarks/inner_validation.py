@@ -33,7 +33,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 
 from hep2.estimators import MLPHead
-from hep2.evaluation import blocks
+from hep2.evaluation import blocked_folds
 
 
 def heads(groups: int) -> dict:
@@ -80,8 +80,7 @@ def main(argv=None) -> int:
     X = F[train].astype(np.float32)
     y = np.array([r["label"] for r in rows])[train]
     ids = np.array([int(r["id"].split("/")[1]) for r in rows])[train]
-    g = blocks(y, ids)
-    blocked = [(np.where(g != b)[0], np.where(g == b)[0]) for b in range(4)]
+    blocked = blocked_folds(y, ids, 4)
     cell = list(StratifiedKFold(5, shuffle=True, random_state=0).split(X, y))
     print(f"{run}: {len(X)} train/ cells x {X.shape[1]} features")
     for name in a.heads:

@@ -430,11 +430,13 @@ def _benchmark(name):
 
 
 def test_inner_validation_blocks_are_contiguous_id_runs_per_class(tmp_path, capsys):
+    from hep2.evaluation import blocks
+
     iv = _benchmark("inner_validation")
     rng = np.random.default_rng(0)
     y = np.repeat(["a", "b", "c"], 40)
     ids = rng.permutation(120) + 1
-    g = iv.blocks(y, ids)
+    g = blocks(y, ids)
     for c in "abc":
         order = np.argsort(ids[y == c])
         assert list(g[y == c][order]) == sorted(g[y == c]) and set(g[y == c]) == {0, 1, 2, 3}

@@ -69,7 +69,6 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
         self.device = device
         self.verbose = verbose
 
-
     def __setstate__(self, state):
         super().__setstate__(init_defaults(self) | state)
 

@@ -28,11 +28,8 @@ def compare(dataset: str, *, protocol: str, methods, cfg: Preset, out, subset: s
         else:
             metrics = run(dataset, protocol=protocol, cfg=cfg, out=sub, subset=subset, resume=resume,
                           skip_bad=skip_bad, verbose=verbose, method=name)
-        rows.append({"method": name, "description": METHODS[name].description,
-                     "accuracy": {"mean": metrics["accuracy"]["mean"], "std": metrics["accuracy"]["std"]},
-                     "mca": {"mean": metrics["mca"]["mean"], "std": metrics["mca"]["std"]},
-                     "paper_accuracy": METHODS[name].paper_accuracy, "seconds": metrics["seconds"]["total"],
-                     "dataset": metrics["dataset"]})
+        rows.append(_row(name, METHODS[name].description, METHODS[name].paper_accuracy, metrics,
+                         metrics["seconds"]["total"]))
     if ensemble:
         from .ensemble import make_ensemble
 
@@ -44,11 +41,8 @@ def compare(dataset: str, *, protocol: str, methods, cfg: Preset, out, subset: s
             if resume and sub.exists() and dd.is_main():
                 shutil.rmtree(sub)      # cut short, or of other methods: rebuilt in seconds
             metrics = make_ensemble(members, sub, verbose=verbose)
-        rows.append({"method": "ensemble", "description": "the methods above, probabilities averaged (equal weights)",
-                     "accuracy": {"mean": metrics["accuracy"]["mean"], "std": metrics["accuracy"]["std"]},
-                     "mca": {"mean": metrics["mca"]["mean"], "std": metrics["mca"]["std"]}, "paper_accuracy": None,
-                     "seconds": sum(r["seconds"] for r in rows) + metrics["seconds"]["total"],
-                     "dataset": metrics["dataset"]})
+        rows.append(_row("ensemble", "the methods above, probabilities averaged (equal weights)", None, metrics,
+                         sum(r["seconds"] for r in rows) + metrics["seconds"]["total"]))
     result = {"protocol": protocol, "protocol_description": metrics["protocol_description"],
               "dataset": rows[0]["dataset"], "preset": cfg.name, "rows": rows}
     if dd.is_main():            # under torchrun: rank 0 writes
@@ -56,6 +50,14 @@ def compare(dataset: str, *, protocol: str, methods, cfg: Preset, out, subset: s
         atomic_write_bytes(out / "comparison.md", comparison_markdown(result).encode())
         comparison_figure(result, out / "comparison.png")
     return result
+
+
+def _row(method: str, description: str, paper_accuracy, metrics: dict, seconds: float) -> dict:
+    """One row of comparison.json from a run's metrics.json."""
+    return {"method": method, "description": description,
+            "accuracy": {k: metrics["accuracy"][k] for k in ("mean", "std")},
+            "mca": {k: metrics["mca"][k] for k in ("mean", "std")},
+            "paper_accuracy": paper_accuracy, "seconds": seconds, "dataset": metrics["dataset"]}
 
 
 def comparison_markdown(result: dict) -> str:

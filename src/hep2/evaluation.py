@@ -68,22 +68,19 @@ def protocol_splits(cells: CellSet, protocol: str, *, subset: str = "train", fol
     pool = np.asarray(pool)
     pool = pool[cells.y[pool] >= 0]     # unlabelled cells cannot be scored
     y = cells.y[pool]
+    if protocol == "blocked" and cells.specimens is not None:
+        raise Hep2Error(f"{cells.name} has specimen IDs: use --protocol grouped, which holds out whole specimens "
+                        "(blocked only approximates that, for data without them)")
+    if protocol in ("cv", "blocked"):
+        counts = np.bincount(y)
+        smallest = counts[counts > 0].min()
+        if smallest < folds:
+            raise Hep2Error(f"{protocol} with {folds} folds needs at least {folds} cells per class in {subset}; "
+                            f"the smallest class has {smallest}")
     if protocol == "cv":
-        counts = np.bincount(y[y >= 0])
-        if counts[counts > 0].min() < folds:
-            raise Hep2Error(f"cv with {folds} folds needs at least {folds} cells per class in {subset}; "
-                            f"the smallest class has {counts[counts > 0].min()}")
         kf = StratifiedKFold(folds, shuffle=True, random_state=seed).split(pool, y)
     elif protocol == "blocked":
-        if cells.specimens is not None:
-            raise Hep2Error(f"{cells.name} has specimen IDs: use --protocol grouped, which holds out whole specimens "
-                            "(blocked only approximates that, for data without them)")
-        counts = np.bincount(y[y >= 0])
-        if counts[counts > 0].min() < folds:
-            raise Hep2Error(f"blocked with {folds} blocks needs at least {folds} cells per class in {subset}; "
-                            f"the smallest class has {counts[counts > 0].min()}")
-        g = blocks(y, [cells.cells[i].id for i in pool], folds)
-        kf = [(np.flatnonzero(g != b), np.flatnonzero(g == b)) for b in range(folds)]
+        kf = blocked_folds(y, [cells.cells[i].id for i in pool], folds)
     else:
         groups = cells.specimens
         if groups is None:
@@ -115,6 +112,12 @@ def blocks(y: np.ndarray, ids, n: int = 4) -> np.ndarray:
         for b, part in enumerate(np.array_split(np.array(order, int), n)):
             g[part] = b
     return g
+
+
+def blocked_folds(y: np.ndarray, ids, n: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(train, held-out) positions of each of the ``n`` folds: fold b holds out block b of every class."""
+    g = blocks(y, ids, n)
+    return [(np.flatnonzero(g != b), np.flatnonzero(g == b)) for b in range(n)]
 
 
 def classification_metrics(y_true, y_pred, classes: list[str]) -> dict:
