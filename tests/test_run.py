@@ -216,6 +216,16 @@ def test_resume_of_a_finished_run(grouped_run, tmp_path):
                          _dcae_state(grouped_run))
 
 
+def test_resume_of_a_folder_made_before_a_setting_existed(grouped_run, tmp_path):
+    out = tmp_path / "old"
+    shutil.copytree(grouped_run, out)
+    config = _json(out / "config.json")
+    del config["preset"]["ae_mask"], config["preset"]["checkpoint_minutes"]   # added in later versions
+    (out / "config.json").write_text(json.dumps(config))
+    assert main(["run", *GROUPED, "--out", str(out), "--resume", "--set", "checkpoint_minutes=5"]) == 0
+    assert _without_times(_json(out / "metrics.json")) == _without_times(_json(grouped_run / "metrics.json"))
+
+
 def test_resume_with_other_settings_is_refused(grouped_run, tmp_path, capsys):
     out = tmp_path / "copy"
     shutil.copytree(grouped_run, out)

@@ -3,6 +3,8 @@ checkpoints, and exact resume after an interruption."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -146,12 +148,12 @@ def _classifier_data():
     return (x[:60], y[:60]), (x[60:], y[60:])
 
 
-def _train_mlp(ckpt=None, resume=False, on_epoch_end=None, loss=_ce, epochs=6):
+def _train_mlp(ckpt=None, resume=False, on_epoch_end=None, loss=_ce, epochs=6, every=0.0):
     train, val = _classifier_data()
     torch.manual_seed(0)
     net = MLP(12, (16,), 3, dropout=0.5)   # dropout: the random stream must resume exactly too
     hist = fit(net, loss, train, val, epochs=epochs, batch_size=8, lr=0.01, patience=0, seed=5, verbose=False,
-               checkpoint=ckpt, resume=resume, on_epoch_end=on_epoch_end)
+               checkpoint=ckpt, checkpoint_every=every, resume=resume, on_epoch_end=on_epoch_end)
     return net, hist
 
 
@@ -186,6 +188,39 @@ def test_mlp_resume_after_kill_in_the_middle_of_an_epoch_is_exact(tmp_path):
         _train_mlp(ckpt, loss=dying_loss)
     assert load_checkpoint(ckpt)["epoch"] == 3
     net, _ = _train_mlp(ckpt, resume=True)
+    assert _equal(_state(net), _state(ref))
+
+
+def test_a_checkpoint_interval_writes_less_often_and_resume_stays_exact(tmp_path, monkeypatch):
+    import hep2.training as training_mod
+
+    ref, _ = _train_mlp()
+    ckpt = tmp_path / "mlp.pt"
+    clock = {"t": 0.0}
+
+    def now():                # a clock that moves only a little between epochs, 40 s at each epoch's end
+        clock["t"] += 1e-3
+        return clock["t"]
+
+    monkeypatch.setattr(training_mod.time, "perf_counter", now)
+    written = []
+    real_save = training_mod.save_checkpoint
+    monkeypatch.setattr(training_mod, "save_checkpoint",
+                        lambda path, obj: (written.append((Path(path).name, obj.get("epoch"))), real_save(path, obj)))
+
+    def tick(epoch):          # the interval is 100 s; stop after epoch 5
+        clock["t"] += 40.0
+        if epoch == 5:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        _train_mlp(ckpt, on_epoch_end=tick, every=100.0)
+    # checks at ~0, 40, 80, 120 (written: epoch 4), 160 s (40 s after the last write: not written)
+    assert [e for name, e in written if name == "mlp.pt"] == [4]
+    assert load_checkpoint(ckpt)["epoch"] == 4
+    written.clear()
+    net, _ = _train_mlp(ckpt, resume=True, every=100.0)
+    assert [e for name, e in written if name == "mlp.pt"] == [6]    # the last epoch is always written
     assert _equal(_state(net), _state(ref))
 
 

@@ -4,7 +4,6 @@ per-epoch checkpoints and exact resume, optional bf16 autocast."""
 from __future__ import annotations
 
 import contextlib
-import copy
 import io
 import math
 import time
@@ -62,13 +61,14 @@ def load_checkpoint(path):
 def fit(model: torch.nn.Module, batch_loss: Callable, train: tuple, val: tuple | None = None, *,
         epochs: int, batch_size: int, lr: float, weight_decay: float = 0.0, patience: int = 0,
         seed: int = 0, device: torch.device | str = "cpu", amp: bool = False, fused: bool = True,
-        checkpoint: str | Path | None = None, resume: bool = False, desc: str = "training",
-        verbose: bool = True, on_epoch_end: Callable | None = None) -> list[dict]:
+        checkpoint: str | Path | None = None, checkpoint_every: float = 0.0, resume: bool = False,
+        desc: str = "training", verbose: bool = True, on_epoch_end: Callable | None = None) -> list[dict]:
     """Train ``model`` in place and leave it at its best held-out loss; return the history.
 
     ``batch_loss(model, *tensors) -> (loss, n)`` computes the mean loss of one batch of the
     ``train`` / ``val`` tensors (indexed together along dim 0). ``amp``: bf16 autocast; ``fused``: the
-    fused Adam kernel. Each epoch reseeds the random generators from ``seed`` and its number, so a
+    fused Adam kernel. ``checkpoint_every``: write the checkpoint at most every this many seconds (and
+    after the last epoch; 0: after every epoch): the paper-size model's is 10 GB. Each epoch reseeds the random generators from ``seed`` and its number, so a
     run resumed from the checkpoint of epoch k ends with the same model as an uninterrupted one.
     Under torchrun (``hep2.distributed``) the processes share each global batch of ``batch_size``
     and only rank 0 writes checkpoints.
@@ -96,6 +96,7 @@ def fit(model: torch.nn.Module, batch_loss: Callable, train: tuple, val: tuple |
         raise Hep2Error(f"{desc}: no training samples")
     history: list[dict] = []
     best, best_state, bad, start = math.inf, None, 0, 0
+    best_unsaved, last_save = False, time.perf_counter()
     ckpt = Path(checkpoint) if checkpoint else None
     if ckpt is not None and resume and ckpt.exists():
         state = load_checkpoint(ckpt)
@@ -153,7 +154,8 @@ def fit(model: torch.nn.Module, batch_loss: Callable, train: tuple, val: tuple |
         if val_loss < best - 1e-9:
             best, bad = val_loss, 0
             if val is not None:      # without a held-out set the last epoch is kept: no copy to hold
-                best_state = copy.deepcopy({k: v.detach().cpu() for k, v in model.state_dict().items()})
+                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}   # on the device
+                best_unsaved = True
         else:
             bad += 1
         stopped = bool(patience) and bad >= patience
@@ -162,12 +164,15 @@ def fit(model: torch.nn.Module, batch_loss: Callable, train: tuple, val: tuple |
             tqdm.write(f"{desc}: epoch {epoch + 1}/{epochs}  train {train_loss:.5g}  held-out {val_loss:.5g}  "
                        f"{n / seconds:.1f} samples/s  {seconds:.1f}s"
                        + ("  (early stop)" if stopped else f"  ~{left / 60:.1f} min left at most"))
-        if ckpt is not None and rank == 0:
-            if bad == 0 and best_state is not None:
+        due = stopped or epoch + 1 == epochs or time.perf_counter() - last_save >= checkpoint_every
+        if ckpt is not None and rank == 0 and due:
+            if best_unsaved and best_state is not None:
                 save_checkpoint(ckpt.with_name(ckpt.stem + "-best.pt"), best_state)
+                best_unsaved = False
             save_checkpoint(ckpt, {"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch + 1,
                                    "history": history, "best": best, "bad": bad, "has_best": best_state is not None,
                                    "stopped": stopped, "n_train": n})
+            last_save = time.perf_counter()
         if on_epoch_end is not None:
             on_epoch_end(epoch + 1)
         if stopped:
