@@ -43,6 +43,16 @@ def pooled_run(tmp_path_factory, _session_cache):
     return _dcae_run("pooled", tmp_path_factory, _session_cache, "features=pooled", "hidden=", "dropout=0")
 
 
+def test_a_conv5_features_model_is_saved_without_its_decoder(dcae_run):
+    from hep2.errors import Hep2Error
+
+    pred = Predictor(dcae_run)
+    for ae in pred.method.autoencoders:
+        assert ae.model_.conv5 is not None and ae.model_.deconv5 is None and len(ae.model_.decoder) == 0
+    with pytest.raises(Hep2Error, match="without its decoder"):
+        pred.method.reconstruct(np.zeros((1, 32, 32), np.uint8))
+
+
 def test_a_pooled_features_model_is_saved_without_conv5_and_decoder(pooled_run):
     from hep2.errors import Hep2Error
     from hep2.training import load_checkpoint
@@ -60,7 +70,7 @@ def test_a_pooled_features_model_is_saved_without_conv5_and_decoder(pooled_run):
     pick = [by_id[r["id"]] for r in rows[:20]]
     imgs, _ = load_images(cells.subset(pick), pred.prep)
     np.testing.assert_allclose(pred.method.transform(imgs), np.load(pooled_run / "features.npy")[:20], atol=1e-5)
-    with pytest.raises(Hep2Error, match="saved for prediction only"):
+    with pytest.raises(Hep2Error, match="without its decoder"):
         pred.method.reconstruct(imgs)
 
 

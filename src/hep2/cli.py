@@ -155,7 +155,8 @@ def cmd_serve(args) -> int:
 
 
 def _add_preset_args(p) -> None:
-    p.add_argument("--preset", default="cpu", help="paper (Table I, 224x224), cpu (64x64, default) or tiny")
+    p.add_argument("--preset", default="cpu", help="paper (Table I, 224x224), cpu (64x64, default), improved (the "
+                   "best autoencoder features, 64x64) or tiny")
     p.add_argument("--config", help="a JSON or YAML file of settings that override the preset")
     p.add_argument("--set", action="append", metavar="NAME=VALUE",
                    help="override one setting, e.g. --set ae_epochs=10 (repeatable)")

@@ -225,20 +225,21 @@ class DCAEFeatures(TransformerMixin, BaseEstimator):
 
     def reconstruct(self, X) -> np.ndarray:
         """(N, S, S) reconstructions in [0, 1] (for inspection)."""
-        if self.model_.conv5 is None:
-            raise Hep2Error("this autoencoder was saved for prediction only (pooled features: Conv 1-4), without "
-                            "Conv 5 and the decoder: reconstructions are in the run folder's reconstructions.png")
+        if self.model_.deconv5 is None:
+            raise Hep2Error("this autoencoder was saved for prediction only, without its decoder: reconstructions "
+                            "are in the run folder's reconstructions.png")
         return self._batches(X, self.model_)[:, 0]
 
     def for_prediction(self) -> "DCAEFeatures":
-        """A copy for saved models: with ``features`` = pooled, without Conv 5 and the decoder, which
-        prediction never runs (at 64x64 they are 97% of the weights). This object is unchanged."""
-        if self.config_.features != "pooled":
-            return self
+        """A copy for saved models, without what prediction never runs: the decoder (half the weights), and
+        with ``features`` = pooled Conv 5 too (at 64x64 Conv 5 and the decoder are 97% of the weights). This
+        object is unchanged."""
         slim = copy.copy(self.model_)
         slim._modules = dict(self.model_._modules)   # its own module table; the encoder's layers are shared
-        slim.conv5 = slim.deconv5 = None
+        slim.deconv5 = None
         slim.decoder = torch.nn.ModuleList()
+        if self.config_.features == "pooled":
+            slim.conv5 = None
         out = copy.copy(self)
         out.model_ = slim
         return out
