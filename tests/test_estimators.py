@@ -204,9 +204,10 @@ def test_pooled_features_are_the_conv_maps_mean_and_max(fitted_ae, synth):
     # by hand: Conv 1's maps of the first image, averaged and maxed
     import torch
 
-    x = torch.from_numpy(imgs[:1, None]).float() / 255
+    conv1 = fitted_ae.model_.encoder[0]
+    x = torch.from_numpy(imgs[:1, None]).float().to(conv1.weight.device) / 255
     with torch.no_grad():
-        h = torch.relu(fitted_ae.model_.encoder[0](x))
+        h = torch.relu(conv1(x)).cpu()
     w1 = PRESETS["tiny"].widths[0]
     ae.config_ = fitted_ae.config_.override({"features": "pooled"})
     F = ae.transform(imgs[:1])

@@ -193,7 +193,9 @@ def test_saved_model_reproduces_the_run_features(grouped_run, cache):
     assert bad == [] and [r[0] for r in rows] == [root / i for i in ids]
     feats = torch.from_numpy(np.load(grouped_run / "features.npy")[:6])
     expected = p.classifier.predict_proba(feats.numpy())
-    np.testing.assert_allclose(np.stack([r[2] for r in rows]), expected, rtol=0, atol=1e-5)
+    # a run on a GPU computed its features in TF32 (10-bit mantissa); a loaded model predicts in fp32
+    np.testing.assert_allclose(np.stack([r[2] for r in rows]), expected, rtol=0,
+                               atol=1e-3 if torch.cuda.is_available() else 1e-5)
 
 
 # ------------------------------------------------------------------------------ resume and refusals

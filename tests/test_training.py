@@ -264,7 +264,7 @@ def _train_one_step(images, settings, monkeypatch):
     monkeypatch.setattr(estimators_mod, "DCAE", dcae)
     DCAEFeatures("tiny", settings={"ae_epochs": 1, "ae_batch": 60, "ae_val_fraction": 0} | settings).fit(images)
     assert len(seen) == len(inputs) == 1
-    return inputs[0], seen[0]
+    return inputs[0].cpu(), seen[0].cpu()      # on the training device (a GPU where there is one)
 
 
 def test_denoising_autoencoder_sees_noisy_input_and_learns_the_clean_image(tiny_images, monkeypatch):

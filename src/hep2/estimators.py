@@ -181,7 +181,7 @@ class DCAEFeatures(TransformerMixin, BaseEstimator):
                             batch_size=cfg.ae_batch, lr=cfg.ae_lr, weight_decay=cfg.ae_weight_decay,
                             patience=cfg.ae_patience if n_val else 0, seed=cfg.seed, device=device, amp=cfg.amp,
                             fused=cfg.fused_adam, checkpoint=self.checkpoint, resume=self.resume, desc="autoencoder",
-                            checkpoint_every=60 * cfg.checkpoint_minutes,
+                            checkpoint_every=60 * cfg.checkpoint_minutes, deterministic=cfg.deterministic,
                             verbose=self.verbose)
         self.config_ = cfg
         self.n_features_out_ = self.model_.n_features(cfg.features)

@@ -189,7 +189,7 @@ def _check_same_run(out: Path, config: dict) -> None:
     # a setting added since the folder was made had its default then
     before = Preset().to_dict() | (old.get("preset") or {})
     diff += [f"{k}: {before.get(k)!r} -> {v!r}" for k, v in config["preset"].items()
-             if k not in ("description", "threads", "checkpoint_minutes") and before.get(k) != v]
+             if k not in ("description", "threads", "checkpoint_minutes", "deterministic") and before.get(k) != v]
     if diff:
         raise Hep2Error(f"--resume: run folder {out} was made with other settings ({'; '.join(diff)}): resume "
                         "with the same dataset, protocol and settings, or choose another --out")
