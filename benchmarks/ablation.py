@@ -21,7 +21,7 @@ from hep2.presets import Preset
 
 # names and speed settings: they do not change what is computed (beyond rounding)
 SKIP = {"name", "description", "device", "threads", "amp", "channels_last", "infer_amp", "infer_channels_last",
-        "fused_adam"}
+        "fused_adam", "checkpoint_minutes", "deterministic"}
 
 
 def load(run: str) -> dict | None:
