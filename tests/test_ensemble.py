@@ -135,3 +135,33 @@ def test_members_that_do_not_fit_are_clear_errors(members, tmp_path, capsys):
     fails([str(root / "ens"), b, "--out", str(tmp_path / "x")], "is itself an ensemble")
     fails([a, b, "--out", str(root / "ens")], "already exists")
     assert Predictor(root / "ens").method_name == "ensemble"           # and the existing one is intact
+
+
+def test_official_members_give_the_ensemble_a_full_figure(snphep2_root, _session_cache, tmp_path, monkeypatch):
+    """Official runs list their train/ -> test/ predictions as split `full`: the ensemble averages those
+    too and reports `full`; a member from before (no `full` rows) still joins, without that figure."""
+    monkeypatch.setenv("HEP2_CACHE", str(_session_cache))
+    base = ["run", f"snphep2:{snphep2_root}", "--protocol", "official", "--preset", "tiny", "--quiet",
+            "--set", "ae_epochs=1", "--set", "mlp_epochs=3"]
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert main([*base, "--out", str(a)]) == 0
+    assert main([*base, "--set", "seed=1", "--out", str(b)]) == 0
+    assert main(["ensemble", str(a), str(b), "--out", str(tmp_path / "ens"), "--quiet"]) == 0
+    m = json.loads((tmp_path / "ens" / "metrics.json").read_text())
+    ra, rb = ([r for r in _rows(x) if r["split"] == "full"] for x in (a, b))
+    pcols = [k for k in ra[0] if k.startswith("p_")]
+    avg = np.array([[float(x[k]) + float(z[k]) for k in pcols] for x, z in zip(ra, rb)])
+    truth = [pcols.index("p_" + r["true"]) for r in ra]
+    assert len(ra) == 979 and m["full"]["accuracy"] == pytest.approx(np.mean(avg.argmax(1) == truth))
+    assert list(m["accuracy"]["per_split"]) == [f"split-50-{k}" for k in range(1, 6)]   # `full` is no split
+    assert "full (train/ → test/)" in (tmp_path / "ens" / "report.md").read_text()
+    old = tmp_path / "old"              # a member written before runs kept their `full` rows
+    shutil.copytree(b, old)
+    rows = _rows(b)
+    with open(old / "predictions.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(r for r in rows if r["split"] != "full")
+    assert main(["ensemble", str(a), str(old), "--out", str(tmp_path / "ens2"), "--quiet"]) == 0
+    m2 = json.loads((tmp_path / "ens2" / "metrics.json").read_text())
+    assert "full" not in m2 and m2["accuracy"] == m["accuracy"]

@@ -356,7 +356,11 @@ def test_official_on_snphep2(snphep2_root, cache, tmp_path):
     assert m["autoencoder_saw_test_images"] is False
     # the autoencoder trained on train/ only: 905 cells less its held-out tenth
     assert load_checkpoint(out / "checkpoints/dcae-mlp.pt")["n_train"] == 905 - round(905 * 0.1)
-    assert len(_csv(out / "predictions.csv")) - 1 == 5 * 490
+    rows = _csv(out / "predictions.csv")[1:]
+    assert len(rows) == 5 * 490 + 979        # each split's test cells, then `full`: all of test/
+    full = [r for r in rows if r[0] == "full"]
+    assert len(full) == 979 and all(r[1].startswith("test/") for r in full)
+    assert np.mean([r[2] == r[3] for r in full]) == pytest.approx(m["full"]["accuracy"])
     # features for every cell of train/ and test/ (`full` tests on all of test/)
     assert np.load(out / "features.npy").shape[0] == len(_csv(out / "features_ids.csv")) - 1 == 1884
     assert "no test image was seen" in (out / "report.md").read_text()

@@ -51,6 +51,13 @@ def _read_run(run: Path) -> dict:
     return {"run": run, "metrics": metrics, "config": config, "data": data, "classes": classes, "table": table}
 
 
+FULL = "full"   # the split name of an official run's train/ -> test/ rows
+
+
+def _split_keys(member: dict) -> set:
+    return {k for k in member["table"] if k[0] != FULL}
+
+
 def make_ensemble(runs, out, *, verbose: bool = True) -> dict:
     """Average the runs' probabilities on their shared splits; write a run folder (metrics, predictions,
     report, and the members' models as one loadable model)."""
@@ -75,29 +82,36 @@ def make_ensemble(runs, out, *, verbose: bool = True) -> dict:
             if key(m) != key(base):
                 raise Hep2Error(f"{m['run']}: its {what} {key(m)!r} differs from {base['run']}'s {key(base)!r}: "
                                 "an ensemble's members must be runs on the same data under the same protocol")
-        if m["table"].keys() != base["table"].keys():
+        if _split_keys(m) != _split_keys(base):
             raise Hep2Error(f"{m['run']}: its splits or test cells differ from {base['run']}'s (made with another "
                             "seed, subset or --skip-bad?): members must share every split")
     prepare_out(out, resume=False)
     say = print if verbose and dd.is_main() else (lambda *a, **k: None)
     classes, protocol = base["classes"], base["metrics"]["protocol"]
-    per_split, rows, y_all, p_all = {}, [], [], []
-    for split in dict.fromkeys(s for s, _ in base["table"]):
+    per_split, rows, y_all, p_all, extra = {}, [], [], [], {}
+    # official runs also hold "full" rows (train/ -> test/); members from before that have none
+    full = all({k for k in m["table"] if k[0] == FULL} == {k for k in base["table"] if k[0] == FULL}
+               for m in members) and any(k[0] == FULL for k in base["table"])
+    for split in dict.fromkeys(s for s, _ in base["table"] if s != FULL or full):
         keys = [k for k in base["table"] if k[0] == split]
         y = np.array([base["table"][k][0] for k in keys])
         proba = np.mean([[m["table"][k][1] for k in keys] for m in members], axis=0)
         pred = proba.argmax(1)
+        rows += [[split, k[1], classes[t], classes[p], *np.round(pr, 5)] for k, t, p, pr in zip(keys, y, pred, proba)]
+        if split == FULL:
+            extra["full"] = classification_metrics(y, pred, classes)
+            say(f"  full (train/ -> test/): accuracy {extra['full']['accuracy']:.4f}  MCA {extra['full']['mca']:.4f}")
+            continue
         per_split[split] = classification_metrics(y, pred, classes)
         y_all.append(y)
         p_all.append(pred)
-        rows += [[split, k[1], classes[t], classes[p], *np.round(pr, 5)] for k, t, p, pr in zip(keys, y, pred, proba)]
         say(f"  {split}: accuracy {per_split[split]['accuracy']:.4f}  MCA {per_split[split]['mca']:.4f}")
     pooled = classification_metrics(np.concatenate(y_all), np.concatenate(p_all), classes)
     described = [{"run": str(m["run"]), "method": m["config"].get("method"),
                   "preset": (m["config"].get("preset") or {}).get("name"),
                   "accuracy": m["metrics"]["accuracy"]["mean"], "mca": m["metrics"]["mca"]["mean"],
                   "command": m["config"].get("command")} for m in members]
-    metrics = summarize_protocol(protocol, per_split, pooled, {
+    metrics = summarize_protocol(protocol, per_split, pooled, extra | {
         "dataset": base["metrics"].get("dataset"), "preset": "–", "method": "ensemble", "members": described,
         "paper_accuracy": None, "n_splits": len(per_split),
         "autoencoder_saw_test_images": any(m["metrics"].get("autoencoder_saw_test_images") for m in members)})

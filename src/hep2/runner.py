@@ -141,9 +141,12 @@ def run(dataset: str, *, protocol: str = "cv", cfg: Preset, out, subset: str = "
     final = m.classifier().fit(feats[train_idx], y[train_idx])
     if protocol == "official":  # also all of train/ against all of test/
         test = cells.subsets["test"]
-        full = classification_metrics(y[test], full_proba(final, feats[test], len(cells.classes)).argmax(1),
-                                      cells.classes)
+        full_p = full_proba(final, feats[test], len(cells.classes))
+        full_pred = full_p.argmax(1)
+        full = classification_metrics(y[test], full_pred, cells.classes)
         extra["full"] = full
+        rows += [["full", cells.cells[i].id, cells.classes[y[i]], cells.classes[p], *np.round(pr, 5)]
+                 for i, p, pr in zip(test, full_pred, full_p)]
         say(f"  full (train/ -> test/): accuracy {full['accuracy']:.4f}  MCA {full['mca']:.4f}")
     t_clf = time.perf_counter() - t0
     extra |= {"dataset": cells.name, "preset": cfg.name, "method": method, "paper_accuracy": m.paper_accuracy,
