@@ -306,7 +306,7 @@ def create_app(model_dir, workdir="hep2-serve", runs_root=None, **limits):
     """The FastAPI application over the run folder ``model_dir``."""
     try:
         from fastapi import FastAPI, File, HTTPException, Request, UploadFile
-        from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
+        from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
     except ImportError:
         raise Hep2Error("hep2 serve needs FastAPI: pip install fastapi uvicorn python-multipart") from None
     from . import __version__
