@@ -92,11 +92,12 @@ def test_checkpoints_are_written_atomically(tmp_path):
     torch.manual_seed(0)
     model = torch.nn.Linear(4, 4)
     hist = fit(model, _mse, train, val, epochs=2, batch_size=16, lr=0.05, verbose=False, checkpoint=ckpt)
-    assert sorted(p.name for p in ckpt.parent.iterdir()) == ["model-best.pt", "model.pt"]
+    assert sorted(p.name for p in ckpt.parent.iterdir()) == ["model-best-1.pt", "model.pt"]   # best: epoch 1
     state = load_checkpoint(ckpt)
     assert state["epoch"] == 2 and state["n_train"] == 64 and state["history"] == hist
     assert set(state) >= {"model", "optimizer", "best", "bad", "has_best", "stopped"}
-    assert _equal(load_checkpoint(ckpt.with_name("model-best.pt")), _state(model))
+    assert state["best_file"] == "model-best-1.pt" and state["best_epoch"] == 1
+    assert _equal(load_checkpoint(ckpt.with_name("model-best-1.pt")), _state(model))
 
     # A run killed while writing its next checkpoint leaves the previous one whole and no temp file.
     def killed(src, dst):
@@ -107,7 +108,7 @@ def test_checkpoints_are_written_atomically(tmp_path):
         with pytest.raises(KeyboardInterrupt):
             fit(torch.nn.Linear(4, 4), _mse, train, val, epochs=4, batch_size=16, lr=0.05, verbose=False,
                 checkpoint=ckpt, resume=True)
-    assert sorted(p.name for p in ckpt.parent.iterdir()) == ["model-best.pt", "model.pt"]
+    assert sorted(p.name for p in ckpt.parent.iterdir()) == ["model-best-1.pt", "model.pt"]
     assert not list(tmp_path.rglob("*.tmp"))
     assert load_checkpoint(ckpt)["epoch"] == 2
 
@@ -148,12 +149,12 @@ def _classifier_data():
     return (x[:60], y[:60]), (x[60:], y[60:])
 
 
-def _train_mlp(ckpt=None, resume=False, on_epoch_end=None, loss=_ce, epochs=6, every=0.0):
+def _train_mlp(ckpt=None, resume=False, on_epoch_end=None, loss=_ce, epochs=6):
     train, val = _classifier_data()
     torch.manual_seed(0)
     net = MLP(12, (16,), 3, dropout=0.5)   # dropout: the random stream must resume exactly too
     hist = fit(net, loss, train, val, epochs=epochs, batch_size=8, lr=0.01, patience=0, seed=5, verbose=False,
-               checkpoint=ckpt, checkpoint_every=every, resume=resume, on_epoch_end=on_epoch_end)
+               checkpoint=ckpt, resume=resume, on_epoch_end=on_epoch_end)
     return net, hist
 
 
@@ -191,37 +192,89 @@ def test_mlp_resume_after_kill_in_the_middle_of_an_epoch_is_exact(tmp_path):
     assert _equal(_state(net), _state(ref))
 
 
-def test_a_checkpoint_interval_writes_less_often_and_resume_stays_exact(tmp_path, monkeypatch):
+def _fake_clock(monkeypatch):
+    """time.perf_counter for hep2.training that moves 1 ms a call: tests move it further by hand."""
     import hep2.training as training_mod
 
-    ref, _ = _train_mlp()
-    ckpt = tmp_path / "mlp.pt"
     clock = {"t": 0.0}
 
-    def now():                # a clock that moves only a little between epochs, 40 s at each epoch's end
+    def now():
         clock["t"] += 1e-3
         return clock["t"]
 
     monkeypatch.setattr(training_mod.time, "perf_counter", now)
+    return clock
+
+
+def _spy_saves(monkeypatch):
+    import hep2.training as training_mod
+
     written = []
     real_save = training_mod.save_checkpoint
-    monkeypatch.setattr(training_mod, "save_checkpoint",
-                        lambda path, obj: (written.append((Path(path).name, obj.get("epoch"))), real_save(path, obj)))
 
-    def tick(epoch):          # the interval is 100 s; stop after epoch 5
+    def save(path, obj):
+        written.append((Path(path).name, obj.get("epoch") if "optimizer" in obj else None))
+        real_save(path, obj)
+
+    monkeypatch.setattr(training_mod, "save_checkpoint", save)
+    return written
+
+
+def _fit_linear(ckpt, every=0.0, resume=False, on_epoch_end=None):
+    """The held-out loss is lowest after epoch 1 and rises after it (``_conflicting_data``)."""
+    train, val = _conflicting_data()
+    torch.manual_seed(0)
+    model = torch.nn.Linear(4, 4)
+    fit(model, _mse, train, val, epochs=6, batch_size=16, lr=0.05, verbose=False, checkpoint=ckpt,
+        checkpoint_every=every, resume=resume, on_epoch_end=on_epoch_end)
+    return model
+
+
+def test_a_checkpoint_interval_writes_less_often_and_resume_stays_exact(tmp_path, monkeypatch):
+    ref = _fit_linear(None)
+    ckpt = tmp_path / "lin.pt"
+    clock = _fake_clock(monkeypatch)
+    written = _spy_saves(monkeypatch)
+
+    def tick(epoch):          # the interval is 100 s, each epoch "takes" 40 s; stop after epoch 5
         clock["t"] += 40.0
         if epoch == 5:
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        _train_mlp(ckpt, on_epoch_end=tick, every=100.0)
-    # checks at ~0, 40, 80, 120 (written: epoch 4), 160 s (40 s after the last write: not written)
-    assert [e for name, e in written if name == "mlp.pt"] == [4]
-    assert load_checkpoint(ckpt)["epoch"] == 4
+        _fit_linear(ckpt, every=100.0, on_epoch_end=tick)
+    # checks at ~0, 40, 80, 120 s (written: epoch 4) and 160 s (40 s after that write: not written); the best
+    # epoch, 1, was never written before epoch 4 and is written with it
+    assert written == [("lin-best-1.pt", None), ("lin.pt", 4)]
+    assert load_checkpoint(ckpt)["best_file"] == "lin-best-1.pt"
     written.clear()
-    net, _ = _train_mlp(ckpt, resume=True, every=100.0)
-    assert [e for name, e in written if name == "mlp.pt"] == [6]    # the last epoch is always written
+    model = _fit_linear(ckpt, every=100.0, resume=True)
+    assert written == [("lin.pt", 6)]                 # the last epoch is always written
+    assert _equal(_state(model), _state(ref))        # the weights of epoch 1, read back from its file
+
+
+def test_a_run_killed_between_the_best_weights_and_the_checkpoint_resumes_a_matching_pair(tmp_path, monkeypatch):
+    import hep2.training as training_mod
+
+    ref, _ = _train_mlp()                   # its held-out loss falls every epoch: a new best file each epoch
+    ckpt = tmp_path / "mlp.pt"
+    real_save = training_mod.save_checkpoint
+
+    def dies_at_epoch_3(path, obj):
+        if Path(path).name == "mlp.pt" and obj["epoch"] == 3:
+            raise KeyboardInterrupt           # after mlp-best-3.pt was written, before the checkpoint
+        real_save(path, obj)
+
+    monkeypatch.setattr(training_mod, "save_checkpoint", dies_at_epoch_3)
+    with pytest.raises(KeyboardInterrupt):
+        _train_mlp(ckpt)
+    monkeypatch.setattr(training_mod, "save_checkpoint", real_save)
+    state = load_checkpoint(ckpt)
+    assert state["epoch"] == 2 and state["best_file"] == "mlp-best-2.pt"
+    assert _equal(load_checkpoint(tmp_path / "mlp-best-2.pt"), state["model"])   # epoch 2's own best
+    net, _ = _train_mlp(ckpt, resume=True)
     assert _equal(_state(net), _state(ref))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mlp-best-6.pt", "mlp.pt"]
 
 
 def test_resume_of_a_finished_run_trains_no_more(tmp_path):

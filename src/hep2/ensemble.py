@@ -92,6 +92,9 @@ def make_ensemble(runs, out, *, verbose: bool = True) -> dict:
     # official runs also hold "full" rows (train/ -> test/); members from before that have none
     full = all({k for k in m["table"] if k[0] == FULL} == {k for k in base["table"] if k[0] == FULL}
                for m in members) and any(k[0] == FULL for k in base["table"])
+    if not full and any(k[0] == FULL for m in members for k in m["table"]):
+        say("  no `full` figure: not every member holds the same train/ -> test/ predictions (runs made before "
+            "runs kept them have none)")
     for split in dict.fromkeys(s for s, _ in base["table"] if s != FULL or full):
         keys = [k for k in base["table"] if k[0] == split]
         y = np.array([base["table"][k][0] for k in keys])

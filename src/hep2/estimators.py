@@ -145,7 +145,7 @@ class DCAEFeatures(TransformerMixin, BaseEstimator):
         if cfg.features not in ("conv5", "pooled", "both"):
             raise Hep2Error(f"features={cfg.features!r}: choose conv5 (the paper's), pooled or both")
         for key, top in (("ae_intensity", 2.0), ("ae_noise", 1.0), ("ae_zoom", 0.9), ("ae_rotation", 180.0),
-                         ("ae_mask", 0.9)):
+                         ("ae_mask", 0.9), ("checkpoint_minutes", 1e6)):
             if not 0 <= getattr(cfg, key) <= top:
                 raise Hep2Error(f"{key}={getattr(cfg, key)}: must lie in [0, {top}] (0 turns it off)")
         if cfg.threads:

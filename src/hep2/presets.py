@@ -61,7 +61,8 @@ class Preset:
     infer_amp: bool = False              # bf16 autocast for feature extraction and prediction
     infer_channels_last: bool = False    # NHWC layout for feature extraction and prediction
     fused_adam: bool = True              # the fused Adam kernel (same update as the plain loop)
-    deterministic: bool = True           # GPU: cuDNN's deterministic kernels (same seed, same model; exact resume)
+    deterministic: bool = True           # GPU: cuDNN's deterministic kernels for the autoencoder (same seed, same
+                                         # model; exact resume); the classifiers always use them
     checkpoint_minutes: float = 0.0      # the autoencoder's resumable checkpoint at most this often (0: every epoch)
     threads: int = 0                     # torch threads; 0 keeps PyTorch's default
     cv_folds: int = 5

@@ -98,7 +98,7 @@ def fit(model: torch.nn.Module, batch_loss: Callable, train: tuple, val: tuple |
         raise Hep2Error(f"{desc}: no training samples")
     history: list[dict] = []
     best, best_state, bad, start = math.inf, None, 0, 0
-    best_unsaved, last_save = False, time.perf_counter()
+    best_epoch, best_file, last_save = 0, None, time.perf_counter()
     ckpt = Path(checkpoint) if checkpoint else None
     if ckpt is not None and resume and ckpt.exists():
         state = load_checkpoint(ckpt)
@@ -112,7 +112,8 @@ def fit(model: torch.nn.Module, batch_loss: Callable, train: tuple, val: tuple |
             raise Hep2Error(f"checkpoint {ckpt} does not fit this model ({str(e).splitlines()[0]}): it was made "
                             "with other settings; resume only the same run, or remove the checkpoint") from None
         history, best, bad, start = state["history"], state["best"], state["bad"], state["epoch"]
-        best_state = load_checkpoint(ckpt.with_name(ckpt.stem + "-best.pt")) if state["has_best"] else None
+        best_epoch, best_file = state.get("best_epoch", 0), state.get("best_file", ckpt.stem + "-best.pt")
+        best_state = load_checkpoint(ckpt.with_name(best_file)) if state["has_best"] else None
         if state.get("stopped"):
             start = epochs
         if verbose:
@@ -157,7 +158,7 @@ def fit(model: torch.nn.Module, batch_loss: Callable, train: tuple, val: tuple |
             best, bad = val_loss, 0
             if val is not None:      # without a held-out set the last epoch is kept: no copy to hold
                 best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}   # on the device
-                best_unsaved = True
+                best_epoch = epoch + 1
         else:
             bad += 1
         stopped = bool(patience) and bad >= patience
@@ -168,12 +169,18 @@ def fit(model: torch.nn.Module, batch_loss: Callable, train: tuple, val: tuple |
                        + ("  (early stop)" if stopped else f"  ~{left / 60:.1f} min left at most"))
         due = stopped or epoch + 1 == epochs or time.perf_counter() - last_save >= checkpoint_every
         if ckpt is not None and rank == 0 and due:
-            if best_unsaved and best_state is not None:
-                save_checkpoint(ckpt.with_name(ckpt.stem + "-best.pt"), best_state)
-                best_unsaved = False
+            # the best weights go to a file named by their epoch, which the checkpoint names; older ones are
+            # removed only after it: a run killed between the two writes resumes with a matching pair
+            if best_state is not None and best_file != f"{ckpt.stem}-best-{best_epoch}.pt":
+                best_file = f"{ckpt.stem}-best-{best_epoch}.pt"
+                save_checkpoint(ckpt.with_name(best_file), best_state)
             save_checkpoint(ckpt, {"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch + 1,
                                    "history": history, "best": best, "bad": bad, "has_best": best_state is not None,
-                                   "stopped": stopped, "n_train": n})
+                                   "best_epoch": best_epoch, "best_file": best_file, "stopped": stopped,
+                                   "n_train": n})
+            for old in ckpt.parent.glob(f"{ckpt.stem}-best*.pt"):
+                if old.name != best_file:
+                    old.unlink(missing_ok=True)
             last_save = time.perf_counter()
         if on_epoch_end is not None:
             on_epoch_end(epoch + 1)
