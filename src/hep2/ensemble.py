@@ -54,8 +54,9 @@ def _read_run(run: Path) -> dict:
 FULL = "full"   # the split name of an official run's train/ -> test/ rows
 
 
-def _split_keys(member: dict) -> set:
-    return {k for k in member["table"] if k[0] != FULL}
+def _keys(member: dict, full: bool = False) -> set:
+    """The member's (split, id) keys of its splits, or with ``full`` of its train/ -> test/ rows."""
+    return {k for k in member["table"] if (k[0] == FULL) == full}
 
 
 def make_ensemble(runs, out, *, verbose: bool = True) -> dict:
@@ -82,7 +83,7 @@ def make_ensemble(runs, out, *, verbose: bool = True) -> dict:
             if key(m) != key(base):
                 raise Hep2Error(f"{m['run']}: its {what} {key(m)!r} differs from {base['run']}'s {key(base)!r}: "
                                 "an ensemble's members must be runs on the same data under the same protocol")
-        if _split_keys(m) != _split_keys(base):
+        if _keys(m) != _keys(base):
             raise Hep2Error(f"{m['run']}: its splits or test cells differ from {base['run']}'s (made with another "
                             "seed, subset or --skip-bad?): members must share every split")
     prepare_out(out, resume=False)
@@ -90,9 +91,8 @@ def make_ensemble(runs, out, *, verbose: bool = True) -> dict:
     classes, protocol = base["classes"], base["metrics"]["protocol"]
     per_split, rows, y_all, p_all, extra = {}, [], [], [], {}
     # official runs also hold "full" rows (train/ -> test/); members from before that have none
-    full = all({k for k in m["table"] if k[0] == FULL} == {k for k in base["table"] if k[0] == FULL}
-               for m in members) and any(k[0] == FULL for k in base["table"])
-    if not full and any(k[0] == FULL for m in members for k in m["table"]):
+    full = bool(_keys(base, True)) and all(_keys(m, True) == _keys(base, True) for m in members)
+    if not full and any(_keys(m, True) for m in members):
         say("  no `full` figure: not every member holds the same train/ -> test/ predictions (runs made before "
             "runs kept them have none)")
     for split in dict.fromkeys(s for s, _ in base["table"] if s != FULL or full):

@@ -124,6 +124,11 @@ def run(dataset: str, *, protocol: str = "cv", cfg: Preset, out, subset: str = "
     # 3. the classifier under the protocol
     t0 = time.perf_counter()
     per_split, rows, all_true, all_pred = {}, [], [], []
+
+    def prediction_rows(split, idx, proba, pred):
+        return [[split, cells.cells[i].id, cells.classes[y[i]], cells.classes[p], *np.round(pr, 5)]
+                for i, p, pr in zip(idx, pred, proba)]
+
     for name, a, b in splits:
         clf = m.classifier().fit(feats[a], y[a])
         proba = full_proba(clf, feats[b], len(cells.classes))
@@ -131,8 +136,7 @@ def run(dataset: str, *, protocol: str = "cv", cfg: Preset, out, subset: str = "
         per_split[name] = classification_metrics(y[b], pred, cells.classes)
         all_true.append(y[b])
         all_pred.append(pred)
-        rows += [[name, cells.cells[i].id, cells.classes[y[i]], cells.classes[p], *np.round(pr, 5)]
-                 for i, p, pr in zip(b, pred, proba)]
+        rows += prediction_rows(name, b, proba, pred)
         say(f"  {name}: accuracy {per_split[name]['accuracy']:.4f}  MCA {per_split[name]['mca']:.4f}  "
             f"(train {len(a)}, test {len(b)})")
     pooled = classification_metrics(np.concatenate(all_true), np.concatenate(all_pred), cells.classes)
@@ -145,8 +149,7 @@ def run(dataset: str, *, protocol: str = "cv", cfg: Preset, out, subset: str = "
         full_pred = full_p.argmax(1)
         full = classification_metrics(y[test], full_pred, cells.classes)
         extra["full"] = full
-        rows += [["full", cells.cells[i].id, cells.classes[y[i]], cells.classes[p], *np.round(pr, 5)]
-                 for i, p, pr in zip(test, full_pred, full_p)]
+        rows += prediction_rows("full", test, full_p, full_pred)
         say(f"  full (train/ -> test/): accuracy {full['accuracy']:.4f}  MCA {full['mca']:.4f}")
     t_clf = time.perf_counter() - t0
     extra |= {"dataset": cells.name, "preset": cfg.name, "method": method, "paper_accuracy": m.paper_accuracy,

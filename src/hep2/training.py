@@ -61,16 +61,19 @@ def load_checkpoint(path):
 def fit(model: torch.nn.Module, batch_loss: Callable, train: tuple, val: tuple | None = None, *,
         epochs: int, batch_size: int, lr: float, weight_decay: float = 0.0, patience: int = 0,
         seed: int = 0, device: torch.device | str = "cpu", amp: bool = False, fused: bool = True,
-        deterministic: bool = True, checkpoint: str | Path | None = None, checkpoint_every: float = 0.0, resume: bool = False,
-        desc: str = "training", verbose: bool = True, on_epoch_end: Callable | None = None) -> list[dict]:
+        deterministic: bool = True, checkpoint: str | Path | None = None, checkpoint_every: float = 0.0,
+        resume: bool = False, desc: str = "training", verbose: bool = True,
+        on_epoch_end: Callable | None = None) -> list[dict]:
     """Train ``model`` in place and leave it at its best held-out loss; return the history.
 
     ``batch_loss(model, *tensors) -> (loss, n)`` computes the mean loss of one batch of the
     ``train`` / ``val`` tensors (indexed together along dim 0). ``amp``: bf16 autocast; ``fused``: the
-    fused Adam kernel; ``deterministic``: on a GPU, cuDNN's deterministic kernels (the same seed gives the
-    same model, and a resumed run the uninterrupted one's; the others can be faster). ``checkpoint_every``: write the checkpoint at most every this many seconds (and
-    after the last epoch; 0: after every epoch): the paper-size model's is 10 GB. Each epoch reseeds the random generators from ``seed`` and its number, so a
-    run resumed from the checkpoint of epoch k ends with the same model as an uninterrupted one.
+    fused Adam kernel; ``deterministic``: on a GPU, cuDNN's deterministic kernels (the same seed gives
+    the same model, and a resumed run the uninterrupted one's; the others can be faster).
+    ``checkpoint_every``: write the checkpoint at most every this many seconds, and after the last
+    epoch (0: after every epoch); the paper-size model's is 10 GB. Each epoch reseeds the random
+    generators from ``seed`` and its number, so a run resumed from the checkpoint of epoch k ends with
+    the same model as an uninterrupted one.
     Under torchrun (``hep2.distributed``) the processes share each global batch of ``batch_size``
     and only rank 0 writes checkpoints.
     """
