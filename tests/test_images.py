@@ -127,6 +127,27 @@ def test_resize_stretch_and_upscale():
     np.testing.assert_allclose(up, 1.0, atol=1e-5)
 
 
+def test_resize_fixed_scale_keeps_pixel_size_pads_and_crops():
+    arr = np.arange(100, dtype=np.float32).reshape(10, 10) / 100
+    small = resize_square(arr, 14, scale=1.0)          # native pixels, 2 zero rows / columns around
+    np.testing.assert_array_equal(small[2:12, 2:12], arr)
+    assert small[:2].sum() == 0 and small[12:].sum() == 0 and small[:, :2].sum() == 0
+    np.testing.assert_array_equal(resize_square(arr, 6, scale=1.0), arr[2:8, 2:8])   # the centre of a larger cell
+    half = resize_square(np.ones((8, 4), np.float32), 8, scale=0.5)                  # 8x4 -> 4x2, centred
+    assert half.sum() == pytest.approx(8.0) and np.all(half[2:6, 3:5] == 1.0)
+    # two cells of different size keep one texture scale, where fitting would magnify the small one twice
+    assert resize_square(np.ones((20, 20), np.float32), 64, scale=1.0).sum() == 400
+    assert resize_square(np.ones((20, 20), np.float32), 64).sum() == 64 * 64
+
+
+def test_scale_setting_reaches_the_loader_and_is_checked():
+    from hep2.presets import get_preset
+
+    assert get_preset("tiny", overrides={"scale": "1"}).preprocess().scale == 1.0
+    with pytest.raises(Hep2Error, match="scale=-1.0"):
+        get_preset("tiny", overrides={"scale": "-1"}).preprocess()
+
+
 def test_preprocess_image_shape_range_and_padding(tmp_path, images):
     path = images.tiff16(tmp_path / "dim.tif", images.array(30, 60, seed=4, high=3000, dtype=np.uint16))
     out = preprocess_image(path, Preprocess(size=40))

@@ -143,7 +143,9 @@ def _preprocessing(pred: Predictor) -> dict:
     p = pred.prep
     return {"size": p.size, "low_percentile": p.low_pct, "high_percentile": p.high_pct, "use_mask": p.use_mask,
             "scale": "per image: the low..high percentile of its intensities (inside the mask) -> 0..1, clipped",
-            "resize": "keep the aspect ratio, longer side to size, zero padding to a square",
+            "resize": (f"every image by the factor {p.scale} (bilinear), centred: zero padding to size x size, the "
+                       "centre cropped where larger") if p.scale > 0 else
+                      "keep the aspect ratio, longer side to size, zero padding to a square",
             "quantisation": "hep2 rounds the preprocessed image to 1/255 steps before the model"}
 
 

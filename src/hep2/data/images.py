@@ -2,7 +2,9 @@
 
 Images become square float32 arrays in [0, 1] (stored as uint8 in the cache): per-image robust
 percentile normalisation (SNPHEp-2 cells are dim and vary by specimen), an optional cell mask,
-then a resize of the longest side to ``size`` keeping the aspect ratio, zero-padded to a square.
+then a resize of the longest side to ``size`` keeping the aspect ratio, zero-padded to a square; or,
+with ``scale``, one fixed magnification for every cell (texture keeps its size in pixels), centred
+on the square and cropped where the cell is larger.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ class Preprocess:
     high_pct: float = 99.5         # intensity percentile mapped to 1
     use_mask: bool = True          # multiply by the cell mask where the layout gives one
     keep_aspect: bool = True       # pad to a square (True) or stretch (False)
+    scale: float = 0.0             # 0: fit the longest side to size; > 0: resize by this factor, centre, crop
 
 
 def read_image(path) -> np.ndarray:
@@ -91,18 +94,25 @@ def normalise(arr: np.ndarray, low_pct: float = 1.0, high_pct: float = 99.5,
     return out.astype(np.float32)
 
 
-def resize_square(arr: np.ndarray, size: int, keep_aspect: bool = True) -> np.ndarray:
-    """Resize so the longest side is ``size`` (bilinear), zero-pad to ``size`` x ``size``, centred."""
+def resize_square(arr: np.ndarray, size: int, keep_aspect: bool = True, scale: float = 0.0) -> np.ndarray:
+    """Resize so the longest side is ``size`` (bilinear), zero-pad to ``size`` x ``size``, centred.
+
+    With ``scale`` > 0 every image is resized by that one factor instead (1: native pixels), then
+    centred on the square: zero-padded where smaller, its centre cropped where larger.
+    """
     h, w = arr.shape
-    if keep_aspect:
-        scale = size / max(h, w)
+    if scale > 0:
         nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
+    elif keep_aspect:
+        nh, nw = max(1, round(h * size / max(h, w))), max(1, round(w * size / max(h, w)))
     else:
         nh = nw = size
-    img = Image.fromarray(arr.astype(np.float32), mode="F").resize((nw, nh), Image.Resampling.BILINEAR)
+    img = arr if (nh, nw) == (h, w) else np.asarray(
+        Image.fromarray(arr.astype(np.float32), mode="F").resize((nw, nh), Image.Resampling.BILINEAR))
     out = np.zeros((size, size), np.float32)
     top, left = (size - nh) // 2, (size - nw) // 2
-    out[top:top + nh, left:left + nw] = np.asarray(img)
+    src = img[max(0, -top):max(0, -top) + size, max(0, -left):max(0, -left) + size]
+    out[max(0, top):max(0, top) + src.shape[0], max(0, left):max(0, left) + src.shape[1]] = src
     return np.clip(out, 0.0, 1.0)
 
 
@@ -115,7 +125,7 @@ def preprocess_image(path, prep: Preprocess = Preprocess(), mask_path=None) -> n
         if mask.shape != arr.shape:
             raise Hep2Error(f"mask {mask_path} is {mask.shape[1]}x{mask.shape[0]} but its image {path} is "
                             f"{arr.shape[1]}x{arr.shape[0]}: fix or remove the mask")
-    return resize_square(normalise(arr, prep.low_pct, prep.high_pct, mask), prep.size, prep.keep_aspect)
+    return resize_square(normalise(arr, prep.low_pct, prep.high_pct, mask), prep.size, prep.keep_aspect, prep.scale)
 
 
 def cache_dir() -> Path:
