@@ -39,8 +39,9 @@ def dcae_run(tmp_path_factory, _session_cache):
 
 @pytest.fixture(scope="module")
 def pooled_run(tmp_path_factory, _session_cache):
-    """The `improved` design: pooled Conv 1-4 features, a linear classifier."""
-    return _dcae_run("pooled", tmp_path_factory, _session_cache, "features=pooled", "hidden=", "dropout=0")
+    """The `improved` design: pooled Conv 1-4 features, a linear classifier, one fixed magnification."""
+    return _dcae_run("pooled", tmp_path_factory, _session_cache, "features=pooled", "hidden=", "dropout=0",
+                     "scale=0.5")
 
 
 def test_a_conv5_features_model_is_saved_without_its_decoder(dcae_run):
@@ -58,6 +59,7 @@ def test_a_pooled_features_model_is_saved_without_conv5_and_decoder(pooled_run):
     from hep2.training import load_checkpoint
 
     pred = Predictor(pooled_run)
+    assert pred.prep.scale == 0.5          # the run's preprocessing travels with its model
     ae = pred.method.ae_
     assert ae.model_.conv5 is None and ae.model_.deconv5 is None and len(ae.model_.decoder) == 0
     full = load_checkpoint(pooled_run / "checkpoints" / "dcae-mlp.pt")["model"]

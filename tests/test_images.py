@@ -141,9 +141,13 @@ def test_resize_fixed_scale_keeps_pixel_size_pads_and_crops():
 
 
 def test_scale_setting_reaches_the_loader_and_is_checked():
+    from hep2.methods import get_method
     from hep2.presets import get_preset
 
-    assert get_preset("tiny", overrides={"scale": "1"}).preprocess().scale == 1.0
+    cfg = get_preset("tiny", overrides={"scale": "1"})
+    assert cfg.preprocess().scale == 1.0 and get_method("resnet", cfg).preprocess().scale == 1.0
+    for name in ("cnn5", "lbp-svm", "texture-svm"):      # the baselines keep their published inputs
+        assert get_method(name, cfg).preprocess().scale == 0.0
     with pytest.raises(Hep2Error, match="scale=-1.0"):
         get_preset("tiny", overrides={"scale": "-1"}).preprocess()
 

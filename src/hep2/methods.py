@@ -140,7 +140,7 @@ class LBPSVM(Method):
     def preprocess(self):
         from .features.handcrafted import PREFERRED_SIZE
 
-        return self.cfg.override({"size": PREFERRED_SIZE}).preprocess()
+        return self.cfg.override({"size": PREFERRED_SIZE, "scale": 0.0}).preprocess()   # the published input
 
     def transform(self, images):
         from .features.handcrafted import LBPFeatures
@@ -170,7 +170,7 @@ class CNN5(Method):
     description = "the 5-layer CNN of Gao et al. (IEEE JBHI 2017), trained from scratch with rotation/flip augmentation"
 
     def preprocess(self):
-        return self.cfg.override({"size": 78}).preprocess()
+        return self.cfg.override({"size": 78, "scale": 0.0}).preprocess()   # the published input
 
     def classifier(self):
         from .cnn_estimator import CNNClassifier
