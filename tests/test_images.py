@@ -152,6 +152,27 @@ def test_scale_setting_reaches_the_loader_and_is_checked():
         get_preset("tiny", overrides={"scale": "-1"}).preprocess()
 
 
+def test_highpass_keeps_the_texture_and_drops_the_slow_shading(tmp_path):
+    from hep2.presets import get_preset
+
+    yy, xx = np.mgrid[:40, :40]
+    ramp = 50.0 + 4.0 * xx                                   # slow shading across the cell
+    dots = ((yy % 8 == 4) & (xx % 8 == 4)) * 60.0           # fine speckles
+    path = tmp_path / "cell.tif"
+    import tifffile
+
+    tifffile.imwrite(path, (ramp + dots).astype(np.uint16))
+    plain = preprocess_image(path, Preprocess(size=40))
+    sharp = preprocess_image(path, Preprocess(size=40, highpass=2.0))
+    background = ~((yy % 8 >= 3) & (yy % 8 <= 5) & (xx % 8 >= 3) & (xx % 8 <= 5))
+    inner = background & (xx > 4) & (xx < 35)
+    # the shading spans most of the range without the filter, almost nothing with it
+    assert np.ptp(plain[inner]) > 0.5 and np.ptp(sharp[inner]) < 0.1
+    assert sharp[dots > 0].mean() > sharp[inner].mean() + 0.5             # the speckles stand out
+    with pytest.raises(Hep2Error, match="highpass=-2.0"):
+        get_preset("tiny", overrides={"highpass": "-2"}).preprocess()
+
+
 def test_preprocess_image_shape_range_and_padding(tmp_path, images):
     path = images.tiff16(tmp_path / "dim.tif", images.array(30, 60, seed=4, high=3000, dtype=np.uint16))
     out = preprocess_image(path, Preprocess(size=40))

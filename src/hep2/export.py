@@ -142,6 +142,8 @@ def _export_onnx(graph, example, path: Path, pred: Predictor) -> None:
 def _preprocessing(pred: Predictor) -> dict:
     p = pred.prep
     return {"size": p.size, "low_percentile": p.low_pct, "high_percentile": p.high_pct, "use_mask": p.use_mask,
+            **({"highpass": f"first, the image minus its Gaussian blur of sigma {p.highpass} px (scipy.ndimage, "
+                            "mode nearest)"} if p.highpass > 0 else {}),
             "scale": "per image: the low..high percentile of its intensities (inside the mask) -> 0..1, clipped",
             "resize": (f"every image by the factor {p.scale} (bilinear), centred: zero padding to size x size, the "
                        "centre cropped where larger") if p.scale > 0 else

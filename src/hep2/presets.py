@@ -22,6 +22,7 @@ class Preset:
     high_pct: float = 99.5
     use_mask: bool = True
     scale: float = 0.0                   # 0: each cell's longest side fitted to size; > 0: one magnification for all
+    highpass: float = 0.0                # > 0: each image minus its Gaussian blur of this sigma (native pixels)
     # the autoencoder (Table I design; widths are the Conv 1..4 map counts)
     widths: tuple = (32, 64, 128, 256)
     latent: int = 4096
@@ -86,7 +87,10 @@ class Preset:
         if not 0 <= self.scale <= 16:
             raise Hep2Error(f"scale={self.scale}: must lie in [0, 16] (0 fits each cell's longest side to size; "
                             "1 keeps its pixels' size)")
-        return Preprocess(self.size, self.low_pct, self.high_pct, self.use_mask, scale=self.scale)
+        if not 0 <= self.highpass <= 100:
+            raise Hep2Error(f"highpass={self.highpass}: must lie in [0, 100] pixels (0 turns it off)")
+        return Preprocess(self.size, self.low_pct, self.high_pct, self.use_mask, scale=self.scale,
+                          highpass=self.highpass)
 
     def to_dict(self) -> dict:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}

@@ -37,6 +37,7 @@ class Preprocess:
     use_mask: bool = True          # multiply by the cell mask where the layout gives one
     keep_aspect: bool = True       # pad to a square (True) or stretch (False)
     scale: float = 0.0             # 0: fit the longest side to size; > 0: resize by this factor, centre, crop
+    highpass: float = 0.0          # > 0: the image minus its Gaussian blur of this sigma (pixels) before normalising
 
 
 def read_image(path) -> np.ndarray:
@@ -125,6 +126,10 @@ def preprocess_image(path, prep: Preprocess = Preprocess(), mask_path=None) -> n
         if mask.shape != arr.shape:
             raise Hep2Error(f"mask {mask_path} is {mask.shape[1]}x{mask.shape[0]} but its image {path} is "
                             f"{arr.shape[1]}x{arr.shape[0]}: fix or remove the mask")
+    if prep.highpass > 0:
+        from scipy.ndimage import gaussian_filter
+
+        arr = arr - gaussian_filter(arr, prep.highpass, mode="nearest")
     return resize_square(normalise(arr, prep.low_pct, prep.high_pct, mask), prep.size, prep.keep_aspect, prep.scale)
 
 
