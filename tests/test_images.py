@@ -147,7 +147,11 @@ def test_scale_setting_reaches_the_loader_and_is_checked():
     cfg = get_preset("tiny", overrides={"scale": "1"})
     assert cfg.preprocess().scale == 1.0 and get_method("resnet", cfg).preprocess().scale == 1.0
     for name in ("cnn5", "lbp-svm", "texture-svm"):      # the baselines keep their published inputs
-        assert get_method(name, cfg).preprocess().scale == 0.0
+        assert get_method(name, cfg.override({"highpass": 3})).preprocess() == get_method(
+            name, get_preset("tiny")).preprocess()
+    for bad in ("nan", "inf", "17"):                     # refused for every method, before anything runs
+        with pytest.raises(Hep2Error, match=f"scale={bad}"):
+            get_preset("tiny", overrides={"scale": bad})
     with pytest.raises(Hep2Error, match="scale=-1.0"):
         get_preset("tiny", overrides={"scale": "-1"}).preprocess()
 

@@ -1,8 +1,8 @@
 """Export a trained run's model as one graph (ONNX or TorchScript) with a model card.
 
 The graph's single input is the preprocessed image batch, float32 (N, 1, S, S) in [0, 1] (hep2's
-preprocessing: per-image percentile normalisation, mask, aspect-preserving resize to S, zero
-padding; see the model card); its output is the class probabilities (N, C) in the run's class
+preprocessing: per-image percentile normalisation, mask, aspect-preserving resize to S (or one
+fixed magnification, centred), zero padding; see the model card); its output is the class probabilities (N, C) in the run's class
 order. The batch size is dynamic. The export is checked against hep2's own prediction before it
 is kept: a model whose exported probabilities differ by more than 1e-4 is an error.
 """
@@ -142,8 +142,9 @@ def _export_onnx(graph, example, path: Path, pred: Predictor) -> None:
 def _preprocessing(pred: Predictor) -> dict:
     p = pred.prep
     return {"size": p.size, "low_percentile": p.low_pct, "high_percentile": p.high_pct, "use_mask": p.use_mask,
-            **({"highpass": f"first, the image minus its Gaussian blur of sigma {p.highpass} px (scipy.ndimage, "
-                            "mode nearest)"} if p.highpass > 0 else {}),
+            "magnification": p.scale, "highpass_sigma": p.highpass,
+            **({"highpass": f"first, the image minus its Gaussian blur of sigma {p.highpass} px (scipy.ndimage "
+                            "gaussian_filter, mode nearest, truncate 4)"} if p.highpass > 0 else {}),
             "scale": "per image: the low..high percentile of its intensities (inside the mask) -> 0..1, clipped",
             "resize": (f"every image by the factor {p.scale} (bilinear), centred: zero padding to size x size, the "
                        "centre cropped where larger") if p.scale > 0 else

@@ -22,6 +22,8 @@ from .errors import Hep2Error
 from .presets import Preset
 
 METHODS: dict[str, type["Method"]] = {}
+# the baselines (cnn5, lbp-svm, texture-svm) keep their published input: each cell fitted to the size, unfiltered
+PUBLISHED_INPUT = {"scale": 0.0, "highpass": 0.0}
 
 
 def register_method(name: str):
@@ -140,7 +142,7 @@ class LBPSVM(Method):
     def preprocess(self):
         from .features.handcrafted import PREFERRED_SIZE
 
-        return self.cfg.override({"size": PREFERRED_SIZE, "scale": 0.0}).preprocess()   # the published input
+        return self.cfg.override({"size": PREFERRED_SIZE, **PUBLISHED_INPUT}).preprocess()
 
     def transform(self, images):
         from .features.handcrafted import LBPFeatures
@@ -170,7 +172,7 @@ class CNN5(Method):
     description = "the 5-layer CNN of Gao et al. (IEEE JBHI 2017), trained from scratch with rotation/flip augmentation"
 
     def preprocess(self):
-        return self.cfg.override({"size": 78, "scale": 0.0}).preprocess()   # the published input
+        return self.cfg.override({"size": 78, **PUBLISHED_INPUT}).preprocess()
 
     def classifier(self):
         from .cnn_estimator import CNNClassifier

@@ -65,8 +65,8 @@ class Predictor:
         """Preprocessed uint8 images (N, S, S) -> class probabilities (N, len(classes))."""
         if len(self.preps) > 1:
             raise Hep2Error(f"the ensemble in {self.model_dir} has members that preprocess images differently "
-                            "(input sizes " + ", ".join(str(p.size) for p in self.preps) + "): classify image "
-                            "files (predict_files / classify), not preprocessed arrays")
+                            "(" + "; ".join(f"size {p.size}, scale {p.scale}, highpass {p.highpass}" for p in self.preps)
+                            + "): classify image files (predict_files / classify), not preprocessed arrays")
         return self._average({self.prep: images})
 
     def _average(self, by_prep: dict) -> np.ndarray:

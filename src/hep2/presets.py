@@ -69,6 +69,14 @@ class Preset:
     threads: int = 0                     # torch threads; 0 keeps PyTorch's default
     cv_folds: int = 5
 
+    def __post_init__(self):
+        # preprocessing is checked here, where every method's settings pass (the baselines replace scale)
+        if not 0 <= self.scale <= 16:
+            raise Hep2Error(f"scale={self.scale}: must lie in [0, 16] (0 fits each cell's longest side to size; "
+                            "1 keeps its pixels' size)")
+        if not 0 <= self.highpass <= 100:
+            raise Hep2Error(f"highpass={self.highpass}: must lie in [0, 100] pixels (0 turns it off)")
+
     def override(self, values: dict) -> "Preset":
         """A copy with some values replaced; unknown names and wrong types are errors."""
         known = {f.name: f for f in fields(self)}
@@ -84,11 +92,6 @@ class Preset:
         """The image preprocessing these settings ask for."""
         from .data.images import Preprocess
 
-        if not 0 <= self.scale <= 16:
-            raise Hep2Error(f"scale={self.scale}: must lie in [0, 16] (0 fits each cell's longest side to size; "
-                            "1 keeps its pixels' size)")
-        if not 0 <= self.highpass <= 100:
-            raise Hep2Error(f"highpass={self.highpass}: must lie in [0, 100] pixels (0 turns it off)")
         return Preprocess(self.size, self.low_pct, self.high_pct, self.use_mask, scale=self.scale,
                           highpass=self.highpass)
 

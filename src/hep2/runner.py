@@ -9,6 +9,7 @@ import os
 import platform
 import sys
 import time
+from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -87,6 +88,7 @@ def run(dataset: str, *, protocol: str = "cv", cfg: Preset, out, subset: str = "
     y = cells.y
     config = {"dataset": dataset, "protocol": protocol, "subset": subset if protocol != "official" else None,
               "method": method, "method_description": m.description, "input_size": prep.size,
+              "preprocess": asdict(prep),
               "autoencoder_saw_test_images": bool(m.unsupervised and (protocol != "official" or ae_on_test)),
               "preset": cfg.to_dict(), "command": " ".join(sys.argv)}
     if resume and (out / "config.json").exists():

@@ -99,13 +99,15 @@ def resize_square(arr: np.ndarray, size: int, keep_aspect: bool = True, scale: f
     """Resize so the longest side is ``size`` (bilinear), zero-pad to ``size`` x ``size``, centred.
 
     With ``scale`` > 0 every image is resized by that one factor instead (1: native pixels), then
-    centred on the square: zero-padded where smaller, its centre cropped where larger.
+    centred on the square: zero-padded where smaller, its centre cropped where larger (``keep_aspect``
+    does not apply then).
     """
     h, w = arr.shape
     if scale > 0:
         nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
     elif keep_aspect:
-        nh, nw = max(1, round(h * size / max(h, w))), max(1, round(w * size / max(h, w)))
+        s = size / max(h, w)
+        nh, nw = max(1, round(h * s)), max(1, round(w * s))
     else:
         nh = nw = size
     img = arr if (nh, nw) == (h, w) else np.asarray(
