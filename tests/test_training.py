@@ -329,6 +329,19 @@ def test_denoising_autoencoder_sees_noisy_input_and_learns_the_clean_image(tiny_
                                .sort(0).values)
 
 
+def test_restoring_autoencoder_sees_jittered_grey_levels_and_learns_the_original(tiny_images, monkeypatch):
+    clean = (torch.from_numpy(tiny_images).float()[:, None] / 255).sort(0).values
+    x, target = _train_one_step(tiny_images, {"ae_intensity": 0.5, "ae_restore": True}, monkeypatch)
+    torch.testing.assert_close(target.sort(0).values, clean)          # the target: the images as they are
+    assert float((x - target).abs().mean()) > 0.01                     # the input: their grey levels jittered
+    # each input is a monotone map of its target's grey levels (gamma and gain, clipped)
+    for xi, ti in zip(x[:8], target[:8]):
+        order = ti.flatten().argsort()
+        assert bool((xi.flatten()[order].diff() >= -1e-6).all())
+    x, target = _train_one_step(tiny_images, {"ae_intensity": 0.5}, monkeypatch)
+    torch.testing.assert_close(x, target)                              # without it: the jittered image is both
+
+
 def test_masked_autoencoder_sees_blanked_squares_and_learns_the_whole_image(tiny_images, monkeypatch):
     x, target = _train_one_step(tiny_images, {"ae_mask": 0.5}, monkeypatch)
     # 32x32 images, 8x8 squares: each square is either kept as it is or all 0

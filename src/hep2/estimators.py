@@ -169,7 +169,9 @@ class DCAEFeatures(TransformerMixin, BaseEstimator):
                     xb = random_dihedral(xb)
                 if cfg.ae_rotation or cfg.ae_zoom:
                     xb = random_rotation(xb, cfg.ae_rotation, cfg.ae_zoom)
-                noisy = xb = random_intensity(xb, cfg.ae_intensity)
+                noisy = random_intensity(xb, cfg.ae_intensity)
+                if not cfg.ae_restore:    # the jittered image is also the target (else: restore the original)
+                    xb = noisy
                 if cfg.ae_noise:      # denoising: reconstruct the clean image
                     noisy = (xb + cfg.ae_noise * torch.randn_like(xb)).clamp_(0, 1)
                 if cfg.ae_mask:       # masked: reconstruct the whole image from part of it
