@@ -342,6 +342,28 @@ def test_restoring_autoencoder_sees_jittered_grey_levels_and_learns_the_original
     torch.testing.assert_close(x, target)                              # without it: the jittered image is both
 
 
+def test_random_blur_blurs_each_image_by_its_own_amount_and_keeps_the_total():
+    from hep2.estimators import random_blur
+
+    torch.manual_seed(0)
+    x = torch.zeros(16, 1, 15, 15)
+    x[:, :, 7, 7] = 1.0
+    y = random_blur(x, 2.0)
+    torch.testing.assert_close(y.sum((1, 2, 3)), torch.ones(16), atol=1e-4, rtol=0)   # a point stays one unit
+    peaks = y[:, 0, 7, 7]
+    assert float(peaks.max()) <= 1.0 and float(peaks.min()) < 0.2 and len(set(peaks.tolist())) == 16
+    assert torch.equal(random_blur(x, 0.0), x)
+
+
+def test_restoring_autoencoder_learns_the_sharp_image_from_a_blurred_one(tiny_images, monkeypatch):
+    x, target = _train_one_step(tiny_images, {"ae_blur": 1.5, "ae_restore": True}, monkeypatch)
+    clean = (torch.from_numpy(tiny_images).float()[:, None] / 255).sort(0).values
+    torch.testing.assert_close(target.sort(0).values, clean)
+    # blurring lowers the contrast between neighbouring pixels
+    grad = lambda t: (t[..., 1:, :] - t[..., :-1, :]).abs().mean()
+    assert float(grad(x)) < 0.9 * float(grad(target))
+
+
 def test_masked_autoencoder_sees_blanked_squares_and_learns_the_whole_image(tiny_images, monkeypatch):
     x, target = _train_one_step(tiny_images, {"ae_mask": 0.5}, monkeypatch)
     # 32x32 images, 8x8 squares: each square is either kept as it is or all 0
@@ -396,7 +418,7 @@ def test_save_checkpoint_roundtrip(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["x.pt"]
 
 
-@pytest.mark.parametrize("key,value", [("ae_intensity", -0.1), ("ae_noise", 2.0), ("ae_zoom", 1.5),
+@pytest.mark.parametrize("key,value", [("ae_intensity", -0.1), ("ae_noise", 2.0), ("ae_zoom", 1.5), ("ae_blur", 6.0),
                                        ("ae_rotation", 400.0), ("ae_mask", 1.0)])
 def test_augmentation_settings_out_of_range_are_clear_errors(tiny_images, key, value):
     with pytest.raises(Hep2Error, match=f"{key}=.*must lie in"):

@@ -111,6 +111,22 @@ def random_intensity(x: torch.Tensor, strength: float) -> torch.Tensor:
     return (x.clamp(min=0) ** gamma * gain).clamp_(0, 1)
 
 
+def random_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Blur each image (N, 1, H, W) with a Gaussian of its own random sigma in U(0, sigma) pixels:
+    specimens are imaged more or less in focus. sigma = 0 leaves x as it is."""
+    if not sigma:
+        return x
+    n, _, h, w = x.shape
+    r = max(1, math.ceil(3 * sigma))
+    s = (torch.rand(n, 1, device=x.device) * sigma).clamp_(min=1e-3)
+    g = torch.exp(-0.5 * (torch.arange(-r, r + 1, device=x.device, dtype=x.dtype) / s) ** 2)
+    g = g / g.sum(1, keepdim=True)                                      # (N, 2r + 1), one kernel per image
+    y = F.pad(x.transpose(0, 1), (r, r, r, r), mode="replicate")        # (1, N, H + 2r, W + 2r)
+    y = F.conv2d(y, g[:, None, None, :], groups=n)                      # along the rows
+    y = F.conv2d(y, g[:, None, :, None], groups=n)                      # along the columns
+    return y.transpose(0, 1)
+
+
 def init_defaults(est) -> dict:
     """An estimator's constructor defaults: what a model pickled before a parameter existed was
     trained with, so unpickling fills them in (``__setstate__``)."""
@@ -145,7 +161,7 @@ class DCAEFeatures(TransformerMixin, BaseEstimator):
         if cfg.features not in ("conv5", "pooled", "both"):
             raise Hep2Error(f"features={cfg.features!r}: choose conv5 (the paper's), pooled or both")
         for key, top in (("ae_intensity", 2.0), ("ae_noise", 1.0), ("ae_zoom", 0.9), ("ae_rotation", 180.0),
-                         ("ae_mask", 0.9), ("checkpoint_minutes", 1e6)):
+                         ("ae_mask", 0.9), ("ae_blur", 5.0), ("checkpoint_minutes", 1e6)):
             if not 0 <= getattr(cfg, key) <= top:
                 raise Hep2Error(f"{key}={getattr(cfg, key)}: must lie in [0, {top}] (0 turns it off)")
         if cfg.threads:
@@ -169,8 +185,8 @@ class DCAEFeatures(TransformerMixin, BaseEstimator):
                     xb = random_dihedral(xb)
                 if cfg.ae_rotation or cfg.ae_zoom:
                     xb = random_rotation(xb, cfg.ae_rotation, cfg.ae_zoom)
-                noisy = random_intensity(xb, cfg.ae_intensity)
-                if not cfg.ae_restore:    # the jittered image is also the target (else: restore the original)
+                noisy = random_blur(random_intensity(xb, cfg.ae_intensity), cfg.ae_blur)
+                if not cfg.ae_restore:    # the jittered / blurred image is also the target (else: restore the original)
                     xb = noisy
                 if cfg.ae_noise:      # denoising: reconstruct the clean image
                     noisy = (xb + cfg.ae_noise * torch.randn_like(xb)).clamp_(0, 1)

@@ -37,7 +37,8 @@ class Preset:
     ae_ensemble: int = 1                 # autoencoders trained with seeds seed..seed+n-1; each feeds its own classifiers
     ae_augment: bool = False             # a random flip / 90-degree rotation of each image while training
     ae_intensity: float = 0.0            # random gamma / gain of that strength on each training image (estimators.random_intensity)
-    ae_restore: bool = False             # with ae_intensity: the jitter on the input only, the original as target
+    ae_restore: bool = False             # ae_intensity / ae_blur on the input only, the original as target
+    ae_blur: float = 0.0                 # a Gaussian blur of random sigma in U(0, this) on each training image
     ae_rotation: float = 0.0             # any-angle rotation (up to this many degrees) of each training image
     ae_zoom: float = 0.0                 # random zoom in [1 - z, 1 + z] of each training image
     ae_noise: float = 0.0                # denoising autoencoder: Gaussian noise of this std on the input while training
