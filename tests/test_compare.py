@@ -71,6 +71,14 @@ def test_compare_runs_methods_on_identical_splits(tmp_path, capsys):
                  "--out", str(out), "--resume", "--quiet"]) == 0
     assert (out / "dcae-mlp" / "metrics.json").read_bytes() == before
     assert (out / "ensemble" / "metrics.json").read_bytes() == ens_before
+    # ... but not when it was made with other settings: refused, with the way to go on, nothing lost
+    capsys.readouterr()
+    assert main(["compare", "synthetic:10", "--protocol", "grouped", "--preset", "tiny", "--set", "ae_epochs=3",
+                 "--set", "mlp_epochs=10", "--methods", "dcae-mlp", "test-intensity-logreg", "--ensemble",
+                 "--out", str(out), "--resume", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "ae_epochs: 2 -> 3" in err and "--set ae_epochs=2" in err and "Traceback" not in err
+    assert (out / "dcae-mlp" / "metrics.json").read_bytes() == before
 
 
 def test_an_ensemble_of_one_method_is_refused_before_any_work(tmp_path, capsys):

@@ -236,7 +236,7 @@ def test_resume_with_other_settings_is_refused(grouped_run, tmp_path, capsys):
     args = [a if a != "ae_epochs=2" else "ae_epochs=3" for a in GROUPED]
     assert main(["run", *args, "--out", str(out), "--resume"]) == 2
     err = capsys.readouterr().err
-    assert str(out) in err and "ae_epochs: 2 -> 3" in err
+    assert str(out) in err and "ae_epochs: 2 -> 3" in err and "--set ae_epochs=2" in err
 
 
 def test_interrupted_run_resumes_to_the_uninterrupted_result(grouped_run, tmp_path, monkeypatch, capsys):

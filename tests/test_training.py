@@ -340,6 +340,12 @@ def test_restoring_autoencoder_sees_jittered_grey_levels_and_learns_the_original
         assert bool((xi.flatten()[order].diff() >= -1e-6).all())
     x, target = _train_one_step(tiny_images, {"ae_intensity": 0.5}, monkeypatch)
     torch.testing.assert_close(x, target)                              # without it: the jittered image is both
+    # with noise too, the noise goes on the jittered input: each image's mean shift survives it
+    x, target = _train_one_step(tiny_images, {"ae_intensity": 0.5, "ae_restore": True, "ae_noise": 0.05},
+                                monkeypatch)
+    assert float((x - target).mean((1, 2, 3)).std()) > 0.02
+    with pytest.raises(Hep2Error, match="ae_restore"):
+        DCAEFeatures("tiny", settings={"ae_restore": True, "ae_epochs": 1}).fit(tiny_images)
 
 
 def test_random_blur_blurs_each_image_by_its_own_amount_and_keeps_the_total():

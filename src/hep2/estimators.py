@@ -121,9 +121,10 @@ def random_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
     s = (torch.rand(n, 1, device=x.device) * sigma).clamp_(min=1e-3)
     g = torch.exp(-0.5 * (torch.arange(-r, r + 1, device=x.device, dtype=x.dtype) / s) ** 2)
     g = g / g.sum(1, keepdim=True)                                      # (N, 2r + 1), one kernel per image
-    y = F.pad(x.transpose(0, 1), (r, r, r, r), mode="replicate")        # (1, N, H + 2r, W + 2r)
-    y = F.conv2d(y, g[:, None, None, :], groups=n)                      # along the rows
-    y = F.conv2d(y, g[:, None, :, None], groups=n)                      # along the columns
+    with torch.autocast(x.device.type, enabled=False):                  # in x's precision, also under amp
+        y = F.pad(x.transpose(0, 1), (r, r, r, r), mode="replicate")    # (1, N, H + 2r, W + 2r)
+        y = F.conv2d(y, g[:, None, None, :], groups=n)                  # along the rows
+        y = F.conv2d(y, g[:, None, :, None], groups=n)                  # along the columns
     return y.transpose(0, 1)
 
 
@@ -164,6 +165,9 @@ class DCAEFeatures(TransformerMixin, BaseEstimator):
                          ("ae_mask", 0.9), ("ae_blur", 5.0), ("checkpoint_minutes", 1e6)):
             if not 0 <= getattr(cfg, key) <= top:
                 raise Hep2Error(f"{key}={getattr(cfg, key)}: must lie in [0, {top}] (0 turns it off)")
+        if cfg.ae_restore and not (cfg.ae_intensity or cfg.ae_blur):
+            raise Hep2Error("ae_restore=true restores images from jittered or blurred copies: set ae_intensity "
+                            "and / or ae_blur too (or leave ae_restore off)")
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         x = image_tensor(X, cfg.size, cfg.preprocess())
@@ -189,7 +193,7 @@ class DCAEFeatures(TransformerMixin, BaseEstimator):
                 if not cfg.ae_restore:    # the jittered / blurred image is also the target (else: restore the original)
                     xb = noisy
                 if cfg.ae_noise:      # denoising: reconstruct the clean image
-                    noisy = (xb + cfg.ae_noise * torch.randn_like(xb)).clamp_(0, 1)
+                    noisy = (noisy + cfg.ae_noise * torch.randn_like(noisy)).clamp_(0, 1)
                 if cfg.ae_mask:       # masked: reconstruct the whole image from part of it
                     noisy = random_mask(noisy, cfg.ae_mask)
             rec = model(noisy)

@@ -193,14 +193,24 @@ def _check_same_run(out: Path, config: dict) -> None:
         raise Hep2Error(f"--resume: cannot read {out / 'config.json'} ({e}): it is not a run folder of "
                         "`hep2 run`; choose another --out") from None
     diff = [f"{k}: {old.get(k)!r} -> {config[k]!r}" for k in ("dataset", "protocol", "subset",
-            "autoencoder_saw_test_images") if old.get(k) != config[k]]
+            "autoencoder_saw_test_images") if k in config and old.get(k) != config[k]]
     # a setting added since the folder was made had its default then
     before = Preset().to_dict() | (old.get("preset") or {})
-    diff += [f"{k}: {before.get(k)!r} -> {v!r}" for k, v in config["preset"].items()
-             if k not in ("description", "threads", "checkpoint_minutes", "deterministic") and before.get(k) != v]
+    changed = {k: before.get(k) for k, v in config["preset"].items()
+               if k not in ("description", "threads", "checkpoint_minutes", "deterministic") and before.get(k) != v}
+    diff += [f"{k}: {before[k]!r} -> {config['preset'][k]!r}" for k in changed]
     if diff:
+        hint = (" (to go on as it was made: " + " ".join(f"--set {k}={_as_setting(v)}" for k, v in changed.items())
+                + ")") if changed else ""
         raise Hep2Error(f"--resume: run folder {out} was made with other settings ({'; '.join(diff)}): resume "
-                        "with the same dataset, protocol and settings, or choose another --out")
+                        f"with the same dataset, protocol and settings{hint}, or choose another --out")
+
+
+def _as_setting(value) -> str:
+    """A setting's value as --set takes it."""
+    if isinstance(value, (list, tuple)):
+        return ",".join(map(str, value))
+    return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 def _write_csv(path, header, rows) -> None:
