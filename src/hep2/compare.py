@@ -10,7 +10,7 @@ from . import distributed as dd
 from .data.images import atomic_write_bytes
 from .methods import METHODS
 from .presets import Preset
-from .runner import _check_same_run, prepare_out, run, write_json
+from .runner import check_same_run, prepare_out, run, write_json
 
 
 def compare(dataset: str, *, protocol: str, methods, cfg: Preset, out, subset: str = "train",
@@ -25,7 +25,7 @@ def compare(dataset: str, *, protocol: str, methods, cfg: Preset, out, subset: s
         sub = out / name
         if resume and (sub / "metrics.json").exists():
             # a finished method is reused only if it was made with these data and settings
-            _check_same_run(sub, {"dataset": dataset, "protocol": protocol, "preset": cfg.to_dict()})
+            check_same_run(sub, {"dataset": dataset, "protocol": protocol, "preset": cfg.to_dict()})
             metrics = json.loads((sub / "metrics.json").read_text())
         else:
             metrics = run(dataset, protocol=protocol, cfg=cfg, out=sub, subset=subset, resume=resume,

@@ -2,8 +2,8 @@
 
 The graph's single input is the preprocessed image batch, float32 (N, 1, S, S) in [0, 1] (hep2's
 preprocessing: per-image percentile normalisation, mask, aspect-preserving resize to S (or one
-fixed magnification, centred), zero padding; see the model card); its output is the class probabilities (N, C) in the run's class
-order. The batch size is dynamic. The export is checked against hep2's own prediction before it
+fixed magnification, centred), zero padding; see the model card); its output is the class
+probabilities (N, C) in the run's class order. The batch size is dynamic. The export is checked against hep2's own prediction before it
 is kept: a model whose exported probabilities differ by more than 1e-4 is an error.
 """
 

@@ -10,6 +10,13 @@ from pathlib import Path
 from .errors import Hep2Error
 
 
+# settings with a range: (largest value, what 0 means)
+RANGES = {"scale": (16, "0 fits each cell's longest side to size; 1 keeps its pixels' size"),
+          "highpass": (100, "pixels; 0 turns it off"), **{k: (top, "0 turns it off") for k, top in (
+              ("ae_intensity", 2.0), ("ae_noise", 1.0), ("ae_zoom", 0.9), ("ae_rotation", 180.0), ("ae_mask", 0.9),
+              ("ae_blur", 5.0), ("checkpoint_minutes", 1e6))}}
+
+
 @dataclass(frozen=True)
 class Preset:
     """All settings of a run. Values the paper does not give are our documented choices."""
@@ -72,12 +79,10 @@ class Preset:
     cv_folds: int = 5
 
     def __post_init__(self):
-        # preprocessing is checked here, where every method's settings pass (the baselines replace scale)
-        if not 0 <= self.scale <= 16:
-            raise Hep2Error(f"scale={self.scale}: must lie in [0, 16] (0 fits each cell's longest side to size; "
-                            "1 keeps its pixels' size)")
-        if not 0 <= self.highpass <= 100:
-            raise Hep2Error(f"highpass={self.highpass}: must lie in [0, 100] pixels (0 turns it off)")
+        # checked here, where every method's settings pass (NaN fails the comparison too)
+        for key, (top, note) in RANGES.items():
+            if not 0 <= getattr(self, key) <= top:
+                raise Hep2Error(f"{key}={getattr(self, key)}: must lie in [0, {top}] ({note})")
 
     def override(self, values: dict) -> "Preset":
         """A copy with some values replaced; unknown names and wrong types are errors."""

@@ -92,7 +92,7 @@ def run(dataset: str, *, protocol: str = "cv", cfg: Preset, out, subset: str = "
               "autoencoder_saw_test_images": bool(m.unsupervised and (protocol != "official" or ae_on_test)),
               "preset": cfg.to_dict(), "command": " ".join(sys.argv)}
     if resume and (out / "config.json").exists():
-        _check_same_run(out, config)
+        check_same_run(out, config)
     if main:
         write_json(out / "config.json", config)
         write_json(out / "environment.json", environment() | {"device": str(device),
@@ -185,7 +185,7 @@ def run(dataset: str, *, protocol: str = "cv", cfg: Preset, out, subset: str = "
     return metrics
 
 
-def _check_same_run(out: Path, config: dict) -> None:
+def check_same_run(out: Path, config: dict) -> None:
     """--resume continues the same run: refuse a folder made with other data or settings."""
     try:
         old = json.loads((out / "config.json").read_text())
