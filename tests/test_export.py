@@ -44,6 +44,40 @@ def pooled_run(tmp_path_factory, _session_cache):
                      "scale=0.5")
 
 
+@pytest.fixture(scope="module")
+def views_run(tmp_path_factory, _session_cache):
+    """Two autoencoders, one on the plain cell and one on the cell high-pass filtered at sigma 2 (`ae_views`)."""
+    return _dcae_run("views", tmp_path_factory, _session_cache, "features=pooled", "hidden=", "dropout=0",
+                     "ae_ensemble=2", "ae_views=0,2", "ae_restore=true", "ae_intensity=0.3")
+
+
+def test_each_autoencoder_reads_its_own_view_of_the_cell(views_run):
+    from hep2.data import preprocess_image
+
+    pred = Predictor(views_run)
+    assert pred.prep.views == (0.0, 2.0)
+    aes = pred.method.autoencoders
+    assert [ae.config_.highpass for ae in aes] == [0.0, 2.0] and [ae.config_.seed for ae in aes] == [0, 1]
+    rows = _csv_rows(views_run / "features_ids.csv")[:10]
+    cells = open_dataset("synthetic:12")
+    by_id = {c.id: c for c in cells.cells}
+    paths = [by_id[r["id"]].path for r in rows]
+    stacked = np.stack([np.round(preprocess_image(p, pred.prep) * 255).astype(np.uint8) for p in paths])
+    assert stacked.shape == (10, 2, 32, 32) and not np.array_equal(stacked[:, 0], stacked[:, 1])
+    saved = np.load(views_run / "features.npy")[:10]
+    width = saved.shape[1] // 2
+    np.testing.assert_allclose(pred.method.transform(stacked), saved, atol=1e-5)
+    # each autoencoder, given the files, preprocesses them with its own filter: the same features
+    for k, ae in enumerate(aes):
+        np.testing.assert_allclose(ae.transform(paths), saved[:, k * width:(k + 1) * width], atol=1e-5)
+    with pytest.raises(Hep2Error, match=r"shape \(N, 2, S, S\)"):
+        pred.method.transform(stacked[:, 0])
+    # predicting from files gives the run's final model on those cells; the page's thumbnails are 2-D
+    proba, thumbs, ok, bad = pred.classify(paths)
+    assert thumbs.shape == (10, 32, 32) and not bad
+    np.testing.assert_allclose(proba, pred.predict_images(stacked), atol=1e-6)
+
+
 def test_a_conv5_features_model_is_saved_without_its_decoder(dcae_run):
     from hep2.errors import Hep2Error
 
@@ -116,7 +150,7 @@ def _cells(pred: Predictor, n: int = 24) -> np.ndarray:
 
 
 @pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
-@pytest.mark.parametrize("which", ["dcae_run", "pooled_run", "cnn_model", "resnet_model"])
+@pytest.mark.parametrize("which", ["dcae_run", "pooled_run", "views_run", "cnn_model", "resnet_model"])
 def test_exported_graph_gives_hep2s_probabilities_on_real_cells(fmt, which, request, tmp_path):
     run = request.getfixturevalue(which)
     out = tmp_path / f"model.{fmt}"
@@ -125,15 +159,15 @@ def test_exported_graph_gives_hep2s_probabilities_on_real_cells(fmt, which, requ
     pred = Predictor(run)
     imgs = _cells(pred)
     ours = pred.predict_images(imgs)
-    theirs = run_exported(out, fmt, imgs[:, None].astype(np.float32) / 255)
+    x = (imgs if imgs.ndim == 4 else imgs[:, None]).astype(np.float32) / 255     # (N, views, S, S)
+    assert list(x.shape[1:]) == info["input"][1:]
+    theirs = run_exported(out, fmt, x)
     assert theirs.shape == (len(imgs), len(pred.classes))
     assert np.abs(ours - theirs).max() < 1e-4
     np.testing.assert_allclose(theirs.sum(1), 1, atol=1e-5)
     # dynamic batch: one image, and an odd batch, give the same rows
-    np.testing.assert_allclose(run_exported(out, fmt, imgs[:1, None].astype(np.float32) / 255), theirs[:1],
-                               atol=1e-5)
-    np.testing.assert_allclose(run_exported(out, fmt, imgs[:7, None].astype(np.float32) / 255), theirs[:7],
-                               atol=1e-5)
+    np.testing.assert_allclose(run_exported(out, fmt, x[:1]), theirs[:1], atol=1e-5)
+    np.testing.assert_allclose(run_exported(out, fmt, x[:7]), theirs[:7], atol=1e-5)
 
 
 def test_onnx_file_has_one_image_input_and_carries_the_classes(dcae_run, tmp_path):

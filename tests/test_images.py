@@ -177,6 +177,32 @@ def test_highpass_keeps_the_texture_and_drops_the_slow_shading(tmp_path):
         get_preset("tiny", overrides={"highpass": "-2"}).preprocess()
 
 
+def test_views_stack_the_plain_and_the_filtered_cell_and_are_checked(tmp_path):
+    from hep2.methods import get_method
+    from hep2.presets import get_preset
+
+    rng = np.random.default_rng(0)
+    path = tmp_path / "cell.png"
+    Image.fromarray(rng.integers(0, 255, (30, 40)).astype(np.uint8)).save(path)
+    both = preprocess_image(path, Preprocess(size=24, views=(0.0, 2.0)))
+    assert both.shape == (2, 24, 24)
+    np.testing.assert_array_equal(both[0], preprocess_image(path, Preprocess(size=24)))
+    np.testing.assert_array_equal(both[1], preprocess_image(path, Preprocess(size=24, highpass=2.0)))
+    cs = CellSet("one", [Cell("0", path, "nucleolar")])
+    arr, _ = load_images(cs, Preprocess(size=24, views=(0.0, 2.0)))
+    assert arr.shape == (1, 2, 24, 24) and load_images(cs, Preprocess(size=24))[0].shape == (1, 24, 24)
+    # the setting: the autoencoders' input only (resnet reads the plain cell), checked before anything runs
+    cfg = get_preset("tiny", overrides={"ae_views": "0,5", "ae_ensemble": "3"})
+    assert cfg.ae_views == (0.0, 5.0) and get_method("dcae-mlp", cfg).preprocess().views == (0.0, 5.0)
+    assert get_method("resnet", cfg).preprocess().views == ()
+    for bad, msg in ((dict(ae_views="0,-1", ae_ensemble="2"), "ae_views=0.0,-1.0: each value must lie in"),
+                     (dict(ae_views="0,5", ae_ensemble="1"), "set ae_ensemble to at least 2"),
+                     (dict(ae_views="0,5", ae_ensemble="2", highpass="3"), "put 3.0 among ae_views"),
+                     (dict(ae_views="a,b"), "expected a value like")):
+        with pytest.raises(Hep2Error, match=msg):
+            get_preset("tiny", overrides=bad)
+
+
 def test_preprocess_image_shape_range_and_padding(tmp_path, images):
     path = images.tiff16(tmp_path / "dim.tif", images.array(30, 60, seed=4, high=3000, dtype=np.uint16))
     out = preprocess_image(path, Preprocess(size=40))

@@ -140,7 +140,7 @@ def cmd_export(args) -> int:
     from .export import export
 
     info = export(args.model, args.format, args.out)
-    print(f"wrote {info['model']} ({info['format']}: input (N, 1, {info['input'][2]}, {info['input'][3]}) in [0, 1], "
+    print(f"wrote {info['model']} ({info['format']}: input (N, {info['input'][1]}, {info['input'][2]}, {info['input'][3]}) in [0, 1], "
           f"output probabilities of {', '.join(info['classes'])})")
     print(f"checked against hep2's prediction: largest difference {info['max_abs_diff']:.1e}")
     print(f"model card: {info['card']}")

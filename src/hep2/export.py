@@ -2,7 +2,9 @@
 
 The graph's single input is the preprocessed image batch, float32 (N, 1, S, S) in [0, 1] (hep2's
 preprocessing: per-image percentile normalisation, mask, aspect-preserving resize to S (or one
-fixed magnification, centred), zero padding; see the model card); its output is the class
+fixed magnification, centred), zero padding; see the model card), or (N, V, S, S) where the
+autoencoders read V views of each cell (setting ``ae_views``: channel v high-pass filtered at its
+sigma before that preprocessing); its output is the class
 probabilities (N, C) in the run's class order. The batch size is dynamic. The export is checked against hep2's own prediction before it
 is kept: a model whose exported probabilities differ by more than 1e-4 is an error.
 """
@@ -29,11 +31,13 @@ TOLERANCE = 1e-4
 
 class _DCAEGraph(nn.Module):
     """For each autoencoder: its Conv 5 features (mean over the 8 flips / rotations when the run
-    used tta), standardised, then its classifier networks; the mean of all their probabilities."""
+    used tta) of its input channel (autoencoder g reads channel g % channels), standardised, then its
+    classifier networks; the mean of all their probabilities."""
 
-    def __init__(self, encoders, views: int, blocks, mapping, kind: str = "conv5"):
+    def __init__(self, encoders, views: int, blocks, mapping, kind: str = "conv5", channels: int = 1):
         super().__init__()
         self.encoders, self.views, self.kind = nn.ModuleList(encoders), views, kind
+        self.channels = channels
         self.nets = nn.ModuleList(nn.ModuleList(nets) for _, nets in blocks)
         for g, (scaler, _) in enumerate(blocks):
             self.register_buffer(f"mean{g}", torch.as_tensor(scaler.mean_, dtype=torch.float32))
@@ -43,7 +47,9 @@ class _DCAEGraph(nn.Module):
     def forward(self, x):
         probs = []
         for g, (encoder, nets) in enumerate(zip(self.encoders, self.nets)):
-            z = sum(encoder.features(dihedral(x, k), self.kind) for k in range(self.views)) / self.views
+            c = g % self.channels
+            xg = x[:, c:c + 1]
+            z = sum(encoder.features(dihedral(xg, k), self.kind) for k in range(self.views)) / self.views
             z = (z - getattr(self, f"mean{g}")) / getattr(self, f"scale{g}")
             probs += [torch.softmax(net(z), dim=1) for net in nets]
         return (sum(probs) / len(probs)) @ self.mapping
@@ -64,7 +70,8 @@ class _CNNGraph(nn.Module):
 
 
 def build_graph(pred: Predictor) -> nn.Module:
-    """The run's whole classifier as one module: (N, 1, S, S) in [0, 1] -> (N, C) probabilities."""
+    """The run's whole classifier as one module: (N, V, S, S) in [0, 1] -> (N, C) probabilities
+    (V = 1 but where the autoencoders read several views)."""
     clf, method = pred.classifier, pred.method
     if pred.method_name == "ensemble":
         raise Hep2Error(f"the model in {pred.model_dir} is an ensemble of {len(pred.members)} runs (`hep2 ensemble`): "
@@ -79,7 +86,7 @@ def build_graph(pred: Predictor) -> nn.Module:
     if pred.method_name == "dcae-mlp":
         aes = method.autoencoders
         g = _DCAEGraph([ae.model_ for ae in aes], 8 if aes[0].config_.tta else 1, clf.blocks_, mapping,
-                       aes[0].config_.features)
+                       aes[0].config_.features, channels=_channels(pred))
     else:
         g = _CNNGraph(clf.net_, 8 if clf.tta else 1, clf.mean_, clf.std_, mapping)
     return g.float().eval()
@@ -98,7 +105,7 @@ def export(model_dir, fmt: str, out) -> dict:
     size = pred.prep.size
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    example = torch.rand(2, 1, size, size)
+    example = torch.rand(2, _channels(pred), size, size)
     try:
         with torch.inference_mode(False), torch.no_grad():
             if fmt == "onnx":
@@ -116,7 +123,7 @@ def export(model_dir, fmt: str, out) -> dict:
         tmp.unlink(missing_ok=True)
     card = out.with_name(out.name + ".md")
     card.write_text(model_card(pred, Path(model_dir), fmt, out, check))
-    return {"model": str(out), "card": str(card), "format": fmt, "input": [None, 1, size, size],
+    return {"model": str(out), "card": str(card), "format": fmt, "input": [None, _channels(pred), size, size],
             "classes": list(pred.classes), **check}
 
 
@@ -139,12 +146,21 @@ def _export_onnx(graph, example, path: Path, pred: Predictor) -> None:
     onnx.save(m, str(path))
 
 
+def _channels(pred: Predictor) -> int:
+    """The graph's input channels: one a view of the cell (1 but with ae_views)."""
+    return max(1, len(pred.prep.views))
+
+
 def _preprocessing(pred: Predictor) -> dict:
     p = pred.prep
+    filt = ("the image minus its Gaussian blur of sigma {} px (scipy.ndimage gaussian_filter, mode nearest, "
+            "truncate 4)")
     return {"size": p.size, "low_percentile": p.low_pct, "high_percentile": p.high_pct, "use_mask": p.use_mask,
-            "magnification": p.scale, "highpass_sigma": p.highpass,
-            **({"highpass": f"first, the image minus its Gaussian blur of sigma {p.highpass} px (scipy.ndimage "
-                            "gaussian_filter, mode nearest, truncate 4)"} if p.highpass > 0 else {}),
+            "magnification": p.scale, "highpass_sigma": list(p.views) if p.views else p.highpass,
+            **({"highpass": "first, " + filt.format(p.highpass)} if p.highpass > 0 and not p.views else {}),
+            **({"views": f"{len(p.views)} input channels, the same cell preprocessed {len(p.views)} ways: "
+                + "; ".join(f"channel {v}: " + (("first, " + filt.format(s)) if s > 0 else "unfiltered")
+                            for v, s in enumerate(p.views))} if p.views else {}),
             "scale": "per image: the low..high percentile of its intensities (inside the mask) -> 0..1, clipped",
             "resize": (f"every image by the factor {p.scale} (bilinear), centred: zero padding to size x size, the "
                        "centre cropped where larger") if p.scale > 0 else
@@ -153,7 +169,7 @@ def _preprocessing(pred: Predictor) -> dict:
 
 
 def run_exported(path, fmt: str, x: np.ndarray) -> np.ndarray:
-    """Class probabilities of an exported file for float32 images (N, 1, S, S)."""
+    """Class probabilities of an exported file for float32 images (N, V, S, S) (V = 1 but with ae_views)."""
     if fmt == "onnx":
         try:
             import onnxruntime as ort
@@ -173,23 +189,23 @@ def verify(path, fmt: str, pred: Predictor, n: int = 5) -> dict:
     one traced); the largest absolute difference of the probabilities."""
     size = pred.prep.size
     rng = np.random.default_rng(0)
-    imgs = np.zeros((n, size, size), np.uint8)
+    imgs = np.zeros((n, _channels(pred), size, size), np.uint8)
     yy, xx = np.mgrid[:size, :size]
     for i in range(n):      # bright discs with texture, like a cell; random noise alone is not one
         r = size * rng.uniform(0.25, 0.45)
         disc = (yy - size / 2) ** 2 + (xx - size / 2) ** 2 < r * r
-        imgs[i] = np.where(disc, rng.integers(60, 256, (size, size)), 0)
+        imgs[i] = np.where(disc, rng.integers(60, 256, imgs.shape[1:]), 0)
     # the graph computes in fp32: compare with hep2's fp32 path (its extraction may run in bf16)
     aes = pred.method.autoencoders if pred.method_name == "dcae-mlp" else []
     saved = [ae.config_ for ae in aes]
     for ae in aes:
         ae.config_ = ae.config_.override({"infer_amp": False})
     try:
-        ours = pred.predict_images(imgs)
+        ours = pred.predict_images(imgs if pred.prep.views else imgs[:, 0])
     finally:
         for ae, cfg in zip(aes, saved):
             ae.config_ = cfg
-    theirs = run_exported(path, fmt, imgs[:, None].astype(np.float32) / 255)
+    theirs = run_exported(path, fmt, imgs.astype(np.float32) / 255)
     return {"max_abs_diff": float(np.abs(ours - theirs).max()), "checked_images": n}
 
 
@@ -208,7 +224,8 @@ def model_card(pred: Predictor, run: Path, fmt: str, out: Path, check: dict) -> 
              "## Model",
              f"- Method: `{pred.method_name}`: {config.get('method_description', '')}",
              f"- Preset: `{pred.config.name}` ({pred.config.description})",
-             f"- Input `image`: float32 (N, 1, {pred.prep.size}, {pred.prep.size}), values in [0, 1], N dynamic.",
+             f"- Input `image`: float32 (N, {_channels(pred)}, {pred.prep.size}, {pred.prep.size}), values in [0, 1], "
+             "N dynamic" + (" (channels: the views under Preprocessing)." if pred.prep.views else "."),
              f"- Output `probabilities`: float32 (N, {len(pred.classes)}), columns in this order: "
              + ", ".join(f"`{c}`" for c in pred.classes) + ".",
              f"- Checked at export: largest absolute difference from hep2's own fp32 prediction "

@@ -14,6 +14,7 @@ training images only, without labels), then a classifier fitted per split. Add o
 from __future__ import annotations
 
 import copy
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -98,15 +99,17 @@ class DCAEMLP(Method):
         if n < 1:
             raise Hep2Error(f"ae_ensemble={n}: the number of autoencoders must be at least 1")
         self.aes_ = []
-        for k in range(n):   # autoencoder k: seed + k, its own checkpoint
+        for k in range(n):   # autoencoder k: seed + k, its own checkpoint, input view k % V
             ckpt = checkpoint
             if n > 1 and checkpoint is not None:
                 p = Path(checkpoint)
                 ckpt = str(p.with_name(f"{p.stem}-{k + 1}{p.suffix}"))
-            cfg = self.cfg.override({"seed": self.cfg.seed + k})
+            cfg = self.cfg.override({"seed": self.cfg.seed + k, **self._view_setting(k)})
             if verbose and n > 1:
-                print(f"autoencoder {k + 1} of {n} (seed {cfg.seed})", flush=True)
-            self.aes_.append(DCAEFeatures(cfg, checkpoint=ckpt, resume=resume, verbose=verbose).fit(images))
+                view = f", the cell high-pass filtered at sigma {cfg.highpass}" if cfg.highpass else ""
+                print(f"autoencoder {k + 1} of {n} (seed {cfg.seed}{view})", flush=True)
+            self.aes_.append(DCAEFeatures(cfg, checkpoint=ckpt, resume=resume, verbose=verbose).fit(
+                self._view(images, k)))
         self.ae_ = self.aes_[0]
         self.history_ = self.ae_.history_
         return self
@@ -115,9 +118,29 @@ class DCAEMLP(Method):
     def autoencoders(self) -> list:
         return getattr(self, "aes_", None) or [self.ae_]
 
+    def preprocess(self):
+        return replace(self.cfg.preprocess(), views=tuple(self.cfg.ae_views))
+
+    def _view_setting(self, k: int) -> dict:
+        """Autoencoder k's own input filter, where ae_views gives several (its settings then describe its input)."""
+        views = self.cfg.ae_views
+        return {"highpass": views[k % len(views)], "ae_views": ()} if views else {}
+
+    def _view(self, images, k: int):
+        """Autoencoder k's view of the images: (N, V, S, S) stacked views -> (N, S, S)."""
+        views = self.cfg.ae_views
+        if not views:
+            return images
+        images = np.asarray(images)
+        if images.ndim != 4 or images.shape[1] != len(views):
+            raise Hep2Error(f"ae_views={','.join(map(str, views))} asks for images of shape (N, {len(views)}, S, S), "
+                            f"one per view, got {images.shape}: preprocess them with this method's preprocess()")
+        return images[:, k % len(views)]
+
     def transform(self, images):
         # the autoencoders' codes side by side; the classifier keeps them apart (MLPHead groups)
-        return np.concatenate([ae.transform(images) for ae in self.autoencoders], axis=1)
+        return np.concatenate([ae.transform(self._view(images, k)) for k, ae in enumerate(self.autoencoders)],
+                              axis=1)
 
     def classifier(self):
         from .estimators import MLPHead
@@ -125,7 +148,7 @@ class DCAEMLP(Method):
         return MLPHead.from_preset(self.cfg, groups=self.cfg.ae_ensemble)
 
     def reconstruct(self, images):
-        return self.ae_.reconstruct(images)
+        return self.ae_.reconstruct(self._view(images, 0))
 
     def for_prediction(self):
         out = copy.copy(self)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .data.images import IMAGE_EXTENSIONS, preprocess_image
+from .data.images import IMAGE_EXTENSIONS, image_shape, preprocess_image
 from .errors import Hep2Error
 from . import __version__
 from .training import load_checkpoint, save_checkpoint
@@ -62,10 +62,11 @@ class Predictor:
         self.preps = list(dict.fromkeys(m.preprocess() for m, _ in self.members))
 
     def predict_images(self, images: np.ndarray) -> np.ndarray:
-        """Preprocessed uint8 images (N, S, S) -> class probabilities (N, len(classes))."""
+        """Preprocessed uint8 images (N, S, S), or (N, V, S, S) for a model whose autoencoders read
+        several views (setting ae_views) -> class probabilities (N, len(classes))."""
         if len(self.preps) > 1:
             raise Hep2Error(f"the ensemble in {self.model_dir} has members that preprocess images differently "
-                            "(" + "; ".join(f"size {p.size}, scale {p.scale}, highpass {p.highpass}" for p in self.preps)
+                            "(" + "; ".join(f"size {p.size}, scale {p.scale}, highpass {p.views or p.highpass}" for p in self.preps)
                             + "): classify image files (predict_files / classify), not preprocessed arrays")
         return self._average({self.prep: images})
 
@@ -88,7 +89,8 @@ class Predictor:
                     idx.append(next(i for i, q in left if q == p))
                 by_prep = {k: v[idx] for k, v in by_prep.items()}
             by_prep[prep], ok, bad = images, kept, bad + more
-        return self._average(by_prep), by_prep[self.prep], ok, bad
+        first = by_prep[self.prep]      # with several views, the first autoencoder's
+        return self._average(by_prep), first[:, 0] if first.ndim == 4 else first, ok, bad
 
     def load_files(self, paths, *, skip_bad: bool = False, prep=None):
         """Files -> (uint8 images (N, S, S) preprocessed as in training (or as ``prep`` says), the
@@ -105,7 +107,7 @@ class Predictor:
                 if not skip_bad:
                     raise
                 bad.append(str(e))
-        return (np.stack(images) if images else np.zeros((0, prep.size, prep.size), np.uint8)), ok, bad
+        return (np.stack(images) if images else np.zeros((0, *image_shape(prep)), np.uint8)), ok, bad
 
     def predict_files(self, paths, *, skip_bad: bool = False):
         """Files -> (rows of (path, pattern, probabilities), list of skipped 'file: reason')."""

@@ -14,7 +14,8 @@ from .errors import Hep2Error
 RANGES = {"scale": (16, "0 fits each cell's longest side to size; 1 keeps its pixels' size"),
           "highpass": (100, "pixels; 0 turns it off"), **{k: (top, "0 turns it off") for k, top in (
               ("ae_intensity", 2.0), ("ae_noise", 1.0), ("ae_zoom", 0.9), ("ae_rotation", 180.0), ("ae_mask", 0.9),
-              ("ae_blur", 5.0), ("checkpoint_minutes", 1e6))}}
+              ("ae_blur", 5.0), ("checkpoint_minutes", 1e6))}, "ae_views": (100, "pixels; 0 is the unfiltered cell")}
+FLOAT_TUPLES = ("ae_views",)   # the other tuple settings hold whole numbers
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,8 @@ class Preset:
     ae_patience: int = 5                 # early stopping on held-out reconstruction loss
     ae_val_fraction: float = 0.1         # part of the training images held out for that
     ae_ensemble: int = 1                 # autoencoders trained with seeds seed..seed+n-1; each feeds its own classifiers
+    ae_views: tuple = ()                 # input views: autoencoder k reads the cell high-pass filtered at sigma
+                                         # ae_views[k % V] (native pixels; 0: unfiltered); () : the preprocessed cell
     ae_augment: bool = False             # a random flip / 90-degree rotation of each image while training
     ae_intensity: float = 0.0            # random gamma / gain of that strength on each training image (estimators.random_intensity)
     ae_restore: bool = False             # ae_intensity / ae_blur on the input only, the original as target
@@ -81,8 +84,19 @@ class Preset:
     def __post_init__(self):
         # checked here, where every method's settings pass (NaN fails the comparison too)
         for key, (top, note) in RANGES.items():
-            if not 0 <= getattr(self, key) <= top:
-                raise Hep2Error(f"{key}={getattr(self, key)}: must lie in [0, {top}] ({note})")
+            value = getattr(self, key)
+            if not all(0 <= v <= top for v in (value if isinstance(value, tuple) else (value,))):
+                shown = ",".join(map(str, value)) if isinstance(value, tuple) else value
+                raise Hep2Error(f"{key}={shown}: {'each value ' if isinstance(value, tuple) else ''}must lie in "
+                                f"[0, {top}] ({note})")
+        if self.ae_views and self.highpass:
+            raise Hep2Error(f"ae_views={','.join(map(str, self.ae_views))} and highpass={self.highpass}: the views "
+                            f"set each autoencoder's high-pass filter; put {self.highpass} among ae_views, or set "
+                            "highpass=0")
+        if len(self.ae_views) > max(self.ae_ensemble, 1):
+            raise Hep2Error(f"ae_views={','.join(map(str, self.ae_views))} names {len(self.ae_views)} views but "
+                            f"ae_ensemble={self.ae_ensemble} autoencoders would read only the first "
+                            f"{max(self.ae_ensemble, 1)}: set ae_ensemble to at least {len(self.ae_views)}")
 
     def override(self, values: dict) -> "Preset":
         """A copy with some values replaced; unknown names and wrong types are errors."""
@@ -117,7 +131,9 @@ def _coerce(key: str, value, current):
         if isinstance(current, tuple):
             if isinstance(value, str):
                 value = [v for v in value.replace("(", "").replace(")", "").replace(" ", "").split(",") if v]
-            return tuple(int(v) for v in value)
+            if isinstance(value, (int, float)):
+                value = [value]
+            return tuple((float if key in FLOAT_TUPLES else int)(v) for v in value)
         if isinstance(current, int):
             if isinstance(value, float) and not value.is_integer():
                 raise ValueError

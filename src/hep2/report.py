@@ -86,7 +86,7 @@ def curves_figure(history: dict, path: Path, caption: str) -> None:
 
 # settings with which a run departs from the paper's method (issue 6's levers); the README's ablation
 # table (benchmarks/ablation.py) measures them under both protocols
-LEVERS = ("scale", "highpass", "ae_augment", "ae_intensity", "ae_restore", "ae_blur", "ae_rotation", "ae_zoom",
+LEVERS = ("scale", "highpass", "ae_views", "ae_augment", "ae_intensity", "ae_restore", "ae_blur", "ae_rotation", "ae_zoom",
           "ae_noise", "ae_mask", "features", "tta", "ae_ensemble", "mlp_ensemble", "hidden", "dropout",
           "mlp_weight_decay")
 
@@ -101,6 +101,10 @@ def dcae_description(preset: dict, n_classes: int) -> str:
     clf = (f"a linear softmax classifier {n_in}-{n_classes}" if not hidden else
            f"fully connected classifier {n_in}-{'-'.join(map(str, hidden))}-{n_classes}")
     each = f"{n_ae} autoencoders, each" if n_ae > 1 else "the autoencoder"
+    views = list(preset.get("ae_views") or [])
+    if views:
+        each += " reading one view of the cell (" + ", ".join(
+            f"high-pass sigma {v:g}" if v else "unfiltered" for v in views) + ", in turn)"
     return f"`dcae-mlp`: DCAE features ({n_in} values{what}; {each} with its own classifiers) + {clf}"
 
 

@@ -174,8 +174,10 @@ def run(dataset: str, *, protocol: str = "cv", cfg: Preset, out, subset: str = "
     from .report import write_report
 
     recon_idx = ae_idx[np.linspace(0, len(ae_idx) - 1, min(8, len(ae_idx))).astype(int)]
+    originals = images[recon_idx]   # with several views, the first autoencoder's (the one reconstructed)
     write_report(out, metrics=metrics, config=config, cells=cells, history=history,
-                 originals=images[recon_idx] / 255.0, reconstructions=m.reconstruct(images[recon_idx]))
+                 originals=(originals[:, 0] if originals.ndim == 4 else originals) / 255.0,
+                 reconstructions=m.reconstruct(images[recon_idx]))
     metrics["seconds"]["total"] = round(time.perf_counter() - t_start, 1)
     write_json(out / "metrics.json", metrics)
     say(f"accuracy {metrics['accuracy']['mean']:.4f} ± {metrics['accuracy']['std']:.4f}, "

@@ -38,6 +38,8 @@ class Preprocess:
     keep_aspect: bool = True       # pad to a square (True) or stretch (False)
     scale: float = 0.0             # 0: fit the longest side to size; > 0: resize by this factor, centre, crop
     highpass: float = 0.0          # > 0: the image minus its Gaussian blur of this sigma (pixels) before normalising
+    views: tuple = ()              # several input views, stacked (V, size, size): view v high-pass filtered at
+                                   # sigma views[v] (0: unfiltered) in place of ``highpass``
 
 
 def read_image(path) -> np.ndarray:
@@ -120,7 +122,8 @@ def resize_square(arr: np.ndarray, size: int, keep_aspect: bool = True, scale: f
 
 
 def preprocess_image(path, prep: Preprocess = Preprocess(), mask_path=None) -> np.ndarray:
-    """One file to one normalised square float32 array in [0, 1]."""
+    """One file to one normalised square float32 array in [0, 1]: (size, size), or with ``views``
+    (V, size, size), one view a high-pass sigma, the file read once."""
     arr = read_image(path)
     mask = None
     if prep.use_mask and mask_path is not None:
@@ -128,11 +131,21 @@ def preprocess_image(path, prep: Preprocess = Preprocess(), mask_path=None) -> n
         if mask.shape != arr.shape:
             raise Hep2Error(f"mask {mask_path} is {mask.shape[1]}x{mask.shape[0]} but its image {path} is "
                             f"{arr.shape[1]}x{arr.shape[0]}: fix or remove the mask")
-    if prep.highpass > 0:
+    return (np.stack([_filtered(arr, mask, prep, s) for s in prep.views]) if prep.views
+            else _filtered(arr, mask, prep, prep.highpass))
+
+
+def _filtered(arr, mask, prep: Preprocess, highpass: float) -> np.ndarray:
+    if highpass > 0:
         from scipy.ndimage import gaussian_filter
 
-        arr = arr - gaussian_filter(arr, prep.highpass, mode="nearest")
+        arr = arr - gaussian_filter(arr, highpass, mode="nearest")
     return resize_square(normalise(arr, prep.low_pct, prep.high_pct, mask), prep.size, prep.keep_aspect, prep.scale)
+
+
+def image_shape(prep: Preprocess) -> tuple:
+    """The shape of one preprocessed image: (size, size), or (V, size, size) with views."""
+    return ((len(prep.views),) if prep.views else ()) + (prep.size, prep.size)
 
 
 def cache_dir() -> Path:
@@ -163,7 +176,8 @@ def _umask() -> int:
 
 def load_images(cells: CellSet, prep: Preprocess = Preprocess(), *, skip_bad: bool = False,
                 cache: bool = True, progress: bool = False):
-    """Preprocess every image of a set into a uint8 array (N, size, size).
+    """Preprocess every image of a set into a uint8 array (N, size, size), or (N, V, size, size) with
+    ``prep.views``.
 
     Returns ``(images, cells)``: with ``skip_bad`` the unreadable images are left out of both and
     listed in ``cells.skipped``; without it the first bad image raises Hep2Error. The array is
@@ -187,7 +201,7 @@ def load_images(cells: CellSet, prep: Preprocess = Preprocess(), *, skip_bad: bo
             cache_file.unlink(missing_ok=True)
         else:
             return _finish(images, cells, bad, skip_bad)
-    images = np.zeros((len(cells), prep.size, prep.size), np.uint8)
+    images = np.zeros((len(cells), *image_shape(prep)), np.uint8)
     bad: list[tuple[str, str]] = []  # (path, reason)
     iterator = cells.cells
     if progress:
