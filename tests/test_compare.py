@@ -79,6 +79,12 @@ def test_compare_runs_methods_on_identical_splits(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "ae_epochs: 2 -> 3" in err and "--set ae_epochs=2" in err and "Traceback" not in err
     assert (out / "dcae-mlp" / "metrics.json").read_bytes() == before
+    # a method without an autoencoder reads no ae_* setting: reused whatever they say
+    logreg = (out / "test-intensity-logreg" / "metrics.json").read_bytes()
+    assert main(["compare", "synthetic:10", "--protocol", "grouped", "--preset", "tiny", "--set", "ae_epochs=3",
+                 "--set", "mlp_epochs=10", "--methods", "test-intensity-logreg", "--out", str(out), "--resume",
+                 "--quiet"]) == 0
+    assert (out / "test-intensity-logreg" / "metrics.json").read_bytes() == logreg
 
 
 def test_an_ensemble_of_one_method_is_refused_before_any_work(tmp_path, capsys):

@@ -70,11 +70,13 @@ def test_each_autoencoder_reads_its_own_view_of_the_cell(views_run):
     # each autoencoder, given the files, preprocesses them with its own filter: the same features
     for k, ae in enumerate(aes):
         np.testing.assert_allclose(ae.transform(paths), saved[:, k * width:(k + 1) * width], atol=1e-5)
+    np.testing.assert_allclose(pred.method.transform(paths), saved, atol=1e-5)     # the method too
     with pytest.raises(Hep2Error, match=r"shape \(N, 2, S, S\)"):
         pred.method.transform(stacked[:, 0])
     # predicting from files gives the run's final model on those cells; the page's thumbnails are 2-D
     proba, thumbs, ok, bad = pred.classify(paths)
     assert thumbs.shape == (10, 32, 32) and not bad
+    np.testing.assert_array_equal(thumbs, stacked[:, 0])       # the unfiltered view
     np.testing.assert_allclose(proba, pred.predict_images(stacked), atol=1e-6)
 
 

@@ -198,9 +198,30 @@ def test_views_stack_the_plain_and_the_filtered_cell_and_are_checked(tmp_path):
     for bad, msg in ((dict(ae_views="0,-1", ae_ensemble="2"), "ae_views=0.0,-1.0: each value must lie in"),
                      (dict(ae_views="0,5", ae_ensemble="1"), "set ae_ensemble to at least 2"),
                      (dict(ae_views="0,5", ae_ensemble="2", highpass="3"), "put 3.0 among ae_views"),
-                     (dict(ae_views="a,b"), "expected a value like")):
+                     (dict(ae_views="a,b"), "ae_views='a,b': expected a value like 0,5"),
+                     (dict(ae_views=True), "expected a value like 0,5"),
+                     (dict(hidden=True), "hidden=True: expected a value like 250,50"),
+                     (dict(widths=64), "widths=64: expected a value like 16,32,64,128")):
         with pytest.raises(Hep2Error, match=msg):
             get_preset("tiny", overrides=bad)
+    # a JSON list, one number, brackets, and a Python list all name the same views
+    assert get_preset("tiny", overrides={"ae_views": [0, 5], "ae_ensemble": 2}).ae_views == (0.0, 5.0)
+    assert get_preset("tiny", overrides={"ae_views": "[0,5]", "ae_ensemble": 2}).ae_views == (0.0, 5.0)
+    assert get_preset("tiny", overrides={"ae_views": 5}).ae_views == (5.0,)
+    assert get_preset("tiny").override({"ae_views": ""}).ae_views == ()
+    from hep2.presets import Preset as Settings
+
+    assert Settings(ae_views=[0, 5], ae_ensemble=2).ae_views == (0.0, 5.0)
+    # a config file and --set are checked together: the pair below is valid only as a whole
+    cfg_file = tmp_path / "c.json"
+    cfg_file.write_text('{"ae_ensemble": 1}')
+    assert get_preset("improved", config=cfg_file, overrides={"ae_views": ""}).ae_ensemble == 1
+    # one DCAEFeatures reads one view: the method trains one per view
+    from hep2.estimators import DCAEFeatures
+
+    with pytest.raises(Hep2Error, match="one DCAEFeatures reads one view"):
+        DCAEFeatures(preset=get_preset("tiny", overrides={"ae_views": "0,5", "ae_ensemble": 2})).fit(
+            np.zeros((4, 32, 32), np.uint8))
 
 
 def test_preprocess_image_shape_range_and_padding(tmp_path, images):

@@ -25,7 +25,7 @@ def compare(dataset: str, *, protocol: str, methods, cfg: Preset, out, subset: s
         sub = out / name
         if resume and (sub / "metrics.json").exists():
             # a finished method is reused only if it was made with these data and settings
-            check_same_run(sub, {"dataset": dataset, "protocol": protocol, "preset": cfg.to_dict()})
+            check_same_run(sub, {"dataset": dataset, "protocol": protocol, "method": name, "preset": cfg.to_dict()})
             metrics = json.loads((sub / "metrics.json").read_text())
         else:
             metrics = run(dataset, protocol=protocol, cfg=cfg, out=sub, subset=subset, resume=resume,

@@ -161,6 +161,10 @@ class DCAEFeatures(TransformerMixin, BaseEstimator):
         cfg = self._config()
         if cfg.features not in ("conv5", "pooled", "both"):
             raise Hep2Error(f"features={cfg.features!r}: choose conv5 (the paper's), pooled or both")
+        if cfg.ae_views:
+            raise Hep2Error(f"ae_views={','.join(map(str, cfg.ae_views))}: one DCAEFeatures reads one view of the cell; "
+                            "the method dcae-mlp trains one autoencoder per view (hep2.methods.get_method('dcae-mlp', "
+                            "preset)), or set highpass=SIGMA for this one")
         if cfg.ae_restore and not (cfg.ae_intensity or cfg.ae_blur):
             raise Hep2Error("ae_restore=true restores images from jittered or blurred copies: set ae_intensity "
                             "and / or ae_blur too (or leave ae_restore off)")

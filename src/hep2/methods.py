@@ -127,14 +127,16 @@ class DCAEMLP(Method):
         return {"highpass": views[k % len(views)], "ae_views": ()} if views else {}
 
     def _view(self, images, k: int):
-        """Autoencoder k's view of the images: (N, V, S, S) stacked views -> (N, S, S)."""
+        """Autoencoder k's view of the images: (N, V, S, S) stacked views -> (N, S, S); image files pass
+        as they are (each autoencoder preprocesses them with its own filter)."""
         views = self.cfg.ae_views
-        if not views:
+        if not views or (isinstance(images, (list, tuple)) and images and isinstance(images[0], (str, Path))):
             return images
         images = np.asarray(images)
         if images.ndim != 4 or images.shape[1] != len(views):
             raise Hep2Error(f"ae_views={','.join(map(str, views))} asks for images of shape (N, {len(views)}, S, S), "
-                            f"one per view, got {images.shape}: preprocess them with this method's preprocess()")
+                            f"one per view, got {images.shape}: preprocess them as the model's `preprocess()` "
+                            "says (hep2.predict.Predictor.load_files does), or give image files")
         return images[:, k % len(views)]
 
     def transform(self, images):

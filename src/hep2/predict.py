@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .data.images import IMAGE_EXTENSIONS, image_shape, preprocess_image
+from .data.images import IMAGE_EXTENSIONS, image_shape, plain_view, preprocess_image
 from .errors import Hep2Error
 from . import __version__
 from .training import load_checkpoint, save_checkpoint
@@ -79,7 +79,7 @@ class Predictor:
 
     def classify(self, paths, *, skip_bad: bool = False):
         """Files -> (class probabilities (N, C), the images as the first member sees them (N, S, S)
-        uint8, the paths read, list of skipped 'file: reason')."""
+        uint8 (its unfiltered view where it reads several), the paths read, list of skipped 'file: reason')."""
         by_prep, ok, bad = {}, [Path(p) for p in paths], []
         for prep in self.preps:
             images, kept, more = self.load_files(ok, skip_bad=skip_bad, prep=prep)
@@ -89,8 +89,8 @@ class Predictor:
                     idx.append(next(i for i, q in left if q == p))
                 by_prep = {k: v[idx] for k, v in by_prep.items()}
             by_prep[prep], ok, bad = images, kept, bad + more
-        first = by_prep[self.prep]      # with several views, the first autoencoder's
-        return self._average(by_prep), first[:, 0] if first.ndim == 4 else first, ok, bad
+        first = by_prep[self.prep]      # with several views, the unfiltered one
+        return self._average(by_prep), first[:, plain_view(self.prep)] if first.ndim == 4 else first, ok, bad
 
     def load_files(self, paths, *, skip_bad: bool = False, prep=None):
         """Files -> (uint8 images (N, S, S) preprocessed as in training (or as ``prep`` says), the

@@ -82,6 +82,10 @@ class Preset:
     cv_folds: int = 5
 
     def __post_init__(self):
+        for f in fields(self):      # a list given through the Python API is kept as the tuple it stands for
+            if isinstance(f.default, tuple) and isinstance(getattr(self, f.name), list):
+                kind = float if f.name in FLOAT_TUPLES else (lambda v: v)
+                object.__setattr__(self, f.name, tuple(kind(v) for v in getattr(self, f.name)))
         # checked here, where every method's settings pass (NaN fails the comparison too)
         for key, (top, note) in RANGES.items():
             value = getattr(self, key)
@@ -121,6 +125,7 @@ class Preset:
 
 
 def _coerce(key: str, value, current):
+    raw = value
     try:
         if isinstance(current, bool):
             if isinstance(value, str):
@@ -130,9 +135,11 @@ def _coerce(key: str, value, current):
             return bool(value)
         if isinstance(current, tuple):
             if isinstance(value, str):
-                value = [v for v in value.replace("(", "").replace(")", "").replace(" ", "").split(",") if v]
-            if isinstance(value, (int, float)):
-                value = [value]
+                value = [v for v in value.strip("()[] ").replace(" ", "").split(",") if v]
+            elif key in FLOAT_TUPLES and isinstance(value, (int, float)) and not isinstance(value, bool):
+                value = [value]       # one view
+            if isinstance(value, (bool, str)) or any(isinstance(v, bool) for v in value):
+                raise ValueError
             return tuple((float if key in FLOAT_TUPLES else int)(v) for v in value)
         if isinstance(current, int):
             if isinstance(value, float) and not value.is_integer():
@@ -142,7 +149,9 @@ def _coerce(key: str, value, current):
             return float(value)
         return str(value)
     except (TypeError, ValueError):
-        raise Hep2Error(f"setting {key}={value!r}: expected a value like {current!r}") from None
+        like = (",".join(map(str, current)) or ("0,5" if key in FLOAT_TUPLES else "250,50")) if isinstance(
+            current, tuple) else repr(current)
+        raise Hep2Error(f"setting {key}={raw!r}: expected a value like {like}") from None
 
 
 _CPU = Preset(
@@ -187,12 +196,9 @@ def get_preset(name: str = "cpu", config: str | Path | None = None, overrides: d
     """A named preset, then the values of a JSON/YAML file, then explicit overrides."""
     if name not in PRESETS:
         raise Hep2Error(f"unknown preset {name!r}: choose one of {', '.join(PRESETS)}")
-    p = PRESETS[name]
-    if config:
-        p = p.override(load_config(config))
-    if overrides:
-        p = p.override(overrides)
-    return p
+    # the file's values, then the explicit ones, checked together (a pair may be valid only as a whole)
+    values = (load_config(config) if config else {}) | {k.replace("-", "_"): v for k, v in (overrides or {}).items()}
+    return PRESETS[name].override(values) if values else PRESETS[name]
 
 
 def load_config(path) -> dict:

@@ -21,7 +21,7 @@ from . import distributed as dd
 from .data import load_images, open_dataset
 from .data.images import atomic_write_bytes
 from .errors import Hep2Error
-from .methods import get_method
+from .methods import METHODS, get_method
 from .evaluation import classification_metrics, protocol_splits, summarize_protocol
 from .predict import full_proba, save_model
 from .presets import Preset
@@ -198,8 +198,11 @@ def check_same_run(out: Path, config: dict) -> None:
             "autoencoder_saw_test_images") if k in config and old.get(k) != config[k]]
     # a setting added since the folder was made had its default then
     before = Preset().to_dict() | (old.get("preset") or {})
+    # a method without an autoencoder reads none of the ae_* settings
+    no_ae = config.get("method") in METHODS and not METHODS[config["method"]].unsupervised
     changed = {k: before.get(k) for k, v in config["preset"].items()
-               if k not in ("description", "threads", "checkpoint_minutes", "deterministic") and before.get(k) != v}
+               if k not in ("description", "threads", "checkpoint_minutes", "deterministic")
+               and not (no_ae and k.startswith("ae_")) and before.get(k) != v}
     diff += [f"{k}: {before[k]!r} -> {config['preset'][k]!r}" for k in changed]
     if diff:
         hint = (" (to go on as it was made: " + " ".join(f"--set {k}={_as_setting(v)}" for k, v in changed.items())

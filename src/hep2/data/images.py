@@ -143,6 +143,11 @@ def _filtered(arr, mask, prep: Preprocess, highpass: float) -> np.ndarray:
     return resize_square(normalise(arr, prep.low_pct, prep.high_pct, mask), prep.size, prep.keep_aspect, prep.scale)
 
 
+def plain_view(prep: Preprocess) -> int:
+    """Which of the stacked views is the unfiltered cell (the first where none is)."""
+    return list(prep.views).index(0) if 0 in prep.views else 0
+
+
 def image_shape(prep: Preprocess) -> tuple:
     """The shape of one preprocessed image: (size, size), or (V, size, size) with views."""
     return ((len(prep.views),) if prep.views else ()) + (prep.size, prep.size)
@@ -185,7 +190,8 @@ def load_images(cells: CellSet, prep: Preprocess = Preprocess(), *, skip_bad: bo
     """
     if len(cells) == 0:
         raise Hep2Error(f"dataset {cells.name} has no images: check the path and its layout")
-    key = hashlib.sha256(json.dumps([CACHE_VERSION, asdict(prep)]).encode())
+    settings = {k: v for k, v in asdict(prep).items() if k != "views" or v}   # keys made before views stay valid
+    key = hashlib.sha256(json.dumps([CACHE_VERSION, settings]).encode())
     for c in cells.cells:
         # The paths are part of the key because the cached list of bad files names them.
         key.update(f"{c.path}\t{c.mask if prep.use_mask else '-'}\t".encode())
