@@ -172,17 +172,15 @@ PRESETS = {
         size=224, widths=(64, 128, 256, 512), latent=4096, ae_batch=32, ae_epochs=30, amp=True, checkpoint_minutes=10.0,
         channels_last=True, infer_amp=True, infer_channels_last=True),
     "cpu": _CPU,
-    # the cpu design, every other setting equal: five levers chosen on train/ only (README, issue 6)
+    # the cpu design, every other setting equal: levers chosen on train/ only (README, issue 6)
     "improved": replace(
         _CPU, name="improved",
-        description="The cpu preset's design with five levers chosen on train/ only: autoencoders trained to give "
-                    "back each image from a copy with randomly jittered gamma / gain; two of them, one reading the "
-                    "cell as it is and one the cell high-pass filtered (minus its Gaussian blur of sigma 5 px), "
-                    "in place of three of the first; each of Conv 1..4's maps averaged and max-pooled over the cell "
-                    "(960 values per autoencoder) instead of the Conv 5 code; a linear softmax classifier (weight "
-                    "decay 0.1) in place of 250-50.",
-        ae_intensity=0.3, ae_restore=True, ae_ensemble=2, ae_views=(0.0, 5.0), features="pooled", hidden=(),
-        dropout=0.0, mlp_weight_decay=0.1),
+        description="The cpu preset's design with levers chosen on train/ only: autoencoders trained to give back "
+                    "each image from a copy with randomly jittered gamma / gain; two of them, one reading the cell "
+                    "as it is and one the cell high-pass filtered (minus its Gaussian blur of sigma 5 px), in place "
+                    "of three of the first; each of Conv 1..4's maps averaged and max-pooled over the cell (960 "
+                    "values per autoencoder) instead of the Conv 5 code; the paper's 250-50 classifier on them.",
+        ae_intensity=0.3, ae_restore=True, ae_ensemble=2, ae_views=(0.0, 5.0), features="pooled"),
     "tiny": Preset(
         name="tiny",
         description="For tests and the demo: 32x32 input, 16-32-64-128 maps, Conv 5 2x2 -> 1024 features, "
