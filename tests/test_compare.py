@@ -7,7 +7,7 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 
 from hep2.cli import main
-from hep2.methods import METHODS, Method, register_method
+from hep2.methods import DCAE_SETTINGS, METHODS, Method, register_method
 from hep2.predict import Predictor
 
 
@@ -16,6 +16,7 @@ class IntensityLogReg(Method):
     """A trivial method defined outside the package: intensity histograms + logistic regression."""
 
     description = "intensity histogram + logistic regression (registered from a test)"
+    ignores = DCAE_SETTINGS
 
     def transform(self, images):
         return np.stack([np.histogram(im, bins=16, range=(0, 255))[0] / im.size for im in images]).astype(np.float32)
@@ -79,7 +80,7 @@ def test_compare_runs_methods_on_identical_splits(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "ae_epochs: 2 -> 3" in err and "--set ae_epochs=2" in err and "Traceback" not in err
     assert (out / "dcae-mlp" / "metrics.json").read_bytes() == before
-    # a method without an autoencoder reads no ae_* setting: reused whatever they say
+    # a method that declares it ignores the autoencoder's settings is reused whatever they say
     logreg = (out / "test-intensity-logreg" / "metrics.json").read_bytes()
     assert main(["compare", "synthetic:10", "--protocol", "grouped", "--preset", "tiny", "--set", "ae_epochs=3",
                  "--set", "mlp_epochs=10", "--methods", "test-intensity-logreg", "--out", str(out), "--resume",

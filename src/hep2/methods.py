@@ -23,6 +23,9 @@ from .errors import Hep2Error
 from .presets import Preset
 
 METHODS: dict[str, type["Method"]] = {}
+# what only the autoencoder and its classifier read: a method without them ignores these settings
+DCAE_SETTINGS = frozenset({"widths", "latent", "latent_activation", "output", "features", "tta", "hidden", "dropout"}
+                          | {k for k in Preset.__dataclass_fields__ if k.startswith(("ae_", "mlp_"))})
 # the baselines (cnn5, lbp-svm, texture-svm) keep their published input: each cell fitted to the size, unfiltered
 PUBLISHED_INPUT = {"scale": 0.0, "highpass": 0.0}
 
@@ -48,6 +51,7 @@ class Method:
     name = ""
     paper_accuracy: float | None = None   # the DCAE paper's Table II figure on SNPHEp-2
     unsupervised = False                  # True when fit_features learns from images
+    ignores: frozenset = frozenset()      # settings it never reads (`hep2 compare --resume` lets them differ)
     description = ""
 
     def __init__(self, cfg: Preset):
@@ -162,6 +166,7 @@ class DCAEMLP(Method):
 @register_method("lbp-svm")
 class LBPSVM(Method):
     paper_accuracy = 0.8571
+    ignores = DCAE_SETTINGS
     description = "multi-scale rotation-invariant uniform LBP histograms + RBF SVM (C, gamma by inner cv)"
 
     def preprocess(self):
@@ -194,6 +199,7 @@ class TextureSVM(LBPSVM):
 @register_method("cnn5")
 class CNN5(Method):
     paper_accuracy = 0.8620
+    ignores = DCAE_SETTINGS
     description = "the 5-layer CNN of Gao et al. (IEEE JBHI 2017), trained from scratch with rotation/flip augmentation"
 
     def preprocess(self):
@@ -207,6 +213,7 @@ class CNN5(Method):
 
 @register_method("resnet")
 class ResNet(Method):
+    ignores = DCAE_SETTINGS
     description = ("a small residual CNN trained from scratch with strong augmentation (any-angle rotation, flips, "
                    "zoom, gamma / gain), probabilities averaged over 8 flips / rotations")
 

@@ -198,11 +198,11 @@ def check_same_run(out: Path, config: dict) -> None:
             "autoencoder_saw_test_images") if k in config and old.get(k) != config[k]]
     # a setting added since the folder was made had its default then
     before = Preset().to_dict() | (old.get("preset") or {})
-    # a method without an autoencoder reads none of the ae_* settings
-    no_ae = config.get("method") in METHODS and not METHODS[config["method"]].unsupervised
+    # the settings the method never reads may differ (the baselines ignore the autoencoder's)
+    ignored = METHODS[config["method"]].ignores if config.get("method") in METHODS else frozenset()
     changed = {k: before.get(k) for k, v in config["preset"].items()
                if k not in ("description", "threads", "checkpoint_minutes", "deterministic")
-               and not (no_ae and k.startswith("ae_")) and before.get(k) != v}
+               and k not in ignored and before.get(k) != v}
     diff += [f"{k}: {before[k]!r} -> {config['preset'][k]!r}" for k in changed]
     if diff:
         hint = (" (to go on as it was made: " + " ".join(f"--set {k}={_as_setting(v)}" for k, v in changed.items())
