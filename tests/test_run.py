@@ -240,6 +240,28 @@ def test_resume_with_other_settings_is_refused(grouped_run, tmp_path, capsys):
     assert str(out) in err and "ae_epochs: 2 -> 3" in err and "--set ae_epochs=2" in err
 
 
+def test_a_full_disk_is_a_clear_error_and_the_run_resumes(grouped_run, tmp_path, monkeypatch, capsys):
+    import hep2.training as training_mod
+
+    out = tmp_path / "full"
+    real_write, calls = training_mod.atomic_write_bytes, []
+
+    def full_after_one(path, data):     # the first checkpoint fits, then the disk is full
+        calls.append(path)
+        if len(calls) > 2:
+            raise OSError(28, "No space left on device", str(path))
+        return real_write(path, data)
+
+    monkeypatch.setattr(training_mod, "atomic_write_bytes", full_after_one)
+    assert main(["run", *GROUPED, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "No space left on device" in err and "--resume" in err and "Traceback" not in err
+    assert load_checkpoint(out / "checkpoints/dcae-mlp.pt")["epoch"] == 1     # whole, and resumable
+    monkeypatch.setattr(training_mod, "atomic_write_bytes", real_write)
+    assert main(["run", *GROUPED, "--out", str(out), "--resume"]) == 0
+    assert _without_times(_json(out / "metrics.json")) == _without_times(_json(grouped_run / "metrics.json"))
+
+
 def test_interrupted_run_resumes_to_the_uninterrupted_result(grouped_run, tmp_path, monkeypatch, capsys):
     out = tmp_path / "killed"
     real_fit = estimators_mod.fit

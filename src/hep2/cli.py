@@ -281,6 +281,12 @@ def main(argv=None) -> int:
         print("hep2: interrupted (checkpoints written so far are kept; rerun with --resume to go on)",
               file=sys.stderr)
         return 130
+    except OSError as e:        # a full disk, a folder without write permission: files are written whole or not at all
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"hep2: error: {where}{e.strerror or e} (the files written before it, checkpoints included, are "
+              "whole: hep2 writes each file under a temporary name first; free space or fix the permission, "
+              "then rerun with --resume to go on)", file=sys.stderr)
+        return 2
     finally:
         dd.shutdown(ok)
 
