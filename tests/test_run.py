@@ -240,6 +240,24 @@ def test_resume_with_other_settings_is_refused(grouped_run, tmp_path, capsys):
     assert str(out) in err and "ae_epochs: 2 -> 3" in err and "--set ae_epochs=2" in err
 
 
+def test_a_run_whose_checkpoints_cannot_fit_is_refused_before_any_work(tmp_path, monkeypatch, capsys):
+    import shutil
+    from collections import namedtuple
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**9, 10**9 - 10**6, 10**6))   # 1 MB free
+    out = tmp_path / "small-disk"
+    assert main(["run", *GROUPED, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert str(out) in err and "GB free" in err and "choose --out on another disk" in err and "Traceback" not in err
+    assert not out.exists()                  # nothing written
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**12, 0, 10**12))
+    from hep2.presets import get_preset
+    from hep2.runner import check_disk_space
+
+    check_disk_space(out, get_preset("paper"))          # 23 GB fit on a 1 TB disk: no error
+
+
 def test_a_full_disk_is_a_clear_error_and_the_run_resumes(grouped_run, tmp_path, monkeypatch, capsys):
     import hep2.training as training_mod
 

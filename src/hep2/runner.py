@@ -53,6 +53,26 @@ def prepare_out(out: Path, resume: bool) -> None:
     dd.barrier()
 
 
+def check_disk_space(out: Path, cfg: Preset) -> None:
+    """Refuse, before any work, a run whose autoencoder checkpoints cannot fit on the disk of ``out``:
+    each autoencoder keeps its weights and Adam state (3 values a parameter) and its best weights (1), and
+    a checkpoint is written beside the old one before replacing it (3 more, once)."""
+    import shutil
+
+    from .models.dcae import layer_table
+
+    n = layer_table(cfg.size, cfg.widths, cfg.latent)["total_params"] * 4        # bytes of one fp32 copy
+    need = max(cfg.ae_ensemble, 1) * 4 * n + 3 * n
+    have = sum(f.stat().st_size for f in (out / "checkpoints").glob("*.pt")) if (out / "checkpoints").is_dir() else 0
+    where = next(q for q in (out, *out.parents) if q.exists())
+    free = shutil.disk_usage(where).free
+    if need - have > free:
+        raise Hep2Error(f"run folder {out}: the autoencoder checkpoints need about {(need - have) / 1e9:.1f} GB "
+                        f"more ({max(cfg.ae_ensemble, 1)} x {4 * n / 1e9:.2f} GB: weights, Adam state and best "
+                        f"weights, + {3 * n / 1e9:.2f} GB while one is rewritten) but its disk has "
+                        f"{free / 1e9:.1f} GB free: free space or choose --out on another disk")
+
+
 def run(dataset: str, *, protocol: str = "cv", cfg: Preset, out, subset: str = "train", resume: bool = False,
         skip_bad: bool = False, verbose: bool = True, ae_on_test: bool = False, method: str = "dcae-mlp") -> dict:
     """Fit the method's unsupervised stage (the DCAE, no labels), extract features, evaluate the
@@ -71,7 +91,9 @@ def run(dataset: str, *, protocol: str = "cv", cfg: Preset, out, subset: str = "
     if subset == "train" and "train" not in cells.subsets:
         subset = "all"  # the default, for a layout without a train split: record what was used
     splits, ae_idx = protocol_splits(cells, protocol, subset=subset, folds=cfg.cv_folds, seed=cfg.seed)
-    prepare_out(out, resume)        # after the checks of data and protocol: a refused run writes nothing
+    if m.unsupervised and dd.is_main():
+        check_disk_space(out, cfg)
+    prepare_out(out, resume)        # after the checks of data, protocol and disk: a refused run writes nothing
     prep = m.preprocess()
     say(f"hep2 run: {cells.name}, method {method}, protocol {protocol}, preset {cfg.name}, {len(cells)} cells "
         f"-> {out}")
