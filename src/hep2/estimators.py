@@ -27,10 +27,15 @@ from .presets import Preset, get_preset
 from .training import autocast, fit, resolve_device, torch_threads
 
 
+def is_paths(X) -> bool:
+    """Whether ``X`` is a list of image file paths (rather than an array of preprocessed images)."""
+    return isinstance(X, (list, tuple)) and len(X) > 0 and isinstance(X[0], (str, Path))
+
+
 def image_tensor(X, size: int | None = None, prep=None) -> torch.Tensor:
     """Images or paths -> uint8 tensor (N, 1, S, S); paths are preprocessed with ``prep``
     (a ``Preprocess``; by default its defaults at ``size``)."""
-    if isinstance(X, (list, tuple)) and X and isinstance(X[0], (str, Path)):
+    if is_paths(X):
         from .data.images import Preprocess, preprocess_image
 
         if size is None:

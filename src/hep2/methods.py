@@ -133,8 +133,10 @@ class DCAEMLP(Method):
     def _view(self, images, k: int):
         """Autoencoder k's view of the images: (N, V, S, S) stacked views -> (N, S, S); image files pass
         as they are (each autoencoder preprocesses them with its own filter)."""
+        from .estimators import is_paths
+
         views = self.cfg.ae_views
-        if not views or (isinstance(images, (list, tuple)) and images and isinstance(images[0], (str, Path))):
+        if not views or is_paths(images):
             return images
         images = np.asarray(images)
         if images.ndim != 4 or images.shape[1] != len(views):
