@@ -1,7 +1,8 @@
 """Choose classifiers and feature readings on SNPHEp-2 train/ only (issue 6's rule: no test image or
 label takes part in a choice).
 
-    python benchmarks/inner_validation.py RUN [--heads mlp linear logreg ...] [--groups N]
+    python benchmarks/inner_validation.py RUN [--heads mlp linear logreg ...] [--groups N] [--blocks N]
+        [--intensity DATA]
 
 RUN is a run folder with ``features.npy`` + ``features_ids.csv`` (any protocol: only its ``train/``
 rows are read). Two inner validations on those rows, same folds for every head:
@@ -11,7 +12,13 @@ rows are read). Two inner validations on those rows, same folds for every head:
   cells are stored specimen by specimen. Cutting each class's ID range into 4 contiguous blocks and
   holding one block of every class out gives folds that approximate specimen-disjoint ones. Its
   figures track the official protocol far better than cell-level cv does (see the README).
-- **cell-cv**: stratified 5-fold at cell level (the paper's reading; optimistic).
+- **cell-cv**: stratified 5-fold at cell level (the paper's reading; optimistic); the folds of
+  ``hep2 run --protocol cv`` (seed 0).
+- **positive <-> intermediate** (with ``--intensity DATA``, the SNPHEp-2 folder): train on the train/
+  cells the ``Split-50-K_train_hi`` files list as positive-intensity, test on the intermediate ones
+  (``_lo``), and back; the mean of the two. The two halves share no specimen: the hardest probe.
+
+``--blocks 5`` gives the folds of ``hep2 run --protocol blocked`` (cv_folds = 5).
 
 ± is the standard deviation over the folds (ddof 0, as numpy's default).
 """
@@ -42,10 +49,15 @@ def heads(groups: int) -> dict:
 
     return {
         "mlp": lambda: MLPHead(ensemble=2, groups=groups, device="cpu"),       # the paper's 250-50, x2
+        "mlp5": lambda: MLPHead(ensemble=5, groups=groups, device="cpu"),      # five of them
+        "mlp-1024": lambda: MLPHead(hidden=(1024, 256), ensemble=2, groups=groups, device="cpu"),
+        "mlp-drop0.7": lambda: MLPHead(dropout=0.7, ensemble=2, groups=groups, device="cpu"),
         "linear": linear(0.1),                                                 # preset improved's
         **{f"linear-wd{wd}": linear(wd) for wd in (0.01, 0.3, 1.0)},
         "logreg": lambda: make_pipeline(StandardScaler(), LogisticRegression(C=0.01, max_iter=3000)),
+        "logreg-C0.1": lambda: make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=3000)),
         "svm": lambda: make_pipeline(StandardScaler(), SVC(C=10, gamma="scale")),
+        "svm-C1": lambda: make_pipeline(StandardScaler(), SVC(C=1, gamma="scale")),
     }
 
 
@@ -58,11 +70,31 @@ def score(make, folds, X, y) -> tuple[float, float, float]:
     return float(np.mean(acc)), float(np.std(acc)), float(np.mean(mca))
 
 
+def intensity_folds(data: Path, ids: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(positive -> intermediate) and (intermediate -> positive) over the train/ rows, from the
+    Split-50-K_train_hi / _lo files (their union over K names each cell's intensity)."""
+    level = {}
+    files = sorted((data / "split_information").glob("Split-50-*_train_[hl][io]"))
+    if not files:
+        sys.exit(f"inner_validation: {data / 'split_information'} holds no Split-50-K_train_hi / _lo files; "
+                 "--intensity takes the SNPHEp-2 folder")
+    for f in files:
+        try:
+            level |= {int(t): f.name[-2:] for t in f.read_text().split()}
+        except (OSError, ValueError) as e:
+            sys.exit(f"inner_validation: {f}: {e}")
+    hi = np.flatnonzero([level.get(i) == "hi" for i in ids])
+    lo = np.flatnonzero([level.get(i) == "lo" for i in ids])
+    return [(hi, lo), (lo, hi)]
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("run")
     ap.add_argument("--heads", nargs="+", default=["mlp", "linear", "logreg"])
     ap.add_argument("--groups", type=int, default=1, help="feature blocks (autoencoders) for the MLPHead heads")
+    ap.add_argument("--blocks", type=int, default=4, help="blocks per class (5: hep2's blocked protocol)")
+    ap.add_argument("--intensity", metavar="DATA", help="SNPHEp-2 folder: add the positive <-> intermediate probe")
     a = ap.parse_args(argv)
     run = Path(a.run)
     try:
@@ -80,14 +112,19 @@ def main(argv=None) -> int:
     X = F[train].astype(np.float32)
     y = np.array([r["label"] for r in rows])[train]
     ids = np.array([int(r["id"].split("/")[1]) for r in rows])[train]
-    blocked = blocked_folds(y, ids, 4)
+    blocked = blocked_folds(y, ids, a.blocks)
     cell = list(StratifiedKFold(5, shuffle=True, random_state=0).split(X, y))
+    probes = {"blocked": blocked, "cell-cv": cell}
+    if a.intensity:
+        probes["pos<->int"] = intensity_folds(Path(a.intensity), ids)
     print(f"{run}: {len(X)} train/ cells x {X.shape[1]} features")
     for name in a.heads:
         t = time.perf_counter()
-        b, c = score(table[name], blocked, X, y), score(table[name], cell, X, y)
-        print(f"{name:14s} blocked {b[0]:.4f} ± {b[1]:.4f} MCA {b[2]:.4f} | cell-cv {c[0]:.4f} ± {c[1]:.4f} "
-              f"MCA {c[2]:.4f}  ({time.perf_counter() - t:.0f} s)", flush=True)
+        parts = []
+        for probe, folds in probes.items():
+            m, sd, mca = score(table[name], folds, X, y)
+            parts.append(f"{probe} {m:.4f} ± {sd:.4f} MCA {mca:.4f}")
+        print(f"{name:14s} " + " | ".join(parts) + f"  ({time.perf_counter() - t:.0f} s)", flush=True)
     return 0
 
 

@@ -516,6 +516,19 @@ def test_inner_validation_blocks_are_contiguous_id_runs_per_class(tmp_path, caps
     assert float(out.split("blocked ")[1].split()[0]) > 0.5          # chance is 1/3
     with pytest.raises(SystemExit, match="unknown head"):
         iv.main([str(tmp_path), "--heads", "forest"])
+    # the positive <-> intermediate probe: cells named in the _hi / _lo files, trained one way and back
+    data = tmp_path / "data"
+    with pytest.raises(SystemExit, match="no Split-50-K_train_hi"):
+        iv.main([str(tmp_path), "--heads", "logreg", "--intensity", str(data)])
+    (data / "split_information").mkdir(parents=True)
+    (data / "split_information" / "Split-50-1_train_hi").write_text("\n".join(map(str, ids[::2])))
+    (data / "split_information" / "Split-50-1_train_lo").write_text("\n".join(map(str, ids[1::2])))
+    assert iv.main([str(tmp_path), "--heads", "logreg", "--blocks", "5", "--intensity", str(data)]) == 0
+    out = capsys.readouterr().out
+    assert float(out.split("pos<->int ")[1].split()[0]) > 0.5
+    (hi, lo), back = iv.intensity_folds(data, ids)
+    assert sorted(np.concatenate([hi, lo])) == list(range(120)) and set(ids[hi]) == set(ids[::2])
+    assert [list(v) for v in back] == [list(lo), list(hi)]
 
 
 @pytest.fixture(scope="module")
