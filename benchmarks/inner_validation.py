@@ -40,6 +40,8 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 
 from hep2.estimators import MLPHead
+from hep2.data import open_dataset
+from hep2.errors import Hep2Error
 from hep2.evaluation import blocked_folds
 
 
@@ -70,21 +72,15 @@ def score(make, folds, X, y) -> tuple[float, float, float]:
     return float(np.mean(acc)), float(np.std(acc)), float(np.mean(mca))
 
 
-def intensity_folds(data: Path, ids: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(positive -> intermediate) and (intermediate -> positive) over the train/ rows, from the
-    Split-50-K_train_hi / _lo files (their union over K names each cell's intensity)."""
-    level = {}
-    files = sorted((data / "split_information").glob("Split-50-*_train_[hl][io]"))
-    if not files:
-        sys.exit(f"inner_validation: {data / 'split_information'} holds no Split-50-K_train_hi / _lo files; "
-                 "--intensity takes the SNPHEp-2 folder")
-    for f in files:
-        try:
-            level |= {int(t): f.name[-2:] for t in f.read_text().split()}
-        except (OSError, ValueError) as e:
-            sys.exit(f"inner_validation: {f}: {e}")
-    hi = np.flatnonzero([level.get(i) == "hi" for i in ids])
-    lo = np.flatnonzero([level.get(i) == "lo" for i in ids])
+def intensity_folds(data: Path, ids) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(positive -> intermediate) and (intermediate -> positive) over the rows whose cell IDs are
+    ``ids``, by each cell's intensity as hep2's SNPHEp-2 reader gives it (the Split-50-K _hi / _lo files)."""
+    try:
+        level = {c.id: c.intensity for c in open_dataset(f"snphep2:{data}").cells}
+    except Hep2Error as e:
+        sys.exit(f"inner_validation: --intensity {data}: {e}")
+    hi = np.flatnonzero([level.get(i) == "positive" for i in ids])
+    lo = np.flatnonzero([level.get(i) == "intermediate" for i in ids])
     return [(hi, lo), (lo, hi)]
 
 
@@ -116,7 +112,7 @@ def main(argv=None) -> int:
     cell = list(StratifiedKFold(5, shuffle=True, random_state=0).split(X, y))
     probes = {"blocked": blocked, "cell-cv": cell}
     if a.intensity:
-        probes["pos<->int"] = intensity_folds(Path(a.intensity), ids)
+        probes["pos<->int"] = intensity_folds(Path(a.intensity), np.array([r["id"] for r in rows])[train])
     print(f"{run}: {len(X)} train/ cells x {X.shape[1]} features")
     for name in a.heads:
         t = time.perf_counter()

@@ -488,6 +488,33 @@ def _benchmark(name):
     return mod
 
 
+def test_inner_validation_intensity_probe_on_snphep2(tmp_path, capsys, snphep2_root):
+    """--intensity: train on train/'s positive-intensity cells, test on its intermediate ones and back,
+    by the intensities hep2's reader gives (a real-data test: the reader needs the SNPHEp-2 layout)."""
+    from hep2.data import open_dataset
+
+    iv = _benchmark("inner_validation")
+    cells = [c for c in open_dataset(f"snphep2:{snphep2_root}").cells if c.split == "train"]
+    ids = np.array([c.id for c in cells])
+    labels = np.array([c.label for c in cells])
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(len(cells), 6)).astype(np.float32)
+    X[np.arange(len(cells)), np.unique(labels, return_inverse=True)[1]] += 3      # a signal per class
+    np.save(tmp_path / "features.npy", X)
+    with open(tmp_path / "features_ids.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["row", "id", "label"])
+        w.writerows([i, c, lab] for i, (c, lab) in enumerate(zip(ids, labels)))
+    assert iv.main([str(tmp_path), "--heads", "logreg", "--blocks", "5", "--intensity", str(snphep2_root)]) == 0
+    assert float(capsys.readouterr().out.split("pos<->int ")[1].split()[0]) > 0.5     # chance is 1/5
+    (hi, lo), back = iv.intensity_folds(snphep2_root, ids)
+    assert set(ids[hi]) == {c.id for c in cells if c.intensity == "positive"}
+    assert set(ids[lo]) == {c.id for c in cells if c.intensity == "intermediate"}
+    assert len(hi) > 100 and len(lo) > 100 and [list(v) for v in back] == [list(lo), list(hi)]
+    with pytest.raises(SystemExit, match="--intensity .*nowhere"):
+        iv.intensity_folds(tmp_path / "nowhere", ids)
+
+
 def test_inner_validation_blocks_are_contiguous_id_runs_per_class(tmp_path, capsys):
     from hep2.evaluation import blocks
 
@@ -516,19 +543,6 @@ def test_inner_validation_blocks_are_contiguous_id_runs_per_class(tmp_path, caps
     assert float(out.split("blocked ")[1].split()[0]) > 0.5          # chance is 1/3
     with pytest.raises(SystemExit, match="unknown head"):
         iv.main([str(tmp_path), "--heads", "forest"])
-    # the positive <-> intermediate probe: cells named in the _hi / _lo files, trained one way and back
-    data = tmp_path / "data"
-    with pytest.raises(SystemExit, match="no Split-50-K_train_hi"):
-        iv.main([str(tmp_path), "--heads", "logreg", "--intensity", str(data)])
-    (data / "split_information").mkdir(parents=True)
-    (data / "split_information" / "Split-50-1_train_hi").write_text("\n".join(map(str, ids[::2])))
-    (data / "split_information" / "Split-50-1_train_lo").write_text("\n".join(map(str, ids[1::2])))
-    assert iv.main([str(tmp_path), "--heads", "logreg", "--blocks", "5", "--intensity", str(data)]) == 0
-    out = capsys.readouterr().out
-    assert float(out.split("pos<->int ")[1].split()[0]) > 0.5
-    (hi, lo), back = iv.intensity_folds(data, ids)
-    assert sorted(np.concatenate([hi, lo])) == list(range(120)) and set(ids[hi]) == set(ids[::2])
-    assert [list(v) for v in back] == [list(lo), list(hi)]
 
 
 @pytest.fixture(scope="module")
