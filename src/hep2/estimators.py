@@ -23,7 +23,7 @@ from sklearn.preprocessing import StandardScaler
 
 from .errors import Hep2Error
 from .models import DCAE, MLP
-from .presets import Preset, get_preset
+from .presets import Preset, as_setting, get_preset
 from .training import autocast, fit, resolve_device, torch_threads
 
 
@@ -167,7 +167,7 @@ class DCAEFeatures(TransformerMixin, BaseEstimator):
         if cfg.features not in ("conv5", "pooled", "both"):
             raise Hep2Error(f"features={cfg.features!r}: choose conv5 (the paper's), pooled or both")
         if cfg.ae_views:
-            raise Hep2Error(f"ae_views={','.join(map(str, cfg.ae_views))}: one DCAEFeatures reads one view of the cell; "
+            raise Hep2Error(f"ae_views={as_setting(cfg.ae_views)}: one DCAEFeatures reads one view of the cell; "
                             "the method dcae-mlp trains one autoencoder per view (hep2.methods.get_method('dcae-mlp', "
                             "preset)), or set highpass=SIGMA for this one")
         if cfg.ae_restore and not (cfg.ae_intensity or cfg.ae_blur):

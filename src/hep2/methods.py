@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import Hep2Error
-from .presets import Preset
+from .presets import Preset, as_setting
 
 METHODS: dict[str, type["Method"]] = {}
 # what only the autoencoder and its classifier read: a method without them ignores these settings
@@ -140,7 +140,7 @@ class DCAEMLP(Method):
             return images
         images = np.asarray(images)
         if images.ndim != 4 or images.shape[1] != len(views):
-            raise Hep2Error(f"ae_views={','.join(map(str, views))} asks for images of shape (N, {len(views)}, S, S), "
+            raise Hep2Error(f"ae_views={as_setting(views)} asks for images of shape (N, {len(views)}, S, S), "
                             f"one per view, got {images.shape}: preprocess them as the model's `preprocess()` "
                             "says (hep2.predict.Predictor.load_files does), or give image files")
         return images[:, k % len(views)]

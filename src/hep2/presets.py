@@ -90,15 +90,14 @@ class Preset:
         for key, (top, note) in RANGES.items():
             value = getattr(self, key)
             if not all(0 <= v <= top for v in (value if isinstance(value, tuple) else (value,))):
-                shown = ",".join(map(str, value)) if isinstance(value, tuple) else value
-                raise Hep2Error(f"{key}={shown}: {'each value ' if isinstance(value, tuple) else ''}must lie in "
+                raise Hep2Error(f"{key}={as_setting(value)}: {'each value ' if isinstance(value, tuple) else ''}must lie in "
                                 f"[0, {top}] ({note})")
         if self.ae_views and self.highpass:
-            raise Hep2Error(f"ae_views={','.join(map(str, self.ae_views))} and highpass={self.highpass}: the views "
+            raise Hep2Error(f"ae_views={as_setting(self.ae_views)} and highpass={self.highpass}: the views "
                             f"set each autoencoder's high-pass filter; put {self.highpass} among ae_views, or set "
                             "highpass=0")
         if len(self.ae_views) > max(self.ae_ensemble, 1):
-            raise Hep2Error(f"ae_views={','.join(map(str, self.ae_views))} names {len(self.ae_views)} views but "
+            raise Hep2Error(f"ae_views={as_setting(self.ae_views)} names {len(self.ae_views)} views but "
                             f"ae_ensemble={self.ae_ensemble} autoencoders would read only the first "
                             f"{max(self.ae_ensemble, 1)}: set ae_ensemble to at least {len(self.ae_views)}")
 
@@ -122,6 +121,13 @@ class Preset:
 
     def to_dict(self) -> dict:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+
+def as_setting(value) -> str:
+    """A setting's value as --set takes it (a tuple as comma-separated values)."""
+    if isinstance(value, (list, tuple)):
+        return ",".join(map(str, value))
+    return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 def _coerce(key: str, value, current):
@@ -149,7 +155,7 @@ def _coerce(key: str, value, current):
             return float(value)
         return str(value)
     except (TypeError, ValueError):
-        like = (",".join(map(str, current)) or ("0,5" if key in FLOAT_TUPLES else "250,50")) if isinstance(
+        like = (as_setting(current) or ("0,5" if key in FLOAT_TUPLES else "250,50")) if isinstance(
             current, tuple) else repr(current)
         raise Hep2Error(f"setting {key}={raw!r}: expected a value like {like}") from None
 

@@ -24,7 +24,7 @@ from .errors import Hep2Error
 from .methods import METHODS, get_method
 from .evaluation import classification_metrics, protocol_splits, summarize_protocol
 from .predict import full_proba, save_model
-from .presets import Preset
+from .presets import Preset, as_setting
 from .training import resolve_device
 
 
@@ -227,17 +227,10 @@ def check_same_run(out: Path, config: dict) -> None:
                and k not in ignored and before.get(k) != v}
     diff += [f"{k}: {before[k]!r} -> {config['preset'][k]!r}" for k in changed]
     if diff:
-        hint = (" (to go on as it was made: " + " ".join(f"--set {k}={_as_setting(v)}" for k, v in changed.items())
+        hint = (" (to go on as it was made: " + " ".join(f"--set {k}={as_setting(v)}" for k, v in changed.items())
                 + ")") if changed else ""
         raise Hep2Error(f"--resume: run folder {out} was made with other settings ({'; '.join(diff)}): resume "
                         f"with the same dataset, protocol and settings{hint}, or choose another --out")
-
-
-def _as_setting(value) -> str:
-    """A setting's value as --set takes it."""
-    if isinstance(value, (list, tuple)):
-        return ",".join(map(str, value))
-    return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 def _write_csv(path, header, rows) -> None:
