@@ -149,12 +149,12 @@ def _classifier_data():
     return (x[:60], y[:60]), (x[60:], y[60:])
 
 
-def _train_mlp(ckpt=None, resume=False, on_epoch_end=None, loss=_ce, epochs=6):
+def _train_mlp(ckpt=None, resume=False, on_epoch_end=None, loss=_ce, epochs=6, schedule="constant"):
     train, val = _classifier_data()
     torch.manual_seed(0)
     net = MLP(12, (16,), 3, dropout=0.5)   # dropout: the random stream must resume exactly too
-    hist = fit(net, loss, train, val, epochs=epochs, batch_size=8, lr=0.01, patience=0, seed=5, verbose=False,
-               checkpoint=ckpt, resume=resume, on_epoch_end=on_epoch_end)
+    hist = fit(net, loss, train, val, epochs=epochs, batch_size=8, lr=0.01, schedule=schedule, patience=0, seed=5,
+               verbose=False, checkpoint=ckpt, resume=resume, on_epoch_end=on_epoch_end)
     return net, hist
 
 
@@ -172,6 +172,42 @@ def test_mlp_resume_after_interrupt_between_epochs_is_exact(tmp_path):
     net, hist = _train_mlp(ckpt, resume=True)
     assert _equal(_state(net), _state(ref))
     assert [h["val_loss"] for h in hist] == [h["val_loss"] for h in ref_hist]
+
+
+def test_cosine_schedule_sets_each_epochs_learning_rate_and_resumes_exactly(tmp_path, monkeypatch):
+    seen = []
+    step = torch.optim.Adam.step
+
+    def recording_step(self, *a, **k):
+        seen.append(self.param_groups[0]["lr"])
+        return step(self, *a, **k)
+
+    monkeypatch.setattr(torch.optim.Adam, "step", recording_step)
+    train, val = _conflicting_data(16)
+    fit(torch.nn.Linear(4, 4), _mse, train, val, epochs=4, batch_size=16, lr=0.08, schedule="cosine",
+        verbose=False)
+    assert seen == pytest.approx([0.08, 0.04 * (1 + 2 ** -0.5), 0.04, 0.04 * (1 - 2 ** -0.5)])
+    seen.clear()
+    _train_mlp(epochs=2)
+    assert set(seen) == {0.01}                       # constant: the default
+    ref, ref_hist = _train_mlp(schedule="cosine")
+    ckpt = tmp_path / "mlp.pt"
+
+    def stop(epoch):
+        if epoch == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        _train_mlp(ckpt, on_epoch_end=stop, schedule="cosine")
+    net, hist = _train_mlp(ckpt, resume=True, schedule="cosine")
+    assert _equal(_state(net), _state(ref))
+    assert [h["val_loss"] for h in hist] == [h["val_loss"] for h in ref_hist]
+    assert not _equal(_state(ref), _state(_train_mlp()[0]))     # the schedule changed the model
+
+
+def test_unknown_learning_rate_schedule_is_a_clear_error(tiny_images):
+    with pytest.raises(Hep2Error, match="ae_schedule=step: choose constant or cosine"):
+        DCAEFeatures("tiny", settings={"ae_schedule": "step", "ae_epochs": 1}).fit(tiny_images[:10])
 
 
 def test_mlp_resume_after_kill_in_the_middle_of_an_epoch_is_exact(tmp_path):

@@ -205,7 +205,7 @@ class DCAEFeatures(TransformerMixin, BaseEstimator):
             return torch.nn.functional.mse_loss(rec.float(), xb), len(xb)
 
         self.history_ = fit(self.model_, loss, (train,), (val,) if n_val else None, epochs=cfg.ae_epochs,
-                            batch_size=cfg.ae_batch, lr=cfg.ae_lr, weight_decay=cfg.ae_weight_decay,
+                            batch_size=cfg.ae_batch, lr=cfg.ae_lr, schedule=cfg.ae_schedule, weight_decay=cfg.ae_weight_decay,
                             patience=cfg.ae_patience if n_val else 0, seed=cfg.seed, device=device, amp=cfg.amp,
                             fused=cfg.fused_adam, checkpoint=self.checkpoint, resume=self.resume, desc="autoencoder",
                             checkpoint_every=60 * cfg.checkpoint_minutes, deterministic=cfg.deterministic,

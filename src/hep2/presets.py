@@ -15,7 +15,8 @@ RANGES = {"scale": (16, "0 fits each cell's longest side to size; 1 keeps its pi
           "highpass": (100, "pixels; 0 turns it off"), **{k: (top, "0 turns it off") for k, top in (
               ("ae_intensity", 2.0), ("ae_noise", 1.0), ("ae_zoom", 0.9), ("ae_rotation", 180.0), ("ae_mask", 0.9),
               ("ae_blur", 5.0), ("checkpoint_minutes", 1e6))}, "ae_views": (100, "pixels; 0 is the unfiltered cell")}
-FLOAT_TUPLES = ("ae_views",)   # the other tuple settings hold whole numbers
+FLOAT_TUPLES = ("ae_views",)
+SCHEDULES = ("constant", "cosine")   # the learning rate over the epochs (training.fit)   # the other tuple settings hold whole numbers
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,7 @@ class Preset:
     ae_epochs: int = 30
     ae_batch: int = 32
     ae_lr: float = 1e-3
+    ae_schedule: str = "constant"        # constant | cosine (ae_lr decayed to 0 over ae_epochs along a half cosine)
     ae_weight_decay: float = 0.0
     ae_patience: int = 5                 # early stopping on held-out reconstruction loss
     ae_val_fraction: float = 0.1         # part of the training images held out for that
@@ -92,6 +94,8 @@ class Preset:
             if not all(0 <= v <= top for v in (value if isinstance(value, tuple) else (value,))):
                 raise Hep2Error(f"{key}={as_setting(value)}: {'each value ' if isinstance(value, tuple) else ''}must lie in "
                                 f"[0, {top}] ({note})")
+        if self.ae_schedule not in SCHEDULES:
+            raise Hep2Error(f"ae_schedule={self.ae_schedule}: choose {' or '.join(SCHEDULES)}")
         if self.ae_views and self.highpass:
             raise Hep2Error(f"ae_views={as_setting(self.ae_views)} and highpass={self.highpass}: the views "
                             f"set each autoencoder's high-pass filter; put {self.highpass} among ae_views, or set "

@@ -59,7 +59,7 @@ def load_checkpoint(path):
 
 
 def fit(model: torch.nn.Module, batch_loss: Callable, train: tuple, val: tuple | None = None, *,
-        epochs: int, batch_size: int, lr: float, weight_decay: float = 0.0, patience: int = 0,
+        epochs: int, batch_size: int, lr: float, schedule: str = "constant", weight_decay: float = 0.0, patience: int = 0,
         seed: int = 0, device: torch.device | str = "cpu", amp: bool = False, fused: bool = True,
         deterministic: bool = True, checkpoint: str | Path | None = None, checkpoint_every: float = 0.0,
         resume: bool = False, desc: str = "training", verbose: bool = True,
@@ -70,6 +70,8 @@ def fit(model: torch.nn.Module, batch_loss: Callable, train: tuple, val: tuple |
     ``train`` / ``val`` tensors (indexed together along dim 0). ``amp``: bf16 autocast; ``fused``: the
     fused Adam kernel; ``deterministic``: on a GPU, cuDNN's deterministic kernels (the same seed gives
     the same model, and a resumed run the uninterrupted one's; the others can be faster).
+    ``schedule``: ``constant`` keeps ``lr``; ``cosine`` sets epoch e's (from 0) to
+    lr * (1 + cos(pi * e / epochs)) / 2, a function of the epoch alone, so resume needs no state for it.
     ``checkpoint_every``: write the checkpoint at most every this many seconds, and after the last
     epoch (0: after every epoch); the paper-size model's is 10 GB. Each epoch reseeds the random
     generators from ``seed`` and its number, so a run resumed from the checkpoint of epoch k ends with
@@ -123,6 +125,9 @@ def fit(model: torch.nn.Module, batch_loss: Callable, train: tuple, val: tuple |
             tqdm.write(f"{desc}: resumed from {ckpt} after epoch {state['epoch']}")
     for epoch in range(start, epochs):
         t0 = time.perf_counter()
+        if schedule == "cosine":
+            for group in opt.param_groups:
+                group["lr"] = lr * (1 + math.cos(math.pi * epoch / epochs)) / 2
         torch.manual_seed(seed * 100_003 + epoch)
         order = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
         net.train()
