@@ -420,6 +420,40 @@ def test_masked_autoencoder_sees_blanked_squares_and_learns_the_whole_image(tiny
                                .sort(0).values)
 
 
+def test_patch_autoencoder_trains_on_random_crops_and_reads_whole_cells(tiny_images, monkeypatch):
+    settings = {"ae_crop": 16, "features": "pooled", "ae_augment": False, "ae_intensity": 0.0, "tta": False}
+    x, target = _train_one_step(tiny_images, settings, monkeypatch)
+    assert x.shape[1:] == (1, 16, 16) and torch.equal(x, target)
+    full = torch.from_numpy(tiny_images).float() / 255                      # (N, 32, 32)
+    windows = full.unfold(1, 16, 1).unfold(2, 16, 1)                       # (N, 17, 17, 16, 16)
+    places = set()
+    for k, crop in enumerate(x[:, 0]):                                     # each crop: a window of an image
+        hit = (windows == crop).all(-1).all(-1).nonzero()                  # (image, top, left) rows
+        assert len(hit), f"training input {k} is no 16x16 window of a training image"
+        places.add(tuple(hit[0, 1:].tolist()))
+    assert len(places) > 10                                                # each at a place of its own
+    monkeypatch.undo()
+    ae = DCAEFeatures("tiny", settings=settings | {"ae_epochs": 1, "infer_amp": False}).fit(tiny_images)
+    assert ae.model_.size == 16
+    with torch.no_grad():
+        net = ae.model_.float().set_channels_last(False)
+        torch.testing.assert_close(torch.from_numpy(ae.transform(tiny_images)), net.pooled(full[:, None]),
+                                   rtol=1e-4, atol=1e-5)               # features: the whole 32x32 cell
+        rec = torch.from_numpy(ae.reconstruct(tiny_images[:3]))          # given back tile by tile
+        torch.testing.assert_close(rec[:, 16:, :16], net(full[:3, None, 16:, :16].contiguous())[:, 0],
+                                   rtol=1e-4, atol=1e-5)
+    assert rec.shape == (3, 32, 32)
+
+
+@pytest.mark.parametrize("settings,message", [
+    ({"ae_crop": 24, "features": "pooled"}, "ae_crop=24: the crop side must be a multiple of 16 that divides size=32"),
+    ({"ae_crop": 32, "features": "pooled"}, "ae_crop=32: the crop side must be"),
+    ({"ae_crop": 16, "features": "conv5"}, "ae_crop=16 with features=conv5: .* set features=pooled")])
+def test_patch_autoencoder_settings_that_cannot_work_are_clear_errors(tiny_images, settings, message):
+    with pytest.raises(Hep2Error, match=message):
+        DCAEFeatures("tiny", settings=settings | {"ae_epochs": 1}).fit(tiny_images[:10])
+
+
 def test_dcae_resume_after_interrupt_ends_with_identical_weights(tmp_path, tiny_images, monkeypatch):
     ref = DCAEFeatures("tiny", settings=DCAE_SETTINGS).fit(tiny_images)
     ckpt = str(tmp_path / "dcae.pt")

@@ -133,6 +133,13 @@ def random_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
     return y.transpose(0, 1)
 
 
+def random_crop(x: torch.Tensor, size: int) -> torch.Tensor:
+    """A random size x size square of each image of a (N, C, S, S) batch, each at its own place."""
+    top = torch.randint(0, x.shape[-2] - size + 1, (len(x),)).tolist()
+    left = torch.randint(0, x.shape[-1] - size + 1, (len(x),)).tolist()
+    return torch.stack([im[:, i:i + size, j:j + size] for im, i, j in zip(x, top, left)])
+
+
 def init_defaults(est) -> dict:
     """An estimator's constructor defaults: what a model pickled before a parameter existed was
     trained with, so unpickling fills them in (``__setstate__``)."""
@@ -178,7 +185,7 @@ class DCAEFeatures(TransformerMixin, BaseEstimator):
         x = image_tensor(X, cfg.size, cfg.preprocess())
         device = resolve_device(cfg.device)
         torch.manual_seed(cfg.seed)
-        self.model_ = DCAE(cfg.size, cfg.widths, cfg.latent, latent_activation=cfg.latent_activation,
+        self.model_ = DCAE(cfg.ae_crop or cfg.size, cfg.widths, cfg.latent, latent_activation=cfg.latent_activation,
                            output=cfg.output)
         n_val = int(round(len(x) * cfg.ae_val_fraction)) if len(x) >= 10 else 0
         perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(cfg.seed))
@@ -188,6 +195,9 @@ class DCAEFeatures(TransformerMixin, BaseEstimator):
 
         def loss(model, xb):
             xb = self._input(xb, cfg.channels_last)
+            if cfg.ae_crop:   # a patch model: random crops while training, the central one for the held-out loss
+                c0 = (cfg.size - cfg.ae_crop) // 2
+                xb = random_crop(xb, cfg.ae_crop) if model.training else xb[..., c0:c0 + cfg.ae_crop, c0:c0 + cfg.ae_crop]
             noisy = xb
             if model.training:
                 if cfg.ae_augment:
@@ -255,7 +265,17 @@ class DCAEFeatures(TransformerMixin, BaseEstimator):
         if self.model_.deconv5 is None:
             raise Hep2Error("this autoencoder was saved for prediction only, without its decoder: reconstructions "
                             "are in the run folder's reconstructions.png")
-        return self._batches(X, self.model_)[:, 0]
+        return self._batches(X, self._reconstruct)[:, 0]
+
+    def _reconstruct(self, xb: torch.Tensor) -> torch.Tensor:
+        c = self.config_.ae_crop
+        if not c:
+            return self.model_(xb)
+        out = torch.empty_like(xb)      # an autoencoder of crops gives back the cell tile by tile
+        for i in range(0, xb.shape[-2], c):
+            for j in range(0, xb.shape[-1], c):
+                out[..., i:i + c, j:j + c] = self.model_(xb[..., i:i + c, j:j + c].contiguous())
+        return out
 
     def for_prediction(self) -> "DCAEFeatures":
         """A copy for saved models, without what prediction never runs: the decoder (half the weights), and

@@ -55,6 +55,8 @@ class Preset:
     ae_zoom: float = 0.0                 # random zoom in [1 - z, 1 + z] of each training image
     ae_noise: float = 0.0                # denoising autoencoder: Gaussian noise of this std on the input while training
     ae_mask: float = 0.0                 # masked autoencoder: this fraction of 8x8 squares of the input zeroed while training
+    ae_crop: int = 0                     # > 0: the autoencoder trains on random crops of this side (a patch model of
+                                         # the texture); the pooled features read the whole cell
     tta: bool = False                    # features = their mean over the 8 flips / 90-degree rotations of a cell
     features: str = "conv5"              # conv5 (the paper) | pooled (Conv 1..4 maps, mean + max) | both
     # the classifier: fully connected network on standardised features
@@ -96,6 +98,12 @@ class Preset:
                                 f"[0, {top}] ({note})")
         if self.ae_schedule not in SCHEDULES:
             raise Hep2Error(f"ae_schedule={self.ae_schedule}: choose {' or '.join(SCHEDULES)}")
+        if self.ae_crop and (self.ae_crop % 16 or self.ae_crop >= self.size or self.size % self.ae_crop):
+            raise Hep2Error(f"ae_crop={self.ae_crop}: the crop side must be a multiple of 16 that divides size={self.size} "
+                            f"and is smaller (e.g. {self.size // 2}), or 0 to train on whole cells")
+        if self.ae_crop and self.features != "pooled":
+            raise Hep2Error(f"ae_crop={self.ae_crop} with features={self.features}: an autoencoder trained on crops has a Conv 5 "
+                            "for crops only; its features are the pooled Conv 1..4 maps: set features=pooled")
         if self.ae_views and self.highpass:
             raise Hep2Error(f"ae_views={as_setting(self.ae_views)} and highpass={self.highpass}: the views "
                             f"set each autoencoder's high-pass filter; put {self.highpass} among ae_views, or set "
