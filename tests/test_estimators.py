@@ -191,6 +191,31 @@ def test_mlphead_groups_train_separate_networks_on_each_feature_block(fitted_ae,
         MLPHead(groups=3).fit(both[:, :-1], labels)
 
 
+def test_tta_samples_give_each_views_features_and_the_head_trains_on_every_view(fitted_ae, synth):
+    _, imgs, labels, _ = synth
+    ae = clone(fitted_ae)
+    ae.model_, d = fitted_ae.model_, fitted_ae.n_features_out_
+    ae.config_ = fitted_ae.config_.override({"tta": True, "tta_samples": True})
+    ae.n_features_out_ = 8 * d
+    F = ae.transform(imgs[:6])
+    assert F.shape == (6, 8 * d)
+    views = [np.ascontiguousarray(np.rot90(imgs[:6], k, axes=(1, 2))[:, :, ::f]) for k in range(4) for f in (1, -1)]
+    plain = np.stack([fitted_ae.transform(v) for v in views], 1)              # (6, 8, d): one block per view
+    np.testing.assert_allclose(np.sort(F.reshape(6, 8, d), 1), np.sort(plain, 1), rtol=1e-4, atol=1e-5)
+    # the head: every view a sample (same as a head fitted on the stacked views), a cell's probabilities their mean
+    X = ae.transform(imgs)
+    head = MLPHead(hidden=(8,), epochs=5, seed=2, views=8).fit(X, labels)
+    assert head.nets_[0][0].in_features == d
+    stacked = MLPHead(hidden=(8,), epochs=5, seed=2).fit(X.reshape(-1, d), np.repeat(labels, 8))
+    np.testing.assert_allclose(head.predict_proba(X), stacked.predict_proba(X.reshape(-1, d)).reshape(len(X), 8, -1)
+                               .mean(1), rtol=1e-5, atol=1e-6)
+    assert MLPHead.from_preset(PRESETS["improved"].override({"tta_samples": True})).views == 8
+    with pytest.raises(Hep2Error, match="groups=2 x views=8"):
+        MLPHead(groups=2, views=8).fit(X[:, :-1], labels)
+    with pytest.raises(Hep2Error, match="tta_samples=true .* set tta=true"):
+        PRESETS["tiny"].override({"tta": False, "tta_samples": True})
+
+
 def test_pooled_features_are_the_conv_maps_mean_and_max(fitted_ae, synth):
     _, imgs, _, _ = synth
     ae = clone(fitted_ae)

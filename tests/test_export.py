@@ -46,9 +46,10 @@ def pooled_run(tmp_path_factory, _session_cache):
 
 @pytest.fixture(scope="module")
 def views_run(tmp_path_factory, _session_cache):
-    """Two autoencoders, one on the plain cell and one on the cell high-pass filtered at sigma 2 (`ae_views`)."""
+    """Two autoencoders, one on the plain cell and one on the cell high-pass filtered at sigma 2 (`ae_views`),
+    the classifiers trained on each flip / rotation's features (`tta_samples`), as in `improved`."""
     return _dcae_run("views", tmp_path_factory, _session_cache, "features=pooled", "hidden=", "dropout=0",
-                     "ae_ensemble=2", "ae_views=0,2", "ae_restore=true", "ae_intensity=0.3")
+                     "ae_ensemble=2", "ae_views=0,2", "ae_restore=true", "ae_intensity=0.3", "tta_samples=true")
 
 
 def test_each_autoencoder_reads_its_own_view_of_the_cell(views_run):

@@ -221,7 +221,7 @@ class DCAEFeatures(TransformerMixin, BaseEstimator):
                             checkpoint_every=60 * cfg.checkpoint_minutes, deterministic=cfg.deterministic,
                             verbose=self.verbose)
         self.config_ = cfg
-        self.n_features_out_ = self.model_.n_features(cfg.features)
+        self.n_features_out_ = self.model_.n_features(cfg.features) * (8 if cfg.tta_samples else 1)
         return self
 
     @staticmethod
@@ -252,12 +252,15 @@ class DCAEFeatures(TransformerMixin, BaseEstimator):
         kind = self.config_.features
         if not self.config_.tta:
             return self.model_.features(xb, kind)
+        if self.config_.tta_samples:    # the 8 views' features side by side; MLPHead(views=8) takes them apart
+            return torch.cat([self.model_.features(dihedral(xb, k), kind).float() for k in range(8)], 1)
         return sum(self.model_.features(dihedral(xb, k), kind).float() for k in range(8)) / 8
 
     def transform(self, X) -> np.ndarray:
         """(N, n_features_out_) float32 features: the Conv 5 activations (the paper's), or with
         ``features`` = pooled / both the pooled Conv 1..4 maps; with ``tta`` their mean over the 8 flips
-        and 90-degree rotations of each image (the features of a cell, whatever its orientation)."""
+        and 90-degree rotations of each image (the features of a cell, whatever its orientation). With
+        ``tta_samples`` the 8 views' features side by side instead (8 x as many values)."""
         return self._batches(X, self._encode)
 
     def reconstruct(self, X) -> np.ndarray:
@@ -302,11 +305,14 @@ class MLPHead(ClassifierMixin, BaseEstimator):
     ``ensemble`` > 1 trains that many networks with seeds ``seed``, ``seed + 1``, ... (each with its
     own initialisation, batches and validation part) and averages their probabilities. ``groups``
     > 1 splits the features into that many equal column blocks (the codes of several autoencoders)
-    and trains ``ensemble`` networks on each block, all probabilities averaged."""
+    and trains ``ensemble`` networks on each block, all probabilities averaged. ``views`` > 1: each block
+    holds that many views of a cell side by side (``tta_samples``): every view is a training sample of its
+    own, and a cell's probabilities are the mean over its views."""
 
     def __init__(self, hidden=(250, 50), dropout: float = 0.5, epochs: int = 300, batch_size: int = 64,
                  lr: float = 1e-3, weight_decay: float = 1e-4, patience: int = 30, val_fraction: float = 0.15,
-                 ensemble: int = 1, groups: int = 1, seed: int = 0, device: str = "auto", verbose: bool = False):
+                 ensemble: int = 1, groups: int = 1, views: int = 1, seed: int = 0, device: str = "auto",
+                 verbose: bool = False):
         self.hidden = hidden
         self.dropout = dropout
         self.epochs = epochs
@@ -317,6 +323,7 @@ class MLPHead(ClassifierMixin, BaseEstimator):
         self.val_fraction = val_fraction
         self.ensemble = ensemble
         self.groups = groups
+        self.views = views
         self.seed = seed
         self.device = device
         self.verbose = verbose
@@ -325,7 +332,8 @@ class MLPHead(ClassifierMixin, BaseEstimator):
     def from_preset(cls, cfg: Preset, **kw) -> "MLPHead":
         return cls(hidden=cfg.hidden, dropout=cfg.dropout, epochs=cfg.mlp_epochs, batch_size=cfg.mlp_batch,
                    lr=cfg.mlp_lr, weight_decay=cfg.mlp_weight_decay, patience=cfg.mlp_patience,
-                   val_fraction=cfg.mlp_val_fraction, ensemble=cfg.mlp_ensemble, seed=cfg.seed,
+                   val_fraction=cfg.mlp_val_fraction, ensemble=cfg.mlp_ensemble, views=8 if cfg.tta_samples else 1,
+                   seed=cfg.seed,
                    device=cfg.device, **kw)
 
     def fit(self, X, y):
@@ -333,9 +341,12 @@ class MLPHead(ClassifierMixin, BaseEstimator):
         y = np.asarray(y)
         if int(self.ensemble) < 1:
             raise Hep2Error(f"mlp_ensemble={self.ensemble}: the number of classifiers must be at least 1")
-        if int(self.groups) < 1 or X.shape[1] % int(self.groups):
-            raise Hep2Error(f"groups={self.groups}: must divide the {X.shape[1]} features into equal blocks")
+        if int(self.groups) < 1 or int(self.views) < 1 or X.shape[1] % (int(self.groups) * int(self.views)):
+            raise Hep2Error(f"groups={self.groups} x views={self.views}: must divide the {X.shape[1]} features into "
+                            "equal blocks")
         self.classes_ = np.unique(y)
+        v = int(self.views)
+        y = np.repeat(y, v)             # each view of a cell a sample of its own (rows cell by cell)
         device = resolve_device(self.device)
 
         def loss(model, xb, yb):
@@ -347,7 +358,7 @@ class MLPHead(ClassifierMixin, BaseEstimator):
         splits = {seed: labels_and_validation_split(y, self.val_fraction, seed)[1:] for seed in seeds}
         self.blocks_, histories = [], []
         for g in range(int(self.groups)):
-            Xg = X[:, g * width:(g + 1) * width]
+            Xg = X[:, g * width:(g + 1) * width].reshape(len(X) * v, width // v)
             scaler = StandardScaler().fit(Xg)
             xt = torch.from_numpy(scaler.transform(Xg).astype(np.float32))
             nets = []
@@ -355,7 +366,7 @@ class MLPHead(ClassifierMixin, BaseEstimator):
                 yi, tr, va = splits[seed]
                 yt = torch.from_numpy(yi.astype(np.int64))
                 torch.manual_seed(seed)
-                net = MLP(width, tuple(self.hidden), len(self.classes_), self.dropout)
+                net = MLP(width // v, tuple(self.hidden), len(self.classes_), self.dropout)
                 with torch_threads(1 if device.type == "cpu" else torch.get_num_threads()):
                     histories.append(fit(net, loss, (xt[tr], yt[tr]), (xt[va], yt[va]) if va is not None else None,
                                          epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
@@ -384,13 +395,14 @@ class MLPHead(ClassifierMixin, BaseEstimator):
     @torch.inference_mode()
     def predict_proba(self, X) -> np.ndarray:
         X = np.asarray(X, dtype=np.float32)
-        width = X.shape[1] // len(self.blocks_)
+        width, v = X.shape[1] // len(self.blocks_), int(self.views)
         probs = []
         for g, (scaler, nets) in enumerate(self.blocks_):
-            Xs = torch.from_numpy(scaler.transform(X[:, g * width:(g + 1) * width]).astype(np.float32))
+            Xg = X[:, g * width:(g + 1) * width].reshape(len(X) * v, width // v)
+            Xs = torch.from_numpy(scaler.transform(Xg).astype(np.float32))
             for net in nets:
                 net.eval()
-                probs.append(torch.softmax(net(Xs), dim=1))
+                probs.append(torch.softmax(net(Xs), dim=1).view(len(X), v, -1).mean(1))
         return (sum(probs) / len(probs)).numpy()
 
     def predict(self, X) -> np.ndarray:

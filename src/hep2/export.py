@@ -31,12 +31,13 @@ TOLERANCE = 1e-4
 
 class _DCAEGraph(nn.Module):
     """For each autoencoder: its Conv 5 features (mean over the 8 flips / rotations when the run
-    used tta) of its input channel (autoencoder g reads channel g % channels), standardised, then its
+    used tta; with tta_samples each view's own, the probabilities averaged) of its input channel (autoencoder g reads channel g % channels), standardised, then its
     classifier networks; the mean of all their probabilities."""
 
-    def __init__(self, encoders, views: int, blocks, mapping, kind: str = "conv5", channels: int = 1):
+    def __init__(self, encoders, views: int, blocks, mapping, kind: str = "conv5", channels: int = 1,
+                 samples: bool = False):
         super().__init__()
-        self.encoders, self.views, self.kind = nn.ModuleList(encoders), views, kind
+        self.encoders, self.views, self.kind, self.samples = nn.ModuleList(encoders), views, kind, samples
         self.channels = channels
         self.nets = nn.ModuleList(nn.ModuleList(nets) for _, nets in blocks)
         for g, (scaler, _) in enumerate(blocks):
@@ -49,9 +50,12 @@ class _DCAEGraph(nn.Module):
         for g, (encoder, nets) in enumerate(zip(self.encoders, self.nets)):
             c = g % self.channels
             xg = x[:, c:c + 1]
-            z = sum(encoder.features(dihedral(xg, k), self.kind) for k in range(self.views)) / self.views
-            z = (z - getattr(self, f"mean{g}")) / getattr(self, f"scale{g}")
-            probs += [torch.softmax(net(z), dim=1) for net in nets]
+            zs = [encoder.features(dihedral(xg, k), self.kind) for k in range(self.views)]
+            if not self.samples:        # tta: one code, the views' mean; tta_samples: each view's own probabilities
+                zs = [sum(zs) / self.views]
+            for z in zs:
+                z = (z - getattr(self, f"mean{g}")) / getattr(self, f"scale{g}")
+                probs += [torch.softmax(net(z), dim=1) for net in nets]
         return (sum(probs) / len(probs)) @ self.mapping
 
 
@@ -86,7 +90,7 @@ def build_graph(pred: Predictor) -> nn.Module:
     if pred.method_name == "dcae-mlp":
         aes = method.autoencoders
         g = _DCAEGraph([ae.model_ for ae in aes], 8 if aes[0].config_.tta else 1, clf.blocks_, mapping,
-                       aes[0].config_.features, channels=_channels(pred))
+                       aes[0].config_.features, channels=_channels(pred), samples=aes[0].config_.tta_samples)
     else:
         g = _CNNGraph(clf.net_, 8 if clf.tta else 1, clf.mean_, clf.std_, mapping)
     return g.float().eval()

@@ -24,7 +24,7 @@ from .presets import Preset, as_setting
 
 METHODS: dict[str, type["Method"]] = {}
 # what only the autoencoder and its classifier read: a method without them ignores these settings
-DCAE_SETTINGS = frozenset({"widths", "latent", "latent_activation", "output", "features", "tta", "hidden", "dropout"}
+DCAE_SETTINGS = frozenset({"widths", "latent", "latent_activation", "output", "features", "tta", "tta_samples", "hidden", "dropout"}
                           | {k for k in Preset.__dataclass_fields__ if k.startswith(("ae_", "mlp_"))})
 # the baselines (cnn5, lbp-svm, texture-svm) keep their published input: each cell fitted to the size, unfiltered
 PUBLISHED_INPUT = {"scale": 0.0, "highpass": 0.0}

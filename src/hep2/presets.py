@@ -58,6 +58,8 @@ class Preset:
     ae_crop: int = 0                     # > 0: the autoencoder trains on random crops of this side (a patch model of
                                          # the texture); the pooled features read the whole cell
     tta: bool = False                    # features = their mean over the 8 flips / 90-degree rotations of a cell
+    tta_samples: bool = False            # with tta: each flip / rotation's features a training sample of its own for the
+                                         # classifier, its probabilities averaged over the 8 (instead of their mean features)
     features: str = "conv5"              # conv5 (the paper) | pooled (Conv 1..4 maps, mean + max) | both
     # the classifier: fully connected network on standardised features
     hidden: tuple = (250, 50)
@@ -104,6 +106,9 @@ class Preset:
         if self.ae_crop and self.features != "pooled":
             raise Hep2Error(f"ae_crop={self.ae_crop} with features={self.features}: an autoencoder trained on crops has a Conv 5 "
                             "for crops only; its features are the pooled Conv 1..4 maps: set features=pooled")
+        if self.tta_samples and not self.tta:
+            raise Hep2Error("tta_samples=true trains the classifier on the 8 flips / rotations that tta reads: set tta=true "
+                            "too (or leave tta_samples off)")
         if self.ae_views and self.highpass:
             raise Hep2Error(f"ae_views={as_setting(self.ae_views)} and highpass={self.highpass}: the views "
                             f"set each autoencoder's high-pass filter; put {self.highpass} among ae_views, or set "
