@@ -202,8 +202,10 @@ PRESETS = {
                     "each image from a copy with randomly jittered gamma / gain; two of them, one reading the cell "
                     "as it is and one the cell high-pass filtered (minus its Gaussian blur of sigma 5 px), in place "
                     "of three of the first; each of Conv 1..4's maps averaged and max-pooled over the cell (960 "
-                    "values per autoencoder) instead of the Conv 5 code; the paper's 250-50 classifier on them.",
-        ae_intensity=0.3, ae_restore=True, ae_ensemble=2, ae_views=(0.0, 5.0), features="pooled"),
+                    "values per autoencoder) instead of the Conv 5 code; the paper's 250-50 classifier on them, "
+                    "trained on each of the 8 flips / rotations' features as a sample of its own, its probabilities "
+                    "averaged over the 8.",
+        ae_intensity=0.3, ae_restore=True, ae_ensemble=2, ae_views=(0.0, 5.0), features="pooled", tta_samples=True),
     "tiny": Preset(
         name="tiny",
         description="For tests and the demo: 32x32 input, 16-32-64-128 maps, Conv 5 2x2 -> 1024 features, "
