@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import sys
 import time
 from pathlib import Path
@@ -45,15 +46,19 @@ from hep2.errors import Hep2Error
 from hep2.evaluation import blocked_folds
 
 
-def heads(groups: int) -> dict:
+def heads(groups: int, views: int = 1) -> dict:
     def linear(wd):
-        return lambda: MLPHead(hidden=(), dropout=0.0, weight_decay=wd, ensemble=2, groups=groups, device="cpu")
+        return lambda: MLPHead(hidden=(), dropout=0.0, weight_decay=wd, ensemble=2, groups=groups, views=views,
+                               device="cpu")
+
+    def mlp(**kw):
+        return lambda: MLPHead(groups=groups, views=views, device="cpu", **{"ensemble": 2} | kw)
 
     return {
-        "mlp": lambda: MLPHead(ensemble=2, groups=groups, device="cpu"),       # the paper's 250-50, x2
-        "mlp5": lambda: MLPHead(ensemble=5, groups=groups, device="cpu"),      # five of them
-        "mlp-1024": lambda: MLPHead(hidden=(1024, 256), ensemble=2, groups=groups, device="cpu"),
-        "mlp-drop0.7": lambda: MLPHead(dropout=0.7, ensemble=2, groups=groups, device="cpu"),
+        "mlp": mlp(),                                                          # the paper's 250-50, x2
+        "mlp5": mlp(ensemble=5),                                               # five of them
+        "mlp-1024": mlp(hidden=(1024, 256)),
+        "mlp-drop0.7": mlp(dropout=0.7),
         "linear": linear(0.1),                                                 # preset improved's
         **{f"linear-wd{wd}": linear(wd) for wd in (0.01, 0.3, 1.0)},
         "logreg": lambda: make_pipeline(StandardScaler(), LogisticRegression(C=0.01, max_iter=3000)),
@@ -98,7 +103,14 @@ def main(argv=None) -> int:
         rows = list(csv.DictReader(open(run / "features_ids.csv", newline="")))
     except OSError as e:
         sys.exit(f"inner_validation: {run}: no features ({e}); use a run folder of `hep2 run`")
-    table = heads(a.groups)
+    try:        # a run with tta_samples holds each cell's 8 views' features side by side
+        views = 8 if json.load(open(run / "config.json"))["preset"].get("tta_samples") else 1
+    except (OSError, ValueError, KeyError):
+        views = 1
+    table = heads(a.groups, views)
+    if views > 1 and any(not h.startswith(("mlp", "linear")) for h in a.heads):
+        sys.exit(f"inner_validation: {run} holds 8 views per cell (tta_samples): only the mlp* / linear* heads "
+                 "take them apart; choose among those")
     unknown = [h for h in a.heads if h not in table]
     if unknown:
         sys.exit(f"inner_validation: unknown head(s) {', '.join(unknown)}: choose from {', '.join(table)}")
