@@ -543,6 +543,10 @@ def test_inner_validation_blocks_are_contiguous_id_runs_per_class(tmp_path, caps
     assert float(out.split("blocked ")[1].split()[0]) > 0.5          # chance is 1/3
     with pytest.raises(SystemExit, match="unknown head"):
         iv.main([str(tmp_path), "--heads", "forest"])
+    # a run whose classifier trained on each flip / rotation (tta_samples) holds 8 views per cell
+    (tmp_path / "config.json").write_text('{"preset": {"tta_samples": true}}')
+    with pytest.raises(SystemExit, match="8 views per cell .*mlp"):
+        iv.main([str(tmp_path), "--heads", "logreg"])
 
 
 @pytest.fixture(scope="module")
