@@ -345,8 +345,7 @@ class MLPHead(ClassifierMixin, BaseEstimator):
             raise Hep2Error(f"groups={self.groups} x views={self.views}: must divide the {X.shape[1]} features into "
                             "equal blocks")
         self.classes_ = np.unique(y)
-        v = int(self.views)
-        y = np.repeat(y, v)             # each view of a cell a sample of its own (rows cell by cell)
+        y = np.repeat(y, int(self.views))   # each view of a cell a sample of its own (rows cell by cell)
         device = resolve_device(self.device)
 
         def loss(model, xb, yb):
@@ -358,7 +357,7 @@ class MLPHead(ClassifierMixin, BaseEstimator):
         splits = {seed: labels_and_validation_split(y, self.val_fraction, seed)[1:] for seed in seeds}
         self.blocks_, histories = [], []
         for g in range(int(self.groups)):
-            Xg = X[:, g * width:(g + 1) * width].reshape(len(X) * v, width // v)
+            Xg = self._rows(X, g, width)
             scaler = StandardScaler().fit(Xg)
             xt = torch.from_numpy(scaler.transform(Xg).astype(np.float32))
             nets = []
@@ -366,7 +365,7 @@ class MLPHead(ClassifierMixin, BaseEstimator):
                 yi, tr, va = splits[seed]
                 yt = torch.from_numpy(yi.astype(np.int64))
                 torch.manual_seed(seed)
-                net = MLP(width // v, tuple(self.hidden), len(self.classes_), self.dropout)
+                net = MLP(Xg.shape[1], tuple(self.hidden), len(self.classes_), self.dropout)
                 with torch_threads(1 if device.type == "cpu" else torch.get_num_threads()):
                     histories.append(fit(net, loss, (xt[tr], yt[tr]), (xt[va], yt[va]) if va is not None else None,
                                          epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
@@ -388,6 +387,12 @@ class MLPHead(ClassifierMixin, BaseEstimator):
             state["groups"] = 1
         super().__setstate__(init_defaults(self) | state)
 
+    def _rows(self, X: np.ndarray, g: int, width: int) -> np.ndarray:
+        """Feature block g (columns g * width ...) as the networks' rows: with ``views`` > 1 each view of a
+        cell a row of its own, cell by cell."""
+        v = int(self.views)
+        return X[:, g * width:(g + 1) * width].reshape(len(X) * v, width // v)
+
     @property
     def nets_(self) -> list:
         return [net for _, nets in self.blocks_ for net in nets]
@@ -398,8 +403,7 @@ class MLPHead(ClassifierMixin, BaseEstimator):
         width, v = X.shape[1] // len(self.blocks_), int(self.views)
         probs = []
         for g, (scaler, nets) in enumerate(self.blocks_):
-            Xg = X[:, g * width:(g + 1) * width].reshape(len(X) * v, width // v)
-            Xs = torch.from_numpy(scaler.transform(Xg).astype(np.float32))
+            Xs = torch.from_numpy(scaler.transform(self._rows(X, g, width)).astype(np.float32))
             for net in nets:
                 net.eval()
                 probs.append(torch.softmax(net(Xs), dim=1).view(len(X), v, -1).mean(1))

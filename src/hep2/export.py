@@ -31,8 +31,8 @@ TOLERANCE = 1e-4
 
 class _DCAEGraph(nn.Module):
     """For each autoencoder: its Conv 5 features (mean over the 8 flips / rotations when the run
-    used tta; with tta_samples each view's own, the probabilities averaged) of its input channel (autoencoder g reads channel g % channels), standardised, then its
-    classifier networks; the mean of all their probabilities."""
+    used tta; with tta_samples each view's own) of its input channel (autoencoder g reads channel
+    g % channels), standardised, then its classifier networks; the mean of all their probabilities."""
 
     def __init__(self, encoders, views: int, blocks, mapping, kind: str = "conv5", channels: int = 1,
                  samples: bool = False):

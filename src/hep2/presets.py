@@ -15,8 +15,8 @@ RANGES = {"scale": (16, "0 fits each cell's longest side to size; 1 keeps its pi
           "highpass": (100, "pixels; 0 turns it off"), **{k: (top, "0 turns it off") for k, top in (
               ("ae_intensity", 2.0), ("ae_noise", 1.0), ("ae_zoom", 0.9), ("ae_rotation", 180.0), ("ae_mask", 0.9),
               ("ae_blur", 5.0), ("checkpoint_minutes", 1e6))}, "ae_views": (100, "pixels; 0 is the unfiltered cell")}
-FLOAT_TUPLES = ("ae_views",)
-SCHEDULES = ("constant", "cosine")   # the learning rate over the epochs (training.fit)   # the other tuple settings hold whole numbers
+FLOAT_TUPLES = ("ae_views",)   # the other tuple settings hold whole numbers
+SCHEDULES = ("constant", "cosine")   # the learning rate over the epochs (training.fit)
 
 
 @dataclass(frozen=True)

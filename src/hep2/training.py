@@ -59,8 +59,8 @@ def load_checkpoint(path):
 
 
 def fit(model: torch.nn.Module, batch_loss: Callable, train: tuple, val: tuple | None = None, *,
-        epochs: int, batch_size: int, lr: float, schedule: str = "constant", weight_decay: float = 0.0, patience: int = 0,
-        seed: int = 0, device: torch.device | str = "cpu", amp: bool = False, fused: bool = True,
+        epochs: int, batch_size: int, lr: float, schedule: str = "constant", weight_decay: float = 0.0,
+        patience: int = 0, seed: int = 0, device: torch.device | str = "cpu", amp: bool = False, fused: bool = True,
         deterministic: bool = True, checkpoint: str | Path | None = None, checkpoint_every: float = 0.0,
         resume: bool = False, desc: str = "training", verbose: bool = True,
         on_epoch_end: Callable | None = None) -> list[dict]:
