@@ -106,6 +106,35 @@ def test_normalise_with_mask_zeroes_outside_and_uses_inside_levels():
     assert out[:, 5:].max() == pytest.approx(1.0) and out[:, 5:].min() == pytest.approx(0.0)
 
 
+def test_equalize_is_blind_to_brightness_contrast_and_gamma_and_keeps_masks_and_blanks():
+    rng = np.random.default_rng(0)
+    dim = rng.integers(5, 60, (30, 40)).astype(np.float32)            # an intermediate-intensity cell
+    bright = 3.0 * (dim / 60) ** 0.6 * 250 + 20                        # the same cell brighter, other gamma
+    a, b = normalise(dim, equalize=True), normalise(bright, equalize=True)
+    assert a.dtype == np.float32 and a.max() == pytest.approx(1.0)
+    np.testing.assert_allclose(a, b, atol=0.01)                        # percentiles alone would differ
+    assert np.abs(normalise(dim) - normalise(bright)).max() > 0.1
+    ranks = np.argsort(np.argsort(dim.ravel(), kind="stable"))
+    assert np.corrcoef(a.ravel(), ranks)[0, 1] > 0.99                 # a grey level's rank, spread over [0, 1]
+    mask = np.zeros_like(dim, bool)
+    mask[5:25, 5:30] = True
+    assert np.all(normalise(dim, mask=mask, equalize=True)[~mask] == 0)
+    assert np.all(normalise(np.full((8, 8), 9.0), equalize=True) == 0)
+
+
+def test_equalize_setting_reaches_the_loader_and_its_cache_key(tmp_path, images, fresh_cache):
+    from hep2.methods import get_method
+    from hep2.presets import get_preset
+
+    cfg = get_preset("tiny", overrides={"equalize": "true"})
+    assert cfg.preprocess().equalize
+    assert not get_method("cnn5", cfg).preprocess().equalize          # the published baselines keep their input
+    cs = make_set(tmp_path / "imgs", images)
+    plain, _ = load_images(cs, Preprocess(size=16))
+    equalised, _ = load_images(cs, Preprocess(size=16, equalize=True))
+    assert len(list((fresh_cache / "images").glob("*.npz"))) == 2 and not np.array_equal(plain, equalised)
+
+
 # ------------------------------------------------------------------------------ resize
 
 def test_resize_keeps_aspect_and_pads_with_zeros():

@@ -165,7 +165,9 @@ def _preprocessing(pred: Predictor) -> dict:
             **({"views": f"{len(p.views)} input channels, the same cell preprocessed {len(p.views)} ways: "
                 + "; ".join(f"channel {v}: " + (("first, " + filt.format(s)) if s > 0 else "unfiltered")
                             for v, s in enumerate(p.views))} if p.views else {}),
-            "scale": "per image: the low..high percentile of its intensities (inside the mask) -> 0..1, clipped",
+            "scale": ("per image: histogram equalisation of its intensities (inside the mask; scikit-image "
+                      "exposure.equalize_hist, 256 bins), the percentiles unused") if p.equalize else
+                     "per image: the low..high percentile of its intensities (inside the mask) -> 0..1, clipped",
             "resize": (f"every image by the factor {p.scale} (bilinear), centred: zero padding to size x size, the "
                        "centre cropped where larger") if p.scale > 0 else
                       "keep the aspect ratio, longer side to size, zero padding to a square",

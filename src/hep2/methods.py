@@ -27,7 +27,7 @@ METHODS: dict[str, type["Method"]] = {}
 DCAE_SETTINGS = frozenset({"widths", "latent", "latent_activation", "output", "features", "tta", "tta_samples", "hidden", "dropout"}
                           | {k for k in Preset.__dataclass_fields__ if k.startswith(("ae_", "mlp_"))})
 # the baselines (cnn5, lbp-svm, texture-svm) keep their published input: each cell fitted to the size, unfiltered
-PUBLISHED_INPUT = {"scale": 0.0, "highpass": 0.0}
+PUBLISHED_INPUT = {"scale": 0.0, "highpass": 0.0, "equalize": False}
 
 
 def register_method(name: str):
@@ -196,6 +196,33 @@ class TextureSVM(LBPSVM):
         from .features.handcrafted import TextureFeatures
 
         return TextureFeatures().transform(images)
+
+
+@register_method("bow")
+class BoW(LBPSVM):
+    paper_accuracy = None
+    unsupervised = True
+    description = ("a bag of visual words: dense DAISY descriptors, a 256-word codebook learnt from the training "
+                   "images without labels, whole cell / inner part / outer ring, 8 flips / rotations averaged; "
+                   "logistic regression")
+
+    def fit_features(self, images, *, checkpoint=None, resume=False, verbose=False):
+        from .features.handcrafted import BoWFeatures
+
+        self.bow_ = BoWFeatures(seed=self.cfg.seed).fit(images)
+        return self
+
+    def transform(self, images):
+        if not hasattr(self, "bow_"):
+            raise Hep2Error("the bow method's codebook is learnt by fit_features(training images) first")
+        return self.bow_.transform(images)
+
+    def classifier(self):
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import StandardScaler
+
+        return make_pipeline(StandardScaler(), LogisticRegression(C=0.01, max_iter=3000))
 
 
 @register_method("cnn5")

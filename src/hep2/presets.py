@@ -32,6 +32,8 @@ class Preset:
     use_mask: bool = True
     scale: float = 0.0                   # 0: each cell's longest side fitted to size; > 0: one magnification for all
     highpass: float = 0.0                # > 0: each image minus its Gaussian blur of this sigma (native pixels)
+    equalize: bool = False               # histogram equalisation in place of low_pct / high_pct (blind to brightness,
+                                         # contrast and gamma)
     # the autoencoder (Table I design; widths are the Conv 1..4 map counts)
     widths: tuple = (32, 64, 128, 256)
     latent: int = 4096
@@ -134,7 +136,7 @@ class Preset:
         from .data.images import Preprocess
 
         return Preprocess(self.size, self.low_pct, self.high_pct, self.use_mask, scale=self.scale,
-                          highpass=self.highpass)
+                          highpass=self.highpass, equalize=self.equalize)
 
     def to_dict(self) -> dict:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}

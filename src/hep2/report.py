@@ -86,7 +86,7 @@ def curves_figure(history: dict, path: Path, caption: str) -> None:
 
 # settings with which a run departs from the paper's method (issue 6's levers); the README's ablation
 # table (benchmarks/ablation.py) measures them under both protocols
-LEVERS = ("scale", "highpass", "ae_views", "ae_schedule", "ae_augment", "ae_intensity", "ae_restore", "ae_blur",
+LEVERS = ("scale", "highpass", "equalize", "ae_views", "ae_schedule", "ae_augment", "ae_intensity", "ae_restore", "ae_blur",
           "ae_rotation", "ae_zoom", "ae_noise", "ae_mask", "ae_crop", "features", "tta", "tta_samples", "ae_ensemble",
           "mlp_ensemble", "hidden", "dropout", "mlp_weight_decay")
 
@@ -148,7 +148,11 @@ def markdown(metrics: dict, config: dict, cells) -> str:
               else f"- **Method**: `{config['method']}`: {config.get('method_description', '')}"),
              f"- **Preset**: `{preset}` (input {config['input_size']}x{config['input_size']}"
              + (f", widths {config['preset']['widths']})" if config["method"] == "dcae-mlp" else ")"), ""]
-    if config["method"] != "dcae-mlp":
+    if config["method"] == "bow":   # an unsupervised stage other than an autoencoder: the codebook
+        lines += [("> The codebook was learnt, without labels, from images that include the held-out test cells of "
+                   "each split." if config.get("autoencoder_saw_test_images") else
+                   "> The codebook was learnt from the training images only; no test image was seen."), ""]
+    elif config["method"] != "dcae-mlp":
         lines += ["> This method has no unsupervised stage: nothing was learnt from test images.", ""]
     elif config.get("autoencoder_saw_test_images"):
         lines += ["> The autoencoder was trained, without labels, on images that include the held-out "

@@ -40,6 +40,8 @@ class Preprocess:
     highpass: float = 0.0          # > 0: the image minus its Gaussian blur of this sigma (pixels) before normalising
     views: tuple = ()              # several input views, stacked (V, size, size): view v high-pass filtered at
                                    # sigma views[v] (0: unfiltered) in place of ``highpass``
+    equalize: bool = False         # histogram equalisation (the grey levels' ranks) in place of the percentiles:
+                                   # any monotonic change of brightness / contrast / gamma leaves the result as it is
 
 
 def read_image(path) -> np.ndarray:
@@ -86,11 +88,20 @@ def read_image(path) -> np.ndarray:
 
 
 def normalise(arr: np.ndarray, low_pct: float = 1.0, high_pct: float = 99.5,
-              mask: np.ndarray | None = None) -> np.ndarray:
-    """Map the [low, high] percentiles of the (masked) grey levels to [0, 1], clipped."""
+              mask: np.ndarray | None = None, equalize: bool = False) -> np.ndarray:
+    """Map the [low, high] percentiles of the (masked) grey levels to [0, 1], clipped; with
+    ``equalize``, each grey level to its rank among the (masked) grey levels (histogram
+    equalisation, scikit-image), which no monotonic change of intensity alters."""
     values = arr[mask] if mask is not None and mask.any() else arr
-    lo, hi = np.percentile(values, [low_pct, high_pct])
-    out = (arr - lo) / max(hi - lo, 1e-6)
+    if equalize:
+        from skimage.exposure import equalize_hist
+
+        flat = values.max() <= values.min()   # a blank image stays blank (equalize_hist would make it 1)
+        out = np.zeros(arr.shape) if flat else equalize_hist(arr.astype(np.float64), nbins=256,
+                                                             mask=mask if mask is not None and mask.any() else None)
+    else:
+        lo, hi = np.percentile(values, [low_pct, high_pct])
+        out = (arr - lo) / max(hi - lo, 1e-6)
     out = np.clip(out, 0.0, 1.0)
     if mask is not None and mask.any():
         out = out * mask
@@ -140,7 +151,8 @@ def _filtered(arr, mask, prep: Preprocess, highpass: float) -> np.ndarray:
         from scipy.ndimage import gaussian_filter
 
         arr = arr - gaussian_filter(arr, highpass, mode="nearest")
-    return resize_square(normalise(arr, prep.low_pct, prep.high_pct, mask), prep.size, prep.keep_aspect, prep.scale)
+    return resize_square(normalise(arr, prep.low_pct, prep.high_pct, mask, prep.equalize), prep.size, prep.keep_aspect,
+                         prep.scale)
 
 
 def plain_view(prep: Preprocess) -> int:
@@ -190,7 +202,8 @@ def load_images(cells: CellSet, prep: Preprocess = Preprocess(), *, skip_bad: bo
     """
     if len(cells) == 0:
         raise Hep2Error(f"dataset {cells.name} has no images: check the path and its layout")
-    settings = {k: v for k, v in asdict(prep).items() if k != "views" or v}   # keys made before views stay valid
+    # keys made before views / equalize existed stay valid
+    settings = {k: v for k, v in asdict(prep).items() if k not in ("views", "equalize") or v}
     key = hashlib.sha256(json.dumps([CACHE_VERSION, settings]).encode())
     for c in cells.cells:
         # The paths are part of the key because the cached list of bad files names them.

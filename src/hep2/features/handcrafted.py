@@ -3,6 +3,8 @@
 * :class:`LBPFeatures` - multi-scale rotation-invariant uniform LBP histograms ("LBP + SVM").
 * :class:`TextureFeatures` - grey-level co-occurrence (Haralick) statistics plus intensity
   statistics ("texture features + SVM").
+* :class:`BoWFeatures` - a bag of visual words of dense DAISY descriptors with a cell pyramid (a
+  codebook learnt from the training images, as in SNPHEp-2's own paper).
 * :class:`SVMClassifier` - standardisation + RBF SVM whose C and gamma are chosen by an inner
   stratified cross-validation on the training data only.
 
@@ -260,6 +262,102 @@ class TextureFeatures(TransformerMixin, BaseEstimator):
 
 
 # --------------------------------------------------------------------------------------------
+# bag of visual words
+# --------------------------------------------------------------------------------------------
+
+class BoWFeatures(TransformerMixin, BaseEstimator):
+    """A bag of visual words of dense DAISY descriptors, with a cell pyramid (the codebook family
+    of SNPHEp-2's own paper, Wiliem et al. 2013).
+
+    ``skimage.feature.daisy`` (radius ``radius``, 2 rings of 6 histograms, 8 orientations: 104
+    values) every ``step`` pixels over the cell crop, padded by reflection; ``fit`` learns a
+    codebook of ``words`` visual words by k-means (``MiniBatchKMeans``, ``seed``) on
+    ``per_cell`` random descriptors of each training cell, without labels. ``transform`` assigns
+    every descriptor to its nearest word and counts the words over the whole cell, its inner part
+    and its outer ring (normalised distance from the centre below / above ``inner``), each count
+    normalised to sum 1; the three histograms of each of the cell's 8 flips / 90-degree rotations
+    are averaged (DAISY is not rotation-invariant; the patterns have no orientation), then square-
+    rooted (Hellinger): 3 x ``words`` values.
+
+    Defaults fixed before any measurement (the descriptor's usual settings at 128 px); the
+    classifier (logistic regression rather than an RBF SVM) was chosen on SNPHEp-2 train/ only
+    (benchmarks/inner_validation.py).
+    """
+
+    def __init__(self, words: int = 256, step: int = 4, radius: int = 8, inner: float = 0.6,
+                 per_cell: int = 60, seed: int = 0):
+        self.words = words
+        self.step = step
+        self.radius = radius
+        self.inner = inner
+        self.per_cell = per_cell
+        self.seed = seed
+
+    def _check(self) -> None:
+        if int(self.words) < 2 or int(self.step) < 1 or int(self.radius) < 1 or int(self.per_cell) < 1:
+            raise Hep2Error(f"BoWFeatures needs words >= 2, step >= 1, radius >= 1 and per_cell >= 1, got "
+                            f"words={self.words}, step={self.step}, radius={self.radius}, per_cell={self.per_cell}")
+        if not 0 < float(self.inner) < 1.5:
+            raise Hep2Error(f"BoWFeatures inner={self.inner}: the inner part's radius is a fraction of the cell's "
+                            "half-side, between 0 and 1.5")
+
+    def _descriptors(self, img: np.ndarray, views: int = 8) -> list[tuple[np.ndarray, np.ndarray]]:
+        """(descriptors (M, 104), their normalised distance from the centre (M,)) of each view."""
+        from skimage.feature import daisy
+
+        r = int(self.radius)
+        crop = np.pad(cell_crop(img).astype(np.float32) / 255, r, mode="reflect")
+        out = []
+        for k in range(views):
+            v = np.rot90(crop, k % 4)
+            v = v[:, ::-1] if k >= 4 else v
+            d = daisy(v, step=int(self.step), radius=r, rings=2, histograms=6, orientations=8)
+            h, w, n = d.shape
+            yy, xx = np.mgrid[:h, :w]
+            dist = np.hypot((yy - (h - 1) / 2) / max(h / 2, 1), (xx - (w - 1) / 2) / max(w / 2, 1))
+            out.append((d.reshape(-1, n), dist.ravel()))
+        return out
+
+    def fit(self, X, y=None):
+        """Learn the codebook from the images (labels unused)."""
+        from sklearn.cluster import MiniBatchKMeans
+
+        self._check()
+        X = as_uint8_images(X)
+        rng = np.random.default_rng(self.seed)
+        sample = []
+        for img in X:
+            d = self._descriptors(img, views=1)[0][0]
+            sample.append(d[rng.choice(len(d), min(int(self.per_cell), len(d)), replace=False)])
+        sample = np.concatenate(sample)
+        if len(sample) < int(self.words):
+            raise Hep2Error(f"BoWFeatures: {len(X)} images give {len(sample)} descriptors, fewer than words="
+                            f"{self.words}: give more training images or fewer words")
+        self.codebook_ = MiniBatchKMeans(int(self.words), random_state=self.seed, n_init=3,
+                                         batch_size=4096).fit(sample)
+        return self
+
+    def transform(self, X) -> np.ndarray:
+        """Images to features (N, 3 * words), float64."""
+        check_is_fitted(self, "codebook_")
+        X = as_uint8_images(X)
+        k = int(self.words)
+        out = np.zeros((len(X), 3 * k))
+        for i, img in enumerate(X):
+            hists = []
+            for d, dist in self._descriptors(img):
+                w = self.codebook_.predict(d)
+                parts = [w, w[dist < self.inner], w[dist >= self.inner]]
+                hists.append(np.concatenate([np.bincount(p, minlength=k) / max(len(p), 1) for p in parts]))
+            out[i] = np.sqrt(np.mean(hists, axis=0))
+        return out
+
+    def get_feature_names_out(self, input_features=None) -> np.ndarray:
+        return np.array([f"bow_{part}_{w}" for part in ("cell", "inner", "outer") for w in range(int(self.words))],
+                        dtype=object)
+
+
+# --------------------------------------------------------------------------------------------
 # SVM
 # --------------------------------------------------------------------------------------------
 
@@ -341,5 +439,5 @@ class SVMClassifier(ClassifierMixin, BaseEstimator):
         return self.pipeline_.decision_function(self._features(X))
 
 
-__all__ = ["PREFERRED_SIZE", "GLCM_PROPS", "LBPFeatures", "TextureFeatures", "SVMClassifier",
+__all__ = ["PREFERRED_SIZE", "GLCM_PROPS", "LBPFeatures", "TextureFeatures", "BoWFeatures", "SVMClassifier",
            "as_uint8_images", "cell_crop", "intensity_stats"]
