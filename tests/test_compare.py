@@ -7,6 +7,7 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 
 from hep2.cli import main
+from hep2.data import open_dataset
 from hep2.methods import DCAE_SETTINGS, METHODS, Method, register_method
 from hep2.predict import Predictor
 
@@ -42,6 +43,23 @@ def test_a_method_registered_from_outside_runs_end_to_end(tmp_path):
     assert np.load(out / "features.npy").shape == (50, 16)
     assert (out / "model" / "pipeline.pt").exists() and not (out / "reconstructions.png").exists()
     assert "registered from a test" in (out / "report.md").read_text()
+
+
+def test_bow_learns_its_codebook_from_the_training_images_and_predicts_from_its_run(tmp_path):
+    out = tmp_path / "bow"
+    assert main(["run", "synthetic:10", "--protocol", "grouped", "--preset", "tiny", "--method", "bow",
+                 "--out", str(out)]) == 0     # not quiet: the codebook shows progress, the saved model must not
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["method"] == "bow" and len(m["accuracy"]["per_split"]) == 5 and m["accuracy"]["mean"] >= 0.6
+    assert json.loads((out / "config.json").read_text())["autoencoder_saw_test_images"] is True
+    assert np.load(out / "features.npy").shape == (50, 768)
+    assert "The codebook was learnt, without labels, from images that include" in (out / "report.md").read_text()
+    pred = Predictor(out)       # the saved model: the codebook and the classifier trained on every cell
+    assert pred.method_name == "bow" and pred.method.bow_.codebook_.cluster_centers_.shape == (256, 104)
+    assert not pred.method.bow_.progress
+    cells = open_dataset("synthetic:10")
+    rows, bad = pred.predict_files([c.path for c in cells.cells])
+    assert not bad and np.mean([r[1] == c.label for r, c in zip(rows, cells.cells)]) >= 0.9
 
 
 def test_compare_runs_methods_on_identical_splits(tmp_path, capsys):

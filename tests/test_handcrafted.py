@@ -12,7 +12,7 @@ from sklearn.pipeline import make_pipeline
 from hep2.data import Preprocess, load_images, open_dataset
 from hep2.data.synthetic import generate_cell
 from hep2.errors import Hep2Error
-from hep2.features import PREFERRED_SIZE, LBPFeatures, SVMClassifier, TextureFeatures
+from hep2.features import PREFERRED_SIZE, BoWFeatures, LBPFeatures, SVMClassifier, TextureFeatures
 
 
 def padded_cells(n: int = 6, size: int = 40, seed: int = 0) -> np.ndarray:
@@ -110,6 +110,33 @@ def test_texture_bad_settings():
         TextureFeatures(levels=1).transform(np.zeros((1, 8, 8), np.uint8))
 
 
+# ----------------------------------------------------------------------------- bag of words
+
+def test_bow_histograms_are_unit_blocks_blind_to_flips_rotations_and_padding(cells40):
+    bow = BoWFeatures(words=16, seed=0).fit(cells40)
+    F = bow.transform(cells40)
+    assert F.shape == (6, 48) and (F >= 0).all()
+    for block in range(3):     # whole cell, inner part, outer ring: square roots of histograms summing to 1
+        np.testing.assert_allclose((F[:, block * 16:(block + 1) * 16] ** 2).sum(1), 1.0, atol=1e-9)
+    turned = np.stack([np.rot90(im)[:, ::-1] for im in cells40])
+    np.testing.assert_allclose(bow.transform(turned), F, atol=1e-9)            # the 8 views are averaged
+    wider = np.pad(cells40, ((0, 0), (5, 7), (3, 9)))                           # more zero padding
+    np.testing.assert_allclose(bow.transform(wider), F, atol=1e-9)
+    assert not np.allclose(F[0], F[1])                                          # different patterns differ
+    assert len(bow.get_feature_names_out()) == 48 and bow.codebook_.cluster_centers_.shape == (16, 104)
+
+
+def test_bow_bad_settings_and_too_few_descriptors_are_clear_errors(cells40):
+    with pytest.raises(Hep2Error, match="words >= 2"):
+        BoWFeatures(words=1).fit(cells40)
+    with pytest.raises(Hep2Error, match="inner=2"):
+        BoWFeatures(inner=2).fit(cells40)
+    with pytest.raises(Hep2Error, match="fewer than words=4096"):
+        BoWFeatures(words=4096).fit(cells40)
+    with pytest.raises(Exception, match="not fitted"):
+        BoWFeatures().transform(cells40)
+
+
 # ----------------------------------------------------------------------------- sklearn contract
 
 
@@ -165,10 +192,12 @@ def synthetic40(synthetic_set):
     return imgs, cells.y
 
 
-@pytest.mark.parametrize("features", [LBPFeatures(), TextureFeatures()], ids=["lbp", "texture"])
+@pytest.mark.parametrize("features", [LBPFeatures(), TextureFeatures(), BoWFeatures(words=64)],
+                         ids=["lbp", "texture", "bow"])
 def test_separability_on_synthetic(synthetic40, features):
-    """The built-in synthetic set (200 cells, 5 patterns) is separable by both descriptors (about
-    0.9 under random 5-fold cv). The features need no fitting, so they are computed once."""
+    """The built-in synthetic set (200 cells, 5 patterns) is separable by the descriptors (about
+    0.9 under random 5-fold cv). They are computed once (the codebook learns from all 200 images,
+    without labels, as under the cv protocol)."""
     imgs, y = synthetic40
     F = features.fit_transform(imgs)
     acc = cross_val_score(SVMClassifier(C_grid=(1.0, 10.0, 100.0)), F, y,

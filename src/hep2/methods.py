@@ -209,13 +209,19 @@ class BoW(LBPSVM):
     def fit_features(self, images, *, checkpoint=None, resume=False, verbose=False):
         from .features.handcrafted import BoWFeatures
 
-        self.bow_ = BoWFeatures(seed=self.cfg.seed).fit(images)
+        self.bow_ = BoWFeatures(seed=self.cfg.seed, progress=verbose).fit(images)
         return self
 
     def transform(self, images):
         if not hasattr(self, "bow_"):
             raise Hep2Error("the bow method's codebook is learnt by fit_features(training images) first")
         return self.bow_.transform(images)
+
+    def for_prediction(self):
+        out = copy.copy(self)
+        out.bow_ = copy.copy(self.bow_)
+        out.bow_.progress = False       # no progress bars where the model serves
+        return out
 
     def classifier(self):
         from sklearn.linear_model import LogisticRegression

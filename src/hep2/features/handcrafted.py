@@ -277,7 +277,7 @@ class BoWFeatures(TransformerMixin, BaseEstimator):
     and its outer ring (normalised distance from the centre below / above ``inner``), each count
     normalised to sum 1; the three histograms of each of the cell's 8 flips / 90-degree rotations
     are averaged (DAISY is not rotation-invariant; the patterns have no orientation), then square-
-    rooted (Hellinger): 3 x ``words`` values.
+    rooted (Hellinger): 3 x ``words`` values. ``progress`` shows a bar per pass over the images.
 
     Defaults fixed before any measurement (the descriptor's usual settings at 128 px); the
     classifier (logistic regression rather than an RBF SVM) was chosen on SNPHEp-2 train/ only
@@ -285,8 +285,9 @@ class BoWFeatures(TransformerMixin, BaseEstimator):
     """
 
     def __init__(self, words: int = 256, step: int = 4, radius: int = 8, inner: float = 0.6,
-                 per_cell: int = 60, seed: int = 0):
+                 per_cell: int = 60, seed: int = 0, progress: bool = False):
         self.words = words
+        self.progress = progress
         self.step = step
         self.radius = radius
         self.inner = inner
@@ -318,6 +319,13 @@ class BoWFeatures(TransformerMixin, BaseEstimator):
             out.append((d.reshape(-1, n), dist.ravel()))
         return out
 
+    def _iter(self, X, desc: str):
+        if not self.progress:
+            return X
+        from tqdm.auto import tqdm
+
+        return tqdm(X, desc=desc, unit="img", leave=False)
+
     def fit(self, X, y=None):
         """Learn the codebook from the images (labels unused)."""
         from sklearn.cluster import MiniBatchKMeans
@@ -326,7 +334,7 @@ class BoWFeatures(TransformerMixin, BaseEstimator):
         X = as_uint8_images(X)
         rng = np.random.default_rng(self.seed)
         sample = []
-        for img in X:
+        for img in self._iter(X, "codebook"):
             d = self._descriptors(img, views=1)[0][0]
             sample.append(d[rng.choice(len(d), min(int(self.per_cell), len(d)), replace=False)])
         sample = np.concatenate(sample)
@@ -343,7 +351,7 @@ class BoWFeatures(TransformerMixin, BaseEstimator):
         X = as_uint8_images(X)
         k = int(self.words)
         out = np.zeros((len(X), 3 * k))
-        for i, img in enumerate(X):
+        for i, img in enumerate(self._iter(X, "bag of words")):
             hists = []
             for d, dist in self._descriptors(img):
                 w = self.codebook_.predict(d)
