@@ -209,11 +209,12 @@ def test_export_errors_are_clear(dcae_run, tmp_path, capsys):
     assert not list(tmp_path.glob("*.onnx")) and not list(tmp_path.glob(".*tmp"))
 
 
-def test_svm_methods_cannot_be_exported(tmp_path, _session_cache):
+@pytest.mark.parametrize("name", ["lbp-svm", "bow"])
+def test_scikit_learn_methods_cannot_be_exported(tmp_path, _session_cache, name):
     from hep2.features.handcrafted import SVMClassifier
 
     cells = open_dataset("synthetic:6")
-    method = get_method("lbp-svm", PRESETS["tiny"])
+    method = get_method(name, PRESETS["tiny"])
     save_model(tmp_path / "model", method, SVMClassifier(), cells.classes)
-    with pytest.raises(Hep2Error, match="lbp-svm.*no ONNX"):
+    with pytest.raises(Hep2Error, match=f"{name}.*no ONNX"):
         export(tmp_path, "onnx", tmp_path / "x.onnx")

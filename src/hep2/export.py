@@ -82,7 +82,7 @@ def build_graph(pred: Predictor) -> nn.Module:
                         "it has no single graph; export its member runs one by one and average their outputs")
     if pred.method_name not in ("dcae-mlp", "cnn5", "resnet"):
         raise Hep2Error(f"the model in {pred.model_dir} uses method {pred.method_name!r}, whose features "
-                        "(scikit-image) and SVM have no ONNX / TorchScript form: export works for "
+                        "(scikit-image) and scikit-learn classifier have no ONNX / TorchScript form: export works for "
                         "dcae-mlp, cnn5 and resnet runs")
     # the classifier knows only the classes it was trained on; the run's list may be longer
     mapping = torch.zeros(len(clf.classes_), len(pred.classes))

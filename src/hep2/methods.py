@@ -219,8 +219,9 @@ class BoW(LBPSVM):
 
     def for_prediction(self):
         out = copy.copy(self)
-        out.bow_ = copy.copy(self.bow_)
-        out.bow_.progress = False       # no progress bars where the model serves
+        if hasattr(self, "bow_"):
+            out.bow_ = copy.copy(self.bow_)
+            out.bow_.progress = False       # no progress bars where the model serves
         return out
 
     def classifier(self):
