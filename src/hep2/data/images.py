@@ -92,18 +92,19 @@ def normalise(arr: np.ndarray, low_pct: float = 1.0, high_pct: float = 99.5,
     """Map the [low, high] percentiles of the (masked) grey levels to [0, 1], clipped; with
     ``equalize``, each grey level to its rank among the (masked) grey levels (histogram
     equalisation, scikit-image), which no monotonic change of intensity alters."""
-    values = arr[mask] if mask is not None and mask.any() else arr
+    masked = mask is not None and mask.any()
+    values = arr[mask] if masked else arr
     if equalize:
         from skimage.exposure import equalize_hist
 
         flat = values.max() <= values.min()   # a blank image stays blank (equalize_hist would make it 1)
         out = np.zeros(arr.shape) if flat else equalize_hist(arr.astype(np.float64), nbins=256,
-                                                             mask=mask if mask is not None and mask.any() else None)
+                                                             mask=mask if masked else None)
     else:
         lo, hi = np.percentile(values, [low_pct, high_pct])
         out = (arr - lo) / max(hi - lo, 1e-6)
     out = np.clip(out, 0.0, 1.0)
-    if mask is not None and mask.any():
+    if masked:
         out = out * mask
     return out.astype(np.float32)
 

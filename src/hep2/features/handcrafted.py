@@ -289,12 +289,12 @@ class BoWFeatures(TransformerMixin, BaseEstimator):
     def __init__(self, words: int = 1024, step: int = 4, radius: int = 8, inner: float = 0.6,
                  per_cell: int = 60, seed: int = 0, progress: bool = False):
         self.words = words
-        self.progress = progress
         self.step = step
         self.radius = radius
         self.inner = inner
         self.per_cell = per_cell
         self.seed = seed
+        self.progress = progress
 
     def _check(self) -> None:
         if int(self.words) < 2 or int(self.step) < 1 or int(self.radius) < 1 or int(self.per_cell) < 1:
