@@ -103,8 +103,9 @@ def main(argv=None) -> int:
         rows = list(csv.DictReader(open(run / "features_ids.csv", newline="")))
     except OSError as e:
         sys.exit(f"inner_validation: {run}: no features ({e}); use a run folder of `hep2 run`")
-    try:        # a run with tta_samples holds each cell's 8 views' features side by side
-        views = 8 if json.load(open(run / "config.json"))["preset"].get("tta_samples") else 1
+    try:        # a dcae-mlp run with tta_samples holds each cell's 8 views' features side by side
+        config = json.load(open(run / "config.json"))
+        views = 8 if config["preset"].get("tta_samples") and config.get("method", "dcae-mlp") == "dcae-mlp" else 1
     except (OSError, ValueError, KeyError):
         views = 1
     table = heads(a.groups, views)

@@ -52,7 +52,7 @@ def test_bow_learns_its_codebook_from_the_training_images_and_predicts_from_its_
     m = json.loads((out / "metrics.json").read_text())
     assert m["method"] == "bow" and len(m["accuracy"]["per_split"]) == 5 and m["accuracy"]["mean"] >= 0.6
     assert json.loads((out / "config.json").read_text())["autoencoder_saw_test_images"] is True
-    assert np.load(out / "features.npy").shape == (50, 3072)
+    assert np.load(out / "features.npy").shape == (50, 5 * 1024)
     assert "The codebook was learnt, without labels, from images that include" in (out / "report.md").read_text()
     pred = Predictor(out)       # the saved model: the codebook and the classifier trained on every cell
     assert pred.method_name == "bow" and pred.method.bow_.codebook_.cluster_centers_.shape == (1024, 104)

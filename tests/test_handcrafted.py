@@ -115,22 +115,30 @@ def test_texture_bad_settings():
 def test_bow_histograms_are_unit_blocks_blind_to_flips_rotations_and_padding(cells40):
     bow = BoWFeatures(words=16, seed=0).fit(cells40)
     F = bow.transform(cells40)
-    assert F.shape == (6, 48) and (F >= 0).all()
-    for block in range(3):     # whole cell, inner part, outer ring: square roots of histograms summing to 1
+    assert F.shape == (6, 80) and (F >= 0).all()
+    for block in range(5):     # whole cell and its four bands: square roots of histograms summing to 1
         np.testing.assert_allclose((F[:, block * 16:(block + 1) * 16] ** 2).sum(1), 1.0, atol=1e-9)
     turned = np.stack([np.rot90(im)[:, ::-1] for im in cells40])
     np.testing.assert_allclose(bow.transform(turned), F, atol=1e-9)            # the 8 views are averaged
     wider = np.pad(cells40, ((0, 0), (5, 7), (3, 9)))                           # more zero padding
     np.testing.assert_allclose(bow.transform(wider), F, atol=1e-9)
     assert not np.allclose(F[0], F[1])                                          # different patterns differ
-    assert len(bow.get_feature_names_out()) == 48 and bow.codebook_.cluster_centers_.shape == (16, 104)
+    assert len(bow.get_feature_names_out()) == 80 and bow.codebook_.cluster_centers_.shape == (16, 104)
+    # the bands split the whole cell's words: their counts, weighted by the bands' shares, add up to it
+    one = BoWFeatures(words=16, seed=0, rings=(0.5,)).fit(cells40)
+    F1 = one.transform(cells40[:1])[0] ** 2
+    assert F1.shape == (48,) and one.get_feature_names_out()[16] == "bow_band0_0"
+    assert np.isclose(F1[:16].sum(), 1) and not np.allclose(F1[16:32], F1[32:])
+    whole = BoWFeatures(words=16, seed=0, rings=()).fit(cells40)
+    np.testing.assert_allclose(whole.transform(cells40), F[:, :16], atol=1e-9)  # same codebook, same counts
 
 
 def test_bow_bad_settings_and_too_few_descriptors_are_clear_errors(cells40):
     with pytest.raises(Hep2Error, match="words >= 2"):
         BoWFeatures(words=1).fit(cells40)
-    with pytest.raises(Hep2Error, match="inner=2"):
-        BoWFeatures(inner=2).fit(cells40)
+    for rings in ((2,), (0.6, 0.3), (0, 0.5)):
+        with pytest.raises(Hep2Error, match=r"rings=\("):
+            BoWFeatures(rings=rings).fit(cells40)
     with pytest.raises(Hep2Error, match="fewer than words=4096"):
         BoWFeatures(words=4096).fit(cells40)
     with pytest.raises(Exception, match="not fitted"):

@@ -203,7 +203,7 @@ class BoW(LBPSVM):
     paper_accuracy = None
     unsupervised = True
     description = ("a bag of visual words: dense DAISY descriptors, a 1024-word codebook learnt from the training "
-                   "images without labels, whole cell / inner part / outer ring, 8 flips / rotations averaged; "
+                   "images without labels, counted over the whole cell and four concentric bands, 8 flips / rotations averaged; "
                    "logistic regression")
 
     def fit_features(self, images, *, checkpoint=None, resume=False, verbose=False):
