@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pickle
+
 import numpy as np
 import pytest
 from sklearn.base import clone
@@ -129,6 +131,12 @@ def test_bow_histograms_are_unit_blocks_blind_to_flips_rotations_and_padding(cel
     F1 = one.transform(cells40[:1])[0] ** 2
     assert F1.shape == (48,) and one.get_feature_names_out()[16] == "bow_band0_0"
     assert np.isclose(F1[:16].sum(), 1) and not np.allclose(F1[16:32], F1[32:])
+    saved = pickle.loads(pickle.dumps(one))
+    del saved.rings
+    saved.inner = 0.5                                  # what session 10's version pickled
+    old = pickle.loads(pickle.dumps(saved))
+    assert old.rings == (0.5,) and not hasattr(old, "inner")
+    np.testing.assert_allclose(old.transform(cells40[:1])[0] ** 2, F1, atol=1e-12)
     whole = BoWFeatures(words=16, seed=0, rings=()).fit(cells40)
     np.testing.assert_allclose(whole.transform(cells40), F[:, :16], atol=1e-9)  # same codebook, same counts
 

@@ -279,13 +279,15 @@ class BoWFeatures(TransformerMixin, BaseEstimator):
     of an edge) against the edges in ``rings``. Each count is normalised to sum 1; the histograms
     of each of the cell's 8 flips / 90-degree rotations are averaged (DAISY is not rotation-
     invariant; the patterns have no orientation), then square-rooted (Hellinger):
-    (2 + len(rings)) x ``words`` values. ``progress`` shows a bar per pass over the images.
+    (2 + len(rings)) x ``words`` values (``words`` with no rings). ``progress`` shows a bar per pass
+    over the images. A model saved before ``rings`` existed (session 10's ``inner``: whole cell,
+    inner part, outer ring) loads as ``rings=(inner,)``, which counts the same.
 
     Chosen on SNPHEp-2 train/ only (benchmarks/inner_validation.py's probes: 4 contiguous ID blocks
     per class, cell-level 5-fold, positive <-> intermediate; never test/): logistic regression
     (C 0.01) rather than an RBF SVM; 1024 words rather than 256 or 512; DAISY radius 8 at 128 px
     rather than 5, 6, 12, 5 + 10, a step of 3 or 96 px input; bands at 0.3 / 0.55 / 0.8 rather than
-    one edge at 0.6 (session 10's), 0.4 / 0.75, four or six bands. Fisher vectors, soft assignment,
+    one edge at 0.6 (session 10's), two (0.4 / 0.75), four or six. Fisher vectors, soft assignment,
     square-rooted descriptors and 3-ring DAISY were no better. The README has the figures.
     """
 
@@ -299,6 +301,11 @@ class BoWFeatures(TransformerMixin, BaseEstimator):
         self.per_cell = per_cell
         self.seed = seed
         self.progress = progress
+
+    def __setstate__(self, state):
+        if "inner" in state and "rings" not in state:     # saved by session 10's version
+            state = {k: v for k, v in state.items() if k != "inner"} | {"rings": (state["inner"],)}
+        super().__setstate__(state)
 
     def _check(self) -> None:
         if int(self.words) < 2 or int(self.step) < 1 or int(self.radius) < 1 or int(self.per_cell) < 1:
