@@ -303,9 +303,15 @@ class BoWFeatures(TransformerMixin, BaseEstimator):
         self.progress = progress
 
     def __setstate__(self, state):
+        from ..estimators import init_defaults
+
         if "inner" in state and "rings" not in state:     # saved by session 10's version
             state = {k: v for k, v in state.items() if k != "inner"} | {"rings": (state["inner"],)}
-        super().__setstate__(state)
+        super().__setstate__(init_defaults(self) | state)
+
+    def _bands(self) -> int:
+        """How many concentric bands the rings cut the cell into (0 without rings: the whole cell only)."""
+        return len(self.rings) + 1 if len(self.rings) else 0
 
     def _check(self) -> None:
         if int(self.words) < 2 or int(self.step) < 1 or int(self.radius) < 1 or int(self.per_cell) < 1:
@@ -365,20 +371,20 @@ class BoWFeatures(TransformerMixin, BaseEstimator):
         self._check()
         X = as_uint8_images(X)
         k = int(self.words)
-        edges = [0.0, *map(float, self.rings), np.inf]
-        out = np.zeros((len(X), (len(edges) if len(edges) > 2 else 1) * k))
+        rings = [float(r) for r in self.rings]
+        out = np.zeros((len(X), (1 + self._bands()) * k))
         for i, img in enumerate(self._iter(X, "bag of words")):
             hists = []
             for d, dist in self._descriptors(img):
                 w = self.codebook_.predict(d)
-                band = np.digitize(dist, edges[1:-1])
-                parts = [w] + ([w[band == b] for b in range(len(edges) - 1)] if len(edges) > 2 else [])
+                band = np.digitize(dist, rings)
+                parts = [w] + [w[band == b] for b in range(self._bands())]
                 hists.append(np.concatenate([np.bincount(p, minlength=k) / max(len(p), 1) for p in parts]))
             out[i] = np.sqrt(np.mean(hists, axis=0))
         return out
 
     def get_feature_names_out(self, input_features=None) -> np.ndarray:
-        parts = ["cell"] + ([f"band{b}" for b in range(len(self.rings) + 1)] if len(self.rings) else [])
+        parts = ["cell"] + [f"band{b}" for b in range(self._bands())]
         return np.array([f"bow_{part}_{w}" for part in parts for w in range(int(self.words))], dtype=object)
 
 
