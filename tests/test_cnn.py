@@ -189,3 +189,16 @@ def test_a_model_saved_before_the_newer_settings_loads_with_their_defaults(fitte
     loaded = pickle.loads(pickle.dumps(old))
     assert (loaded.arch, loaded.intensity, loaded.scale) == ("gao", 0.0, 0.0)
     np.testing.assert_allclose(loaded.predict_proba(X[:6]), fitted.predict_proba(X[:6]), atol=1e-6)
+
+
+def test_a_model_trained_for_a_gpu_predicts_where_there_is_none_and_its_network_stays_on_the_cpu(fitted, synth78):
+    """predict_proba runs on the GPU the model was trained for where this machine has one (same
+    probabilities as the CPU's), else on the CPU; between calls, and when saved, the network is on the CPU."""
+    import pickle
+
+    X = synth78[0][:10]
+    p = fitted.predict_proba(X)
+    gpu_model = pickle.loads(pickle.dumps(copy.deepcopy(fitted).set_params(device="cuda")))
+    q = gpu_model.predict_proba(X)
+    np.testing.assert_allclose(q, p, atol=1e-4)   # TF32 on a GPU
+    assert all(t.device.type == "cpu" for t in gpu_model.net_.parameters())

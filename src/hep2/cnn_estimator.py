@@ -123,13 +123,20 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
     def predict_proba(self, X, batch_size: int = 256) -> np.ndarray:
         x = image_tensor(X, self.size)
         views = range(8) if self.tta else (0,)
-        self.net_.eval()
+        # on the GPU it was trained for where this machine has one, else on the CPU: a model trained
+        # on a GPU predicts anywhere; the network is kept on the CPU between calls (and when saved)
+        device = (resolve_device("cuda" if self.device == "auto" else self.device)
+                  if self.device != "cpu" and torch.cuda.is_available() else torch.device("cpu"))
+        self.net_.to(device).eval()
         out = []
-        with self._threads(torch.device("cpu")):
-            for i in range(0, len(x), batch_size):
-                xb = self._normalise(self._scale(x[i:i + batch_size]))
-                p = sum(torch.softmax(self.net_(dihedral(xb, k)), dim=1) for k in views) / len(views)
-                out.append(p)
+        try:
+            with self._threads(device):
+                for i in range(0, len(x), batch_size):
+                    xb = self._normalise(self._scale(x[i:i + batch_size].to(device)))
+                    p = sum(torch.softmax(self.net_(dihedral(xb, k)).float(), dim=1) for k in views) / len(views)
+                    out.append(p.cpu())
+        finally:
+            self.net_.cpu()
         return torch.cat(out).numpy() if out else np.zeros((0, len(self.classes_)), np.float32)
 
     def predict(self, X) -> np.ndarray:
