@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import pickle
 
 import numpy as np
@@ -139,6 +140,33 @@ def test_bow_histograms_are_unit_blocks_blind_to_flips_rotations_and_padding(cel
     np.testing.assert_allclose(old.transform(cells40[:1])[0] ** 2, F1, atol=1e-12)
     whole = BoWFeatures(words=16, seed=0, rings=()).fit(cells40)
     np.testing.assert_allclose(whole.transform(cells40), F[:, :16], atol=1e-9)  # same codebook, same counts
+
+
+def test_bow_smooths_inside_the_cell_and_an_older_model_loads_unsmoothed(cells40):
+    """smooth: a Gaussian of that sigma on each cell before its words (dim cells are noisier and
+    coarser-quantised once stretched); 0 is the earlier bow, and a model saved before it existed keeps it."""
+    plain = BoWFeatures(words=16, seed=0, smooth=0).fit(cells40)
+    soft = BoWFeatures(words=16, seed=0).fit(cells40)
+    assert soft.smooth == 1.5
+    Fp, Fs = plain.transform(cells40), soft.transform(cells40)
+    assert not np.allclose(Fp, Fs)
+    # the same codebook read from smoothed cells counts other words; the descriptors are those of a blurred crop
+    mixed = copy.deepcopy(plain).set_params(smooth=1.5)
+    assert not np.allclose(mixed.transform(cells40), Fp)
+    d0 = plain._descriptors(cells40[0], views=1)[0][0]
+    d1 = mixed._descriptors(cells40[0], views=1)[0][0]
+    assert d0.shape == d1.shape and not np.allclose(d0, d1)
+    wider = np.pad(cells40, ((0, 0), (5, 7), (3, 9)))                           # more zero padding
+    np.testing.assert_allclose(soft.transform(wider), Fs, atol=1e-9)
+    saved = copy.deepcopy(plain)
+    del saved.smooth                                   # what sessions 10-11's versions pickled
+    old = pickle.loads(pickle.dumps(saved))
+    assert old.smooth == 0.0
+    np.testing.assert_allclose(old.transform(cells40), Fp, atol=1e-12)
+    assert pickle.loads(pickle.dumps(soft)).smooth == 1.5                       # a new model keeps its own
+    for bad in (-1, 11, float("nan")):
+        with pytest.raises(Hep2Error, match="smooth="):
+            BoWFeatures(words=16, smooth=bad).fit(cells40)
 
 
 def test_bow_bad_settings_and_too_few_descriptors_are_clear_errors(cells40):

@@ -270,7 +270,9 @@ class BoWFeatures(TransformerMixin, BaseEstimator):
     of SNPHEp-2's own paper, Wiliem et al. 2013).
 
     ``skimage.feature.daisy`` (radius ``radius``, 2 rings of 6 histograms, 8 orientations: 104
-    values) every ``step`` pixels over the cell crop, padded by reflection; ``fit`` learns a
+    values) every ``step`` pixels over the cell crop, padded by reflection, after a Gaussian blur of
+    sigma ``smooth`` pixels inside the cell (dim, intermediate-intensity cells are noisier and more
+    coarsely quantised once stretched to the full grey range; 0: none); ``fit`` learns a
     codebook of ``words`` visual words by k-means (``MiniBatchKMeans``, ``seed``) on
     ``per_cell`` random descriptors of each training cell, without labels. ``transform`` assigns
     every descriptor to its nearest word and counts the words over the whole cell and over the
@@ -287,14 +289,17 @@ class BoWFeatures(TransformerMixin, BaseEstimator):
     per class, cell-level 5-fold, positive <-> intermediate; never test/): logistic regression
     (C 0.01) rather than an RBF SVM; 1024 words rather than 256 or 512; DAISY radius 8 at 128 px
     rather than 5, 6, 12, 5 + 10, a step of 3 or 96 px input; bands at 0.3 / 0.55 / 0.8 rather than
-    one edge at 0.6 (session 10's), two (0.4 / 0.75), four or six. Fisher vectors, soft assignment,
-    square-rooted descriptors and 3-ring DAISY were no better. The README has the figures.
+    one edge at 0.6 (session 10's), two (0.4 / 0.75), four or six; ``smooth`` 1.5 (at 128 px) rather
+    than 0, 0.5, 1 or 2 (session 12). Fisher vectors, soft assignment, square-rooted descriptors and
+    3-ring DAISY were no better. The README has the figures. A model saved before ``smooth`` existed
+    loads with ``smooth=0``, as it was learnt.
     """
 
     def __init__(self, words: int = 1024, step: int = 4, radius: int = 8,
                  rings: Sequence[float] = (0.3, 0.55, 0.8), per_cell: int = 60, seed: int = 0,
-                 progress: bool = False):
+                 progress: bool = False, smooth: float = 1.5):
         self.words = words
+        self.smooth = smooth
         self.step = step
         self.radius = radius
         self.rings = rings
@@ -307,6 +312,8 @@ class BoWFeatures(TransformerMixin, BaseEstimator):
 
         if "inner" in state and "rings" not in state:     # saved by session 10's version
             state = {k: v for k, v in state.items() if k != "inner"} | {"rings": (state["inner"],)}
+        if "codebook_" in state and "smooth" not in state:  # learnt before smoothing existed: on unsmoothed cells
+            state = state | {"smooth": 0.0}
         super().__setstate__(init_defaults(self) | state)
 
     def _bands(self) -> int:
@@ -317,6 +324,9 @@ class BoWFeatures(TransformerMixin, BaseEstimator):
         if int(self.words) < 2 or int(self.step) < 1 or int(self.radius) < 1 or int(self.per_cell) < 1:
             raise Hep2Error(f"BoWFeatures needs words >= 2, step >= 1, radius >= 1 and per_cell >= 1, got "
                             f"words={self.words}, step={self.step}, radius={self.radius}, per_cell={self.per_cell}")
+        if not 0 <= float(self.smooth) <= 10:
+            raise Hep2Error(f"BoWFeatures smooth={self.smooth}: the Gaussian sigma in pixels must lie in [0, 10] "
+                            "(0: no smoothing)")
         edges = [float(r) for r in self.rings]
         if not all(a < b for a, b in zip([0.0, *edges], [*edges, 1.5])):
             raise Hep2Error(f"BoWFeatures rings={tuple(self.rings)}: the band edges are fractions of the cell's "
@@ -327,7 +337,12 @@ class BoWFeatures(TransformerMixin, BaseEstimator):
         from skimage.feature import daisy
 
         r = int(self.radius)
-        crop = np.pad(cell_crop(img).astype(np.float32) / 255, r, mode="reflect")
+        crop = cell_crop(img).astype(np.float32) / 255
+        if float(self.smooth) > 0:      # zero outside the cell, as the padding is: more padding changes nothing
+            from skimage.filters import gaussian
+
+            crop = (gaussian(crop, float(self.smooth), mode="constant", preserve_range=True) * (crop > 0)).astype(np.float32)
+        crop = np.pad(crop, r, mode="reflect")
         out = []
         for k in range(views):
             v = np.rot90(crop, k % 4)
