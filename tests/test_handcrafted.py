@@ -142,12 +142,12 @@ def test_bow_histograms_are_unit_blocks_blind_to_flips_rotations_and_padding(cel
     np.testing.assert_allclose(whole.transform(cells40), F[:, :16], atol=1e-9)  # same codebook, same counts
 
 
-def test_bow_smooths_inside_the_cell_and_an_older_model_loads_unsmoothed(cells40):
+def test_bow_smooths_inside_the_cell_where_asked_and_an_older_model_loads_unsmoothed(cells40):
     """smooth: a Gaussian of that sigma on each cell before its words (dim cells are noisier and
-    coarser-quantised once stretched); 0 is the earlier bow, and a model saved before it existed keeps it."""
-    plain = BoWFeatures(words=16, seed=0, smooth=0).fit(cells40)
-    soft = BoWFeatures(words=16, seed=0).fit(cells40)
-    assert soft.smooth == 1.5
+    coarser-quantised once stretched); 0, the default, is the earlier bow, and a model saved before it existed keeps it."""
+    plain = BoWFeatures(words=16, seed=0).fit(cells40)
+    soft = BoWFeatures(words=16, seed=0, smooth=1.5).fit(cells40)
+    assert plain.smooth == 0.0
     Fp, Fs = plain.transform(cells40), soft.transform(cells40)
     assert not np.allclose(Fp, Fs)
     # the same codebook read from smoothed cells counts other words; the descriptors are those of a blurred crop

@@ -202,7 +202,7 @@ class TextureSVM(LBPSVM):
 class BoW(LBPSVM):
     paper_accuracy = None
     unsupervised = True
-    description = ("a bag of visual words: dense DAISY descriptors of the lightly blurred cell, a 1024-word codebook learnt from the training "
+    description = ("a bag of visual words: dense DAISY descriptors, a 1024-word codebook learnt from the training "
                    "images without labels, counted over the whole cell and four concentric bands, 8 flips / rotations averaged; "
                    "logistic regression")
 
