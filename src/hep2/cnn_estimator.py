@@ -125,8 +125,7 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
         views = range(8) if self.tta else (0,)
         # on the GPU it was trained for where this machine has one, else on the CPU: a model trained
         # on a GPU predicts anywhere; the network is kept on the CPU between calls (and when saved)
-        device = (resolve_device("cuda" if self.device == "auto" else self.device)
-                  if self.device != "cpu" and torch.cuda.is_available() else torch.device("cpu"))
+        device = resolve_device(self.device) if torch.cuda.is_available() else torch.device("cpu")
         self.net_.to(device).eval()
         out = []
         try:

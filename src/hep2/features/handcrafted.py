@@ -339,7 +339,8 @@ class BoWFeatures(TransformerMixin, BaseEstimator):
         if float(self.smooth) > 0:      # zero outside the cell, as the padding is: more padding changes nothing
             from skimage.filters import gaussian
 
-            crop = (gaussian(crop, float(self.smooth), mode="constant", preserve_range=True) * (crop > 0)).astype(np.float32)
+            blurred = gaussian(crop, float(self.smooth), mode="constant", preserve_range=True)
+            crop = (blurred * (crop > 0)).astype(np.float32)
         crop = np.pad(crop, r, mode="reflect")
         out = []
         for k in range(views):
