@@ -10,8 +10,13 @@ import shutil
 import numpy as np
 import pytest
 
+from sklearn.decomposition import PCA
+from sklearn.neighbors import NearestNeighbors
+from sklearn.preprocessing import StandardScaler
+
 from hep2.cli import main
 from hep2.data import open_dataset
+from hep2.ensemble import BatchNeighbours, cell_features
 from hep2.errors import Hep2Error
 from hep2.predict import Predictor
 
@@ -27,6 +32,8 @@ def members(_session_cache, tmp_path_factory):
         assert main([*base, "--set", "ae_epochs=1", "--set", "mlp_epochs=3", "--out", str(root / "dcae")]) == 0
         assert main([*base, "--method", "lbp-svm", "--out", str(root / "lbp")]) == 0
         assert main(["ensemble", str(root / "dcae"), str(root / "lbp"), "--out", str(root / "ens"), "--quiet"]) == 0
+        assert main(["ensemble", str(root / "dcae"), str(root / "lbp"), "--neighbours", "3", "--out",
+                     str(root / "nb"), "--quiet"]) == 0
         cells = open_dataset("synthetic:6")
     return root, [cells.cells[i].path for i in range(0, len(cells), 3)]
 
@@ -98,6 +105,14 @@ def test_the_web_api_serves_an_ensemble(members, tmp_path):
     assert r.status_code == 200, r.text
     rows, _ = Predictor(root / "ens").predict_files(paths)
     assert [x["pattern"] for x in r.json()["results"]] == [row[1] for row in rows]
+    # a --neighbours model smooths over the upload, and says so
+    client = TestClient(create_app(root / "nb", tmp_path / "work-nb"))
+    assert client.get("/api/health").json()["neighbours"] == 3 and "Transductive model" in client.get("/").text
+    r = client.post("/api/predict", files=[("files", (p.name, p.read_bytes(), "image/png")) for p in paths])
+    want = Predictor(root / "nb").predict_files(paths)[0]
+    got = [x["probabilities"] for x in r.json()["results"]]
+    classes = Predictor(root / "nb").classes
+    np.testing.assert_allclose([[g[c] for c in classes] for g in got], [row[2] for row in want], atol=1e-5)
 
 
 def test_export_of_an_ensemble_is_a_clear_error(members, tmp_path, capsys):
@@ -155,6 +170,22 @@ def test_official_members_give_the_ensemble_a_full_figure(snphep2_root, _session
     assert len(ra) == 979 and m["full"]["accuracy"] == pytest.approx(np.mean(avg.argmax(1) == truth))
     assert list(m["accuracy"]["per_split"]) == [f"split-50-{k}" for k in range(1, 6)]   # `full` is no split
     assert "full (train/ → test/)" in (tmp_path / "ens" / "report.md").read_text()
+    # --neighbours: split K's test cells smoothed in a space fitted on Split-50-K's training cells, `full`'s
+    # on all of train/
+    assert main(["ensemble", str(a), str(b), "--neighbours", "10", "--out", str(tmp_path / "nb"), "--quiet"]) == 0
+    cells = open_dataset(f"snphep2:{snphep2_root}")
+    feats = [_features(a), _features(b)]
+    plain, nb = _rows(tmp_path / "ens"), _rows(tmp_path / "nb")
+    for split, train in (("split-50-1", cells.subsets["split-50-1/train"]), ("full", cells.subsets["train"])):
+        ids = [r["id"] for r in plain if r["split"] == split]
+        tr = [cells.cells[i].id for i in train]
+        Z = _space([np.stack([f[i] for i in tr]) for f in feats], [np.stack([f[i] for i in ids]) for f in feats])
+        idx = NearestNeighbors(n_neighbors=10, metric="cosine").fit(Z).kneighbors(return_distance=False)
+        P = np.array([[float(r[k]) for k in pcols] for r in plain if r["split"] == split])
+        got = np.array([[float(r[k]) for k in pcols] for r in nb if r["split"] == split])
+        np.testing.assert_allclose(got, 0.5 * P + 0.5 * P[idx].mean(1), atol=2e-5)
+    mnb = json.loads((tmp_path / "nb" / "metrics.json").read_text())
+    assert mnb["neighbours"] == 10 and "full" in mnb and mnb["accuracy"]["mean"] != m["accuracy"]["mean"]
     old = tmp_path / "old"              # a member written before runs kept their `full` rows
     shutil.copytree(b, old)
     rows = _rows(b)
@@ -165,3 +196,112 @@ def test_official_members_give_the_ensemble_a_full_figure(snphep2_root, _session
     assert main(["ensemble", str(a), str(old), "--out", str(tmp_path / "ens2"), "--quiet"]) == 0
     m2 = json.loads((tmp_path / "ens2" / "metrics.json").read_text())
     assert "full" not in m2 and m2["accuracy"] == m["accuracy"]
+
+
+def _features(run):
+    F = np.load(run / "features.npy")
+    return {r["id"]: F[i] for i, r in enumerate(csv.DictReader(open(run / "features_ids.csv", newline="")))}
+
+
+def _space(train_blocks, test_blocks):
+    """The reference: each member's features standardised and reduced (fitted on the training cells),
+    scaled to unit length, side by side."""
+    Z = []
+    for tr, te in zip(train_blocks, test_blocks):
+        s = StandardScaler().fit(tr)
+        z = PCA(min(50, *tr.shape), random_state=0).fit(s.transform(tr)).transform(s.transform(te))
+        Z.append(z / np.linalg.norm(z, axis=1, keepdims=True))
+    return np.hstack(Z)
+
+
+def test_neighbours_smooth_each_test_cell_over_its_nearest_cells_of_the_split(members):
+    """--neighbours 3: each cell's averaged probabilities, half and half with the mean of its 3 nearest
+    cells of the same fold (cosine, in the members' features fitted on that fold's training cells)."""
+    root, _ = members
+    plain, nb = _rows(root / "ens"), _rows(root / "nb")
+    pcols = [k for k in plain[0] if k.startswith("p_")]
+    feats = [_features(root / "dcae"), _features(root / "lbp")]
+    changed = 0
+    for split in dict.fromkeys(r["split"] for r in plain):
+        rows = [r for r in plain if r["split"] == split]
+        got = np.array([[float(r[k]) for k in pcols] for r in nb if r["split"] == split])
+        ids = [r["id"] for r in rows]
+        train = [i for i in feats[0] if i not in ids]           # cv: the other folds' cells
+        Z = _space([np.stack([f[i] for i in train]) for f in feats], [np.stack([f[i] for i in ids]) for f in feats])
+        idx = NearestNeighbors(n_neighbors=3, metric="cosine").fit(Z).kneighbors(return_distance=False)
+        P = np.array([[float(r[k]) for k in pcols] for r in rows])
+        np.testing.assert_allclose(got, 0.5 * P + 0.5 * P[idx].mean(1), atol=2e-5)
+        assert all(i not in row for i, row in enumerate(idx))    # a cell is not its own neighbour
+        changed += int((np.abs(got - P) > 1e-3).any())
+    assert changed == 5
+    m = json.loads((root / "nb" / "metrics.json").read_text())
+    assert m["neighbours"] == 3 and json.loads((root / "ens" / "metrics.json").read_text())["neighbours"] is None
+    hits = [r["predicted"] == r["true"] for r in nb]
+    assert m["accuracy"]["mean"] == pytest.approx(np.mean(hits))        # 5 folds of 6 cells each
+    assert "**transductive**" in (root / "nb" / "report.md").read_text()
+    assert json.loads((root / "nb" / "config.json").read_text())["neighbours"] == 3
+
+
+def test_a_neighbours_model_smooths_over_the_batch_it_is_given(members, tmp_path, capsys):
+    root, paths = members
+    plain, nb = Predictor(root / "ens"), Predictor(root / "nb")
+    assert plain.neighbours is None and nb.neighbours.k == 3 and nb.neighbours.members == [0, 1]
+    P = np.stack([r[2] for r in plain.predict_files(paths)[0]])
+    got = np.stack([r[2] for r in nb.predict_files(paths)[0]])
+    # the space of the final model: fitted on every cell the final classifiers saw (all 30, cv)
+    feats = [_features(root / "dcae"), _features(root / "lbp")]
+    members_ = [m for m, _ in nb.members]
+    batch = [cell_features(m, m.transform(nb.load_files(paths, prep=m.preprocess())[0])) for m in members_]
+    Z = _space([np.stack(list(f.values())) for f in feats], batch)
+    idx = NearestNeighbors(n_neighbors=3, metric="cosine").fit(Z).kneighbors(return_distance=False)
+    np.testing.assert_allclose(got, 0.5 * P + 0.5 * P[idx].mean(1), atol=1e-5)
+    assert np.abs(got - P).max() > 1e-3
+    # one file alone has no neighbour: the plain average; two files: each other's
+    np.testing.assert_allclose(nb.predict_files(paths[:1])[0][0][2], P[0], atol=1e-6)
+    two = np.stack([r[2] for r in nb.predict_files(paths[:2])[0]])
+    np.testing.assert_allclose(two, 0.5 * P[:2] + 0.5 * P[:2][::-1], atol=1e-5)
+    # the command line says that the batch matters
+    assert main(["predict", "--model", str(root / "nb"), *map(str, paths), "--out", str(tmp_path / "p.csv")]) == 0
+    assert "transductive model" in capsys.readouterr().err
+
+
+def test_cell_features_take_the_mean_of_each_autoencoders_views():
+    class M:
+        name = "dcae-mlp"
+
+        class cfg:
+            tta_samples, ae_ensemble = True, 2
+    # 3 cells, 2 autoencoders x 8 views x 4 values: value = 100 * autoencoder + view
+    F = np.array([[100 * g + v for g in range(2) for v in range(8) for _ in range(4)]] * 3, np.float32)
+    np.testing.assert_allclose(cell_features(M, F), [[3.5] * 4 + [103.5] * 4] * 3)
+    M.cfg.tta_samples = False
+    assert cell_features(M, F).shape == (3, 64)
+
+
+def test_neighbours_errors_are_clear(members, tmp_path, capsys):
+    root, _ = members
+    a, b = root / "dcae", root / "lbp"
+
+    def fails(args, *expected):
+        assert main(args) == 2
+        err = capsys.readouterr().err
+        assert all(e in err for e in expected), err
+        assert "Traceback" not in err
+
+    fails(["ensemble", str(a), str(b), "--neighbours", "-1", "--out", str(tmp_path / "x")], "--neighbours -1")
+    bare = []
+    for r in (a, b):                    # runs without features.npy (as the CNN methods write them)
+        shutil.copytree(r, tmp_path / r.name)
+        (tmp_path / r.name / "features.npy").unlink()
+        bare.append(str(tmp_path / r.name))
+    fails(["ensemble", *bare, "--neighbours", "3", "--out", str(tmp_path / "x")], "no member keeps any")
+    moved = tmp_path / "moved"
+    shutil.copytree(a, moved)
+    c = json.loads((moved / "config.json").read_text())
+    (moved / "config.json").write_text(json.dumps(c | {"dataset": f"folder:{tmp_path / 'gone'}"}))
+    fails(["ensemble", str(moved), str(b), "--neighbours", "3", "--out", str(tmp_path / "x")],
+          "needs the members' dataset", str(tmp_path / "gone"))
+    assert not (tmp_path / "x").exists()
+    fails(["compare", "synthetic:6", "--methods", "lbp-svm", "texture-svm", "--neighbours", "3", "--out",
+           str(tmp_path / "y")], "add --ensemble")
+    assert main(["ensemble", *bare, "--out", str(tmp_path / "plain"), "--quiet"]) == 0     # without: fine

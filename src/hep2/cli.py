@@ -75,9 +75,11 @@ def cmd_compare(args) -> int:
         raise Hep2Error(f"unknown method {unknown[0]!r}: choose from {', '.join(METHODS)}")
     if args.ensemble and len(set(methods)) < 2:
         raise Hep2Error("--ensemble averages several methods: name at least two with --methods")
+    if args.neighbours and not args.ensemble:
+        raise Hep2Error("--neighbours smooths the ensemble's predictions: add --ensemble")
     result = compare(args.dataset, protocol=args.protocol, methods=methods, cfg=_preset(args), out=args.out,
                      subset=args.subset, resume=args.resume, skip_bad=args.skip_bad, verbose=not args.quiet,
-                     ensemble=args.ensemble)
+                     ensemble=args.ensemble, neighbours=args.neighbours)
     from .compare import comparison_markdown
 
     if not dd.is_main():        # under torchrun: rank 0 reports
@@ -105,6 +107,12 @@ def cmd_predict(args) -> int:
 
     pred = Predictor(args.model)
     paths = expand_inputs(args.inputs)
+    if pred.neighbours is not None:
+        if dd.world() > 1:
+            raise Hep2Error(f"{args.model} smooths each cell over its nearest cells of the batch (--neighbours): "
+                            "classify the batch in one process, without torchrun")
+        print(f"transductive model: each cell's probabilities are averaged with its {pred.neighbours.k} nearest "
+              f"of these {len(paths)} files; give one specimen's (or one well's) cells per call", file=sys.stderr)
     # under torchrun each process classifies every W-th file; rank 0 prints and writes, in input order
     rows, bad = pred.predict_files(paths[dd.rank()::dd.world()], skip_bad=args.skip_bad)
     order = {p: i for i, p in enumerate(paths)}
@@ -130,7 +138,7 @@ def cmd_predict(args) -> int:
 def cmd_ensemble(args) -> int:
     from .ensemble import make_ensemble
 
-    make_ensemble(args.runs, args.out, verbose=not args.quiet)
+    make_ensemble(args.runs, args.out, verbose=not args.quiet, neighbours=args.neighbours)
     if dd.is_main():
         print(f"classify new images with: hep2 predict --model {args.out} IMAGE_OR_FOLDER...")
     return 0
@@ -223,6 +231,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--out", required=True, help="the folder to write (one run folder per method inside)")
     c.add_argument("--ensemble", action="store_true", help="also average the methods' probabilities (equal weights) "
                    "into OUT/ensemble, a model `hep2 predict` loads (as `hep2 ensemble` does)")
+    c.add_argument("--neighbours", type=int, default=0, metavar="K", help="with --ensemble: transductive smoothing "
+                   "of each test cell over its K nearest test cells (as `hep2 ensemble --neighbours K`)")
     c.add_argument("--resume", action="store_true", help="reuse finished methods' runs and continue the others")
     c.add_argument("--skip-bad", action="store_true")
     c.add_argument("--quiet", action="store_true")
@@ -246,6 +256,10 @@ def build_parser() -> argparse.ArgumentParser:
     en.add_argument("runs", nargs="+", metavar="RUN", help="run folders of `hep2 run` / `hep2 compare` "
                     "(same data, protocol and splits)")
     en.add_argument("--out", required=True, help="the run folder to write (figures, report, model/)")
+    en.add_argument("--neighbours", type=int, default=0, metavar="K",
+                    help="transductive: then average each test cell's probabilities with those of its K nearest "
+                         "cells of the same test split (in the members' features; K = 10 was chosen on SNPHEp-2's "
+                         "train/); the saved model does the same over each batch `hep2 predict` gets")
     en.add_argument("--quiet", action="store_true")
     en.set_defaults(func=cmd_ensemble)
 

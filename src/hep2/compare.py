@@ -14,7 +14,8 @@ from .runner import check_same_run, prepare_out, run, write_json
 
 
 def compare(dataset: str, *, protocol: str, methods, cfg: Preset, out, subset: str = "train",
-            resume: bool = False, skip_bad: bool = False, verbose: bool = True, ensemble: bool = False) -> dict:
+            resume: bool = False, skip_bad: bool = False, verbose: bool = True, ensemble: bool = False,
+            neighbours: int = 0) -> dict:
     """Run each method into ``out/<method>/`` (a finished one is reused with ``resume``), with
     ``ensemble`` also their equal-weight average into ``out/ensemble/`` (`hep2 ensemble`), then write
     comparison.json, comparison.md and comparison.png."""
@@ -37,13 +38,15 @@ def compare(dataset: str, *, protocol: str, methods, cfg: Preset, out, subset: s
 
         sub, members = out / "ensemble", [str(out / name) for name in methods]
         done = json.loads((sub / "metrics.json").read_text()) if (sub / "metrics.json").exists() else {}
-        if resume and [m["run"] for m in done.get("members", [])] == members:
+        if resume and [m["run"] for m in done.get("members", [])] == members and done.get("neighbours") == (neighbours or None):
             metrics = done
         else:
             if resume and sub.exists() and dd.is_main():
                 shutil.rmtree(sub)      # cut short, or of other methods: rebuilt in seconds
-            metrics = make_ensemble(members, sub, verbose=verbose)
-        rows.append(_row("ensemble", "the methods above, probabilities averaged (equal weights)", None, metrics,
+            metrics = make_ensemble(members, sub, verbose=verbose, neighbours=neighbours)
+        what = "the methods above, probabilities averaged (equal weights)" + (
+            f", then each test cell smoothed over its {neighbours} nearest test cells (transductive)" if neighbours else "")
+        rows.append(_row("ensemble", what, None, metrics,
                          sum(r["seconds"] for r in rows) + metrics["seconds"]["total"]))
     result = {"protocol": protocol, "protocol_description": metrics["protocol_description"],
               "dataset": rows[0]["dataset"], "preset": cfg.name, "rows": rows}

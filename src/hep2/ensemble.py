@@ -4,6 +4,13 @@ The members' class probabilities are averaged with equal weights, cell by cell: 
 so nothing is chosen on the test cells. The figures come from the members' own predictions on each
 split's test cells (their predictions.csv); the model is the members' final models (model/), which
 `hep2 predict`, `hep2 serve` and the Python API load like any run's.
+
+With ``neighbours`` K (transductive, off by default) each test cell's averaged probabilities are then
+averaged, half and half, with the mean of its K nearest cells of the same test batch: a split's test
+cells here, the files of one `hep2 predict` call there. Cells of one specimen share their pattern and
+look alike, so the batch votes. Nearness is cosine, in the members' features (each standardised and
+reduced to 50 principal components, fitted on the cells the classifier was trained on, then scaled
+to unit length, side by side). The test cells' labels are never read; their images are.
 """
 
 from __future__ import annotations
@@ -22,6 +29,54 @@ from .errors import Hep2Error
 from .evaluation import classification_metrics, summarize_protocol
 from .predict import save_ensemble
 from .training import load_checkpoint
+
+NEIGHBOUR_WEIGHT = 0.5      # a cell's own probabilities vs its neighbours' mean (chosen on SNPHEp-2 train/)
+COMPONENTS = 50
+
+
+def cell_features(method, features: np.ndarray) -> np.ndarray:
+    """One vector per cell from a method's features: a dcae-mlp with ``tta_samples`` stores each
+    autoencoder's 8 views side by side (MLPHead's layout); their mean per autoencoder is the cell's."""
+    F = np.asarray(features, dtype=np.float32)
+    cfg = method.cfg
+    if method.name == "dcae-mlp" and cfg.tta_samples:
+        F = F.reshape(len(F), max(cfg.ae_ensemble, 1), 8, -1).mean(2).reshape(len(F), -1)
+    return F
+
+
+class BatchNeighbours:
+    """Transductive smoothing: each cell's probabilities averaged with the mean of its ``k`` nearest
+    cells of the same batch, in the space of the members' features (see the module's docstring)."""
+
+    def __init__(self, k: int, weight: float = NEIGHBOUR_WEIGHT, members: list[int] | None = None):
+        if int(k) < 1:
+            raise Hep2Error(f"--neighbours {k}: give the number of nearest cells to average with, at least 1")
+        self.k, self.weight = int(k), float(weight)
+        self.members = members      # which of an ensemble's members give features (`Predictor`)
+
+    def fit(self, blocks: list[np.ndarray]) -> "BatchNeighbours":
+        """``blocks``: one (N, D) array of cell features per member that has them, for the training cells."""
+        from sklearn.decomposition import PCA
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import StandardScaler
+
+        self.spaces_ = [make_pipeline(StandardScaler(), PCA(min(COMPONENTS, *F.shape), random_state=0)).fit(F)
+                        for F in blocks]
+        return self
+
+    def smooth(self, proba: np.ndarray, blocks: list[np.ndarray]) -> np.ndarray:
+        """The batch's probabilities (N, C) and its cells' features (one array per member, as in fit)."""
+        from sklearn.neighbors import NearestNeighbors
+
+        k = min(self.k, len(proba) - 1)
+        if k < 1:
+            return proba
+        Z = []
+        for space, F in zip(self.spaces_, blocks):
+            z = space.transform(F)
+            Z.append(z / np.maximum(np.linalg.norm(z, axis=1, keepdims=True), 1e-12))
+        idx = NearestNeighbors(n_neighbors=k, metric="cosine").fit(np.hstack(Z)).kneighbors(return_distance=False)
+        return ((1 - self.weight) * proba + self.weight * proba[idx].mean(1)).astype(proba.dtype)
 
 
 def _read_run(run: Path) -> dict:
@@ -59,9 +114,53 @@ def _keys(member: dict, full: bool = False) -> set:
     return {k for k in member["table"] if (k[0] == FULL) == full}
 
 
-def make_ensemble(runs, out, *, verbose: bool = True) -> dict:
+def _member_features(member: dict) -> dict | None:
+    """{cell id: that cell's feature vector} from a member's features.npy, or None where the method
+    keeps none (the CNNs)."""
+    run = member["run"]
+    if not (run / "features.npy").is_file():
+        return None
+    try:
+        F = cell_features(member["model"]["features"], np.load(run / "features.npy"))
+        with open(run / "features_ids.csv", newline="") as f:
+            ids = [r["id"] for r in csv.DictReader(f)]
+    except (OSError, ValueError, KeyError) as e:
+        raise Hep2Error(f"{run}: cannot read features.npy / features_ids.csv ({type(e).__name__}: {e}); rerun it "
+                        "with `hep2 run`") from None
+    if len(ids) != len(F):
+        raise Hep2Error(f"{run}: features.npy has {len(F)} rows, features_ids.csv {len(ids)}: rerun it with `hep2 run`")
+    return dict(zip(ids, F))
+
+
+def _training_cells(base: dict) -> dict:
+    """{split: ids of the cells its classifier was trained on}, from the members' dataset and protocol
+    ("full" and "final": all of train/ under official; else the protocol's pool)."""
+    from .data import open_dataset
+    from .evaluation import protocol_splits
+
+    config, data = base["config"], base["data"]
+    preset = config.get("preset") or {}
+    try:
+        cells = open_dataset(config["dataset"], skip_bad=bool((data.get("skipped") or {}).get("count")))
+    except Hep2Error as e:
+        raise Hep2Error(f"--neighbours needs the members' dataset to know each split's training cells, and "
+                        f"{config['dataset']} cannot be read from here ({e}): run hep2 ensemble from the folder "
+                        "the members were made in") from None
+    if cells.fingerprint() != data.get("fingerprint"):
+        raise Hep2Error(f"{config['dataset']} is no longer the data {base['run']} was made with (another "
+                        "fingerprint): --neighbours needs the same data; rerun the members")
+    splits, pool = protocol_splits(cells, config["protocol"], subset=config.get("subset") or "train",
+                                   folds=preset.get("cv_folds", 5), seed=preset.get("seed", 0))
+    ids = lambda idx: [cells.cells[i].id for i in idx]
+    out = {name: ids(a) for name, a, _ in splits}
+    out[FULL] = out["final"] = ids(cells.subsets["train"] if config["protocol"] == "official" else pool)
+    return out
+
+
+def make_ensemble(runs, out, *, verbose: bool = True, neighbours: int = 0) -> dict:
     """Average the runs' probabilities on their shared splits; write a run folder (metrics, predictions,
-    report, and the members' models as one loadable model)."""
+    report, and the members' models as one loadable model). ``neighbours`` K > 0: then smooth each
+    split's test cells over their K nearest test cells (`BatchNeighbours`; transductive)."""
     from .report import confusion_figure, html_page, results_markdown
     from .runner import _write_csv, environment, prepare_out, write_json
 
@@ -86,6 +185,24 @@ def make_ensemble(runs, out, *, verbose: bool = True) -> dict:
         if _keys(m) != _keys(base):
             raise Hep2Error(f"{m['run']}: its splits or test cells differ from {base['run']}'s (made with another "
                             "seed, subset or --skip-bad?): members must share every split")
+    for m in members:
+        m["model"] = load_checkpoint(m["run"] / "model" / "pipeline.pt")
+    if neighbours:
+        BatchNeighbours(neighbours)             # a bad K stops here, before anything is written
+        feats = [_member_features(m) for m in members]
+        if not any(f is not None for f in feats):
+            raise Hep2Error("--neighbours measures nearness in the members' features, and no member keeps any "
+                            "(features.npy): add a member such as dcae-mlp or bow")
+        in_space = [i for i, f in enumerate(feats) if f is not None]      # the members whose features count
+        feats = [feats[i] for i in in_space]
+        trained_on = _training_cells(base)
+
+        def blocks(ids):
+            try:
+                return [np.stack([f[i] for i in ids]) for f in feats]
+            except KeyError as e:
+                raise Hep2Error(f"cell {e} has no features in a member's features.npy: rerun the members with "
+                                "`hep2 run`") from None
     prepare_out(out, resume=False)
     say = print if verbose and dd.is_main() else (lambda *a, **k: None)
     classes, protocol = base["classes"], base["metrics"]["protocol"]
@@ -99,6 +216,12 @@ def make_ensemble(runs, out, *, verbose: bool = True) -> dict:
         keys = [k for k in base["table"] if k[0] == split]
         y = np.array([base["table"][k][0] for k in keys])
         proba = np.mean([[m["table"][k][1] for k in keys] for m in members], axis=0)
+        if neighbours:
+            if split not in trained_on:
+                raise Hep2Error(f"split {split!r} of {base['run']} is not one of its protocol's splits on "
+                                f"{base['config']['dataset']} now: rerun the members")
+            proba = BatchNeighbours(neighbours).fit(blocks(trained_on[split])).smooth(
+                proba, blocks([k[1] for k in keys]))
         pred = proba.argmax(1)
         rows += [[split, k[1], classes[t], classes[p], *np.round(pr, 5)] for k, t, p, pr in zip(keys, y, pred, proba)]
         if split == FULL:
@@ -116,15 +239,18 @@ def make_ensemble(runs, out, *, verbose: bool = True) -> dict:
                   "command": m["config"].get("command")} for m in members]
     metrics = summarize_protocol(protocol, per_split, pooled, extra | {
         "dataset": base["metrics"].get("dataset"), "preset": "–", "method": "ensemble", "members": described,
-        "paper_accuracy": None, "n_splits": len(per_split),
+        "paper_accuracy": None, "n_splits": len(per_split), "neighbours": neighbours or None,
         "autoencoder_saw_test_images": any(m["metrics"].get("autoencoder_saw_test_images") for m in members)})
     metrics["seconds"] = {"total": round(time.perf_counter() - t0, 1)}
     if not dd.is_main():        # under torchrun (`hep2 compare --ensemble`): rank 0 writes
         return metrics
     (out / "model").mkdir(exist_ok=True)
-    save_ensemble(out / "model", [load_checkpoint(m["run"] / "model" / "pipeline.pt") for m in members], classes)
+    save_ensemble(out / "model", [m["model"] for m in members], classes,
+                  neighbours=BatchNeighbours(neighbours, members=in_space).fit(blocks(trained_on["final"]))
+                  if neighbours else None)
     write_json(out / "config.json", {"method": "ensemble", "protocol": protocol, "dataset": base["config"].get("dataset"),
-                                     "members": described, "weights": "equal", "command": " ".join(sys.argv)})
+                                     "members": described, "weights": "equal", "neighbours": neighbours or None,
+                                     "command": " ".join(sys.argv)})
     write_json(out / "data.json", base["data"])
     write_json(out / "environment.json", environment())
     _write_csv(out / "predictions.csv", ["split", "id", "true", "predicted"] + [f"p_{c}" for c in classes], rows)
@@ -136,7 +262,9 @@ def make_ensemble(runs, out, *, verbose: bool = True) -> dict:
         f"# hep2 ensemble: {metrics['dataset']}", "",
         f"- **Protocol**: `{protocol}`: {metrics['protocol_description']}",
         f"- **Method**: the equal-weight average of {len(members)} runs' class probabilities, cell by cell; "
-        "nothing fitted on top", "",
+        + (f"then, **transductive**, each test cell's probabilities averaged half and half with the mean of its "
+           f"{neighbours} nearest cells of the same test split (cosine, in the members' features; the test "
+           "labels are never read, the test images are)" if neighbours else "nothing fitted on top"), "",
         "| member run | method | preset | accuracy | MCA |", "|---|---|---|---|---|",
         *[f"| `{d['run']}` | `{d['method']}` | `{d['preset']}` | {d['accuracy']:.4f} | {d['mca']:.4f} |"
           for d in described], "",
@@ -148,5 +276,7 @@ def make_ensemble(runs, out, *, verbose: bool = True) -> dict:
     atomic_write_bytes(out / "report.md", md.encode())
     atomic_write_bytes(out / "report.html", html_page(md, out).encode())
     say(f"accuracy {metrics['accuracy']['mean']:.4f} ± {metrics['accuracy']['std']:.4f}, MCA "
-        f"{metrics['mca']['mean']:.4f} ± {metrics['mca']['std']:.4f} ({protocol}, ensemble of {len(members)}) -> {out}")
+        f"{metrics['mca']['mean']:.4f} ± {metrics['mca']['std']:.4f} ({protocol}, ensemble of {len(members)}"
+        + (f", each test cell smoothed over its {neighbours} nearest of its split: transductive" if neighbours else "")
+        + f") -> {out}")
     return metrics

@@ -22,13 +22,14 @@ def save_model(folder, method, clf, classes: list[str]) -> None:
         "features": method.for_prediction(), "classifier": clf, "classes": list(classes)})
 
 
-def save_ensemble(folder, members: list[dict], classes: list[str]) -> None:
+def save_ensemble(folder, members: list[dict], classes: list[str], neighbours=None) -> None:
     """``folder/pipeline.pt`` for an ensemble: the members' saved pipelines (each a dict as
-    `save_model` writes it), whose probabilities `Predictor` averages with equal weights."""
+    `save_model` writes it), whose probabilities `Predictor` averages with equal weights; with
+    ``neighbours`` (a fitted `hep2.ensemble.BatchNeighbours`) then smooths over each batch."""
     save_checkpoint(Path(folder) / "pipeline.pt", {
         "format": FORMAT, "hep2": __version__, "method": "ensemble", "classes": list(classes),
         "members": [{"method": m["method"], "preset": m["preset"], "features": m["features"].for_prediction(),
-                     "classifier": m["classifier"]} for m in members]})
+                     "classifier": m["classifier"]} for m in members], "neighbours": neighbours})
 
 
 def full_proba(clf, X, n_classes: int) -> np.ndarray:
@@ -54,6 +55,8 @@ class Predictor:
         if not isinstance(state, dict) or state.get("format") != FORMAT:
             raise Hep2Error(f"{f} is not a model of this hep2 version (format {FORMAT}): retrain it with `hep2 run`")
         self.members = [(m["features"], m["classifier"]) for m in state.get("members", [state])]
+        # transductive (`hep2 ensemble --neighbours`): a batch's cells smoothed over their nearest in it
+        self.neighbours = state.get("neighbours")
         self.method, self.classifier = self.members[0]   # the first (the only one, but for an ensemble)
         self.classes, self.method_name = state["classes"], state["method"]
         self.config = self.method.cfg
@@ -74,8 +77,16 @@ class Predictor:
         n = len(by_prep[self.prep])
         if n == 0:
             return np.zeros((0, len(self.classes)), np.float32)
-        return sum(full_proba(clf, m.transform(by_prep[m.preprocess()]), len(self.classes))
-                   for m, clf in self.members) / len(self.members)
+        from .ensemble import cell_features
+
+        proba, blocks = 0, []
+        for i, (m, clf) in enumerate(self.members):
+            F = m.transform(by_prep[m.preprocess()])
+            proba = proba + full_proba(clf, F, len(self.classes))
+            if self.neighbours is not None and i in self.neighbours.members:
+                blocks.append(cell_features(m, F))
+        proba = proba / len(self.members)
+        return self.neighbours.smooth(proba, blocks) if self.neighbours is not None else proba
 
     def classify(self, paths, *, skip_bad: bool = False):
         """Files -> (class probabilities (N, C), the images as the first member sees them (N, S, S)

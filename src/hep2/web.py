@@ -220,6 +220,10 @@ def _upload_form(svc: Service, error: str | None = None) -> str:
     p = svc.predictor
     return (f"{err}<p>Model: <b>{html.escape(p.method_name)}</b> from <code>{html.escape(str(svc.model_dir))}"
             f"</code>; classes: {html.escape(', '.join(p.classes))}.</p>"
+            + (f"<p class='note'>Transductive model: each cell's probabilities are averaged with those of its "
+               f"{p.neighbours.k} nearest cells of the same upload. Upload one specimen's (one well's) cells at a "
+               "time.</p>" if p.neighbours is not None else "")
+            +
             "<form action='/predict' method='post' enctype='multipart/form-data'>"
             "<input type='file' name='files' id='files' multiple accept='image/*,.tif,.tiff,.zip'> "
             "<button type='submit' id='submit'>Classify</button></form>"
@@ -326,7 +330,8 @@ def create_app(model_dir, workdir="hep2-serve", runs_root=None, **limits):
     @app.get("/api/health", summary="200 when the model is loaded")
     def health():
         p = svc.predictor
-        return {"status": "ok", "model": str(svc.model_dir), "method": p.method_name, "classes": list(p.classes)}
+        return {"status": "ok", "model": str(svc.model_dir), "method": p.method_name, "classes": list(p.classes),
+                "neighbours": p.neighbours.k if p.neighbours is not None else None}
 
     @app.post("/api/predict", summary="classify uploaded cell images (multipart field `files`; zips allowed)")
     async def api_predict(files: list[UploadFile] = File(default=[])):
