@@ -1,0 +1,77 @@
+"""Choose `hep2 ensemble --neighbours K` on SNPHEp-2 train/ only (issue 6's rule), as session 13 did.
+
+    python benchmarks/neighbours_probe.py RUN RUN... --data ../shared/data/snphep2 [--k 5 10] [--blocks 4]
+
+RUNs are `hep2 run` folders of the members (any protocol: only their train/ rows are read), e.g. an
+`improved` run and a `bow` run. Each member's cell features (`hep2.ensemble.cell_features`) get a
+standardised logistic regression (C 0.01); their probabilities are averaged, then smoothed over each
+held-out cell's K nearest held-out cells with `hep2.ensemble.BatchNeighbours`, fitted on the training
+side. Two probes that keep specimens apart, as in `inner_validation.py`: 4 contiguous ID blocks per
+class, and positive <-> intermediate intensity.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+from pathlib import Path
+
+import numpy as np
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from hep2.ensemble import BatchNeighbours, cell_features
+from hep2.evaluation import blocked_folds
+from hep2.training import load_checkpoint
+
+sys.path.insert(0, str(Path(__file__).parent))
+from inner_validation import intensity_folds  # noqa: E402
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("runs", nargs="+")
+    ap.add_argument("--data", required=True, help="the SNPHEp-2 folder (for the intensity probe)")
+    ap.add_argument("--k", type=int, nargs="+", default=[5, 10])
+    ap.add_argument("--blocks", type=int, default=4)
+    a = ap.parse_args(argv)
+    feats, ids = [], None
+    for run in map(Path, a.runs):
+        try:
+            method = load_checkpoint(run / "model" / "pipeline.pt")["features"]
+            F = cell_features(method, np.load(run / "features.npy"))
+            rows = list(csv.DictReader(open(run / "features_ids.csv", newline="")))
+        except (OSError, KeyError) as e:
+            sys.exit(f"neighbours_probe: {run}: not a finished `hep2 run` folder with features ({e})")
+        if ids is not None and [r["id"] for r in rows] != ids:
+            sys.exit(f"neighbours_probe: {run}: its cells differ from {a.runs[0]}'s; give runs on the same data")
+        ids = [r["id"] for r in rows]
+        train = np.array([i.startswith("train/") for i in ids])
+        feats.append(F[train])
+    y = np.array([r["label"] for r in rows])[train]
+    tid = np.array(ids)[train]
+    probes = {"blocks": blocked_folds(y, [int(i.split("/")[1]) for i in tid], a.blocks),
+              "pos<->int": intensity_folds(Path(a.data), tid)}
+    scores: dict = {}
+    for probe, folds in probes.items():
+        for tr, te in folds:
+            probas = []
+            for F in feats:
+                clf = make_pipeline(StandardScaler(), LogisticRegression(C=0.01, max_iter=3000)).fit(F[tr], y[tr])
+                probas.append(clf.predict_proba(F[te]))
+            P, classes = np.mean(probas, axis=0), clf.classes_
+            variants = {"no smoothing": P} | {
+                f"k {k}": BatchNeighbours(k).fit([F[tr] for F in feats]).smooth(P, [F[te] for F in feats])
+                for k in a.k}
+            for name, Q in variants.items():
+                scores.setdefault(name, {}).setdefault(probe, []).append(float((classes[Q.argmax(1)] == y[te]).mean()))
+    print(f"{', '.join(a.runs)}: {len(y)} train/ cells")
+    for name, by in scores.items():
+        print(f"{name:14s} " + "  ".join(f"{p} {np.mean(v):.4f}" for p, v in by.items()))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
