@@ -305,3 +305,61 @@ def test_neighbours_errors_are_clear(members, tmp_path, capsys):
     fails(["compare", "synthetic:6", "--methods", "lbp-svm", "texture-svm", "--neighbours", "3", "--out",
            str(tmp_path / "y")], "add --ensemble")
     assert main(["ensemble", *bare, "--out", str(tmp_path / "plain"), "--quiet"]) == 0     # without: fine
+
+
+def test_cell_features_follow_mlphead_layout():
+    """cell_features' mean per autoencoder is the mean of the rows MLPHead(groups, views=8) reads."""
+    from hep2.estimators import MLPHead
+
+    class M:
+        name = "dcae-mlp"
+
+        class cfg:
+            tta_samples, ae_ensemble = True, 3
+    F = np.random.default_rng(0).normal(size=(4, 3 * 8 * 5)).astype(np.float32)
+    head, width = MLPHead(groups=3, views=8), 8 * 5
+    want = np.hstack([head._rows(F, g, width).reshape(4, 8, 5).mean(1) for g in range(3)])
+    np.testing.assert_allclose(cell_features(M, F), want, rtol=1e-6)
+
+
+def test_neighbours_with_a_member_without_features_and_skipped_files(members, tmp_path, _session_cache, monkeypatch):
+    """Only members with features shape the space (members [1] when the first has none); members made
+    with --skip-bad leave the same unreadable files out when the ensemble reads the data again."""
+    root, paths = members
+    nofeat = tmp_path / "nofeat"
+    shutil.copytree(root / "dcae", nofeat)
+    (nofeat / "features.npy").unlink()
+    assert main(["ensemble", str(nofeat), str(root / "lbp"), "--neighbours", "3", "--out", str(tmp_path / "e"),
+                 "--quiet"]) == 0
+    p = Predictor(tmp_path / "e")
+    assert p.neighbours.members == [1]
+    got = np.stack([r[2] for r in p.predict_files(paths)[0]])
+    plain = np.stack([r[2] for r in Predictor(root / "ens").predict_files(paths)[0]])
+    lbp = [m for m, _ in p.members][1]
+    Z = _space([np.stack(list(_features(root / "lbp").values()))],
+               [cell_features(lbp, lbp.transform(p.load_files(paths, prep=lbp.preprocess())[0]))])
+    idx = NearestNeighbors(n_neighbors=3, metric="cosine").fit(Z).kneighbors(return_distance=False)
+    np.testing.assert_allclose(got, 0.5 * plain + 0.5 * plain[idx].mean(1), atol=1e-5)
+    # a folder with one unreadable image, two runs with --skip-bad
+    monkeypatch.setenv("HEP2_CACHE", str(_session_cache))
+    data = tmp_path / "cells"
+    assert main(["data", "make-synthetic", str(data), "--per-class", "6", "--specimens", "10"]) == 0
+    bad = next(data.glob("*/")) / "broken.png"
+    bad.write_bytes(b"not a png")
+    for method in ("lbp-svm", "texture-svm"):
+        assert main(["run", f"folder:{data}", "--protocol", "cv", "--method", method, "--skip-bad", "--quiet",
+                     "--out", str(tmp_path / method)]) == 0
+    assert json.loads((tmp_path / "lbp-svm" / "data.json").read_text())["skipped"]["count"] == 1
+    assert main(["ensemble", str(tmp_path / "lbp-svm"), str(tmp_path / "texture-svm"), "--neighbours", "3",
+                 "--out", str(tmp_path / "e2"), "--quiet"]) == 0
+    m = json.loads((tmp_path / "e2" / "metrics.json").read_text())
+    assert m["neighbours"] == 3 and len(_rows(tmp_path / "e2")) == 30
+
+
+def test_compare_checks_neighbours_before_training(tmp_path, capsys):
+    for args, expected in ((["--methods", "cnn5", "resnet", "--ensemble", "--neighbours", "3"], "keep none"),
+                           (["--methods", "lbp-svm", "bow", "--ensemble", "--neighbours", "-2"], "--neighbours -2")):
+        assert main(["compare", "synthetic:6", *args, "--out", str(tmp_path / "c")]) == 2
+        err = capsys.readouterr().err
+        assert expected in err and "Traceback" not in err
+        assert not (tmp_path / "c").exists()

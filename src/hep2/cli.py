@@ -75,8 +75,16 @@ def cmd_compare(args) -> int:
         raise Hep2Error(f"unknown method {unknown[0]!r}: choose from {', '.join(METHODS)}")
     if args.ensemble and len(set(methods)) < 2:
         raise Hep2Error("--ensemble averages several methods: name at least two with --methods")
-    if args.neighbours and not args.ensemble:
-        raise Hep2Error("--neighbours smooths the ensemble's predictions: add --ensemble")
+    if args.neighbours:     # checked before any method trains
+        from .ensemble import BatchNeighbours
+        from .methods import Method
+
+        if not args.ensemble:
+            raise Hep2Error("--neighbours smooths the ensemble's predictions: add --ensemble")
+        BatchNeighbours(args.neighbours)
+        if all(METHODS[m].transform is Method.transform for m in methods):
+            raise Hep2Error(f"--neighbours measures nearness in the methods' features, and {', '.join(methods)} keep "
+                            "none (they classify the images themselves): add a method such as dcae-mlp or bow")
     result = compare(args.dataset, protocol=args.protocol, methods=methods, cfg=_preset(args), out=args.out,
                      subset=args.subset, resume=args.resume, skip_bad=args.skip_bad, verbose=not args.quiet,
                      ensemble=args.ensemble, neighbours=args.neighbours)
@@ -111,8 +119,10 @@ def cmd_predict(args) -> int:
         if dd.world() > 1:
             raise Hep2Error(f"{args.model} smooths each cell over its nearest cells of the batch (--neighbours): "
                             "classify the batch in one process, without torchrun")
-        print(f"transductive model: each cell's probabilities are averaged with its {pred.neighbours.k} nearest "
-              f"of these {len(paths)} files; give one specimen's (or one well's) cells per call", file=sys.stderr)
+        k = min(pred.neighbours.k, len(paths) - 1)
+        print((f"transductive model: each cell's probabilities are averaged with those of its {k} nearest of these "
+               f"{len(paths)} files" if k else "transductive model: one file has no neighbours, so it gets the "
+               "members' plain average") + "; give one specimen's (or one well's) cells per call", file=sys.stderr)
     # under torchrun each process classifies every W-th file; rank 0 prints and writes, in input order
     rows, bad = pred.predict_files(paths[dd.rank()::dd.world()], skip_bad=args.skip_bad)
     order = {p: i for i, p in enumerate(paths)}

@@ -52,7 +52,10 @@ class BatchNeighbours:
         if int(k) < 1:
             raise Hep2Error(f"--neighbours {k}: give the number of nearest cells to average with, at least 1")
         self.k, self.weight = int(k), float(weight)
-        self.members = members      # which of an ensemble's members give features (`Predictor`)
+        self.members = members      # which of an ensemble's members give features (`Predictor`); None: all
+
+    def uses(self, member: int) -> bool:
+        return self.members is None or member in self.members
 
     def fit(self, blocks: list[np.ndarray]) -> "BatchNeighbours":
         """``blocks``: one (N, D) array of cell features per member that has them, for the training cells."""
@@ -138,10 +141,17 @@ def _training_cells(base: dict) -> dict:
     from .data import open_dataset
     from .evaluation import protocol_splits
 
+    from .data import load_images
+    from .data.images import Preprocess
+
     config, data = base["config"], base["data"]
     preset = config.get("preset") or {}
+    skipped = bool((data.get("skipped") or {}).get("count"))
     try:
-        cells = open_dataset(config["dataset"], skip_bad=bool((data.get("skipped") or {}).get("count")))
+        cells = open_dataset(config["dataset"], skip_bad=skipped)
+        if skipped:     # the run left its unreadable images out (--skip-bad): leave the same ones out
+            prep = Preprocess(**{k: tuple(v) if isinstance(v, list) else v for k, v in config["preprocess"].items()})
+            cells = load_images(cells, prep, skip_bad=True, progress=False)[1]
     except Hep2Error as e:
         raise Hep2Error(f"--neighbours needs the members' dataset to know each split's training cells, and "
                         f"{config['dataset']} cannot be read from here ({e}): run hep2 ensemble from the folder "
@@ -196,13 +206,19 @@ def make_ensemble(runs, out, *, verbose: bool = True, neighbours: int = 0) -> di
         in_space = [i for i, f in enumerate(feats) if f is not None]      # the members whose features count
         feats = [feats[i] for i in in_space]
         trained_on = _training_cells(base)
+        for split in dict.fromkeys(s for s, _ in base["table"]):
+            if split not in trained_on:
+                raise Hep2Error(f"split {split!r} of {base['run']} is not one of its protocol's splits on "
+                                f"{base['config']['dataset']} now: rerun the members")
+        needed = {i for _, i in base["table"]} | {i for ids in trained_on.values() for i in ids}
+        for i, f in zip(in_space, feats):
+            missing = sorted(needed - f.keys())
+            if missing:
+                raise Hep2Error(f"{members[i]['run']}/features.npy has no features for {len(missing)} cells the "
+                                f"splits use (first: {missing[0]}): rerun that member with `hep2 run`")
 
         def blocks(ids):
-            try:
-                return [np.stack([f[i] for i in ids]) for f in feats]
-            except KeyError as e:
-                raise Hep2Error(f"cell {e} has no features in a member's features.npy: rerun the members with "
-                                "`hep2 run`") from None
+            return [np.stack([f[i] for i in ids]) for f in feats]
     prepare_out(out, resume=False)
     say = print if verbose and dd.is_main() else (lambda *a, **k: None)
     classes, protocol = base["classes"], base["metrics"]["protocol"]
@@ -217,9 +233,6 @@ def make_ensemble(runs, out, *, verbose: bool = True, neighbours: int = 0) -> di
         y = np.array([base["table"][k][0] for k in keys])
         proba = np.mean([[m["table"][k][1] for k in keys] for m in members], axis=0)
         if neighbours:
-            if split not in trained_on:
-                raise Hep2Error(f"split {split!r} of {base['run']} is not one of its protocol's splits on "
-                                f"{base['config']['dataset']} now: rerun the members")
             proba = BatchNeighbours(neighbours).fit(blocks(trained_on[split])).smooth(
                 proba, blocks([k[1] for k in keys]))
         pred = proba.argmax(1)

@@ -83,7 +83,7 @@ class Predictor:
         for i, (m, clf) in enumerate(self.members):
             F = m.transform(by_prep[m.preprocess()])
             proba = proba + full_proba(clf, F, len(self.classes))
-            if self.neighbours is not None and i in self.neighbours.members:
+            if self.neighbours is not None and self.neighbours.uses(i):
                 blocks.append(cell_features(m, F))
         proba = proba / len(self.members)
         return self.neighbours.smooth(proba, blocks) if self.neighbours is not None else proba
