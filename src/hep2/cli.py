@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from . import distributed as dd
 from .errors import Hep2Error
@@ -119,12 +120,21 @@ def cmd_predict(args) -> int:
         if dd.world() > 1:
             raise Hep2Error(f"{args.model} smooths each cell over its nearest cells of the batch (--neighbours): "
                             "classify the batch in one process, without torchrun")
-        k = min(pred.neighbours.k, len(paths) - 1)
-        print((f"transductive model: each cell's probabilities are averaged with those of its {k} nearest of these "
-               f"{len(paths)} files" if k else "transductive model: one file has no neighbours, so it gets the "
-               "members' plain average") + "; give one specimen's (or one well's) cells per call", file=sys.stderr)
-    # under torchrun each process classifies every W-th file; rank 0 prints and writes, in input order
-    rows, bad = pred.predict_files(paths[dd.rank()::dd.world()], skip_bad=args.skip_bad)
+        # each folder given is a batch of its own (one well, one specimen); the files given directly, one more
+        folders = [i for i in args.inputs if Path(i).is_dir()]
+        loose = [f for i in args.inputs if not Path(i).is_dir() for f in expand_inputs([i])]
+        batches = [(str(d), expand_inputs([d])) for d in folders] + ([("the files given", loose)] if loose else [])
+        rows, bad = [], []
+        for name, batch in batches:
+            k = min(pred.neighbours.k, len(batch) - 1)
+            print(f"transductive model: {name}: " + (f"each of its {len(batch)} cells averaged with its {k} nearest "
+                  "of them" if k else "one cell, no neighbours: the members' plain average"), file=sys.stderr)
+            r, b = pred.predict_files(batch, skip_bad=args.skip_bad)
+            rows, bad = rows + r, bad + b
+        print("transductive model: give each specimen's (each well's) cells as a folder of their own",
+              file=sys.stderr)
+    else:   # under torchrun each process classifies every W-th file; rank 0 prints and writes, in input order
+        rows, bad = pred.predict_files(paths[dd.rank()::dd.world()], skip_bad=args.skip_bad)
     order = {p: i for i, p in enumerate(paths)}
     rows = sorted(dd.gather_lists(rows), key=lambda r: order[r[0]])
     bad = dd.gather_lists(bad)
