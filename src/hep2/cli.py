@@ -115,15 +115,16 @@ def cmd_predict(args) -> int:
     from .runner import _write_csv
 
     pred = Predictor(args.model)
-    paths = expand_inputs(args.inputs)
+    per_input = [(i, expand_inputs([i])) for i in args.inputs]
+    paths = [p for _, found in per_input for p in found]
     if pred.neighbours is not None:
         if dd.world() > 1:
             raise Hep2Error(f"{args.model} smooths each cell over its nearest cells of the batch (--neighbours): "
                             "classify the batch in one process, without torchrun")
         # each folder given is a batch of its own (one well, one specimen); the files given directly, one more
-        folders = [i for i in args.inputs if Path(i).is_dir()]
-        loose = [f for i in args.inputs if not Path(i).is_dir() for f in expand_inputs([i])]
-        batches = [(str(d), expand_inputs([d])) for d in folders] + ([("the files given", loose)] if loose else [])
+        loose = [p for i, found in per_input if not Path(i).is_dir() for p in found]
+        batches = [(str(i), found) for i, found in per_input if Path(i).is_dir()] + (
+            [("the files given", loose)] if loose else [])
         rows, bad = [], []
         for name, batch in batches:
             k = min(pred.neighbours.k, len(batch) - 1)

@@ -138,11 +138,8 @@ def _member_features(member: dict) -> dict | None:
 def _training_cells(base: dict) -> dict:
     """{split: ids of the cells its classifier was trained on}, from the members' dataset and protocol
     ("full" and "final": all of train/ under official; else the protocol's pool)."""
-    from .data import open_dataset
+    from .data import load_images, open_dataset
     from .evaluation import protocol_splits
-
-    from .data import load_images
-    from .data.images import Preprocess
 
     config, data = base["config"], base["data"]
     preset = config.get("preset") or {}
@@ -150,8 +147,7 @@ def _training_cells(base: dict) -> dict:
     try:
         cells = open_dataset(config["dataset"], skip_bad=skipped)
         if skipped:     # the run left its unreadable images out (--skip-bad): leave the same ones out
-            prep = Preprocess(**{k: tuple(v) if isinstance(v, list) else v for k, v in config["preprocess"].items()})
-            cells = load_images(cells, prep, skip_bad=True, progress=False)[1]
+            cells = load_images(cells, base["model"]["features"].preprocess(), skip_bad=True)[1]
     except Hep2Error as e:
         raise Hep2Error(f"--neighbours needs the members' dataset to know each split's training cells, and "
                         f"{config['dataset']} cannot be read from here ({e}): run hep2 ensemble from the folder "
