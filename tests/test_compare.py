@@ -62,6 +62,22 @@ def test_bow_learns_its_codebook_from_the_training_images_and_predicts_from_its_
     assert not bad and np.mean([r[1] == c.label for r, c in zip(rows, cells.cells)]) >= 0.9
 
 
+def test_shape_index_runs_and_predicts_from_its_run(tmp_path):
+    out = tmp_path / "si"
+    assert main(["run", "synthetic:10", "--protocol", "grouped", "--preset", "tiny", "--method", "shape-index",
+                 "--out", str(out), "--quiet"]) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["method"] == "shape-index" and len(m["accuracy"]["per_split"]) == 5 and m["accuracy"]["mean"] >= 0.6
+    assert json.loads((out / "config.json").read_text())["autoencoder_saw_test_images"] is False
+    assert np.load(out / "features.npy").shape == (50, 800)
+    pred = Predictor(out)
+    assert pred.method_name == "shape-index"
+    assert pred.classifier.best_params_ == {"C": 10.0, "gamma": 1 / 800}
+    cells = open_dataset("synthetic:10")
+    rows, bad = pred.predict_files([c.path for c in cells.cells])
+    assert not bad and np.mean([r[1] == c.label for r, c in zip(rows, cells.cells)]) >= 0.9
+
+
 def test_compare_runs_methods_on_identical_splits(tmp_path, capsys):
     out = tmp_path / "cmp"
     assert main(["compare", "synthetic:10", "--protocol", "grouped", "--preset", "tiny", "--set", "ae_epochs=2",

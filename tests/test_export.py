@@ -209,7 +209,7 @@ def test_export_errors_are_clear(dcae_run, tmp_path, capsys):
     assert not list(tmp_path.glob("*.onnx")) and not list(tmp_path.glob(".*tmp"))
 
 
-@pytest.mark.parametrize("name", ["lbp-svm", "bow"])
+@pytest.mark.parametrize("name", ["lbp-svm", "bow", "shape-index"])
 def test_scikit_learn_methods_cannot_be_exported(tmp_path, _session_cache, name):
     from hep2.features.handcrafted import SVMClassifier
 

@@ -15,7 +15,7 @@ from sklearn.pipeline import make_pipeline
 from hep2.data import Preprocess, load_images, open_dataset
 from hep2.data.synthetic import generate_cell
 from hep2.errors import Hep2Error
-from hep2.features import PREFERRED_SIZE, BoWFeatures, LBPFeatures, SVMClassifier, TextureFeatures
+from hep2.features import PREFERRED_SIZE, BoWFeatures, LBPFeatures, ShapeIndexFeatures, SVMClassifier, TextureFeatures
 
 
 def padded_cells(n: int = 6, size: int = 40, seed: int = 0) -> np.ndarray:
@@ -181,6 +181,48 @@ def test_bow_bad_settings_and_too_few_descriptors_are_clear_errors(cells40):
         BoWFeatures().transform(cells40)
 
 
+# ----------------------------------------------------------------------------- shape index
+
+
+def test_shape_index_blocks_padding_and_names(cells40):
+    si = ShapeIndexFeatures(scales=(1, 2), bins=4, curvedness=(1.0,), rings=(0.5,))
+    F = si.fit(cells40).transform(cells40)
+    assert F.shape == (6, si.n_features()) == (6, 2 * 4 * 2 * 3) and F.dtype == np.float64
+    # each block (scale x region) is a square-rooted histogram of the cell's pixels: squares sum to 1
+    np.testing.assert_allclose((F.reshape(6, 2 * 3, 8) ** 2).sum(-1), 1.0)
+    assert len(si.get_feature_names_out()) == F.shape[1]
+    assert ShapeIndexFeatures().n_features() == 800 == ShapeIndexFeatures().transform(cells40[:1]).shape[1]
+    # the zero frame is cut away; float 0..1 input gives the same features as uint8
+    framed = np.pad(cells40, ((0, 0), (7, 13), (20, 0)))
+    np.testing.assert_allclose(ShapeIndexFeatures().transform(framed), ShapeIndexFeatures().transform(cells40))
+    np.testing.assert_allclose(si.transform(cells40 / 255.0), F)
+
+
+def test_shape_index_ignores_orientation_and_brightness(cells40):
+    """The shape index and the curvedness relative to the cell's mean do not change with a rotation, a
+    flip or a gain on the grey levels; different cells stay far apart."""
+    si = ShapeIndexFeatures()
+    F = si.transform(cells40)
+    for moved in (np.rot90(cells40, 1, axes=(1, 2)), cells40[:, :, ::-1]):
+        np.testing.assert_allclose(si.transform(np.ascontiguousarray(moved)), F, atol=1e-6)
+    dimmer = np.round(cells40 * 0.6).astype(np.uint8)       # 8-bit rounding is all that differs
+    assert np.abs(si.transform(dimmer) - F).sum(1).max() < 0.25 * np.abs(F[0] - F[4]).sum()
+
+
+def test_shape_index_bad_settings():
+    img = np.zeros((1, 8, 8), np.uint8)
+    with pytest.raises(Hep2Error, match="scale > 0"):
+        ShapeIndexFeatures(scales=()).fit(img)
+    with pytest.raises(Hep2Error, match="bins >= 2"):
+        ShapeIndexFeatures(bins=1).transform(img)
+    with pytest.raises(Hep2Error, match="curvedness"):
+        ShapeIndexFeatures(curvedness=(2.0, 1.0)).fit(img)
+    with pytest.raises(Hep2Error, match="rings"):
+        ShapeIndexFeatures(rings=(0.6, 0.3)).fit(img)
+    # an all-black cell gives empty histograms, not NaN
+    assert np.isfinite(ShapeIndexFeatures().transform(np.zeros((1, 16, 16), np.uint8))).all()
+
+
 # ----------------------------------------------------------------------------- sklearn contract
 
 
@@ -236,8 +278,8 @@ def synthetic40(synthetic_set):
     return imgs, cells.y
 
 
-@pytest.mark.parametrize("features", [LBPFeatures(), TextureFeatures(), BoWFeatures(words=64)],
-                         ids=["lbp", "texture", "bow"])
+@pytest.mark.parametrize("features", [LBPFeatures(), TextureFeatures(), BoWFeatures(words=64), ShapeIndexFeatures()],
+                         ids=["lbp", "texture", "bow", "shape-index"])
 def test_separability_on_synthetic(synthetic40, features):
     """The built-in synthetic set (200 cells, 5 patterns) is separable by the descriptors (about
     0.9 under random 5-fold cv). They are computed once (the codebook learns from all 200 images,

@@ -237,8 +237,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--ae-on-test", action="store_true",
                    help="official protocol: also train the autoencoder (without labels) on the test images")
     r.add_argument("--method", default="dcae-mlp",
-                   help="dcae-mlp (the paper, default), lbp-svm, texture-svm, cnn5 (Table II's), resnet or bow (a bag "
-                        "of visual words)")
+                   help="dcae-mlp (the paper, default), lbp-svm, texture-svm, cnn5 (Table II's), resnet, bow (a bag "
+                        "of visual words) or shape-index (shape-index histograms)")
     r.add_argument("--quiet", action="store_true", help="no progress output")
     r.set_defaults(func=cmd_run)
 
@@ -247,7 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--protocol", choices=["official", "cv", "grouped", "blocked"], default="cv")
     c.add_argument("--subset", default="train", help="for cv/grouped/blocked: the subset to cross-validate")
     c.add_argument("--methods", nargs="+", help="methods to run (default: Table II's four: dcae-mlp, lbp-svm, texture-svm, cnn5; "
-                   "resnet, bow and methods registered by you when named)")
+                   "resnet, bow, shape-index and methods registered by you when named)")
     _add_preset_args(c)
     c.add_argument("--out", required=True, help="the folder to write (one run folder per method inside)")
     c.add_argument("--ensemble", action="store_true", help="also average the methods' probabilities (equal weights) "

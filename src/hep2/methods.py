@@ -198,6 +198,23 @@ class TextureSVM(LBPSVM):
         return TextureFeatures().transform(images)
 
 
+@register_method("shape-index")
+class ShapeIndex(LBPSVM):
+    paper_accuracy = None
+    description = ("joint shape-index / curvedness histograms at 5 scales over the cell and four concentric bands "
+                   "(Larsen et al. 2014's family) + RBF SVM (C 10, gamma 1 / features), Platt probabilities")
+
+    def transform(self, images):
+        from .features.handcrafted import ShapeIndexFeatures
+
+        return ShapeIndexFeatures().transform(images)
+
+    def classifier(self):
+        from .features.handcrafted import ShapeIndexFeatures, SVMClassifier
+
+        return SVMClassifier(C_grid=(10.0,), gamma_grid=(1.0 / ShapeIndexFeatures().n_features(),), seed=self.cfg.seed)
+
+
 @register_method("bow")
 class BoW(LBPSVM):
     paper_accuracy = None

@@ -1,5 +1,5 @@
 """Hand-crafted descriptors (LBP, GLCM texture, a bag of DAISY words) and the SVM of the paper's Table II baselines."""
 
-from .handcrafted import PREFERRED_SIZE, BoWFeatures, LBPFeatures, SVMClassifier, TextureFeatures
+from .handcrafted import PREFERRED_SIZE, BoWFeatures, LBPFeatures, ShapeIndexFeatures, SVMClassifier, TextureFeatures
 
-__all__ = ["PREFERRED_SIZE", "BoWFeatures", "LBPFeatures", "SVMClassifier", "TextureFeatures"]
+__all__ = ["PREFERRED_SIZE", "BoWFeatures", "LBPFeatures", "ShapeIndexFeatures", "SVMClassifier", "TextureFeatures"]

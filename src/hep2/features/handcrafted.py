@@ -5,6 +5,8 @@
   statistics ("texture features + SVM").
 * :class:`BoWFeatures` - a bag of visual words of dense DAISY descriptors with a cell pyramid (a
   codebook learnt from the training images, as in SNPHEp-2's own paper).
+* :class:`ShapeIndexFeatures` - joint shape-index / curvedness histograms at several scales over the
+  cell and concentric bands (Larsen et al. 2014's family).
 * :class:`SVMClassifier` - standardisation + RBF SVM whose C and gamma are chosen by an inner
   stratified cross-validation on the training data only.
 
@@ -80,6 +82,23 @@ def cell_crop(img: np.ndarray) -> np.ndarray:
     if rows.size == 0:  # an all-black image: nothing to crop to
         return img
     return img[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+
+
+def centre_distance(h: int, w: int) -> np.ndarray:
+    """Each position's distance from the centre of an (h, w) grid, normalised: 0 at the centre, 1 at
+    the middle of an edge (the measure the concentric bands of :class:`BoWFeatures` and
+    :class:`ShapeIndexFeatures` cut)."""
+    yy, xx = np.mgrid[:h, :w]
+    return np.hypot((yy - (h - 1) / 2) / max(h / 2, 1), (xx - (w - 1) / 2) / max(w / 2, 1))
+
+
+def check_rings(owner: str, rings) -> list[float]:
+    """The band edges as floats, after checking they increase within (0, 1.5)."""
+    edges = [float(r) for r in rings]
+    if not all(a < b for a, b in zip([0.0, *edges], [*edges, 1.5])):
+        raise Hep2Error(f"{owner} rings={tuple(rings)}: the band edges are fractions of the cell's "
+                        "half-side, increasing, between 0 and 1.5 (e.g. 0.3,0.55,0.8; empty: the whole cell only)")
+    return edges
 
 
 def intensity_stats(values: np.ndarray) -> np.ndarray:
@@ -325,10 +344,7 @@ class BoWFeatures(TransformerMixin, BaseEstimator):
         if not 0 <= float(self.smooth) <= 10:
             raise Hep2Error(f"BoWFeatures smooth={self.smooth}: the Gaussian sigma in pixels must lie in [0, 10] "
                             "(0: no smoothing)")
-        edges = [float(r) for r in self.rings]
-        if not all(a < b for a, b in zip([0.0, *edges], [*edges, 1.5])):
-            raise Hep2Error(f"BoWFeatures rings={tuple(self.rings)}: the band edges are fractions of the cell's "
-                            "half-side, increasing, between 0 and 1.5 (e.g. 0.3,0.55,0.8; empty: the whole cell only)")
+        check_rings("BoWFeatures", self.rings)
 
     def _descriptors(self, img: np.ndarray, views: int = 8) -> list[tuple[np.ndarray, np.ndarray]]:
         """(descriptors (M, 104), their normalised distance from the centre (M,)) of each view."""
@@ -348,9 +364,7 @@ class BoWFeatures(TransformerMixin, BaseEstimator):
             v = v[:, ::-1] if k >= 4 else v
             d = daisy(v, step=int(self.step), radius=r, rings=2, histograms=6, orientations=8)
             h, w, n = d.shape
-            yy, xx = np.mgrid[:h, :w]
-            dist = np.hypot((yy - (h - 1) / 2) / max(h / 2, 1), (xx - (w - 1) / 2) / max(w / 2, 1))
-            out.append((d.reshape(-1, n), dist.ravel()))
+            out.append((d.reshape(-1, n), centre_distance(h, w).ravel()))
         return out
 
     def _iter(self, X, desc: str):
@@ -400,6 +414,102 @@ class BoWFeatures(TransformerMixin, BaseEstimator):
     def get_feature_names_out(self, input_features=None) -> np.ndarray:
         parts = ["cell"] + [f"band{b}" for b in range(self._bands())]
         return np.array([f"bow_{part}_{w}" for part in parts for w in range(int(self.words))], dtype=object)
+
+
+# --------------------------------------------------------------------------------------------
+# shape index
+# --------------------------------------------------------------------------------------------
+
+
+class ShapeIndexFeatures(TransformerMixin, BaseEstimator):
+    """Joint histograms of the shape index and the relative curvedness at several scales, pooled
+    over the cell and concentric bands (the descriptor family of Larsen et al. 2014, "HEp-2 cell
+    classification using shape index histograms with donut-shaped spatial pooling").
+
+    At each scale sigma in ``scales`` (pixels, at 128 px), the eigenvalues k1 >= k2 of the cell's
+    Hessian (``skimage.feature.hessian_matrix``) give the shape index
+    (2 / pi) arctan((k2 + k1) / (k2 - k1)) in [-1, 1] (cup, rut, saddle, ridge, cap: what a speckle, a
+    nucleolus or a centromere dot looks like, whatever its brightness or orientation) and the curvedness
+    sigma^2 sqrt((k1^2 + k2^2) / 2), divided by its mean over the cell so that only its spread within
+    the cell counts, not the cell's contrast. Each pixel of the cell (above zero: the padding and the
+    darkest pixels the percentile stretch set to 0 are left out) falls into one of ``bins`` shape-index
+    bins x (len(``curvedness``) + 1) relative-curvedness bins (edges ``curvedness``); the counts over
+    the whole cell and over the bands that ``rings`` cuts it into (as :class:`BoWFeatures`'s), each
+    normalised to sum 1, are square-rooted (Hellinger): len(scales) x bins x (len(curvedness) + 1)
+    x (2 + len(rings)) values, 800 with the defaults. The shape index and the bands are invariant to
+    rotation and flips, so no views are averaged. Nothing is learnt (``fit`` checks the settings).
+
+    Chosen on SNPHEp-2 train/ only (benchmarks/inner_validation.py's probes, session 14; never test/):
+    scales 2, 3, 4, 6, 8 rather than 1, 2, 4, 8, 2, 4, 8 or 2, 4, 8, 16; joint bins rather than a
+    shape-index histogram weighted by curvedness. Alone it is weak where intensity changes (positive <->
+    intermediate 0.59 against bow's 0.70) and strong on contiguous ID blocks (5 blocks: 0.896 against
+    0.866); averaged with ``bow`` it beat ``bow`` on all three probes. The README has the figures.
+    """
+
+    def __init__(self, scales: Sequence[float] = (2, 3, 4, 6, 8), bins: int = 8,
+                 curvedness: Sequence[float] = (0.5, 1.0, 2.0), rings: Sequence[float] = (0.3, 0.55, 0.8)):
+        self.scales = scales
+        self.bins = bins
+        self.curvedness = curvedness
+        self.rings = rings
+
+    def _check(self) -> None:
+        scales = [float(v) for v in self.scales]
+        if not scales or min(scales) <= 0 or int(self.bins) < 2:
+            raise Hep2Error(f"ShapeIndexFeatures needs at least one scale > 0 and bins >= 2, got "
+                            f"scales={tuple(self.scales)}, bins={self.bins}")
+        edges = [float(v) for v in self.curvedness]
+        if any(v <= 0 for v in edges) or any(a >= b for a, b in zip(edges, edges[1:])):
+            raise Hep2Error(f"ShapeIndexFeatures curvedness={tuple(self.curvedness)}: the edges are multiples of "
+                            "the cell's mean curvedness, positive and increasing (e.g. 0.5,1,2)")
+        check_rings("ShapeIndexFeatures", self.rings)
+
+    def n_features(self) -> int:
+        return len(self.scales) * int(self.bins) * (len(self.curvedness) + 1) * (2 + len(self.rings))
+
+    def fit(self, X, y=None):
+        """Nothing is learned; checks the settings and returns ``self``."""
+        self._check()
+        return self
+
+    def _cell(self, img: np.ndarray) -> np.ndarray:
+        from skimage.feature import hessian_matrix, hessian_matrix_eigvals
+
+        crop = cell_crop(img).astype(np.float64) / 255
+        inside = crop > 0
+        band = np.digitize(centre_distance(*crop.shape), [float(r) for r in self.rings])[inside]
+        regions = [slice(None)] + [band == b for b in range(len(self.rings) + 1)]
+        n_c = len(self.curvedness) + 1
+        size = int(self.bins) * n_c
+        log_edges = np.log([float(v) for v in self.curvedness])
+        out = []
+        for sigma in self.scales:
+            H = hessian_matrix(crop, sigma=float(sigma), order="rc", use_gaussian_derivatives=False)
+            k1, k2 = hessian_matrix_eigvals(H)
+            k1, k2 = k1[inside], k2[inside]
+            si = (2 / np.pi) * np.arctan((k2 + k1) / (k2 - k1 - 1e-12))
+            curved = float(sigma) ** 2 * np.sqrt((k1 ** 2 + k2 ** 2) / 2)
+            relative = curved / max(float(curved.mean()) if curved.size else 0.0, 1e-12)
+            si_bin = np.clip(((si + 1) / 2 * int(self.bins)).astype(np.intp), 0, int(self.bins) - 1)
+            code = si_bin * n_c + np.digitize(np.log(relative + 1e-12), log_edges)
+            for r in regions:
+                counts = np.bincount(code[r], minlength=size).astype(np.float64)
+                out.append(counts / max(counts.sum(), 1.0))
+        return np.sqrt(np.concatenate(out))
+
+    def transform(self, X) -> np.ndarray:
+        """Images to features (N, :meth:`n_features`), float64."""
+        self._check()
+        X = as_uint8_images(X)
+        out = np.zeros((len(X), self.n_features()))
+        for i, img in enumerate(X):
+            out[i] = self._cell(img)
+        return out
+
+    def get_feature_names_out(self, input_features=None) -> np.ndarray:
+        parts = ["cell"] + [f"band{b}" for b in range(len(self.rings) + 1)]
+        return np.array([f"si_s{float(s):g}_{part}_si{b}_c{c}" for s in self.scales for part in parts
+                         for b in range(int(self.bins)) for c in range(len(self.curvedness) + 1)], dtype=object)
 
 
 # --------------------------------------------------------------------------------------------
@@ -484,5 +594,6 @@ class SVMClassifier(ClassifierMixin, BaseEstimator):
         return self.pipeline_.decision_function(self._features(X))
 
 
-__all__ = ["PREFERRED_SIZE", "GLCM_PROPS", "LBPFeatures", "TextureFeatures", "BoWFeatures", "SVMClassifier",
+__all__ = ["PREFERRED_SIZE", "GLCM_PROPS", "LBPFeatures", "TextureFeatures", "BoWFeatures", "ShapeIndexFeatures",
+           "SVMClassifier",
            "as_uint8_images", "cell_crop", "intensity_stats"]
