@@ -89,6 +89,27 @@ def intensity_folds(data: Path, ids) -> list[tuple[np.ndarray, np.ndarray]]:
     return [(hi, lo), (lo, hi)]
 
 
+def member_runs(runs, prog: str):
+    """[(method, train/ features)] of finished `hep2 run` folders on the same cells, with the train/ labels
+    and IDs: what the ensemble probes read."""
+    from hep2.training import load_checkpoint
+
+    members, ids = [], None
+    for run in map(Path, runs):
+        try:
+            method = load_checkpoint(run / "model" / "pipeline.pt")["features"]
+            F = np.load(run / "features.npy")
+            rows = list(csv.DictReader(open(run / "features_ids.csv", newline="")))
+        except (OSError, KeyError, Hep2Error) as e:
+            sys.exit(f"{prog}: {run}: not a finished `hep2 run` folder with features ({e})")
+        if ids is not None and [r["id"] for r in rows] != ids:
+            sys.exit(f"{prog}: {run}: its cells differ from {runs[0]}'s; give runs on the same data")
+        ids = [r["id"] for r in rows]
+        train = np.array([i.startswith("train/") for i in ids])
+        members.append((method, F[train]))
+    return members, np.array([r["label"] for r in rows])[train], np.array(ids)[train]
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("run")

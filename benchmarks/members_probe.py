@@ -5,8 +5,9 @@
 RUNs are `hep2 run` folders of the candidate members (any protocol: only their train/ rows are read),
 e.g. an `improved` run, a `bow` run and a `shape-index` run. On each probe fold every member's own
 classifier (a fresh ``method.classifier()``, as `hep2 run` fits it) is fitted on its features of the
-training side; the table gives each member alone and the probabilities averaged over every subset of two
-or more members (what `hep2 ensemble` does), on three probes that keep specimens apart:
+training side; the table gives each member alone (the most probable class by its probabilities) and the
+probabilities averaged over every subset of two or more members (what `hep2 ensemble` does), on three
+probes that keep specimens apart:
 
 - 4 contiguous ID blocks per class (`inner_validation.py`'s default),
 - 5 blocks (the folds of `hep2 run --protocol blocked`),
@@ -18,19 +19,16 @@ Accuracy is the mean over each probe's folds.
 from __future__ import annotations
 
 import argparse
-import csv
 import itertools
 import sys
-import warnings
 from pathlib import Path
 
 import numpy as np
 
 from hep2.evaluation import blocked_folds
-from hep2.training import load_checkpoint
 
 sys.path.insert(0, str(Path(__file__).parent))
-from inner_validation import intensity_folds  # noqa: E402
+from inner_validation import intensity_folds, member_runs  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -38,35 +36,19 @@ def main(argv=None) -> int:
     ap.add_argument("runs", nargs="+")
     ap.add_argument("--data", required=True, help="the SNPHEp-2 folder (for the intensity probe)")
     a = ap.parse_args(argv)
-    members, ids = [], None
-    for run in map(Path, a.runs):
-        try:
-            method = load_checkpoint(run / "model" / "pipeline.pt")["features"]
-            F = np.load(run / "features.npy")
-            rows = list(csv.DictReader(open(run / "features_ids.csv", newline="")))
-        except (OSError, KeyError) as e:
-            sys.exit(f"members_probe: {run}: not a finished `hep2 run` folder with features ({e})")
-        if ids is not None and [r["id"] for r in rows] != ids:
-            sys.exit(f"members_probe: {run}: its cells differ from {a.runs[0]}'s; give runs on the same data")
-        ids = [r["id"] for r in rows]
-        train = np.array([i.startswith("train/") for i in ids])
-        members.append((run.name, method, F[train]))
-    y = np.array([r["label"] for r in rows])[train]
-    tid = np.array(ids)[train]
+    members, y, tid = member_runs(a.runs, "members_probe")
     block_ids = [int(i.split("/")[1]) for i in tid]
     probes = {"4 blocks": blocked_folds(y, block_ids, 4), "5 blocks": blocked_folds(y, block_ids, 5),
               "pos<->int": intensity_folds(Path(a.data), tid)}
-    names = [m[0] for m in members]
+    names = [Path(r).name for r in a.runs]
     subsets = [(i,) for i in range(len(members))] + [
         c for n in range(2, len(members) + 1) for c in itertools.combinations(range(len(members)), n)]
     scores = {s: {} for s in subsets}
     for probe, folds in probes.items():
         for tr, te in folds:
             probas = []
-            for _, method, F in members:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", FutureWarning)
-                    clf = method.classifier().fit(F[tr], y[tr])
+            for method, F in members:
+                clf = method.classifier().fit(F[tr], y[tr])
                 probas.append(clf.predict_proba(F[te]))
                 classes = clf.classes_
             for s in subsets:

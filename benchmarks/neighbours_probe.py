@@ -13,7 +13,6 @@ class, and positive <-> intermediate intensity.
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
 from pathlib import Path
 
@@ -24,10 +23,9 @@ from sklearn.preprocessing import StandardScaler
 
 from hep2.ensemble import BatchNeighbours, cell_features
 from hep2.evaluation import blocked_folds
-from hep2.training import load_checkpoint
 
 sys.path.insert(0, str(Path(__file__).parent))
-from inner_validation import intensity_folds  # noqa: E402
+from inner_validation import intensity_folds, member_runs  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -37,21 +35,8 @@ def main(argv=None) -> int:
     ap.add_argument("--k", type=int, nargs="+", default=[5, 10])
     ap.add_argument("--blocks", type=int, default=4)
     a = ap.parse_args(argv)
-    feats, ids = [], None
-    for run in map(Path, a.runs):
-        try:
-            method = load_checkpoint(run / "model" / "pipeline.pt")["features"]
-            F = cell_features(method, np.load(run / "features.npy"))
-            rows = list(csv.DictReader(open(run / "features_ids.csv", newline="")))
-        except (OSError, KeyError) as e:
-            sys.exit(f"neighbours_probe: {run}: not a finished `hep2 run` folder with features ({e})")
-        if ids is not None and [r["id"] for r in rows] != ids:
-            sys.exit(f"neighbours_probe: {run}: its cells differ from {a.runs[0]}'s; give runs on the same data")
-        ids = [r["id"] for r in rows]
-        train = np.array([i.startswith("train/") for i in ids])
-        feats.append(F[train])
-    y = np.array([r["label"] for r in rows])[train]
-    tid = np.array(ids)[train]
+    members, y, tid = member_runs(a.runs, "neighbours_probe")
+    feats = [cell_features(method, F) for method, F in members]
     probes = {"blocks": blocked_folds(y, [int(i.split("/")[1]) for i in tid], a.blocks),
               "pos<->int": intensity_folds(Path(a.data), tid)}
     scores: dict = {}

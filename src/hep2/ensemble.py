@@ -191,8 +191,9 @@ def make_ensemble(runs, out, *, verbose: bool = True, neighbours: int = 0) -> di
         if _keys(m) != _keys(base):
             raise Hep2Error(f"{m['run']}: its splits or test cells differ from {base['run']}'s (made with another "
                             "seed, subset or --skip-bad?): members must share every split")
-    for m in members:
-        m["model"] = load_checkpoint(m["run"] / "model" / "pipeline.pt")
+    if neighbours or dd.is_main():  # the features need them on every rank; otherwise only rank 0 saves them
+        for m in members:
+            m["model"] = load_checkpoint(m["run"] / "model" / "pipeline.pt")
     if neighbours:
         BatchNeighbours(neighbours)             # a bad K stops here, before anything is written
         feats = [_member_features(m) for m in members]
