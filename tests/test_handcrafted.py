@@ -219,8 +219,20 @@ def test_shape_index_bad_settings():
         ShapeIndexFeatures(curvedness=(2.0, 1.0)).fit(img)
     with pytest.raises(Hep2Error, match="rings"):
         ShapeIndexFeatures(rings=(0.6, 0.3)).fit(img)
-    # an all-black cell gives empty histograms, not NaN
+    with pytest.raises(Hep2Error, match="scale > 0"):
+        ShapeIndexFeatures(scales=(2, float("nan"))).fit(img)
+    with pytest.raises(Hep2Error, match="needs numbers"):
+        ShapeIndexFeatures(bins="eight").fit(img)
+    # an all-black cell gives empty histograms, not NaN; a cell one pixel thin still has features
     assert np.isfinite(ShapeIndexFeatures().transform(np.zeros((1, 16, 16), np.uint8))).all()
+    thin = np.zeros((2, 16, 16), np.uint8)
+    thin[0, 5, 5] = 200
+    thin[1, 7, 2:14] = 90
+    F = ShapeIndexFeatures().transform(thin)
+    assert np.isfinite(F).all() and (F > 0).any(axis=1).all()
+    # no rings: the whole cell only, as for BoWFeatures
+    whole = ShapeIndexFeatures(rings=())
+    assert whole.n_features() == 5 * 8 * 4 == whole.transform(thin).shape[1] == len(whole.get_feature_names_out())
 
 
 # ----------------------------------------------------------------------------- sklearn contract

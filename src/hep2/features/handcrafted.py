@@ -436,7 +436,7 @@ class ShapeIndexFeatures(TransformerMixin, BaseEstimator):
     bins x (len(``curvedness``) + 1) relative-curvedness bins (edges ``curvedness``); the counts over
     the whole cell and over the bands that ``rings`` cuts it into (as :class:`BoWFeatures`'s), each
     normalised to sum 1, are square-rooted (Hellinger): len(scales) x bins x (len(curvedness) + 1)
-    x (2 + len(rings)) values, 800 with the defaults. The shape index and the bands are invariant to
+    x (2 + len(rings)) values (1 instead of 2 + len(rings) with no rings), 800 with the defaults. The shape index and the bands are invariant to
     rotation and flips, so no views are averaged. Nothing is learnt (``fit`` checks the settings).
 
     Chosen on SNPHEp-2 train/ only (benchmarks/inner_validation.py's probes, session 14; never test/):
@@ -453,19 +453,27 @@ class ShapeIndexFeatures(TransformerMixin, BaseEstimator):
         self.curvedness = curvedness
         self.rings = rings
 
+    def _bands(self) -> int:
+        """How many concentric bands the rings cut the cell into (0 without rings: the whole cell only)."""
+        return len(self.rings) + 1 if len(self.rings) else 0
+
     def _check(self) -> None:
-        scales = [float(v) for v in self.scales]
-        if not scales or min(scales) <= 0 or int(self.bins) < 2:
+        try:
+            scales, bins = [float(v) for v in self.scales], int(self.bins)
+            edges = [float(v) for v in self.curvedness]
+        except (TypeError, ValueError):
+            raise Hep2Error(f"ShapeIndexFeatures needs numbers: scales={self.scales!r} (pixels), bins={self.bins!r} "
+                            f"(an integer), curvedness={self.curvedness!r} (e.g. 0.5,1,2)") from None
+        if not scales or not all(np.isfinite(v) and v > 0 for v in scales) or bins < 2:
             raise Hep2Error(f"ShapeIndexFeatures needs at least one scale > 0 and bins >= 2, got "
                             f"scales={tuple(self.scales)}, bins={self.bins}")
-        edges = [float(v) for v in self.curvedness]
-        if any(v <= 0 for v in edges) or any(a >= b for a, b in zip(edges, edges[1:])):
+        if not all(np.isfinite(v) and v > 0 for v in edges) or any(a >= b for a, b in zip(edges, edges[1:])):
             raise Hep2Error(f"ShapeIndexFeatures curvedness={tuple(self.curvedness)}: the edges are multiples of "
                             "the cell's mean curvedness, positive and increasing (e.g. 0.5,1,2)")
         check_rings("ShapeIndexFeatures", self.rings)
 
     def n_features(self) -> int:
-        return len(self.scales) * int(self.bins) * (len(self.curvedness) + 1) * (2 + len(self.rings))
+        return len(self.scales) * int(self.bins) * (len(self.curvedness) + 1) * (1 + self._bands())
 
     def fit(self, X, y=None):
         """Nothing is learned; checks the settings and returns ``self``."""
@@ -476,9 +484,10 @@ class ShapeIndexFeatures(TransformerMixin, BaseEstimator):
         from skimage.feature import hessian_matrix, hessian_matrix_eigvals
 
         crop = cell_crop(img).astype(np.float64) / 255
+        crop = np.pad(crop, [(0, max(0, 3 - n)) for n in crop.shape])     # a 1- or 2-pixel-thin cell has a Hessian too
         inside = crop > 0
         band = np.digitize(centre_distance(*crop.shape), [float(r) for r in self.rings])[inside]
-        regions = [slice(None)] + [band == b for b in range(len(self.rings) + 1)]
+        regions = [slice(None)] + [band == b for b in range(self._bands())]
         n_c = len(self.curvedness) + 1
         size = int(self.bins) * n_c
         log_edges = np.log([float(v) for v in self.curvedness])
@@ -507,7 +516,7 @@ class ShapeIndexFeatures(TransformerMixin, BaseEstimator):
         return out
 
     def get_feature_names_out(self, input_features=None) -> np.ndarray:
-        parts = ["cell"] + [f"band{b}" for b in range(len(self.rings) + 1)]
+        parts = ["cell"] + [f"band{b}" for b in range(self._bands())]
         return np.array([f"si_s{float(s):g}_{part}_si{b}_c{c}" for s in self.scales for part in parts
                          for b in range(int(self.bins)) for c in range(len(self.curvedness) + 1)], dtype=object)
 
