@@ -274,6 +274,22 @@ def test_svm_picks_from_grid_and_probabilities():
         d.predict(X[:, :3])
 
 
+def test_svm_single_pair_skips_the_search_and_fits_that_pair():
+    from sklearn.calibration import CalibratedClassifierCV
+    from sklearn.model_selection import StratifiedKFold
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import SVC
+
+    X, y = make_classification(90, 6, n_informative=4, n_classes=3, random_state=1)
+    svm = SVMClassifier(C_grid=(3.0,), gamma_grid=(0.05,), inner_folds=3, seed=2).fit(X, y)
+    assert svm.best_params_ == {"C": 3.0, "gamma": 0.05} and svm.best_score_ is None and svm.cv_results_ is None
+    ref = CalibratedClassifierCV(Pipeline([("scale", StandardScaler()), ("svc", SVC(C=3.0, gamma=0.05))]),
+                                 method="sigmoid", cv=StratifiedKFold(3, shuffle=True, random_state=2),
+                                 ensemble=False).fit(X, y)
+    np.testing.assert_allclose(svm.predict_proba(X), ref.predict_proba(X))
+
+
 def test_svm_rejects_too_few_per_class():
     X = np.random.default_rng(0).normal(size=(7, 3))
     y = np.array([0, 0, 0, 0, 0, 1, 1])

@@ -527,7 +527,8 @@ class SVMClassifier(ClassifierMixin, BaseEstimator):
     """StandardScaler + RBF SVC; C and gamma chosen by inner stratified CV on the training data.
 
     ``GridSearchCV`` over ``C_grid`` x gamma (``inner_folds`` stratified folds shuffled with
-    ``seed``, accuracy) picks the pair; the pipeline is then refit on all the training data, and Platt sigmoids
+    ``seed``, accuracy) picks the pair (a grid of one pair is taken as it is, with no search, and
+    ``best_score_`` / ``cv_results_`` are then None); the pipeline is then refit on all the training data, and Platt sigmoids
     fitted on its out-of-fold decision values (``CalibratedClassifierCV(ensemble=False)``, what
     ``SVC(probability=True)`` did before scikit-learn 1.9 deprecated it) give ``predict_proba``. ``gamma_grid=None``
     uses ``m / n_features`` for the multipliers m in :attr:`GAMMA_SCALES` (the
@@ -567,13 +568,17 @@ class SVMClassifier(ClassifierMixin, BaseEstimator):
             raise Hep2Error("gamma_grid is empty")
         grid = {"svc__C": [float(c) for c in self.C_grid], "svc__gamma": gammas}
         inner = StratifiedKFold(int(self.inner_folds), shuffle=True, random_state=self.seed)
-        search = GridSearchCV(
-            Pipeline([("scale", StandardScaler()), ("svc", SVC(kernel="rbf"))]), grid,
-            cv=inner, scoring="accuracy", refit=False)
-        search.fit(X, y)
-        self.best_params_ = {"C": search.best_params_["svc__C"], "gamma": search.best_params_["svc__gamma"]}
-        self.best_score_ = float(search.best_score_)
-        self.cv_results_ = search.cv_results_
+        if len(grid["svc__C"]) * len(gammas) == 1:      # nothing to choose: no search
+            self.best_params_ = {"C": grid["svc__C"][0], "gamma": gammas[0]}
+            self.best_score_ = self.cv_results_ = None
+        else:
+            search = GridSearchCV(
+                Pipeline([("scale", StandardScaler()), ("svc", SVC(kernel="rbf"))]), grid,
+                cv=inner, scoring="accuracy", refit=False)
+            search.fit(X, y)
+            self.best_params_ = {"C": search.best_params_["svc__C"], "gamma": search.best_params_["svc__gamma"]}
+            self.best_score_ = float(search.best_score_)
+            self.cv_results_ = search.cv_results_
         best = Pipeline([("scale", StandardScaler()),
                          ("svc", SVC(kernel="rbf", C=self.best_params_["C"], gamma=self.best_params_["gamma"]))])
         # Platt scaling (what SVC(probability=True) did; deprecated in scikit-learn 1.9): sigmoids
