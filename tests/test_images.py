@@ -206,6 +206,45 @@ def test_highpass_keeps_the_texture_and_drops_the_slow_shading(tmp_path):
         get_preset("tiny", overrides={"highpass": "-2"}).preprocess()
 
 
+def test_denoise_smooths_grain_in_proportion_to_the_noise_and_is_blind_to_gain():
+    from hep2.data.images import denoise_image
+
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:48, :48]
+    clean = 20.0 + 30.0 * (((yy // 8) + (xx // 8)) % 2)            # a blocky pattern, edges to keep
+    dim = clean + rng.normal(0, 6.0, clean.shape)                    # grainy, as a dim cell
+    out = denoise_image(dim, 1.6)
+    assert out.dtype == np.float32 and out.shape == dim.shape
+    assert np.abs(out - clean).mean() < 0.8 * np.abs(dim - clean).mean()     # closer to the clean cell
+    assert abs(out[clean > 30].mean() - out[clean < 30].mean()) > 20        # the pattern's contrast is kept
+    np.testing.assert_allclose(denoise_image(dim * 7.0, 1.6), out * 7.0, rtol=1e-4, atol=1e-3)
+    assert denoise_image(dim, 0) is dim                                      # 0: off
+    np.testing.assert_array_equal(denoise_image(np.full((9, 9), 5.0), 2.0), np.full((9, 9), 5.0))  # no noise
+    mild = denoise_image(dim, 0.5)                                           # weaker: less smoothing
+    assert np.abs(mild - dim).mean() < np.abs(out - dim).mean()
+
+
+def test_denoise_setting_reaches_the_loader_its_cache_key_and_the_methods(tmp_path, images, fresh_cache):
+    from hep2.methods import get_method
+    from hep2.presets import get_preset
+
+    cfg = get_preset("tiny", overrides={"denoise": "1.6"})
+    for name in ("dcae-mlp", "resnet", "bow", "shape-index"):
+        assert get_method(name, cfg).preprocess().denoise == 1.6
+    for name in ("cnn5", "lbp-svm", "texture-svm"):                       # the published baselines keep their input
+        assert get_method(name, cfg).preprocess() == get_method(name, get_preset("tiny")).preprocess()
+    assert get_method("bow", cfg).preprocess().size == get_method("lbp-svm", cfg).preprocess().size
+    cs = make_set(tmp_path / "imgs", images)
+    plain, _ = load_images(cs, Preprocess(size=16))
+    smooth, _ = load_images(cs, Preprocess(size=16, denoise=1.6))
+    assert len(list((fresh_cache / "images").glob("*.npz"))) == 2 and not np.array_equal(plain, smooth)
+    np.testing.assert_array_equal(smooth[0], np.round(preprocess_image(cs.cells[0].path, Preprocess(
+        size=16, denoise=1.6)) * 255))
+    for bad in ("-1", "11", "nan"):
+        with pytest.raises(Hep2Error, match=f"denoise={bad}"):
+            get_preset("tiny", overrides={"denoise": bad})
+
+
 def test_views_stack_the_plain_and_the_filtered_cell_and_are_checked(tmp_path):
     from hep2.methods import get_method
     from hep2.presets import get_preset

@@ -161,6 +161,10 @@ def _preprocessing(pred: Predictor) -> dict:
             "truncate 4)")
     return {"size": p.size, "low_percentile": p.low_pct, "high_percentile": p.high_pct, "use_mask": p.use_mask,
             "magnification": p.scale, "highpass_sigma": list(p.views) if p.views else p.highpass,
+            **({"denoise": f"before anything else, on the raw grey levels: non-local means (scikit-image "
+                           f"denoise_nl_means, patch_size 3, patch_distance 4, fast_mode) with h = {p.denoise} x the "
+                           "image's noise std from estimate_sigma, sigma = that std (hep2.data.images.denoise_image)"}
+               if p.denoise > 0 else {}),
             **({"highpass": "first, " + filt.format(p.highpass)} if p.highpass > 0 and not p.views else {}),
             **({"views": f"{len(p.views)} input channels, the same cell preprocessed {len(p.views)} ways: "
                 + "; ".join(f"channel {v}: " + (("first, " + filt.format(s)) if s > 0 else "unfiltered")

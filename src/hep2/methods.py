@@ -27,7 +27,7 @@ METHODS: dict[str, type["Method"]] = {}
 DCAE_SETTINGS = frozenset({"widths", "latent", "latent_activation", "output", "features", "tta", "tta_samples", "hidden", "dropout"}
                           | {k for k in Preset.__dataclass_fields__ if k.startswith(("ae_", "mlp_"))})
 # the baselines (cnn5, lbp-svm, texture-svm) keep their published input: each cell fitted to the size, unfiltered
-PUBLISHED_INPUT = {"scale": 0.0, "highpass": 0.0, "equalize": False}
+PUBLISHED_INPUT = {"scale": 0.0, "highpass": 0.0, "equalize": False, "denoise": 0.0}
 
 
 def register_method(name: str):
@@ -204,6 +204,9 @@ class ShapeIndex(LBPSVM):
     description = ("joint shape-index / curvedness histograms at 5 scales over the cell and four concentric bands "
                    "(Larsen et al. 2014's family) + RBF SVM (C 10, gamma 1 / features), Platt probabilities")
 
+    def preprocess(self):       # the published baselines' input, but denoised where `denoise` asks
+        return replace(LBPSVM.preprocess(self), denoise=self.cfg.denoise)
+
     def transform(self, images):
         from .features.handcrafted import ShapeIndexFeatures
 
@@ -222,6 +225,8 @@ class BoW(LBPSVM):
     description = ("a bag of visual words: dense DAISY descriptors, a 1024-word codebook learnt from the training "
                    "images without labels, counted over the whole cell and four concentric bands, 8 flips / rotations averaged; "
                    "logistic regression")
+
+    preprocess = ShapeIndex.preprocess          # denoised where `denoise` asks
 
     def fit_features(self, images, *, checkpoint=None, resume=False, verbose=False):
         from .features.handcrafted import BoWFeatures

@@ -12,7 +12,8 @@ from .errors import Hep2Error
 
 # settings with a range: (largest value, what 0 means)
 RANGES = {"scale": (16, "0 fits each cell's longest side to size; 1 keeps its pixels' size"),
-          "highpass": (100, "pixels; 0 turns it off"), **{k: (top, "0 turns it off") for k, top in (
+          "highpass": (100, "pixels; 0 turns it off"),
+          "denoise": (10, "a multiple of each image's estimated noise level; 0 turns it off"), **{k: (top, "0 turns it off") for k, top in (
               ("ae_intensity", 2.0), ("ae_noise", 1.0), ("ae_zoom", 0.9), ("ae_rotation", 180.0), ("ae_mask", 0.9),
               ("ae_blur", 5.0), ("checkpoint_minutes", 1e6))}, "ae_views": (100, "pixels; 0 is the unfiltered cell")}
 FLOAT_TUPLES = ("ae_views",)   # the other tuple settings hold whole numbers
@@ -34,6 +35,8 @@ class Preset:
     highpass: float = 0.0                # > 0: each image minus its Gaussian blur of this sigma (native pixels)
     equalize: bool = False               # histogram equalisation in place of low_pct / high_pct (blind to brightness,
                                          # contrast and gamma)
+    denoise: float = 0.0                 # > 0: non-local means on each raw image first, its strength h this many times
+                                         # the image's own estimated noise std (dim cells get more, bright ones less)
     # the autoencoder (Table I design; widths are the Conv 1..4 map counts)
     widths: tuple = (32, 64, 128, 256)
     latent: int = 4096
@@ -136,7 +139,7 @@ class Preset:
         from .data.images import Preprocess
 
         return Preprocess(self.size, self.low_pct, self.high_pct, self.use_mask, scale=self.scale,
-                          highpass=self.highpass, equalize=self.equalize)
+                          highpass=self.highpass, equalize=self.equalize, denoise=self.denoise)
 
     def to_dict(self) -> dict:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}

@@ -86,7 +86,7 @@ def curves_figure(history: dict, path: Path, caption: str) -> None:
 
 # settings with which a run departs from the paper's method (issue 6's levers); the README's ablation
 # table (benchmarks/ablation.py) measures them under both protocols
-LEVERS = ("scale", "highpass", "equalize", "ae_views", "ae_schedule", "ae_augment", "ae_intensity", "ae_restore", "ae_blur",
+LEVERS = ("scale", "denoise", "highpass", "equalize", "ae_views", "ae_schedule", "ae_augment", "ae_intensity", "ae_restore", "ae_blur",
           "ae_rotation", "ae_zoom", "ae_noise", "ae_mask", "ae_crop", "features", "tta", "tta_samples", "ae_ensemble",
           "mlp_ensemble", "hidden", "dropout", "mlp_weight_decay")
 

@@ -42,6 +42,7 @@ class Preprocess:
                                    # sigma views[v] (0: unfiltered) in place of ``highpass``
     equalize: bool = False         # histogram equalisation (the grey levels' ranks) in place of the percentiles:
                                    # any monotonic change of brightness / contrast / gamma leaves the result as it is
+    denoise: float = 0.0           # > 0: non-local means on the raw image first (``denoise_image``), h = this x its noise std
 
 
 def read_image(path) -> np.ndarray:
@@ -143,8 +144,26 @@ def preprocess_image(path, prep: Preprocess = Preprocess(), mask_path=None) -> n
         if mask.shape != arr.shape:
             raise Hep2Error(f"mask {mask_path} is {mask.shape[1]}x{mask.shape[0]} but its image {path} is "
                             f"{arr.shape[1]}x{arr.shape[0]}: fix or remove the mask")
+    arr = denoise_image(arr, prep.denoise)
     return (np.stack([_filtered(arr, mask, prep, s) for s in prep.views]) if prep.views
             else _filtered(arr, mask, prep, prep.highpass))
+
+
+def denoise_image(arr: np.ndarray, strength: float) -> np.ndarray:
+    """Non-local means (scikit-image, 3x3 patches, 9x9 search window) on one raw grey image, of strength
+    ``h = strength x`` the image's own noise std (``estimate_sigma``, wavelet-based), so a dim, grainy cell is
+    smoothed more than a bright, clean one, and a gain on the grey levels changes nothing but the gain.
+    ``strength`` 0, or an image with no measurable noise, is returned as it is."""
+    if strength <= 0:
+        return arr
+    from skimage.restoration import denoise_nl_means, estimate_sigma
+
+    a = arr.astype(np.float64)
+    sigma = float(estimate_sigma(a)) if min(a.shape) >= 2 else 0.0
+    if not np.isfinite(sigma) or sigma <= 0:
+        return arr
+    return denoise_nl_means(a, h=strength * sigma, sigma=sigma, patch_size=3, patch_distance=4,
+                            fast_mode=True).astype(np.float32)
 
 
 def _filtered(arr, mask, prep: Preprocess, highpass: float) -> np.ndarray:
@@ -204,7 +223,7 @@ def load_images(cells: CellSet, prep: Preprocess = Preprocess(), *, skip_bad: bo
     if len(cells) == 0:
         raise Hep2Error(f"dataset {cells.name} has no images: check the path and its layout")
     # keys made before views / equalize existed stay valid
-    settings = {k: v for k, v in asdict(prep).items() if k not in ("views", "equalize") or v}
+    settings = {k: v for k, v in asdict(prep).items() if k not in ("views", "equalize", "denoise") or v}
     key = hashlib.sha256(json.dumps([CACHE_VERSION, settings]).encode())
     for c in cells.cells:
         # The paths are part of the key because the cached list of bad files names them.
