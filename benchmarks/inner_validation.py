@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import itertools
 import json
 import sys
 import time
@@ -77,16 +78,49 @@ def score(make, folds, X, y) -> tuple[float, float, float]:
     return float(np.mean(acc)), float(np.std(acc)), float(np.mean(mca))
 
 
-def intensity_folds(data: Path, ids) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(positive -> intermediate) and (intermediate -> positive) over the rows whose cell IDs are
-    ``ids``, by each cell's intensity as hep2's SNPHEp-2 reader gives it (the Split-50-K _hi / _lo files)."""
+def intensity_levels(data: Path, ids) -> np.ndarray:
+    """Each row's intensity ("positive", "intermediate" or None) as hep2's SNPHEp-2 reader gives it (the
+    Split-50-K _hi / _lo files), for the rows whose cell IDs are ``ids``."""
     try:
         level = {c.id: c.intensity for c in open_dataset(f"snphep2:{data}").cells}
     except Hep2Error as e:
         sys.exit(f"inner_validation: --intensity {data}: {e}")
-    hi = np.flatnonzero([level.get(i) == "positive" for i in ids])
-    lo = np.flatnonzero([level.get(i) == "intermediate" for i in ids])
+    return np.array([level.get(i) for i in ids], dtype=object)
+
+
+def intensity_folds(data: Path, ids) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(positive -> intermediate) and (intermediate -> positive) over the rows whose cell IDs are ``ids``."""
+    level = intensity_levels(data, ids)
+    hi, lo = np.flatnonzero(level == "positive"), np.flatnonzero(level == "intermediate")
     return [(hi, lo), (lo, hi)]
+
+
+def crossed_folds(data: Path, ids, y) -> list[tuple[np.ndarray, np.ndarray]]:
+    """For every pair S of classes: train on S's positive cells and the other classes' intermediate ones, test
+    on the rest, and back (20 folds with 5 classes): the link between class and brightness flips between the
+    two sides, as it does for some classes between SNPHEp-2's train/ and test/."""
+    level = intensity_levels(data, ids)
+    folds = []
+    for S in itertools.combinations(sorted(set(y)), 2):
+        s = np.isin(y, S)
+        a = np.flatnonzero((s & (level == "positive")) | (~s & (level == "intermediate")))
+        b = np.flatnonzero((s & (level == "intermediate")) | (~s & (level == "positive")))
+        folds += [(a, b), (b, a)]
+    return folds
+
+
+def paired_folds(data: Path, ids, y, n: int = 2) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Fold k holds out the k-th of ``n`` contiguous ID parts of every class's positive cells and of its
+    intermediate cells, so that, as in the official splits' training sets, every class keeps both levels."""
+    level = intensity_levels(data, ids)
+    num = np.array([int(str(i).split("/")[-1]) for i in ids])
+    part = np.full(len(y), -1)
+    for c in set(y):
+        for lv in ("positive", "intermediate"):
+            idx = np.flatnonzero((y == c) & (level == lv))
+            for k, chunk in enumerate(np.array_split(idx[np.argsort(num[idx])], n)):
+                part[chunk] = k
+    return [(np.flatnonzero((part >= 0) & (part != k)), np.flatnonzero(part == k)) for k in range(n)]
 
 
 def member_runs(runs, prog: str):

@@ -11,7 +11,14 @@ probes that keep specimens apart:
 
 - 4 contiguous ID blocks per class (`inner_validation.py`'s default),
 - 5 blocks (the folds of `hep2 run --protocol blocked`),
-- positive <-> intermediate intensity (train on one, test on the other, mean of both ways).
+- positive <-> intermediate intensity (train on one, test on the other, mean of both ways);
+
+and with ``--more`` (session 15) two more, neither of which predicted ``denoise``'s loss under official:
+
+- crossed intensity: for every pair of classes, train on their positive cells and the other classes'
+  intermediate ones, test on the rest, and back (the class <-> brightness link flips);
+- paired halves: hold out one contiguous half of each class's positive cells and of its intermediate cells,
+  so that every class keeps both intensity levels in training, as in the official splits.
 
 Accuracy is the mean over each probe's folds.
 """
@@ -28,18 +35,21 @@ import numpy as np
 from hep2.evaluation import blocked_folds
 
 sys.path.insert(0, str(Path(__file__).parent))
-from inner_validation import intensity_folds, member_runs  # noqa: E402
+from inner_validation import crossed_folds, intensity_folds, member_runs, paired_folds  # noqa: E402
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("runs", nargs="+")
-    ap.add_argument("--data", required=True, help="the SNPHEp-2 folder (for the intensity probe)")
+    ap.add_argument("--data", required=True, help="the SNPHEp-2 folder (for the intensity probes)")
+    ap.add_argument("--more", action="store_true", help="also the crossed-intensity and paired-halves probes")
     a = ap.parse_args(argv)
     members, y, tid = member_runs(a.runs, "members_probe")
     block_ids = [int(i.split("/")[1]) for i in tid]
     probes = {"4 blocks": blocked_folds(y, block_ids, 4), "5 blocks": blocked_folds(y, block_ids, 5),
               "pos<->int": intensity_folds(Path(a.data), tid)}
+    if a.more:
+        probes |= {"crossed": crossed_folds(Path(a.data), tid, y), "paired halves": paired_folds(Path(a.data), tid, y)}
     names = [Path(r).name for r in a.runs]
     subsets = [(i,) for i in range(len(members))] + [
         c for n in range(2, len(members) + 1) for c in itertools.combinations(range(len(members)), n)]
