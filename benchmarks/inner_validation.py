@@ -11,7 +11,7 @@ rows are read). Two inner validations on those rows, same folds for every head:
   positive-intensity cells and then the intermediate ones (the ``_hi`` / ``_lo`` split files), i.e.
   cells are stored specimen by specimen. Cutting each class's ID range into 4 contiguous blocks and
   holding one block of every class out gives folds that approximate specimen-disjoint ones. Its
-  figures track the official protocol far better than cell-level cv does (see the README).
+  figures track the official protocol far better than cell-level cv does (see docs/issue6-record.md).
 - **cell-cv**: stratified 5-fold at cell level (the paper's reading; optimistic); the folds of
   ``hep2 run --protocol cv`` (seed 0).
 - **positive <-> intermediate** (with ``--intensity DATA``, the SNPHEp-2 folder): train on the train/

@@ -316,7 +316,7 @@ class BoWFeatures(TransformerMixin, BaseEstimator):
     one edge at 0.6 (session 10's), two (0.4 / 0.75), four or six. Fisher vectors, soft assignment,
     square-rooted descriptors and 3-ring DAISY were no better. ``smooth`` 1.5 (at 128 px) won those
     probes in session 12 but gained nothing under ``official`` (and lost under ``cv``), so the default
-    went back to 0 after that look at the test splits. The README has the figures.
+    went back to 0 after that look at the test splits. docs/issue6-record.md has the figures.
     """
 
     def __init__(self, words: int = 1024, step: int = 4, radius: int = 8,
@@ -445,7 +445,7 @@ class ShapeIndexFeatures(TransformerMixin, BaseEstimator):
     shape-index histogram weighted by curvedness. Alone it is weak where intensity changes (positive <->
     intermediate 0.59 against bow's 0.70) and strong on contiguous ID blocks (5 blocks: 0.896 against
     0.866). Averaged with ``bow`` it lost to ``bow`` positive <-> intermediate with these Platt
-    probabilities (0.65 against 0.70), so no ensemble uses it by default. The README has the figures.
+    probabilities (0.65 against 0.70), so no ensemble uses it by default. docs/issue6-record.md has the figures.
     """
 
     def __init__(self, scales: Sequence[float] = (2, 3, 4, 6, 8), bins: int = 8,
