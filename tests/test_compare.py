@@ -4,6 +4,7 @@ import csv
 import json
 
 import numpy as np
+import pytest
 from sklearn.linear_model import LogisticRegression
 
 from hep2.cli import main
@@ -133,3 +134,23 @@ def test_unknown_method_is_a_clear_error(tmp_path, capsys):
                  "--out", str(tmp_path / "r")]) == 2
     err = capsys.readouterr().err
     assert "unknown method 'nope'" in err and "dcae-mlp" in err
+
+
+def test_resume_lets_a_baseline_differ_in_input_settings_it_never_reads(tmp_path):
+    from hep2.errors import Hep2Error
+    from hep2.presets import get_preset
+    from hep2.runner import check_same_run
+
+    def config(method, **overrides):
+        return {"dataset": "synthetic:10", "protocol": "grouped", "subset": "train", "method": method,
+                "autoencoder_saw_test_images": False, "preset": get_preset("tiny", overrides=overrides).to_dict()}
+
+    for method in ("lbp-svm", "texture-svm", "cnn5", "bow", "shape-index"):
+        (tmp_path / method).mkdir()
+        (tmp_path / method / "config.json").write_text(json.dumps(config(method)))
+    for method in ("lbp-svm", "texture-svm", "cnn5"):      # published inputs: denoise / highpass / scale unread
+        check_same_run(tmp_path / method, config(method, denoise="1.2", highpass="3", scale="1"))
+    for method in ("bow", "shape-index"):                   # these read denoise: a run made without it is refused
+        check_same_run(tmp_path / method, config(method, highpass="3"))
+        with pytest.raises(Hep2Error, match=r"denoise: 0.0 -> 1.2.*--set denoise=0"):
+            check_same_run(tmp_path / method, config(method, denoise="1.2"))

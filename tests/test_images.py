@@ -224,6 +224,38 @@ def test_denoise_smooths_grain_in_proportion_to_the_noise_and_is_blind_to_gain()
     assert np.abs(mild - dim).mean() < np.abs(out - dim).mean()
 
 
+def test_denoise_measures_the_noise_inside_the_mask_and_explains_a_missing_pywavelets(monkeypatch):
+    import sys
+
+    from hep2.data.images import denoise_image
+
+    rng = np.random.default_rng(1)
+    img = rng.normal(100, 0.5, (60, 60))                       # a wide, clean background
+    img[20:40, 20:40] += rng.normal(0, 12.0, (20, 20))         # a small, grainy cell
+    mask = np.zeros(img.shape, bool)
+    mask[20:40, 20:40] = True
+    cell = (slice(20, 40), slice(20, 40))
+    # the whole image's noise is set by its background; the mask's box gives the cell's own, which smooths it more
+    assert denoise_image(img, 1.6, mask)[cell].std() < 0.8 * denoise_image(img, 1.6)[cell].std()
+    tiny = rng.normal(0, 1, (4, 9))
+    assert denoise_image(tiny, 1.6) is tiny                    # too small to measure noise: as it is
+    monkeypatch.setitem(sys.modules, "pywt", None)             # PyWavelets not installed
+    with pytest.raises(Hep2Error, match="needs PyWavelets.*pip install PyWavelets"):
+        denoise_image(img, 1.6)
+
+
+def test_models_saved_before_denoise_existed_still_preprocess_as_they_did():
+    from hep2.methods import get_method
+    from hep2.presets import get_preset
+
+    from dataclasses import replace
+
+    old = replace(get_preset("improved"))                      # a copy: the preset itself stays as it is
+    object.__delattr__(old, "denoise")                         # an unpickled Preset from before the setting
+    for name in ("dcae-mlp", "bow", "shape-index", "lbp-svm"):
+        assert get_method(name, old).preprocess().denoise == 0.0
+
+
 def test_denoise_setting_reaches_the_loader_its_cache_key_and_the_methods(tmp_path, images, fresh_cache):
     from hep2.methods import get_method
     from hep2.presets import get_preset

@@ -4,7 +4,8 @@ The graph's single input is the preprocessed image batch, float32 (N, 1, S, S) i
 preprocessing: per-image percentile normalisation, mask, aspect-preserving resize to S (or one
 fixed magnification, centred), zero padding; see the model card), or (N, V, S, S) where the
 autoencoders read V views of each cell (setting ``ae_views``: channel v high-pass filtered at its
-sigma before that preprocessing); its output is the class
+sigma before that preprocessing; with ``denoise``, each raw image is first denoised, see the model card); its
+output is the class
 probabilities (N, C) in the run's class order. The batch size is dynamic. The export is checked against hep2's own prediction before it
 is kept: a model whose exported probabilities differ by more than 1e-4 is an error.
 """

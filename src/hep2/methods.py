@@ -168,7 +168,7 @@ class DCAEMLP(Method):
 @register_method("lbp-svm")
 class LBPSVM(Method):
     paper_accuracy = 0.8571
-    ignores = DCAE_SETTINGS
+    ignores = DCAE_SETTINGS | frozenset(PUBLISHED_INPUT)
     description = "multi-scale rotation-invariant uniform LBP histograms + RBF SVM (C, gamma by inner cv)"
 
     def preprocess(self):
@@ -201,6 +201,7 @@ class TextureSVM(LBPSVM):
 @register_method("shape-index")
 class ShapeIndex(LBPSVM):
     paper_accuracy = None
+    ignores = LBPSVM.ignores - {"denoise"}
     description = ("joint shape-index / curvedness histograms at 5 scales over the cell and four concentric bands "
                    "(Larsen et al. 2014's family) + RBF SVM (C 10, gamma 1 / features), Platt probabilities")
 
@@ -221,6 +222,7 @@ class ShapeIndex(LBPSVM):
 @register_method("bow")
 class BoW(LBPSVM):
     paper_accuracy = None
+    ignores = ShapeIndex.ignores
     unsupervised = True
     description = ("a bag of visual words: dense DAISY descriptors, a 1024-word codebook learnt from the training "
                    "images without labels, counted over the whole cell and four concentric bands, 8 flips / rotations averaged; "
@@ -257,7 +259,7 @@ class BoW(LBPSVM):
 @register_method("cnn5")
 class CNN5(Method):
     paper_accuracy = 0.8620
-    ignores = DCAE_SETTINGS
+    ignores = DCAE_SETTINGS | frozenset(PUBLISHED_INPUT)
     description = "the 5-layer CNN of Gao et al. (IEEE JBHI 2017), trained from scratch with rotation/flip augmentation"
 
     def preprocess(self):

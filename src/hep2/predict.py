@@ -69,7 +69,8 @@ class Predictor:
         several views (setting ae_views) -> class probabilities (N, len(classes))."""
         if len(self.preps) > 1:
             raise Hep2Error(f"the ensemble in {self.model_dir} has members that preprocess images differently "
-                            "(" + "; ".join(f"size {p.size}, scale {p.scale}, highpass {p.views or p.highpass}" for p in self.preps)
+                            "(" + "; ".join(f"size {p.size}, scale {p.scale}, highpass {p.views or p.highpass}, equalize {p.equalize}, "
+                                             f"denoise {p.denoise}" for p in self.preps)
                             + "): classify image files (predict_files / classify), not preprocessed arrays")
         return self._average({self.prep: images})
 

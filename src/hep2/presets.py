@@ -200,7 +200,7 @@ PRESETS = {
         size=224, widths=(64, 128, 256, 512), latent=4096, ae_batch=32, ae_epochs=30, amp=True, checkpoint_minutes=10.0,
         channels_last=True, infer_amp=True, infer_channels_last=True),
     "cpu": _CPU,
-    # the cpu design, every other setting equal: levers chosen on train/ only (README, issue 6)
+    # the cpu design, every other setting equal: levers chosen on train/ only (README, issue 6; docs/issue6-record.md)
     "improved": replace(
         _CPU, name="improved",
         description="The cpu preset's design with levers chosen on train/ only: autoencoders trained to give back "

@@ -144,22 +144,32 @@ def preprocess_image(path, prep: Preprocess = Preprocess(), mask_path=None) -> n
         if mask.shape != arr.shape:
             raise Hep2Error(f"mask {mask_path} is {mask.shape[1]}x{mask.shape[0]} but its image {path} is "
                             f"{arr.shape[1]}x{arr.shape[0]}: fix or remove the mask")
-    arr = denoise_image(arr, prep.denoise)
+    arr = denoise_image(arr, prep.denoise, mask)
     return (np.stack([_filtered(arr, mask, prep, s) for s in prep.views]) if prep.views
             else _filtered(arr, mask, prep, prep.highpass))
 
 
-def denoise_image(arr: np.ndarray, strength: float) -> np.ndarray:
+def denoise_image(arr: np.ndarray, strength: float, mask: np.ndarray | None = None) -> np.ndarray:
     """Non-local means (scikit-image, 3x3 patches, 9x9 search window) on one raw grey image, of strength
-    ``h = strength x`` the image's own noise std (``estimate_sigma``, wavelet-based), so a dim, grainy cell is
+    ``h = strength x`` the image's own noise std (``estimate_sigma``, wavelet-based; measured on the mask's
+    bounding box where a mask is given, so a wide background does not set it), so a dim, grainy cell is
     smoothed more than a bright, clean one, and a gain on the grey levels changes nothing but the gain.
-    ``strength`` 0, or an image with no measurable noise, is returned as it is."""
-    if strength <= 0:
+    ``strength`` 0, an image under 5 px a side, or one with no measurable noise is returned as it is."""
+    if strength <= 0 or min(arr.shape) < 5:
         return arr
-    from skimage.restoration import denoise_nl_means, estimate_sigma
+    try:
+        from skimage.restoration import denoise_nl_means, estimate_sigma
+        import pywt  # noqa: F401  (estimate_sigma's wavelets)
+    except ImportError as e:
+        raise Hep2Error(f"denoise={strength} needs PyWavelets ({e}): pip install PyWavelets, or set denoise=0") from None
 
     a = arr.astype(np.float64)
-    sigma = float(estimate_sigma(a)) if min(a.shape) >= 2 else 0.0
+    part = a
+    if mask is not None and mask.any():
+        rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
+        box = a[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+        part = box if min(box.shape) >= 5 else a
+    sigma = float(estimate_sigma(part))
     if not np.isfinite(sigma) or sigma <= 0:
         return arr
     return denoise_nl_means(a, h=strength * sigma, sigma=sigma, patch_size=3, patch_distance=4,
@@ -222,7 +232,7 @@ def load_images(cells: CellSet, prep: Preprocess = Preprocess(), *, skip_bad: bo
     """
     if len(cells) == 0:
         raise Hep2Error(f"dataset {cells.name} has no images: check the path and its layout")
-    # keys made before views / equalize existed stay valid
+    # keys made before views / equalize / denoise existed stay valid
     settings = {k: v for k, v in asdict(prep).items() if k not in ("views", "equalize", "denoise") or v}
     key = hashlib.sha256(json.dumps([CACHE_VERSION, settings]).encode())
     for c in cells.cells:
