@@ -2,6 +2,7 @@
 
 import csv
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -77,6 +78,24 @@ def test_shape_index_runs_and_predicts_from_its_run(tmp_path):
     cells = open_dataset("synthetic:10")
     rows, bad = pred.predict_files([c.path for c in cells.cells])
     assert not bad and np.mean([r[1] == c.label for r, c in zip(rows, cells.cells)]) >= 0.9
+
+
+def test_a_denoised_run_says_so_and_its_model_denoises_new_files(tmp_path):
+    from hep2.data import load_images
+
+    out = tmp_path / "si-dn"
+    assert main(["run", "synthetic:10", "--protocol", "grouped", "--preset", "tiny", "--method", "shape-index",
+                 "--set", "denoise=1.6", "--out", str(out), "--quiet"]) == 0
+    assert json.loads((out / "config.json").read_text())["preprocess"]["denoise"] == 1.6
+    assert "- **Input settings**: `denoise` = 1.6" in (out / "report.md").read_text()
+    pred = Predictor(out)
+    cells = open_dataset("synthetic:10")
+    got, ok, bad = pred.load_files([c.path for c in cells.cells])
+    want, _ = load_images(cells, pred.prep, cache=False)
+    plain, _ = load_images(cells, replace(pred.prep, denoise=0.0), cache=False)
+    assert pred.prep.denoise == 1.6 and not bad
+    np.testing.assert_array_equal(got, want)
+    assert not np.array_equal(got, plain)
 
 
 def test_compare_runs_methods_on_identical_splits(tmp_path, capsys):
