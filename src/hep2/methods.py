@@ -168,13 +168,14 @@ class DCAEMLP(Method):
 @register_method("lbp-svm")
 class LBPSVM(Method):
     paper_accuracy = 0.8571
-    ignores = DCAE_SETTINGS | frozenset(PUBLISHED_INPUT)
+    fixed_input = PUBLISHED_INPUT                         # input settings kept whatever the preset says
+    ignores = DCAE_SETTINGS | frozenset(fixed_input)
     description = "multi-scale rotation-invariant uniform LBP histograms + RBF SVM (C, gamma by inner cv)"
 
     def preprocess(self):
         from .features.handcrafted import PREFERRED_SIZE
 
-        return self.cfg.override({"size": PREFERRED_SIZE, **PUBLISHED_INPUT}).preprocess()
+        return self.cfg.override({"size": PREFERRED_SIZE, **self.fixed_input}).preprocess()
 
     def transform(self, images):
         from .features.handcrafted import LBPFeatures
@@ -201,12 +202,10 @@ class TextureSVM(LBPSVM):
 @register_method("shape-index")
 class ShapeIndex(LBPSVM):
     paper_accuracy = None
-    ignores = LBPSVM.ignores - {"denoise"}
+    fixed_input = {k: v for k, v in PUBLISHED_INPUT.items() if k != "denoise"}   # denoised where `denoise` asks
+    ignores = DCAE_SETTINGS | frozenset(fixed_input)
     description = ("joint shape-index / curvedness histograms at 5 scales over the cell and four concentric bands "
                    "(Larsen et al. 2014's family) + RBF SVM (C 10, gamma 1 / features), Platt probabilities")
-
-    def preprocess(self):       # the published baselines' input, but denoised where `denoise` asks
-        return replace(LBPSVM.preprocess(self), denoise=self.cfg.denoise)
 
     def transform(self, images):
         from .features.handcrafted import ShapeIndexFeatures
@@ -222,13 +221,11 @@ class ShapeIndex(LBPSVM):
 @register_method("bow")
 class BoW(LBPSVM):
     paper_accuracy = None
-    ignores = ShapeIndex.ignores
+    fixed_input, ignores = ShapeIndex.fixed_input, ShapeIndex.ignores     # denoised where `denoise` asks
     unsupervised = True
     description = ("a bag of visual words: dense DAISY descriptors, a 1024-word codebook learnt from the training "
                    "images without labels, counted over the whole cell and four concentric bands, 8 flips / rotations averaged; "
                    "logistic regression")
-
-    preprocess = ShapeIndex.preprocess          # denoised where `denoise` asks
 
     def fit_features(self, images, *, checkpoint=None, resume=False, verbose=False):
         from .features.handcrafted import BoWFeatures

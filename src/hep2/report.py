@@ -148,8 +148,10 @@ def markdown(metrics: dict, config: dict, cells) -> str:
               else f"- **Method**: `{config['method']}`: {config.get('method_description', '')}"),
              f"- **Preset**: `{preset}` (input {config['input_size']}x{config['input_size']}"
              + (f", widths {config['preset']['widths']})" if config["method"] == "dcae-mlp" else ")"), ""]
+    from .methods import PUBLISHED_INPUT          # the input settings
+
     used = config.get("preprocess") or {}     # what the method's input was (the baselines keep theirs published)
-    on = [f"`{k}` = {used[k]!r}" for k in ("scale", "highpass", "equalize", "denoise") if used.get(k)]
+    on = [f"`{k}` = {used[k]!r}" for k in PUBLISHED_INPUT if used.get(k)]
     if on and config["method"] != "dcae-mlp":     # dcae-mlp lists them among its departures below
         lines[-1:-1] = [f"- **Input settings**: {', '.join(on)}"]
     if config["method"] == "bow":   # an unsupervised stage other than an autoencoder: the codebook
