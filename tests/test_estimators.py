@@ -253,3 +253,57 @@ def test_an_mlphead_pickled_before_a_parameter_existed_loads_with_its_default(fi
     loaded = pickle.loads(pickle.dumps(old))
     assert loaded.weight_decay == MLPHead().weight_decay and loaded.ensemble == 1
     np.testing.assert_allclose(loaded.predict_proba(X), head.predict_proba(X), atol=1e-6)
+
+
+def test_word_features_count_conv_words_over_the_cell_and_its_bands(synth):
+    """features=words against a reference written with numpy / scikit-learn: Conv 2's maps of each of the 8
+    flips / rotations, the positions inside the cell, each one's nearest word (KMeans.predict on the same
+    normalised descriptors), counts over the cell and 4 bands, averaged over the views, square-rooted."""
+    from sklearn.cluster import KMeans
+
+    from hep2.estimators import dihedral
+    from hep2.features.handcrafted import centre_distance
+
+    _, imgs, _, _ = synth
+    ae = DCAEFeatures(preset="tiny", settings={"ae_epochs": 2, "features": "words", "ae_words": 12,
+                                               "ae_words_layer": 2, "tta": True}).fit(imgs)
+    K, n = 12, 5
+    F = ae.transform(imgs[:6])
+    assert F.shape == (6, n * K) and ae.n_features_out_ == n * K and ae.codebook_.shape == (K, 32)
+    km = KMeans(K, n_init=1).fit(np.random.default_rng(0).random((K, 32)))       # a shell for predict
+    km.cluster_centers_ = ae.codebook_.numpy().astype(np.float64)
+    conv1, conv2 = ae.model_.encoder[0], ae.model_.encoder[1]
+    bands = np.digitize(centre_distance(16, 16).ravel(), (0.3, 0.55, 0.8))
+    for i in range(6):
+        hists = []
+        for k in range(8):
+            x = dihedral(torch.from_numpy(imgs[i:i + 1, None]).float() / 255, k)
+            with torch.no_grad():
+                h = torch.relu(conv2(torch.nn.functional.max_pool2d(torch.relu(conv1(x)), 2)))[0].numpy()
+            inside = (x[0, 0].numpy() > 0).reshape(16, 2, 16, 2).any((1, 3)).ravel()
+            d = h.reshape(32, -1).T
+            d = np.sqrt(d / (d.sum(1, keepdims=True) + 1e-6))[inside]
+            w, b = km.predict(d.astype(np.float64)), bands[inside]
+            parts = [w] + [w[b == j] for j in range(4)]
+            hists.append(np.concatenate([np.bincount(p, minlength=K) / max(len(p), 1) for p in parts]))
+        np.testing.assert_allclose(F[i], np.sqrt(np.mean(hists, 0)), atol=1e-5)
+    # each region's histogram (where the cell reaches it) sums to 1; a cell and its flip give the same features
+    assert np.allclose((F.reshape(6, n, K) ** 2).sum(2)[:, 0], 1, atol=1e-5)
+    np.testing.assert_allclose(ae.transform(np.ascontiguousarray(imgs[:6, ::-1])), F, atol=1e-5)
+    # the codebook is learnt without labels, the same for the same seed
+    again = DCAEFeatures(preset="tiny", settings={"ae_epochs": 2, "features": "words", "ae_words": 12,
+                                                  "ae_words_layer": 2, "tta": True}).fit(imgs)
+    torch.testing.assert_close(again.codebook_, ae.codebook_)
+    with pytest.raises(Hep2Error, match="fewer than ae_words=100000: give more images or fewer words"):
+        DCAEFeatures(preset="tiny", settings={"ae_epochs": 1, "features": "words", "ae_words": 100000}).fit(imgs[:4])
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"features": "words", "ae_words_layer": 5}, "ae_words_layer=5: .* one of the Conv layers 1..4"),
+    ({"features": "words", "ae_words": 1}, "ae_words=1, .* at least 2 words"),
+    ({"features": "words", "tta": True, "tta_samples": True}, "features=words counts .* set tta_samples=false"),
+    ({"head": "svm"}, "head=svm: choose mlp or logistic"),
+    ({"head": "logistic", "tta": True, "tta_samples": True}, "head=logistic reads one feature vector per cell")])
+def test_word_and_head_settings_are_checked(settings, message):
+    with pytest.raises(Hep2Error, match=message):
+        PRESETS["tiny"].override(settings)

@@ -52,6 +52,14 @@ def views_run(tmp_path_factory, _session_cache):
                      "ae_ensemble=2", "ae_views=0,2", "ae_restore=true", "ae_intensity=0.3", "tta_samples=true")
 
 
+@pytest.fixture(scope="module")
+def words_run(tmp_path_factory, _session_cache):
+    """The session-16 reading: two autoencoders (plain and high-pass views), each a bag of words of its Conv 3
+    activations, one logistic regression on them all."""
+    return _dcae_run("words", tmp_path_factory, _session_cache, "features=words", "ae_words=16", "head=logistic",
+                     "ae_ensemble=2", "ae_views=0,2")
+
+
 def test_each_autoencoder_reads_its_own_view_of_the_cell(views_run):
     from hep2.data import preprocess_image
 
@@ -153,7 +161,7 @@ def _cells(pred: Predictor, n: int = 24) -> np.ndarray:
 
 
 @pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
-@pytest.mark.parametrize("which", ["dcae_run", "pooled_run", "views_run", "cnn_model", "resnet_model"])
+@pytest.mark.parametrize("which", ["dcae_run", "pooled_run", "views_run", "words_run", "cnn_model", "resnet_model"])
 def test_exported_graph_gives_hep2s_probabilities_on_real_cells(fmt, which, request, tmp_path):
     run = request.getfixturevalue(which)
     out = tmp_path / f"model.{fmt}"

@@ -171,8 +171,8 @@ class DCAEFeatures(TransformerMixin, BaseEstimator):
 
     def fit(self, X, y=None):
         cfg = self._config()
-        if cfg.features not in ("conv5", "pooled", "both"):
-            raise Hep2Error(f"features={cfg.features!r}: choose conv5 (the paper's), pooled or both")
+        if cfg.features not in ("conv5", "pooled", "both", "words"):
+            raise Hep2Error(f"features={cfg.features!r}: choose conv5 (the paper's), pooled, both or words")
         if cfg.ae_views:
             raise Hep2Error(f"ae_views={as_setting(cfg.ae_views)}: one DCAEFeatures reads one view of the cell; "
                             "the method dcae-mlp trains one autoencoder per view (hep2.methods.get_method('dcae-mlp', "
@@ -221,8 +221,33 @@ class DCAEFeatures(TransformerMixin, BaseEstimator):
                             checkpoint_every=60 * cfg.checkpoint_minutes, deterministic=cfg.deterministic,
                             verbose=self.verbose)
         self.config_ = cfg
-        self.n_features_out_ = self.model_.n_features(cfg.features) * (8 if cfg.tta_samples else 1)
+        if cfg.features == "words":
+            self.codebook_ = self._fit_codebook(x, cfg)
+        self.n_features_out_ = self.model_.n_features(cfg.features, cfg.ae_words) * (8 if cfg.tta_samples else 1)
         return self
+
+    @torch.inference_mode()
+    def _fit_codebook(self, x: torch.Tensor, cfg: Preset) -> torch.Tensor:
+        """The ``ae_words`` words of ``features=words``: k-means (scikit-learn's MiniBatchKMeans, seeded) on the
+        local descriptors (``DCAE.descriptors``) of Conv ``ae_words_layer`` at up to 60 random positions inside
+        each training cell, as each is given; no labels."""
+        from sklearn.cluster import MiniBatchKMeans
+
+        rng = np.random.default_rng(cfg.seed)
+        device = next(self.model_.parameters()).device
+        self.model_.eval()
+        sample = []
+        for i in range(0, len(x), 256):
+            maps, mask = self.model_.activations(self._input(x[i:i + 256].to(device), False), cfg.ae_words_layer)
+            for d, m in zip(self.model_.descriptors(maps).cpu().numpy(), mask.flatten(1).cpu().numpy()):
+                d = d[m]
+                sample.append(d[rng.choice(len(d), min(60, len(d)), replace=False)])
+        sample = np.concatenate(sample)
+        if len(sample) < cfg.ae_words:
+            raise Hep2Error(f"features=words: {len(x)} training images give {len(sample)} local descriptors at Conv "
+                            f"{cfg.ae_words_layer}, fewer than ae_words={cfg.ae_words}: give more images or fewer words")
+        km = MiniBatchKMeans(cfg.ae_words, random_state=cfg.seed, n_init=3, batch_size=4096).fit(sample)
+        return torch.as_tensor(km.cluster_centers_, dtype=torch.float32)
 
     @staticmethod
     def _input(xb: torch.Tensor, channels_last: bool) -> torch.Tensor:
@@ -252,6 +277,9 @@ class DCAEFeatures(TransformerMixin, BaseEstimator):
         kind = self.config_.features
         if not self.config_.tta:
             return self.model_.features(xb, kind)
+        if kind == "words":      # the words of the 8 views counted together
+            views = [dihedral(xb, k) for k in range(8 if self.config_.tta else 1)]
+            return self.model_.words(views, self.codebook_.to(xb.device), self.config_.ae_words_layer)
         if self.config_.tta_samples:    # the 8 views' features side by side; MLPHead(views=8) takes them apart
             return torch.cat([self.model_.features(dihedral(xb, k), kind).float() for k in range(8)], 1)
         return sum(self.model_.features(dihedral(xb, k), kind).float() for k in range(8)) / 8
@@ -260,7 +288,9 @@ class DCAEFeatures(TransformerMixin, BaseEstimator):
         """(N, n_features_out_) float32 features: the Conv 5 activations (the paper's), or with
         ``features`` = pooled / both the pooled Conv 1..4 maps; with ``tta`` their mean over the 8 flips
         and 90-degree rotations of each image (the features of a cell, whatever its orientation). With
-        ``tta_samples`` the 8 views' features side by side instead (8 x as many values)."""
+        ``tta_samples`` the 8 views' features side by side instead (8 x as many values). With ``features``
+        = words, the bag of words of Conv ``ae_words_layer``'s local activations (``DCAE.words``), counted
+        over the 8 views together with ``tta``."""
         return self._batches(X, self._encode)
 
     def reconstruct(self, X) -> np.ndarray:

@@ -31,29 +31,52 @@ TOLERANCE = 1e-4
 
 
 class _DCAEGraph(nn.Module):
-    """For each autoencoder: its Conv 5 features (mean over the 8 flips / rotations when the run
-    used tta; with tta_samples each view's own) of its input channel (autoencoder g reads channel
-    g % channels), standardised, then its classifier networks; the mean of all their probabilities."""
+    """For each autoencoder: its features of its input channel (autoencoder g reads channel g % channels):
+    Conv 5 or the pooled maps (their mean over the 8 flips / rotations when the run used tta; with
+    tta_samples each view's own), or the bag of words of its local activations (the 8 views counted
+    together). Then either each autoencoder's standardised features through its classifier networks,
+    the mean of all their probabilities; or (head=logistic) all of them standardised together, one
+    logistic regression."""
 
-    def __init__(self, encoders, views: int, blocks, mapping, kind: str = "conv5", channels: int = 1,
-                 samples: bool = False):
+    def __init__(self, aes, views: int, clf, mapping, channels: int = 1):
         super().__init__()
-        self.encoders, self.views, self.kind, self.samples = nn.ModuleList(encoders), views, kind, samples
-        self.channels = channels
+        cfg = aes[0].config_
+        self.encoders, self.views, self.kind = nn.ModuleList(ae.model_ for ae in aes), views, cfg.features
+        self.samples, self.channels, self.layer = cfg.tta_samples, channels, cfg.ae_words_layer
+        self.logistic = cfg.head == "logistic"
+        for g, ae in enumerate(aes):
+            if self.kind == "words":
+                self.register_buffer(f"codebook{g}", ae.codebook_.float())
+        if self.logistic:       # scikit-learn Pipeline(StandardScaler, LogisticRegression)
+            scaler, lr = clf.named_steps["standardscaler"], clf.named_steps["logisticregression"]
+            blocks = [(scaler, [])]
+            coef, intercept = torch.as_tensor(lr.coef_, dtype=torch.float32), torch.as_tensor(lr.intercept_, dtype=torch.float32)
+            if len(coef) == 1:      # two classes: P(second) = sigmoid(d), the softmax of (0, d)
+                coef, intercept = torch.cat([torch.zeros_like(coef), coef]), torch.cat([torch.zeros(1), intercept])
+            self.register_buffer("coef", coef)
+            self.register_buffer("intercept", intercept)
+        else:
+            blocks = clf.blocks_
         self.nets = nn.ModuleList(nn.ModuleList(nets) for _, nets in blocks)
         for g, (scaler, _) in enumerate(blocks):
             self.register_buffer(f"mean{g}", torch.as_tensor(scaler.mean_, dtype=torch.float32))
             self.register_buffer(f"scale{g}", torch.as_tensor(scaler.scale_, dtype=torch.float32))
         self.register_buffer("mapping", mapping)
 
+    def _features(self, g: int, xg):
+        encoder = self.encoders[g]
+        if self.kind == "words":
+            return [encoder.words([dihedral(xg, k) for k in range(self.views)], getattr(self, f"codebook{g}"), self.layer)]
+        zs = [encoder.features(dihedral(xg, k), self.kind) for k in range(self.views)]
+        return zs if self.samples else [sum(zs) / self.views]     # tta_samples: each view's own probabilities
+
     def forward(self, x):
+        feats = [self._features(g, x[:, g % self.channels:g % self.channels + 1]) for g in range(len(self.encoders))]
+        if self.logistic:
+            z = (torch.cat([zs[0] for zs in feats], 1) - self.mean0) / self.scale0
+            return torch.softmax(z @ self.coef.T + self.intercept, dim=1) @ self.mapping
         probs = []
-        for g, (encoder, nets) in enumerate(zip(self.encoders, self.nets)):
-            c = g % self.channels
-            xg = x[:, c:c + 1]
-            zs = [encoder.features(dihedral(xg, k), self.kind) for k in range(self.views)]
-            if not self.samples:        # tta: one code, the views' mean; tta_samples: each view's own probabilities
-                zs = [sum(zs) / self.views]
+        for g, (zs, nets) in enumerate(zip(feats, self.nets)):
             for z in zs:
                 z = (z - getattr(self, f"mean{g}")) / getattr(self, f"scale{g}")
                 probs += [torch.softmax(net(z), dim=1) for net in nets]
@@ -90,8 +113,7 @@ def build_graph(pred: Predictor) -> nn.Module:
     mapping[torch.arange(len(clf.classes_)), torch.as_tensor(np.asarray(clf.classes_).astype(int))] = 1
     if pred.method_name == "dcae-mlp":
         aes = method.autoencoders
-        g = _DCAEGraph([ae.model_ for ae in aes], 8 if aes[0].config_.tta else 1, clf.blocks_, mapping,
-                       aes[0].config_.features, channels=_channels(pred), samples=aes[0].config_.tta_samples)
+        g = _DCAEGraph(aes, 8 if aes[0].config_.tta else 1, clf, mapping, channels=_channels(pred))
     else:
         g = _CNNGraph(clf.net_, 8 if clf.tta else 1, clf.mean_, clf.std_, mapping)
     return g.float().eval()

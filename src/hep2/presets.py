@@ -18,6 +18,7 @@ RANGES = {"scale": (16, "0 fits each cell's longest side to size; 1 keeps its pi
               ("ae_blur", 5.0), ("checkpoint_minutes", 1e6))}, "ae_views": (100, "pixels; 0 is the unfiltered cell")}
 FLOAT_TUPLES = ("ae_views",)   # the other tuple settings hold whole numbers
 SCHEDULES = ("constant", "cosine")   # the learning rate over the epochs (training.fit)
+HEADS = ("mlp", "logistic")          # the dcae-mlp method's classifier
 
 
 @dataclass(frozen=True)
@@ -65,8 +66,13 @@ class Preset:
     tta: bool = False                    # features = their mean over the 8 flips / 90-degree rotations of a cell
     tta_samples: bool = False            # with tta: each flip / rotation's features a training sample of its own for the
                                          # classifier, its probabilities averaged over the 8 (instead of their mean features)
-    features: str = "conv5"              # conv5 (the paper) | pooled (Conv 1..4 maps, mean + max) | both
-    # the classifier: fully connected network on standardised features
+    features: str = "conv5"              # conv5 (the paper) | pooled (Conv 1..4 maps, mean + max) | both |
+                                         # words (a bag of words of Conv ae_words_layer's local activations)
+    ae_words: int = 1024                 # features=words: the codebook's size (k-means on the training cells, no labels)
+    ae_words_layer: int = 3              # features=words: the Conv layer (1..4) whose activations are coded
+    # the classifier: fully connected network on standardised features (head=mlp), or logistic regression
+    head: str = "mlp"                    # mlp (the paper's, the settings below) | logistic (scikit-learn, C 0.01, on
+                                         # all the autoencoders' standardised features together)
     hidden: tuple = (250, 50)
     dropout: float = 0.5
     mlp_epochs: int = 300
@@ -111,6 +117,16 @@ class Preset:
         if self.ae_crop and self.features != "pooled":
             raise Hep2Error(f"ae_crop={self.ae_crop} with features={self.features}: an autoencoder trained on crops has a Conv 5 "
                             "for crops only; its features are the pooled Conv 1..4 maps: set features=pooled")
+        if self.features == "words" and (self.ae_words < 2 or not 1 <= self.ae_words_layer <= 4):
+            raise Hep2Error(f"ae_words={self.ae_words}, ae_words_layer={self.ae_words_layer}: features=words needs a "
+                            "codebook of at least 2 words and one of the Conv layers 1..4 (e.g. ae_words=1024, ae_words_layer=3)")
+        if self.features == "words" and self.tta_samples:
+            raise Hep2Error("features=words counts the words of a cell's 8 flips / rotations together (tta): set "
+                            "tta_samples=false")
+        if self.head not in HEADS:
+            raise Hep2Error(f"head={self.head}: choose {' or '.join(HEADS)}")
+        if self.head == "logistic" and self.tta_samples:
+            raise Hep2Error("head=logistic reads one feature vector per cell: set tta_samples=false")
         if self.tta_samples and not self.tta:
             raise Hep2Error("tta_samples=true trains the classifier on the 8 flips / rotations that tta reads: set tta=true "
                             "too (or leave tta_samples off)")
@@ -191,6 +207,18 @@ _CPU = Preset(
     size=64, widths=(32, 64, 128, 256), latent=4096, ae_augment=True, tta=True, ae_ensemble=3, mlp_ensemble=2,
     channels_last=True, infer_amp=True, infer_channels_last=True)
 
+# the cpu design, every other setting equal: levers chosen on train/ only (README, issue 6; docs/issue6-record.md)
+_IMPROVED = replace(
+    _CPU, name="improved",
+    description="The cpu preset's design with levers chosen on train/ only: autoencoders trained to give back "
+                "each image from a copy with randomly jittered gamma / gain; two of them, one reading the cell "
+                "as it is and one the cell high-pass filtered (minus its Gaussian blur of sigma 5 px), in place "
+                "of three of the first; each of Conv 1..4's maps averaged and max-pooled over the cell (960 "
+                "values per autoencoder) instead of the Conv 5 code; the paper's 250-50 classifier on them, "
+                "trained on each of the 8 flips / rotations' features as a sample of its own, its probabilities "
+                "averaged over the 8.",
+    ae_intensity=0.3, ae_restore=True, ae_ensemble=2, ae_views=(0.0, 5.0), features="pooled", tta_samples=True)
+
 PRESETS = {
     "paper": Preset(
         name="paper",
@@ -200,17 +228,15 @@ PRESETS = {
         size=224, widths=(64, 128, 256, 512), latent=4096, ae_batch=32, ae_epochs=30, amp=True, checkpoint_minutes=10.0,
         channels_last=True, infer_amp=True, infer_channels_last=True),
     "cpu": _CPU,
-    # the cpu design, every other setting equal: levers chosen on train/ only (README, issue 6; docs/issue6-record.md)
-    "improved": replace(
-        _CPU, name="improved",
-        description="The cpu preset's design with levers chosen on train/ only: autoencoders trained to give back "
-                    "each image from a copy with randomly jittered gamma / gain; two of them, one reading the cell "
-                    "as it is and one the cell high-pass filtered (minus its Gaussian blur of sigma 5 px), in place "
-                    "of three of the first; each of Conv 1..4's maps averaged and max-pooled over the cell (960 "
-                    "values per autoencoder) instead of the Conv 5 code; the paper's 250-50 classifier on them, "
-                    "trained on each of the 8 flips / rotations' features as a sample of its own, its probabilities "
-                    "averaged over the 8.",
-        ae_intensity=0.3, ae_restore=True, ae_ensemble=2, ae_views=(0.0, 5.0), features="pooled", tta_samples=True),
+    "improved": _IMPROVED,
+    "words": replace(
+        _IMPROVED, name="words",
+        description="The improved preset's two autoencoders, each read as a bag of 1024 words of its Conv 3 "
+                    "activations (k-means on the training cells, no labels; counted over the cell and four "
+                    "concentric bands, the 8 flips / rotations together), logistic regression on them; chosen on "
+                    "train/ only (session 16). Alone it matches improved under official; averaged with bow it is "
+                    "the project's best method on SNPHEp-2 (README).",
+        features="words", tta_samples=False, head="logistic"),
     "tiny": Preset(
         name="tiny",
         description="For tests and the demo: 32x32 input, 16-32-64-128 maps, Conv 5 2x2 -> 1024 features, "

@@ -87,25 +87,29 @@ def curves_figure(history: dict, path: Path, caption: str) -> None:
 # settings with which a run departs from the paper's method (issue 6's levers); the README's ablation
 # table (benchmarks/ablation.py) measures them under both protocols
 LEVERS = ("scale", "denoise", "highpass", "equalize", "ae_views", "ae_schedule", "ae_augment", "ae_intensity", "ae_restore", "ae_blur",
-          "ae_rotation", "ae_zoom", "ae_noise", "ae_mask", "ae_crop", "features", "tta", "tta_samples", "ae_ensemble",
+          "ae_rotation", "ae_zoom", "ae_noise", "ae_mask", "ae_crop", "features", "ae_words", "ae_words_layer", "tta", "tta_samples", "ae_ensemble", "head",
           "mlp_ensemble", "hidden", "dropout", "mlp_weight_decay")
 
 
 def dcae_description(preset: dict, n_classes: int) -> str:
     """What a dcae-mlp run computes, in words, from its settings."""
     n_ae, kind = preset.get("ae_ensemble", 1), preset.get("features", "conv5")
-    n_in = n_features(kind, preset["latent"], preset["widths"])
+    n_in = n_features(kind, preset["latent"], preset["widths"], preset.get("ae_words", 0))
     what = {"conv5": " from Conv 5", "pooled": ": Conv 1–4 maps averaged and max-pooled over the cell",
-            "both": ": Conv 5 and the pooled Conv 1–4 maps"}[kind]
+            "both": ": Conv 5 and the pooled Conv 1–4 maps",
+            "words": f": a bag of {preset.get('ae_words')} words of Conv {preset.get('ae_words_layer')}'s local "
+                     "activations, counted over the cell and four concentric bands"}[kind]
     hidden = list(preset["hidden"])
-    clf = (f"a linear softmax classifier {n_in}-{n_classes}" if not hidden else
+    clf = (f"logistic regression on all {n_ae * n_in} values (C 0.01)" if preset.get("head") == "logistic" else
+           f"a linear softmax classifier {n_in}-{n_classes}" if not hidden else
            f"fully connected classifier {n_in}-{'-'.join(map(str, hidden))}-{n_classes}")
     each = f"{n_ae} autoencoders, each" if n_ae > 1 else "the autoencoder"
     views = list(preset.get("ae_views") or [])
     if views:
         each += " reading one view of the cell (" + ", ".join(
             f"high-pass sigma {v:g}" if v else "unfiltered" for v in views) + ", in turn)"
-    return f"`dcae-mlp`: DCAE features ({n_in} values{what}; {each} with its own classifiers) + {clf}"
+    own = "" if preset.get("head") == "logistic" else " with its own classifiers"
+    return f"`dcae-mlp`: DCAE features ({n_in} values{what}; {each}{own}) + {clf}"
 
 
 def levers(preset: dict) -> list[str]:

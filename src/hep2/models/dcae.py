@@ -9,14 +9,22 @@ Plain PyTorch, no I/O or training logic.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..features.handcrafted import centre_distance
 
-def n_features(kind: str, latent: int, widths) -> int:
-    """How many values ``DCAE.features(x, kind)`` gives per image (from the settings alone)."""
-    return {"conv5": latent, "pooled": 2 * sum(widths), "both": latent + 2 * sum(widths)}[kind]
+
+# the concentric bands that the bag of words counts over, besides the whole cell (edges as fractions of the half-side)
+WORD_BANDS = (0.3, 0.55, 0.8)
+
+
+def n_features(kind: str, latent: int, widths, words: int = 0) -> int:
+    """How many values ``DCAE.features(x, kind)`` (``DCAE.words`` for ``words``) gives per image."""
+    return {"conv5": latent, "pooled": 2 * sum(widths), "both": latent + 2 * sum(widths),
+            "words": (2 + len(WORD_BANDS)) * words}[kind]
 
 
 class DCAE(nn.Module):
@@ -91,6 +99,50 @@ class DCAE(nn.Module):
             x = self.pool(x)[0]
         return torch.cat(out, 1)
 
+    def activations(self, x: torch.Tensor, layer: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Conv ``layer``'s maps (N, C, h, w) after its ReLU, before its pooling, and which of their
+        positions see the cell (N, h, w): those whose window of the input holds a pixel above 0."""
+        mask = (x > 0).float()
+        for conv in self.encoder[:layer]:
+            x = torch.relu(conv(x))
+            if x.shape[-1] != mask.shape[-1]:
+                mask = F.max_pool2d(mask, 2, 2)
+            if conv is not self.encoder[layer - 1]:
+                x = self.pool(x)[0]
+        return x, mask[:, 0] > 0
+
+    @staticmethod
+    def descriptors(maps: torch.Tensor) -> torch.Tensor:
+        """(N, C, h, w) maps -> (N, h*w, C) local descriptors: each position's activations divided by
+        their sum, square-rooted (a Hellinger reading of the channels' shares)."""
+        d = maps.flatten(2).transpose(1, 2).float()
+        return (d / (d.sum(2, keepdim=True) + 1e-6)).sqrt()
+
+    def words(self, views: list[torch.Tensor], codebook: torch.Tensor, layer: int) -> torch.Tensor:
+        """A bag of words of Conv ``layer``'s local activations: each position of the cell given its
+        nearest codebook word; the words counted over the whole cell and over the concentric bands
+        :data:`WORD_BANDS` cut it into, each count divided by its total; the counts of the views (the
+        cell's flips / rotations) averaged, then square-rooted: (N, (2 + len(WORD_BANDS)) * K)."""
+        K = len(codebook)
+        n_regions = 2 + len(WORD_BANDS)
+        total = 0
+        for x in views:
+            maps, mask = self.activations(x, layer)
+            n, _, h, w = maps.shape
+            d = self.descriptors(maps)                                   # (N, P, C)
+            # in float64: a position almost halfway between two words then gets the same one from any backend
+            c = codebook.double()
+            dist = (c * c).sum(1) - 2 * d.double() @ c.T                 # + |d|^2, the same for every word
+            word = dist.argmin(2)                                        # (N, P)
+            band = torch.as_tensor(1 + np.digitize(centre_distance(int(h), int(w)).ravel(), WORD_BANDS), device=x.device)
+            inside = mask.flatten(1).float()                             # (N, P)
+            counts = torch.zeros(n, n_regions * K, device=x.device)
+            counts.scatter_add_(1, word, inside)                         # region 0: the whole cell
+            counts.scatter_add_(1, word + band[None] * K, inside)
+            counts = counts.view(n, n_regions, K)
+            total = total + counts / counts.sum(2, keepdim=True).clamp_min(1)
+        return (total / len(views)).flatten(1).sqrt()
+
     def features(self, x: torch.Tensor, kind: str = "conv5") -> torch.Tensor:
         """``conv5`` (the paper's), ``pooled``, or ``both`` side by side."""
         if kind == "conv5":
@@ -99,8 +151,8 @@ class DCAE(nn.Module):
             return self.pooled(x)
         return torch.cat([self.encode(x).float(), self.pooled(x).float()], 1)
 
-    def n_features(self, kind: str = "conv5") -> int:
-        return n_features(kind, self.latent, self.widths)
+    def n_features(self, kind: str = "conv5", words: int = 0) -> int:
+        return n_features(kind, self.latent, self.widths, words)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """The reconstruction of ``x`` (same shape)."""
