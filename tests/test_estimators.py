@@ -287,9 +287,15 @@ def test_word_features_count_conv_words_over_the_cell_and_its_bands(synth):
             parts = [w] + [w[b == j] for j in range(4)]
             hists.append(np.concatenate([np.bincount(p, minlength=K) / max(len(p), 1) for p in parts]))
         np.testing.assert_allclose(F[i], np.sqrt(np.mean(hists, 0)), atol=1e-5)
+        if i == 0:
+            first = np.sqrt(hists[0])        # the cell as it is
     # each region's histogram (where the cell reaches it) sums to 1; a cell and its flip give the same features
     assert np.allclose((F.reshape(6, n, K) ** 2).sum(2)[:, 0], 1, atol=1e-5)
     np.testing.assert_allclose(ae.transform(np.ascontiguousarray(imgs[:6, ::-1])), F, atol=1e-5)
+    # without tta: the words of the cell as it is (the first view of the reference)
+    ae.config_ = ae.config_.override({"tta": False})
+    np.testing.assert_allclose(ae.transform(imgs[:1])[0], first, atol=1e-5)
+    ae.config_ = ae.config_.override({"tta": True})
     # the codebook is learnt without labels, the same for the same seed
     again = DCAEFeatures(preset="tiny", settings={"ae_epochs": 2, "features": "words", "ae_words": 12,
                                                   "ae_words_layer": 2, "tta": True}).fit(imgs)

@@ -89,6 +89,17 @@ def test_each_autoencoder_reads_its_own_view_of_the_cell(views_run):
     np.testing.assert_allclose(proba, pred.predict_images(stacked), atol=1e-6)
 
 
+def test_a_words_run_reports_its_reading_and_its_model_keeps_the_codebooks(words_run):
+    report = (words_run / "report.md").read_text()
+    assert "a bag of 16 words of Conv 3's local activations" in report and "logistic regression on all 160 values" in report
+    pred = Predictor(words_run)
+    assert [tuple(ae.codebook_.shape) for ae in pred.method.autoencoders] == [(16, 64), (16, 64)]
+    assert pred.method.autoencoders[0].model_.decoder is not None and not len(pred.method.autoencoders[0].model_.decoder)
+    imgs = _cells(pred, 6)
+    p = pred.predict_images(imgs)
+    assert p.shape == (6, len(pred.classes)) and np.allclose(p.sum(1), 1)
+
+
 def test_a_conv5_features_model_is_saved_without_its_decoder(dcae_run):
     from hep2.errors import Hep2Error
 

@@ -275,11 +275,11 @@ class DCAEFeatures(TransformerMixin, BaseEstimator):
 
     def _encode(self, xb: torch.Tensor) -> torch.Tensor:
         kind = self.config_.features
-        if not self.config_.tta:
-            return self.model_.features(xb, kind)
-        if kind == "words":      # the words of the 8 views counted together
+        if kind == "words":      # with tta, the words of the 8 views counted together
             views = [dihedral(xb, k) for k in range(8 if self.config_.tta else 1)]
             return self.model_.words(views, self.codebook_.to(xb.device), self.config_.ae_words_layer)
+        if not self.config_.tta:
+            return self.model_.features(xb, kind)
         if self.config_.tta_samples:    # the 8 views' features side by side; MLPHead(views=8) takes them apart
             return torch.cat([self.model_.features(dihedral(xb, k), kind).float() for k in range(8)], 1)
         return sum(self.model_.features(dihedral(xb, k), kind).float() for k in range(8)) / 8

@@ -149,6 +149,8 @@ class DCAE(nn.Module):
             return self.encode(x)
         if kind == "pooled":
             return self.pooled(x)
+        if kind != "both":      # words need a codebook: DCAE.words
+            raise ValueError(f"features kind {kind!r}: conv5, pooled or both here")
         return torch.cat([self.encode(x).float(), self.pooled(x).float()], 1)
 
     def n_features(self, kind: str = "conv5", words: int = 0) -> int:
