@@ -134,7 +134,10 @@ def export(model_dir, fmt: str, out) -> dict:
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     example = torch.rand(2, _channels(pred), size, size)
     try:
-        with torch.inference_mode(False), torch.no_grad():
+        # the graph is traced at one input size: what the tracer warns of (shapes read as numbers, the bands of the
+        # bag of words made constants) holds for every batch of that size, and the check below runs other batches
+        with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)
             if fmt == "onnx":
                 _export_onnx(graph, example, tmp, pred)
             else:
