@@ -351,6 +351,14 @@ def test_grouped_without_specimens_is_a_clear_error(split_folder, tmp_path, caps
     assert "grouped" in err and "specimen" in err and "specimens.csv" in err and "Traceback" not in err
 
 
+def test_grouped_with_fewer_cells_per_class_than_folds_is_a_clear_error(tmp_path, capsys):
+    out = tmp_path / "x"
+    assert main(["run", "synthetic:3", "--protocol", "grouped", "--preset", "tiny", "--quiet", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "grouped with 5 folds needs at least 5 cells per class" in err and "the smallest class has 3" in err
+    assert "cv_folds" in err and "Traceback" not in err and not out.exists()
+
+
 def test_blocked_holds_out_a_contiguous_id_run_of_every_class(split_folder, tmp_path, capsys):
     from hep2.data import open_dataset
     from hep2.evaluation import _natural, protocol_splits

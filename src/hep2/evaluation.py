@@ -71,12 +71,12 @@ def protocol_splits(cells: CellSet, protocol: str, *, subset: str = "train", fol
     if protocol == "blocked" and cells.specimens is not None:
         raise Hep2Error(f"{cells.name} has specimen IDs: use --protocol grouped, which holds out whole specimens "
                         "(blocked only approximates that, for data without them)")
-    if protocol in ("cv", "blocked"):
+    if protocol in ("cv", "blocked", "grouped"):       # every fold holds some cells of every class
         counts = np.bincount(y)
         smallest = counts[counts > 0].min()
         if smallest < folds:
             raise Hep2Error(f"{protocol} with {folds} folds needs at least {folds} cells per class in {subset}; "
-                            f"the smallest class has {smallest}")
+                            f"the smallest class has {smallest}: lower cv_folds (--set cv_folds=N) or add cells")
     if protocol == "cv":
         kf = StratifiedKFold(folds, shuffle=True, random_state=seed).split(pool, y)
     elif protocol == "blocked":
