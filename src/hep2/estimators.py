@@ -228,25 +228,23 @@ class DCAEFeatures(TransformerMixin, BaseEstimator):
 
     @torch.inference_mode()
     def _fit_codebook(self, x: torch.Tensor, cfg: Preset) -> torch.Tensor:
-        """The ``ae_words`` words of ``features=words``: k-means (scikit-learn's MiniBatchKMeans, seeded) on the
-        local descriptors (``DCAE.descriptors``) of Conv ``ae_words_layer`` at up to 60 random positions inside
-        each training cell, as each is given; no labels."""
-        from sklearn.cluster import MiniBatchKMeans
+        """The ``ae_words`` words of ``features=words``: ``learn_codebook`` (k-means, as `bow`'s) on the local
+        descriptors (``DCAE.descriptors``) of Conv ``ae_words_layer`` at up to 60 random positions inside each
+        training cell, as each is given; no labels."""
+        from .features.handcrafted import learn_codebook
 
-        rng = np.random.default_rng(cfg.seed)
         device = next(self.model_.parameters()).device
         self.model_.eval()
-        sample = []
-        for i in range(0, len(x), 256):
-            maps, mask = self.model_.activations(self._input(x[i:i + 256].to(device), False), cfg.ae_words_layer)
-            for d, m in zip(self.model_.descriptors(maps).cpu().numpy(), mask.flatten(1).cpu().numpy()):
-                d = d[m]
-                sample.append(d[rng.choice(len(d), min(60, len(d)), replace=False)])
-        sample = np.concatenate(sample)
-        if len(sample) < cfg.ae_words:
-            raise Hep2Error(f"features=words: {len(x)} training images give {len(sample)} local descriptors at Conv "
+
+        def cells():
+            for i in range(0, len(x), 256):
+                maps, mask = self.model_.activations(self._input(x[i:i + 256].to(device), False), cfg.ae_words_layer)
+                for d, m in zip(self.model_.descriptors(maps).cpu().numpy(), mask.flatten(1).cpu().numpy()):
+                    yield d[m]
+
+        km = learn_codebook(cells(), cfg.ae_words, cfg.seed, 60,
+                            f"features=words: {len(x)} training images give {{n}} local descriptors at Conv "
                             f"{cfg.ae_words_layer}, fewer than ae_words={cfg.ae_words}: give more images or fewer words")
-        km = MiniBatchKMeans(cfg.ae_words, random_state=cfg.seed, n_init=3, batch_size=4096).fit(sample)
         return torch.as_tensor(km.cluster_centers_, dtype=torch.float32)
 
     @staticmethod

@@ -44,8 +44,8 @@ class _DCAEGraph(nn.Module):
         self.encoders, self.views, self.kind = nn.ModuleList(ae.model_ for ae in aes), views, cfg.features
         self.samples, self.channels, self.layer = cfg.tta_samples, channels, cfg.ae_words_layer
         self.logistic = cfg.head == "logistic"
-        for g, ae in enumerate(aes):
-            if self.kind == "words":
+        if self.kind == "words":
+            for g, ae in enumerate(aes):
                 self.register_buffer(f"codebook{g}", ae.codebook_.float())
         if self.logistic:       # scikit-learn Pipeline(StandardScaler, LogisticRegression)
             scaler, lr = clf.named_steps["standardscaler"], clf.named_steps["logisticregression"]

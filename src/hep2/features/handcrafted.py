@@ -101,6 +101,24 @@ def check_rings(owner: str, rings) -> list[float]:
     return edges
 
 
+# the concentric bands ("donuts") the cell pyramids count over, besides the whole cell: edges as fractions of the
+# cell's half-side (chosen for `bow` on SNPHEp-2 train/ in session 11; `shape-index` and the autoencoders' words too)
+BANDS = (0.3, 0.55, 0.8)
+
+
+def learn_codebook(descriptor_sets, words: int, seed: int, per_set: int, too_few: str):
+    """A codebook of ``words`` words: MiniBatchKMeans (seeded, 3 inits) on up to ``per_set`` random rows of each
+    array of local descriptors in ``descriptor_sets`` (one a training image); no labels. ``too_few`` is the error
+    message when they hold fewer rows than words, with ``{n}`` for how many they hold."""
+    from sklearn.cluster import MiniBatchKMeans
+
+    rng = np.random.default_rng(seed)
+    sample = np.concatenate([d[rng.choice(len(d), min(per_set, len(d)), replace=False)] for d in descriptor_sets])
+    if len(sample) < words:
+        raise Hep2Error(too_few.format(n=len(sample)))
+    return MiniBatchKMeans(words, random_state=seed, n_init=3, batch_size=4096).fit(sample)
+
+
 def band_count(rings) -> int:
     """How many concentric bands the ring edges cut the cell into (0 without rings: the whole cell only)."""
     return len(rings) + 1 if len(rings) else 0
@@ -320,7 +338,7 @@ class BoWFeatures(TransformerMixin, BaseEstimator):
     """
 
     def __init__(self, words: int = 1024, step: int = 4, radius: int = 8,
-                 rings: Sequence[float] = (0.3, 0.55, 0.8), per_cell: int = 60, seed: int = 0,
+                 rings: Sequence[float] = BANDS, per_cell: int = 60, seed: int = 0,
                  progress: bool = False, smooth: float = 0.0):
         self.words = words
         self.smooth = smooth
@@ -377,21 +395,12 @@ class BoWFeatures(TransformerMixin, BaseEstimator):
 
     def fit(self, X, y=None):
         """Learn the codebook from the images (labels unused)."""
-        from sklearn.cluster import MiniBatchKMeans
-
         self._check()
         X = as_uint8_images(X)
-        rng = np.random.default_rng(self.seed)
-        sample = []
-        for img in self._iter(X, "codebook"):
-            d = self._descriptors(img, views=1)[0][0]
-            sample.append(d[rng.choice(len(d), min(int(self.per_cell), len(d)), replace=False)])
-        sample = np.concatenate(sample)
-        if len(sample) < int(self.words):
-            raise Hep2Error(f"BoWFeatures: {len(X)} images give {len(sample)} descriptors, fewer than words="
-                            f"{self.words}: give more training images or fewer words")
-        self.codebook_ = MiniBatchKMeans(int(self.words), random_state=self.seed, n_init=3,
-                                         batch_size=4096).fit(sample)
+        self.codebook_ = learn_codebook(
+            (self._descriptors(img, views=1)[0][0] for img in self._iter(X, "codebook")), int(self.words), self.seed,
+            int(self.per_cell), f"BoWFeatures: {len(X)} images give {{n}} descriptors, fewer than words={self.words}: "
+            "give more training images or fewer words")
         return self
 
     def transform(self, X) -> np.ndarray:
@@ -449,7 +458,7 @@ class ShapeIndexFeatures(TransformerMixin, BaseEstimator):
     """
 
     def __init__(self, scales: Sequence[float] = (2, 3, 4, 6, 8), bins: int = 8,
-                 curvedness: Sequence[float] = (0.5, 1.0, 2.0), rings: Sequence[float] = (0.3, 0.55, 0.8)):
+                 curvedness: Sequence[float] = (0.5, 1.0, 2.0), rings: Sequence[float] = BANDS):
         self.scales = scales
         self.bins = bins
         self.curvedness = curvedness

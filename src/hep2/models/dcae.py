@@ -14,17 +14,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..features.handcrafted import centre_distance
-
-
-# the concentric bands that the bag of words counts over, besides the whole cell (edges as fractions of the half-side)
-WORD_BANDS = (0.3, 0.55, 0.8)
+from ..features.handcrafted import BANDS, band_count, centre_distance
 
 
 def n_features(kind: str, latent: int, widths, words: int = 0) -> int:
     """How many values ``DCAE.features(x, kind)`` (``DCAE.words`` for ``words``) gives per image."""
     return {"conv5": latent, "pooled": 2 * sum(widths), "both": latent + 2 * sum(widths),
-            "words": (2 + len(WORD_BANDS)) * words}[kind]
+            "words": (1 + band_count(BANDS)) * words}[kind]
 
 
 class DCAE(nn.Module):
@@ -103,12 +99,10 @@ class DCAE(nn.Module):
         """Conv ``layer``'s maps (N, C, h, w) after its ReLU, before its pooling, and which of their
         positions see the cell (N, h, w): those whose window of the input holds a pixel above 0."""
         mask = (x > 0).float()
-        for conv in self.encoder[:layer]:
+        for i, conv in enumerate(self.encoder[:layer]):
+            if i:
+                x, mask = self.pool(x)[0], F.max_pool2d(mask, 2, 2)
             x = torch.relu(conv(x))
-            if x.shape[-1] != mask.shape[-1]:
-                mask = F.max_pool2d(mask, 2, 2)
-            if conv is not self.encoder[layer - 1]:
-                x = self.pool(x)[0]
         return x, mask[:, 0] > 0
 
     @staticmethod
@@ -121,20 +115,20 @@ class DCAE(nn.Module):
     def words(self, views: list[torch.Tensor], codebook: torch.Tensor, layer: int) -> torch.Tensor:
         """A bag of words of Conv ``layer``'s local activations: each position of the cell given its
         nearest codebook word; the words counted over the whole cell and over the concentric bands
-        :data:`WORD_BANDS` cut it into, each count divided by its total; the counts of the views (the
-        cell's flips / rotations) averaged, then square-rooted: (N, (2 + len(WORD_BANDS)) * K)."""
+        :data:`~hep2.features.handcrafted.BANDS` cut it into, each count divided by its total; the counts of the
+        views (the cell's flips / rotations) averaged, then square-rooted: (N, (1 + band_count(BANDS)) * K)."""
         K = len(codebook)
-        n_regions = 2 + len(WORD_BANDS)
+        n_regions = 1 + band_count(BANDS)
+        # in float64: a position almost halfway between two words then gets the same one from any backend
+        c = codebook.double()
+        c2 = (c * c).sum(1)
         total = 0
         for x in views:
             maps, mask = self.activations(x, layer)
             n, _, h, w = maps.shape
             d = self.descriptors(maps)                                   # (N, P, C)
-            # in float64: a position almost halfway between two words then gets the same one from any backend
-            c = codebook.double()
-            dist = (c * c).sum(1) - 2 * d.double() @ c.T                 # + |d|^2, the same for every word
-            word = dist.argmin(2)                                        # (N, P)
-            band = torch.as_tensor(1 + np.digitize(centre_distance(int(h), int(w)).ravel(), WORD_BANDS), device=x.device)
+            word = (c2 - 2 * d.double() @ c.T).argmin(2)                 # nearest word (+ |d|^2, the same for all)
+            band = torch.as_tensor(1 + np.digitize(centre_distance(int(h), int(w)).ravel(), BANDS), device=x.device)
             inside = mask.flatten(1).float()                             # (N, P)
             counts = torch.zeros(n, n_regions * K, device=x.device)
             counts.scatter_add_(1, word, inside)                         # region 0: the whole cell
