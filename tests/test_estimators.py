@@ -238,7 +238,7 @@ def test_pooled_features_are_the_conv_maps_mean_and_max(fitted_ae, synth):
     F = ae.transform(imgs[:1])
     np.testing.assert_allclose(F[0, :w1], h.mean((2, 3))[0].numpy(), rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(F[0, w1:2 * w1], h.amax((2, 3))[0].numpy(), rtol=1e-4, atol=1e-6)
-    with pytest.raises(Hep2Error, match="features='nope'"):
+    with pytest.raises(Hep2Error, match="features=nope: choose conv5, pooled, both or words"):
         DCAEFeatures(preset="tiny", settings={"features": "nope"}).fit(imgs)
 
 
@@ -300,16 +300,70 @@ def test_word_features_count_conv_words_over_the_cell_and_its_bands(synth):
     again = DCAEFeatures(preset="tiny", settings={"ae_epochs": 2, "features": "words", "ae_words": 12,
                                                   "ae_words_layer": 2, "tta": True}).fit(imgs)
     torch.testing.assert_close(again.codebook_, ae.codebook_)
-    with pytest.raises(Hep2Error, match="fewer than ae_words=100000: give more images or fewer words"):
-        DCAEFeatures(preset="tiny", settings={"ae_epochs": 1, "features": "words", "ae_words": 100000}).fit(imgs[:4])
+    with pytest.raises(Hep2Error, match="fewer than ae_words=60000: give more images or fewer words"):
+        DCAEFeatures(preset="tiny", settings={"ae_epochs": 1, "features": "words", "ae_words": 60000}).fit(imgs[:4])
 
 
 @pytest.mark.parametrize("settings, message", [
-    ({"features": "words", "ae_words_layer": 5}, "ae_words_layer=5: .* one of the Conv layers 1..4"),
-    ({"features": "words", "ae_words": 1}, "ae_words=1, .* at least 2 words"),
+    ({"features": "words", "ae_words_layer": 5}, r"ae_words_layer=5: must lie in \[1, 4\]"),
+    ({"features": "words", "ae_words": 1}, r"ae_words=1: must lie in \[2, "),
     ({"features": "words", "tta": True, "tta_samples": True}, "features=words counts .* set tta_samples=false"),
     ({"head": "svm"}, "head=svm: choose mlp or logistic"),
     ({"head": "logistic", "tta": True, "tta_samples": True}, "head=logistic reads one feature vector per cell")])
 def test_word_and_head_settings_are_checked(settings, message):
     with pytest.raises(Hep2Error, match=message):
         PRESETS["tiny"].override(settings)
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"dropout": 1.5}, r"dropout=1.5: must lie in \[0, 0.95\]"),
+    ({"size": 0}, r"size=0: must lie in \[16, "),
+    ({"widths": "16,32"}, "widths=16,32: give the 4 map counts"),
+    ({"widths": "16,0,64,128"}, r"widths=16,0,64,128: each value must lie in \[1, "),
+    ({"hidden": "250,0"}, r"hidden=250,0: each value must lie in \[1, "),
+    ({"cv_folds": 1}, r"cv_folds=1: must lie in \[2, 100\]"),
+    ({"ae_batch": 0}, r"ae_batch=0: must lie in \[1, "),
+    ({"latent": 0}, r"latent=0: must lie in \[1, "),
+    ({"ae_epochs": -3}, r"ae_epochs=-3: must lie in \[1, "),
+    ({"mlp_epochs": 0}, r"mlp_epochs=0: must lie in \[1, "),
+    ({"ae_lr": 0}, r"ae_lr=0.0: must lie in \[1e-07, 10\]"),
+    ({"mlp_val_fraction": -0.2}, r"mlp_val_fraction=-0.2: must lie in \[0, 0.9\]"),
+    ({"ae_val_fraction": 1.5}, r"ae_val_fraction=1.5: must lie in \[0, 0.9\] \(the part of the training images"),
+    ({"low_pct": 99.9}, "low_pct=99.9, high_pct=99.5: the percentile mapped to black must be below"),
+    ({"high_pct": 101}, r"high_pct=101.0: must lie in \[0, 100\]"),
+    ({"seed": -1}, r"seed=-1: must lie in \[0, "),
+    ({"threads": -2}, r"threads=-2: must lie in \[0, "),
+    ({"cnn_patience": -2}, r"cnn_patience=-2: must lie in \[-1, .*-1: the method's own"),
+    ({"latent_activation": "tanh"}, "latent_activation=tanh: choose relu or linear"),
+    ({"output": "relu"}, "output=relu: choose sigmoid or linear"),
+    ({"features": "conv4"}, "features=conv4: choose conv5, pooled, both or words"),
+    ({"ae_schedule": "step"}, "ae_schedule=step: choose constant or cosine")])
+def test_every_numeric_setting_is_range_checked(settings, message):
+    """A value that would give a traceback deep in PyTorch or scikit-learn, or a silently wrong run, is refused
+    where the settings are read, with the range and what the setting means."""
+    with pytest.raises(Hep2Error, match=message):
+        PRESETS["tiny"].override(settings)
+
+
+def test_dcae_side_must_be_a_multiple_of_16():
+    from hep2.methods import get_method
+
+    with pytest.raises(Hep2Error, match=r"size=40: .* a multiple of 16 \(e.g. 48\)"):
+        get_method("dcae-mlp", PRESETS["tiny"].override({"size": 40}))
+    assert get_method("resnet", PRESETS["tiny"].override({"size": 40})).cfg.size == 40
+
+
+def test_settings_at_their_limits_are_taken():
+    cfg = PRESETS["tiny"].override({"ae_val_fraction": 0, "mlp_val_fraction": 0, "ae_patience": 0, "dropout": 0,
+                                    "hidden": "", "cv_folds": 2, "seed": 0, "cnn_patience": -1, "size": 16,
+                                    "latent_activation": "linear", "output": "linear", "equalize": True,
+                                    "low_pct": 99.9})
+    assert cfg.hidden == () and cfg.size == 16 and cfg.low_pct == 99.9
+
+
+def test_a_bad_setting_on_the_command_line_is_one_line(capsys):
+    from hep2.cli import main
+
+    assert main(["run", "synthetic:4", "--preset", "tiny", "--set", "dropout=1.5", "--out", "unused"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("hep2: error: dropout=1.5: must lie in [0, 0.95]") and "Traceback" not in err

@@ -237,3 +237,19 @@ def test_in_a_real_browser_upload_cells_see_patterns_and_a_bad_file_error(server
         browser.close()
     with urllib.request.urlopen(server + "/api/health", timeout=5) as r:
         assert json.loads(r.read())["status"] == "ok"
+
+
+def test_serve_names_a_busy_port_a_bad_port_and_a_bad_host(run_dir, capsys):
+    """Refused before the model loads, as one line that says what to do (was a traceback or uvicorn's log)."""
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        assert main(["serve", "--model", str(run_dir), "--port", str(port)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"hep2: error: cannot listen on 127.0.0.1:{port}") and "choose another --port" in err
+    assert main(["serve", "--model", str(run_dir), "--port", "99999"]) == 2
+    assert "--port 99999: a TCP port lies in 0..65535" in capsys.readouterr().err
+    assert main(["serve", "--model", str(run_dir), "--host", "not_a_host.invalid", "--port", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "--host not_a_host.invalid: not a name or address" in err and "Traceback" not in err

@@ -171,8 +171,6 @@ class DCAEFeatures(TransformerMixin, BaseEstimator):
 
     def fit(self, X, y=None):
         cfg = self._config()
-        if cfg.features not in ("conv5", "pooled", "both", "words"):
-            raise Hep2Error(f"features={cfg.features!r}: choose conv5 (the paper's), pooled, both or words")
         if cfg.ae_views:
             raise Hep2Error(f"ae_views={as_setting(cfg.ae_views)}: one DCAEFeatures reads one view of the cell; "
                             "the method dcae-mlp trains one autoencoder per view (hep2.methods.get_method('dcae-mlp', "

@@ -90,9 +90,6 @@ class Method:
     def _cnn_settings(self) -> dict:
         """The preset's cnn_epochs / cnn_patience where set (for the CNN methods)."""
         out = {"seed": self.cfg.seed, "device": self.cfg.device}
-        if self.cfg.cnn_epochs < 0 or self.cfg.cnn_patience < -1:
-            raise Hep2Error(f"cnn_epochs={self.cfg.cnn_epochs}, cnn_patience={self.cfg.cnn_patience}: epochs must be "
-                            "0 (the method's own) or more, patience -1 (the method's own), 0 (none) or more")
         if self.cfg.cnn_epochs:
             out["epochs"] = self.cfg.cnn_epochs
         if self.cfg.cnn_patience >= 0:
@@ -106,12 +103,16 @@ class DCAEMLP(Method):
     unsupervised = True
     description = "DCAE (Table I) Conv 5 features + fully connected classifier (the paper)"
 
+    def __init__(self, cfg: Preset):
+        super().__init__(cfg)
+        if cfg.size % 16:      # checked before any work (the other methods take other sides)
+            raise Hep2Error(f"size={cfg.size}: the autoencoder halves its maps four times, so the side must be a "
+                            f"multiple of 16 (e.g. {-(-cfg.size // 16) * 16})")
+
     def fit_features(self, images, *, checkpoint=None, resume=False, verbose=False):
         from .estimators import DCAEFeatures
 
         n = self.cfg.ae_ensemble
-        if n < 1:
-            raise Hep2Error(f"ae_ensemble={n}: the number of autoencoders must be at least 1")
         self.aes_ = []
         for k in range(n):   # autoencoder k: seed + k, its own checkpoint, input view k % V
             ckpt = checkpoint

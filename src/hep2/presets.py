@@ -10,15 +10,45 @@ from pathlib import Path
 from .errors import Hep2Error
 
 
-# settings with a range: (largest value, what 0 means)
-RANGES = {"scale": (16, "0 fits each cell's longest side to size; 1 keeps its pixels' size"),
-          "highpass": (100, "pixels; 0 turns it off"),
-          "denoise": (10, "a multiple of each image's estimated noise level; 0 turns it off"), **{k: (top, "0 turns it off") for k, top in (
-              ("ae_intensity", 2.0), ("ae_noise", 1.0), ("ae_zoom", 0.9), ("ae_rotation", 180.0), ("ae_mask", 0.9),
-              ("ae_blur", 5.0), ("checkpoint_minutes", 1e6))}, "ae_views": (100, "pixels; 0 is the unfiltered cell")}
+# every numeric setting's range: (lowest, highest, what it is / what its ends mean); a tuple's values each
+OFF = "0 turns it off"
+LIMITS = {
+    "size": (16, 2048, "pixels a side of the network's input"),
+    "low_pct": (0, 100, "the percentile of the cell's grey levels mapped to black"),
+    "high_pct": (0, 100, "the percentile mapped to white"),
+    "scale": (0, 16, "0 fits each cell's longest side to size; 1 keeps its pixels' size"),
+    "highpass": (0, 100, "pixels; " + OFF),
+    "denoise": (0, 10, "a multiple of each image's estimated noise level; " + OFF),
+    "widths": (1, 4096, "the maps of Conv 1..4"),
+    "latent": (1, 65536, "Conv 5's maps"),
+    "ae_epochs": (1, 100000, "epochs"), "mlp_epochs": (1, 100000, "epochs"),
+    "ae_batch": (1, 65536, "images a step"), "mlp_batch": (1, 65536, "samples a step"),
+    "ae_lr": (1e-7, 10, "Adam's learning rate"), "mlp_lr": (1e-7, 10, "Adam's learning rate"),
+    "ae_weight_decay": (0, 10, OFF), "mlp_weight_decay": (0, 10, OFF),
+    "ae_patience": (0, 100000, "epochs without a better held-out loss before stopping; 0: no early stopping"),
+    "mlp_patience": (0, 100000, "epochs without a better held-out loss before stopping; 0: no early stopping"),
+    "ae_val_fraction": (0, 0.9, "the part of the training images held out for early stopping; 0: none"),
+    "mlp_val_fraction": (0, 0.9, "the part of the training cells held out for early stopping; 0: none"),
+    "ae_ensemble": (1, 100, "autoencoders"), "mlp_ensemble": (1, 100, "classifiers per autoencoder"),
+    "ae_views": (0, 100, "pixels; 0 is the unfiltered cell"),
+    **{k: (0, top, OFF) for k, top in (("ae_intensity", 2.0), ("ae_noise", 1.0), ("ae_zoom", 0.9), ("ae_rotation", 180.0),
+                                       ("ae_mask", 0.9), ("ae_blur", 5.0), ("checkpoint_minutes", 1e6))},
+    "ae_crop": (0, 2048, "pixels a side; 0 trains on whole cells"),
+    "ae_words": (2, 65536, "words in the codebook"),
+    "ae_words_layer": (1, 4, "the Conv layer whose activations are coded"),
+    "hidden": (1, 65536, "units of each hidden layer (none: hidden=)"),
+    "dropout": (0, 0.95, "the probability of zeroing a unit while training"),
+    "cnn_epochs": (0, 100000, "0: the method's own"),
+    "cnn_patience": (-1, 100000, "-1: the method's own; 0: no early stopping"),
+    "seed": (0, 2 ** 32 - 1, "any whole number"),
+    "threads": (0, 4096, "0 keeps PyTorch's default"),
+    "cv_folds": (2, 100, "folds"),
+}
+CHOICES = {"ae_schedule": ("constant", "cosine"),     # the learning rate over the epochs (training.fit)
+           "head": ("mlp", "logistic"),                  # the dcae-mlp method's classifier
+           "features": ("conv5", "pooled", "both", "words"),
+           "latent_activation": ("relu", "linear"), "output": ("sigmoid", "linear")}
 FLOAT_TUPLES = ("ae_views",)   # the other tuple settings hold whole numbers
-SCHEDULES = ("constant", "cosine")   # the learning rate over the epochs (training.fit)
-HEADS = ("mlp", "logistic")          # the dcae-mlp method's classifier
 
 
 @dataclass(frozen=True)
@@ -104,27 +134,28 @@ class Preset:
                 kind = float if f.name in FLOAT_TUPLES else (lambda v: v)
                 object.__setattr__(self, f.name, tuple(kind(v) for v in getattr(self, f.name)))
         # checked here, where every method's settings pass (NaN fails the comparison too)
-        for key, (top, note) in RANGES.items():
+        for key, (low, high, note) in LIMITS.items():
             value = getattr(self, key)
-            if not all(0 <= v <= top for v in (value if isinstance(value, tuple) else (value,))):
+            if not all(low <= v <= high for v in (value if isinstance(value, tuple) else (value,))):
                 raise Hep2Error(f"{key}={as_setting(value)}: {'each value ' if isinstance(value, tuple) else ''}must lie in "
-                                f"[0, {top}] ({note})")
-        if self.ae_schedule not in SCHEDULES:
-            raise Hep2Error(f"ae_schedule={self.ae_schedule}: choose {' or '.join(SCHEDULES)}")
+                                f"[{low}, {high}] ({note})")
+        for key, options in CHOICES.items():
+            if getattr(self, key) not in options:
+                raise Hep2Error(f"{key}={getattr(self, key)}: choose {', '.join(options[:-1])} or {options[-1]}")
+        if len(self.widths) != 4:
+            raise Hep2Error(f"widths={as_setting(self.widths)}: give the 4 map counts of Conv 1..4, e.g. 32,64,128,256")
+        if not self.equalize and self.low_pct >= self.high_pct:
+            raise Hep2Error(f"low_pct={self.low_pct}, high_pct={self.high_pct}: the percentile mapped to black must be "
+                            "below the one mapped to white (the defaults are 1 and 99.5)")
         if self.ae_crop and (self.ae_crop % 16 or self.ae_crop >= self.size or self.size % self.ae_crop):
             raise Hep2Error(f"ae_crop={self.ae_crop}: the crop side must be a multiple of 16 that divides size={self.size} "
                             f"and is smaller (e.g. {self.size // 2}), or 0 to train on whole cells")
         if self.ae_crop and self.features != "pooled":
             raise Hep2Error(f"ae_crop={self.ae_crop} with features={self.features}: an autoencoder trained on crops has a Conv 5 "
                             "for crops only; its features are the pooled Conv 1..4 maps: set features=pooled")
-        if self.features == "words" and (self.ae_words < 2 or not 1 <= self.ae_words_layer <= 4):
-            raise Hep2Error(f"ae_words={self.ae_words}, ae_words_layer={self.ae_words_layer}: features=words needs a "
-                            "codebook of at least 2 words and one of the Conv layers 1..4 (e.g. ae_words=1024, ae_words_layer=3)")
         if self.features == "words" and self.tta_samples:
             raise Hep2Error("features=words counts the words of a cell's 8 flips / rotations together (tta): set "
                             "tta_samples=false")
-        if self.head not in HEADS:
-            raise Hep2Error(f"head={self.head}: choose {' or '.join(HEADS)}")
         if self.head == "logistic" and self.tta_samples:
             raise Hep2Error("head=logistic reads one feature vector per cell: set tta_samples=false")
         if self.tta_samples and not self.tta:

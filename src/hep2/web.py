@@ -408,10 +408,36 @@ def serve(model_dir, host: str = "127.0.0.1", port: int = 8000, workdir="hep2-se
         import uvicorn
     except ImportError:
         raise Hep2Error("hep2 serve needs uvicorn: pip install fastapi uvicorn python-multipart") from None
-    app = create_app(model_dir, workdir, runs_root)
-    print(f"hep2 serve: model {model_dir}, working folder {Path(workdir).resolve()}; open http://{host}:{port}/",
-          flush=True)
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    sock = listening_socket(host, port)      # before the model loads: a busy port is the commonest mistake
+    try:
+        app = create_app(model_dir, workdir, runs_root)
+        print(f"hep2 serve: model {model_dir}, working folder {Path(workdir).resolve()}; open http://{host}:{port}/",
+              flush=True)
+        uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning")).run(sockets=[sock])
+    finally:
+        sock.close()
+
+
+def listening_socket(host: str, port: int):
+    """A socket bound to (host, port), or a Hep2Error that names the address and what to do."""
+    import socket
+
+    if not 0 <= port <= 65535:
+        raise Hep2Error(f"--port {port}: a TCP port lies in 0..65535 (e.g. 8000)")
+    try:
+        family, kind, proto, _, addr = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except socket.gaierror as e:
+        raise Hep2Error(f"--host {host}: not a name or address this machine can listen on ({e.strerror}): use "
+                        "127.0.0.1 (this machine only) or 0.0.0.0 (every network it is on)") from None
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(addr)
+    except OSError as e:
+        sock.close()
+        raise Hep2Error(f"cannot listen on {host}:{port} ({e.strerror}): choose another --port, or stop the program "
+                        "that holds it") from None
+    return sock
 
 
 __all__ = ["create_app", "serve", "Service", "UploadError"]
