@@ -381,3 +381,12 @@ def test_snphep2_damaged(damaged_snphep2, capsys):
     assert s["splits"]["train"]["total"] == 903
     assert s["splits"]["train"]["classes"]["homogeneous"] == 175
     assert s["splits"]["test"]["total"] == 979
+
+
+def test_a_write_error_says_how_to_go_on_for_that_command(tmp_path, capsys):
+    """A command without --resume is not told to rerun with it (it was, for predict, export, make-synthetic...)."""
+    (tmp_path / "afile").write_text("not a folder")
+    assert main(["data", "make-synthetic", str(tmp_path / "afile" / "syn"), "--per-class", "2"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"hep2: error: {tmp_path / 'afile'}") and "then run it again" in err
+    assert "--resume" not in err and "Traceback" not in err

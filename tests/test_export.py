@@ -225,6 +225,12 @@ def test_export_errors_are_clear(dcae_run, tmp_path, capsys):
     assert "is a folder" in capsys.readouterr().err
     with pytest.raises(Hep2Error, match="unknown export format"):
         export(dcae_run, "tflite", tmp_path / "x")
+    # the format is what the name says, and a name that says another is refused before any work
+    assert main(["export", "--model", str(dcae_run), "--out", str(tmp_path / "x")]) == 2
+    assert "name the file .onnx (ONNX) or .pt (TorchScript), or give --format" in capsys.readouterr().err
+    assert main(["export", "--model", str(dcae_run), "--format", "torchscript", "--out", str(tmp_path / "x.onnx")]) == 2
+    assert "a .onnx file would be read as onnx; name it x.pt" in capsys.readouterr().err
+    assert main(["export", "--model", str(dcae_run), "--format", "onnx", "--out", str(tmp_path / "x.pt")]) == 2
     assert not list(tmp_path.glob("*.onnx")) and not list(tmp_path.glob(".*tmp"))
 
 

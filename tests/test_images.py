@@ -442,3 +442,14 @@ def test_unwritable_cache_is_a_warning_not_a_crash(tmp_path, images, monkeypatch
     with pytest.warns(UserWarning, match="cannot write the image cache .*HEP2_CACHE"):
         arr, kept = load_images(cs, Preprocess(size=8))
     assert arr.shape == (2, 8, 8) and arr.max() > 0
+
+
+def test_a_failed_write_names_the_file_asked_for_and_leaves_no_temporary(tmp_path):
+    from hep2.data.images import atomic_write_bytes
+
+    target = tmp_path / "predictions.csv"
+    target.mkdir()          # e.g. --out naming a folder
+    with pytest.raises(OSError) as e:
+        atomic_write_bytes(target, b"x")
+    assert e.value.filename == str(target)
+    assert list(tmp_path.iterdir()) == [target] and not list(target.iterdir())

@@ -286,7 +286,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     ex = sub.add_parser("export", help="write a run's model as one ONNX or TorchScript graph, with a model card")
     ex.add_argument("--model", required=True, help="a run folder written by `hep2 run`")
-    ex.add_argument("--format", choices=["onnx", "torchscript"], default="onnx")
+    ex.add_argument("--format", choices=["onnx", "torchscript"],
+                    help="default: what --out's name says (.onnx: ONNX; .pt, .pth, .ts: TorchScript)")
     ex.add_argument("--out", required=True, help="the file to write (its model card goes beside it: FILE.md)")
     ex.set_defaults(func=cmd_export)
 
@@ -319,9 +320,10 @@ def main(argv=None) -> int:
         return 130
     except OSError as e:        # a full disk, a folder without write permission: files are written whole or not at all
         where = f"{e.filename}: " if e.filename else ""
+        again = "rerun with --resume to go on" if getattr(args, "resume", None) is not None else "run it again"
         print(f"hep2: error: {where}{e.strerror or e} (the files written before it, checkpoints included, are "
-              "whole: hep2 writes each file under a temporary name first; free space or fix the permission, "
-              "then rerun with --resume to go on)", file=sys.stderr)
+              f"whole: hep2 writes each file under a temporary name first; free space or fix the permission, "
+              f"then {again})", file=sys.stderr)
         return 2
     finally:
         dd.shutdown(ok)

@@ -119,14 +119,31 @@ def build_graph(pred: Predictor) -> nn.Module:
     return g.float().eval()
 
 
-def export(model_dir, fmt: str, out) -> dict:
-    """Write the graph to ``out`` and its model card beside it (``out`` with ``.md``); return what
-    was checked."""
+SUFFIXES = {".onnx": "onnx", ".pt": "torchscript", ".pth": "torchscript", ".ts": "torchscript", ".torchscript": "torchscript"}
+
+
+def export_format(fmt: str | None, out: Path) -> str:
+    """The format asked for, or the one the file name says; a name that says another is an error."""
+    said = SUFFIXES.get(out.suffix.lower())
+    if fmt is None:
+        if said is None:
+            raise Hep2Error(f"--out {out}: name the file .onnx (ONNX) or .pt (TorchScript), or give --format")
+        return said
     if fmt not in FORMATS:
         raise Hep2Error(f"unknown export format {fmt!r}: choose onnx or torchscript")
+    if said is not None and said != fmt:
+        raise Hep2Error(f"--format {fmt} with --out {out}: a {out.suffix} file would be read as {said}; name it "
+                        f"{out.with_suffix('.onnx' if fmt == 'onnx' else '.pt').name}, or drop --format")
+    return fmt
+
+
+def export(model_dir, fmt: str | None, out) -> dict:
+    """Write the graph to ``out`` and its model card beside it (``out`` with ``.md``); return what
+    was checked."""
     out = Path(out)
     if out.exists() and out.is_dir():
-        raise Hep2Error(f"--out {out} is a folder: give a file name, e.g. {out}/model.{'onnx' if fmt == 'onnx' else 'pt'}")
+        raise Hep2Error(f"--out {out} is a folder: give a file name, e.g. {out}/model.{'pt' if fmt == 'torchscript' else 'onnx'}")
+    fmt = export_format(fmt, out)
     pred = Predictor(model_dir)
     graph = build_graph(pred)
     size = pred.prep.size
@@ -149,6 +166,8 @@ def export(model_dir, fmt: str, out) -> dict:
             raise Hep2Error(f"the exported {fmt} model differs from hep2's prediction by "
                             f"{check['max_abs_diff']:.2e} (more than {TOLERANCE}): not written")
         os.replace(tmp, out)
+    except OSError as e:        # named by the file the user asked for, not the temporary one
+        raise OSError(e.errno, e.strerror, str(out)) from None
     finally:
         tmp.unlink(missing_ok=True)
     card = out.with_name(out.name + ".md")
@@ -291,4 +310,4 @@ def model_card(pred: Predictor, run: Path, fmt: str, out: Path, check: dict) -> 
     return "\n".join(lines)
 
 
-__all__ = ["FORMATS", "build_graph", "export", "run_exported", "verify", "model_card"]
+__all__ = ["FORMATS", "export_format", "build_graph", "export", "run_exported", "verify", "model_card"]
