@@ -132,7 +132,7 @@ def test_members_that_do_not_fit_are_clear_errors(members, tmp_path, capsys):
         assert "Traceback" not in err
 
     fails([a, "--out", str(tmp_path / "x")], "at least two run folders")
-    fails([a, a, "--out", str(tmp_path / "x")], "given twice")
+    fails([a, a, "--out", str(tmp_path / "x")], f"{a} is given twice")
     fails([a, str(tmp_path), "--out", str(tmp_path / "x")], str(tmp_path), "missing: metrics.json")
     fails([a, str(tmp_path / "nope"), "--out", str(tmp_path / "x")], "nope does not exist")
     other = tmp_path / "other"
@@ -148,7 +148,8 @@ def test_members_that_do_not_fit_are_clear_errors(members, tmp_path, capsys):
     fails([a, str(other), "--out", str(tmp_path / "x")], "protocol 'official' differs")
     assert not (tmp_path / "x").exists()                 # nothing written by a refused ensemble
     fails([str(root / "ens"), b, "--out", str(tmp_path / "x")], "is itself an ensemble")
-    fails([a, b, "--out", str(root / "ens")], "already exists")
+    fails([a, b, "--out", str(root / "ens")], "already exists", "choose another --out, or delete it")
+    assert main(["ensemble", a, b, "--out", str(root / "ens")]) == 2 and "--resume" not in capsys.readouterr().err
     assert Predictor(root / "ens").method_name == "ensemble"           # and the existing one is intact
 
 

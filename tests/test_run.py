@@ -240,6 +240,30 @@ def test_resume_with_other_settings_is_refused(grouped_run, tmp_path, capsys):
     assert str(out) in err and "ae_epochs: 2 -> 3" in err and "--set ae_epochs=2" in err
 
 
+def test_resume_names_another_method_and_refuses_folders_no_run_made(grouped_run, tmp_path, capsys):
+    out = tmp_path / "copy"
+    shutil.copytree(grouped_run, out)
+    assert main(["run", *GROUPED, "--method", "shape-index", "--out", str(out), "--resume"]) == 2
+    assert "method: 'dcae-mlp' -> 'shape-index'" in capsys.readouterr().err
+    # a folder of images is not a run to continue: nothing is written into it
+    images = tmp_path / "images"
+    (images / "homogeneous").mkdir(parents=True)
+    (images / "homogeneous" / "a.png").write_bytes(b"x")
+    assert main(["run", *GROUPED, "--out", str(images), "--resume"]) == 2
+    assert "holds files but no config.json" in capsys.readouterr().err
+    assert sorted(p.name for p in images.rglob("*")) == ["a.png", "homogeneous"]
+    (tmp_path / "a-file").write_text("x")
+    assert main(["run", *GROUPED, "--out", str(tmp_path / "a-file")]) == 2
+    assert f"--out {tmp_path / 'a-file'} is a file" in capsys.readouterr().err
+    # nor is a run folder a comparison to continue
+    assert main(["compare", *GROUPED, "--methods", "shape-index", "--out", str(out), "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert "is not a folder of `hep2 compare` (it holds checkpoints, config.json" in err and not (out / "shape-index").exists()
+    assert main(["compare", *GROUPED, "--methods", "shape-index", "lbp-svm", "shape-index",
+                 "--out", str(tmp_path / "c")]) == 2
+    assert "--methods names shape-index more than once" in capsys.readouterr().err and not (tmp_path / "c").exists()
+
+
 def test_a_run_whose_checkpoints_cannot_fit_is_refused_before_any_work(tmp_path, monkeypatch, capsys):
     import shutil
     from collections import namedtuple

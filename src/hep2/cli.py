@@ -306,6 +306,7 @@ def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     ok = False
+    again = "rerun with --resume to go on" if getattr(args, "resume", None) is not None else "run it again"
     try:
         dd.init_from_env()      # several processes when started by torchrun
         code = args.func(args) or 0
@@ -315,12 +316,10 @@ def main(argv=None) -> int:
         print(f"hep2: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("hep2: interrupted (checkpoints written so far are kept; rerun with --resume to go on)",
-              file=sys.stderr)
+        print(f"hep2: interrupted (the files written so far are kept whole; {again})", file=sys.stderr)
         return 130
     except OSError as e:        # a full disk, a folder without write permission: files are written whole or not at all
         where = f"{e.filename}: " if e.filename else ""
-        again = "rerun with --resume to go on" if getattr(args, "resume", None) is not None else "run it again"
         print(f"hep2: error: {where}{e.strerror or e} (the files written before it, checkpoints included, are "
               f"whole: hep2 writes each file under a temporary name first; free space or fix the permission, "
               f"then {again})", file=sys.stderr)

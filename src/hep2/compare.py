@@ -8,6 +8,7 @@ from pathlib import Path
 
 from . import distributed as dd
 from .data.images import atomic_write_bytes
+from .errors import Hep2Error
 from .methods import METHODS
 from .presets import Preset
 from .runner import check_same_run, prepare_out, run, write_json
@@ -19,8 +20,11 @@ def compare(dataset: str, *, protocol: str, methods, cfg: Preset, out, subset: s
     """Run each method into ``out/<method>/`` (a finished one is reused with ``resume``), with
     ``ensemble`` also their equal-weight average into ``out/ensemble/`` (`hep2 ensemble`), then write
     comparison.json, comparison.md and comparison.png."""
+    twice = sorted({m for m in methods if list(methods).count(m) > 1})
+    if twice:
+        raise Hep2Error(f"--methods names {', '.join(twice)} more than once: name each method once")
     out = Path(out)
-    prepare_out(out, resume)
+    prepare_out(out, resume, kind="compare")
     rows = []
     for name in methods:
         sub = out / name

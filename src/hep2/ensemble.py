@@ -174,8 +174,11 @@ def make_ensemble(runs, out, *, verbose: bool = True, neighbours: int = 0) -> di
     runs, out = [Path(r) for r in runs], Path(out)
     if len(runs) < 2:
         raise Hep2Error("hep2 ensemble needs at least two run folders")
-    if len({r.resolve() for r in runs}) < len(runs):
-        raise Hep2Error("a run folder is given twice: each member counts once (equal weights)")
+    seen = {}
+    for r in runs:
+        if r.resolve() in seen:
+            raise Hep2Error(f"{r} is given twice (as {seen[r.resolve()]} before): each member counts once (equal weights)")
+        seen[r.resolve()] = r
     if out.resolve() in {r.resolve() for r in runs}:
         raise Hep2Error(f"--out {out} is one of the members: choose a new folder")
     dd.barrier()                # under torchrun: rank 0 has written the members (`hep2 compare --ensemble`)
@@ -216,7 +219,7 @@ def make_ensemble(runs, out, *, verbose: bool = True, neighbours: int = 0) -> di
 
         def blocks(ids):
             return [np.stack([f[i] for i in ids]) for f in feats]
-    prepare_out(out, resume=False)
+    prepare_out(out, resume=False, kind="ensemble")
     say = print if verbose and dd.is_main() else (lambda *a, **k: None)
     classes, protocol = base["classes"], base["metrics"]["protocol"]
     per_split, rows, y_all, p_all, extra = {}, [], [], [], {}

@@ -43,10 +43,25 @@ def environment() -> dict:
             "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
 
 
-def prepare_out(out: Path, resume: bool) -> None:
-    if out.exists() and any(out.iterdir()) and not resume:
-        raise Hep2Error(f"run folder {out} already exists and is not empty: pass --resume to continue that run, "
-                        "or choose another --out")
+COMPARE_FILES = {"ensemble", "comparison.json", "comparison.md", "comparison.png"}     # beside one folder a method
+
+
+def prepare_out(out: Path, resume: bool, kind: str = "run") -> None:
+    """Make the folder of a run (kind "run"), a comparison ("compare") or an ensemble ("ensemble"), after checking
+    that it is new, or, with ``resume``, one that kind of command made."""
+    if out.exists() and not out.is_dir():
+        raise Hep2Error(f"--out {out} is a file: give the name of a folder to write the {kind} into")
+    names = {p.name for p in out.iterdir() if not p.name.startswith(".")} if out.exists() else set()
+    if names and not resume:
+        again = "choose another --out, or delete it" if kind == "ensemble" else \
+            f"pass --resume to continue that {kind}, or choose another --out"
+        raise Hep2Error(f"{kind} folder {out} already exists and is not empty: {again}")
+    if names and kind == "run" and "config.json" not in names:
+        raise Hep2Error(f"--resume: {out} holds files but no config.json, so no run of `hep2 run` to continue: choose "
+                        "another --out")
+    if names and kind == "compare" and not names <= set(METHODS) | COMPARE_FILES:
+        raise Hep2Error(f"--resume: {out} is not a folder of `hep2 compare` (it holds {', '.join(sorted(names - set(METHODS) - COMPARE_FILES)[:3])}): "
+                        "choose another --out")
     dd.barrier()            # every process has checked before rank 0 creates anything
     if dd.is_main():
         out.mkdir(parents=True, exist_ok=True)
@@ -216,7 +231,8 @@ def check_same_run(out: Path, config: dict) -> None:
     except (OSError, ValueError) as e:
         raise Hep2Error(f"--resume: cannot read {out / 'config.json'} ({e}): it is not a run folder of "
                         "`hep2 run`; choose another --out") from None
-    diff = [f"{k}: {old.get(k)!r} -> {config[k]!r}" for k in ("dataset", "protocol", "subset",
+    old = {"method": "dcae-mlp"} | old          # folders from before other methods existed
+    diff = [f"{k}: {old.get(k)!r} -> {config[k]!r}" for k in ("method", "dataset", "protocol", "subset",
             "autoencoder_saw_test_images") if k in config and old.get(k) != config[k]]
     # a setting added since the folder was made had its default then
     before = Preset().to_dict() | (old.get("preset") or {})
