@@ -390,3 +390,42 @@ def test_a_write_error_says_how_to_go_on_for_that_command(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith(f"hep2: error: {tmp_path / 'afile'}") and "then run it again" in err
     assert "--resume" not in err and "Traceback" not in err
+
+
+def _png(arr) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(np.asarray(arr, np.uint8)).save(buf, "PNG")
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("name, data, message", [
+    ("black.png", lambda: _png(np.zeros((40, 40))), "is blank (every pixel is 0): there is no cell in it"),
+    ("white.png", lambda: _png(np.full((40, 40), 255)), "is blank (every pixel is 255)"),
+    ("dot.png", lambda: _png([[7]]), "is 1x1 pixels: too small to hold a cell")])
+def test_images_with_no_cell_in_them_are_named(tmp_path, images, capsys, name, data, message):
+    """A blank or 1-pixel image was summarised as fine and classified (fine_speckled 0.95)."""
+    root, _ = folder_with_bad(tmp_path, images, "empty.png")
+    (root / "golgi" / "empty.png").unlink()
+    bad = root / "golgi" / name
+    bad.write_bytes(data())
+    code, out, err = run_cli(capsys, f"folder:{root}")
+    assert code == 2 and str(bad) in err and message in err and "--skip-bad" in err
+    code, out, _ = run_cli(capsys, f"folder:{root}", "--format", "json", "--skip-bad")
+    assert code == 0 and json.loads(out)["skipped"]["count"] == 1
+    with pytest.raises(Hep2Error, match=message.split(":")[0].replace("(", r"\(").replace(")", r"\)")):
+        load_images(open_dataset(f"folder:{root}"), Preprocess(size=16))
+
+
+def test_an_empty_mask_is_named_and_gif_and_webp_cells_are_read(tmp_path, images, capsys):
+    root, _ = folder_with_bad(tmp_path, images, "empty.png")
+    (root / "golgi" / "empty.png").unlink()
+    cell = np.random.default_rng(3).integers(0, 255, (40, 40), dtype=np.uint8)
+    for fmt in ("GIF", "WEBP"):
+        Image.fromarray(cell).save(root / "golgi" / f"c.{fmt.lower()}", fmt, **({"lossless": True} if fmt == "WEBP" else {}))
+    cells = open_dataset(f"folder:{root}")
+    assert sorted(c.id for c in cells.cells if c.label == "golgi") == ["golgi/0.png", "golgi/1.png", "golgi/c.gif",
+                                                                       "golgi/c.webp"]
+    np.testing.assert_array_equal(read_image(root / "golgi" / "c.webp"), cell)
+    (root / "golgi" / "0_mask.png").write_bytes(_png(np.zeros(read_image(root / "golgi" / "0.png").shape)))
+    with pytest.raises(Hep2Error, match=r"0_mask.png marks no pixel of its image .*0.png \(it is all 0\)"):
+        load_images(open_dataset(f"folder:{root}"), Preprocess(size=16))

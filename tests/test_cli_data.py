@@ -90,7 +90,9 @@ def test_summary_small_folder_all_split(tmp_path, images):
     s = json.loads(out)
     assert s["splits"] == {"all": {"total": 5, "classes": {"nucleolar": 1, "golgi": 4}}}
     assert s["image_size"]["max"] == [24, 40] and s["image_size"]["min"] == [20, 24]
-    assert s["problems"] == ["1 images are byte-identical copies of another image in the set"]
+    assert s["problems"] == ["1 images are byte-identical copies of another image in the set",
+                             "classes nucleolar (1), golgi (4) have fewer than 5 cells, too few to train on or to "
+                             "score (a misspelt class name makes a class of its own)"]
 
 
 def test_summary_reports_missing_class_in_a_split(tmp_path, images):

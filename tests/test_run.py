@@ -379,8 +379,38 @@ def test_grouped_with_fewer_cells_per_class_than_folds_is_a_clear_error(tmp_path
     out = tmp_path / "x"
     assert main(["run", "synthetic:3", "--protocol", "grouped", "--preset", "tiny", "--quiet", "--out", str(out)]) == 2
     err = capsys.readouterr().err
-    assert "grouped with 5 folds needs at least 5 cells per class" in err and "the smallest class has 3" in err
+    assert "grouped with 5 folds needs at least 5 cells per class" in err
+    assert "homogeneous (3), coarse_speckled (3), fine_speckled (3), nucleolar (3), centromere (3) have fewer" in err
     assert "cv_folds" in err and "Traceback" not in err and not out.exists()
+
+
+def test_a_misspelt_class_a_cell_without_specimen_and_a_loose_image_are_named(tmp_path, capsys):
+    """Each names the class, cell or file at fault: data summary lists them, a run warns or stops."""
+    root = tmp_path / "syn"
+    assert main(["data", "make-synthetic", str(root), "--per-class", "6", "--specimens", "6"]) == 0
+    one = next((root / "homogeneous").iterdir())
+    (root / "speckeld").mkdir()
+    shutil.copy(one, root / "speckeld" / "typo.png")          # a label with a typo: a class of its own
+    shutil.copy(one, root / "loose.png")                       # outside every class folder
+    capsys.readouterr()
+    assert main(["data", "summary", f"folder:{root}", "--format", "json"]) == 0
+    problems = json.loads(capsys.readouterr().out)["problems"]
+    assert any("class speckeld (1) has fewer than 5 cells" in p and "misspelt" in p for p in problems), problems
+    assert any("1 images in" in p and "(first: loose.png)" in p for p in problems), problems
+    assert any("1 of 31 images have no row in" in p and "speckeld/typo.png" in p for p in problems), problems
+    assert main(["run", f"folder:{root}", "--protocol", "cv", "--preset", "tiny", "--quiet",
+                 "--out", str(tmp_path / "a")]) == 2
+    err = capsys.readouterr().err
+    assert "hep2: warning: 1 images in" in err and "speckeld (1) has fewer" in err and "misspelt class name" in err
+    shutil.rmtree(root / "speckeld")
+    (root / "homogeneous" / "extra.png").write_bytes(one.read_bytes())      # no row in specimens.csv
+    assert main(["run", f"folder:{root}", "--protocol", "grouped", "--preset", "tiny", "--quiet",
+                 "--out", str(tmp_path / "b")]) == 2
+    assert "1 of its 31 cells have none (first: homogeneous/extra.png)" in capsys.readouterr().err
+    assert main(["run", f"folder:{root}", "--protocol", "cv", "--ae-on-test", "--preset", "tiny", "--quiet",
+                 "--out", str(tmp_path / "c")]) == 2
+    assert "--ae-on-test is for --protocol official" in capsys.readouterr().err
+    assert not any((tmp_path / d).exists() for d in "abc")
 
 
 def test_blocked_holds_out_a_contiguous_id_run_of_every_class(split_folder, tmp_path, capsys):

@@ -75,8 +75,10 @@ def protocol_splits(cells: CellSet, protocol: str, *, subset: str = "train", fol
         counts = np.bincount(y)
         smallest = counts[counts > 0].min()
         if smallest < folds:
+            few = [f"{cells.classes[c]} ({n})" for c, n in enumerate(counts) if 0 < n < folds]
             raise Hep2Error(f"{protocol} with {folds} folds needs at least {folds} cells per class in {subset}; "
-                            f"the smallest class has {smallest}: lower cv_folds (--set cv_folds=N) or add cells")
+                            f"{', '.join(few)} {'has' if len(few) == 1 else 'have'} fewer: add cells, correct a "
+                            f"misspelt class name (it makes a class of its own), or lower cv_folds (at least 2)")
     if protocol == "cv":
         kf = StratifiedKFold(folds, shuffle=True, random_state=seed).split(pool, y)
     elif protocol == "blocked":
@@ -84,7 +86,10 @@ def protocol_splits(cells: CellSet, protocol: str, *, subset: str = "train", fol
     else:
         groups = cells.specimens
         if groups is None:
-            raise Hep2Error(f"protocol 'grouped' needs specimen IDs for every cell, and {cells.name} has none: add "
+            without = [c.id for c in cells.cells if c.specimen is None]
+            has = "has none" if len(without) == len(cells) else \
+                f"{len(without)} of its {len(cells)} cells have none (first: {', '.join(without[:3])})"
+            raise Hep2Error(f"protocol 'grouped' needs specimen IDs for every cell, and {cells.name} {has}: add "
                             "a specimens.csv (folder layout) or a specimen column (manifest), or use --protocol cv")
         groups = groups[pool]
         if len(set(groups)) < folds:

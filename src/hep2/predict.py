@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .data.images import IMAGE_EXTENSIONS, image_shape, plain_view, preprocess_image
+from .data.images import IMAGE_EXTENSIONS, IMAGE_FORMATS, image_shape, plain_view, preprocess_image
 from .errors import Hep2Error
 from . import __version__
 from .training import load_checkpoint, save_checkpoint
@@ -137,7 +137,7 @@ def expand_inputs(items) -> list[Path]:
             found = sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_EXTENSIONS
                            and not f.stem.lower().endswith("_mask"))
             if not found:
-                raise Hep2Error(f"folder {p} holds no images (PNG, TIFF, BMP or JPEG)")
+                raise Hep2Error(f"folder {p} holds no images ({IMAGE_FORMATS})")
             out += found
         elif p.exists():
             out.append(p)

@@ -102,7 +102,12 @@ def run(dataset: str, *, protocol: str = "cv", cfg: Preset, out, subset: str = "
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     m = get_method(method, cfg)
+    if ae_on_test and protocol != "official":
+        raise Hep2Error(f"--ae-on-test is for --protocol official; under {protocol} the autoencoder already reads "
+                        "every cell of the subset (no labels): drop it")
     cells = open_dataset(dataset, skip_bad=skip_bad)
+    for problem in cells.problems if main else ():
+        print(f"hep2: warning: {problem}", file=sys.stderr)
     if subset == "train" and "train" not in cells.subsets:
         subset = "all"  # the default, for a layout without a train split: record what was used
     splits, ae_idx = protocol_splits(cells, protocol, subset=subset, folds=cfg.cv_folds, seed=cfg.seed)

@@ -26,6 +26,7 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
+from .data.images import IMAGE_FORMATS
 from .errors import Hep2Error
 from .predict import Predictor
 
@@ -140,7 +141,7 @@ class Service:
             msg = str(e).split("; replace or delete it")[0]      # the CLI's advice does not apply here
             for p, name in zip(paths, names):       # name the file as the user knows it
                 msg = msg.replace(str(p), name)
-            msg += "; upload single cell images (PNG, TIFF, BMP, JPEG) or zips of them"
+            msg += f"; upload single cell images ({IMAGE_FORMATS}) or zips of them"
             raise UploadError(422, msg) from None
         classes = list(self.predictor.classes)
         results = [{"filename": n, "pattern": classes[int(pr.argmax())],
@@ -227,7 +228,7 @@ def _upload_form(svc: Service, error: str | None = None) -> str:
             "<form action='/predict' method='post' enctype='multipart/form-data'>"
             "<input type='file' name='files' id='files' multiple accept='image/*,.tif,.tiff,.zip'> "
             "<button type='submit' id='submit'>Classify</button></form>"
-            f"<p class='note'>Single segmented cells (PNG, TIFF, BMP, JPEG) or zips of them; up to "
+            f"<p class='note'>Single segmented cells ({IMAGE_FORMATS}) or zips of them; up to "
             f"{svc.max_files} images and {svc.max_file / 2**20:.0f} MB a file.</p>")
 
 

@@ -23,7 +23,8 @@ from PIL import Image, UnidentifiedImageError
 from ..errors import Hep2Error
 from .cellset import CellSet, file_digest
 
-IMAGE_EXTENSIONS = (".png", ".tif", ".tiff", ".bmp", ".jpg", ".jpeg")
+IMAGE_EXTENSIONS = (".png", ".tif", ".tiff", ".bmp", ".jpg", ".jpeg", ".gif", ".webp")
+IMAGE_FORMATS = "PNG, TIFF, BMP, JPEG, GIF or WebP"      # what the extensions above are, for messages
 CACHE_VERSION = 1
 
 
@@ -82,9 +83,21 @@ def read_image(path) -> np.ndarray:
             arr = arr[:3].mean(axis=0)
         elif arr.shape[0] == 1:
             arr = arr[0]
-    if arr.ndim != 2 or min(arr.shape) < 2:
+    if arr.ndim != 2:
         raise Hep2Error(f"image {path} has shape {arr.shape}: expected one 2-D grey or RGB cell image; "
                         "replace it or pass --skip-bad")
+    if min(arr.shape) < 2:
+        raise Hep2Error(f"image {path} is {arr.shape[1]}x{arr.shape[0]} pixels: too small to hold a cell (cell "
+                        "images are usually 30 px a side or more); replace it or pass --skip-bad")
+    return arr
+
+
+def read_cell(path) -> np.ndarray:
+    """``read_image``, refusing an image with no cell in it: one grey level all over."""
+    arr = read_image(path)
+    if arr.max() <= arr.min():
+        raise Hep2Error(f"image {path} is blank (every pixel is {arr.flat[0]:g}): there is no cell in it to "
+                        "classify; replace it, delete it, or pass --skip-bad")
     return arr
 
 
@@ -137,13 +150,16 @@ def resize_square(arr: np.ndarray, size: int, keep_aspect: bool = True, scale: f
 def preprocess_image(path, prep: Preprocess = Preprocess(), mask_path=None) -> np.ndarray:
     """One file to one normalised square float32 array in [0, 1]: (size, size), or with ``views``
     (V, size, size), one view a high-pass sigma, the file read once."""
-    arr = read_image(path)
+    arr = read_cell(path)
     mask = None
     if prep.use_mask and mask_path is not None:
         mask = read_image(mask_path) > 0
         if mask.shape != arr.shape:
             raise Hep2Error(f"mask {mask_path} is {mask.shape[1]}x{mask.shape[0]} but its image {path} is "
                             f"{arr.shape[1]}x{arr.shape[0]}: fix or remove the mask")
+        if not mask.any():
+            raise Hep2Error(f"mask {mask_path} marks no pixel of its image {path} (it is all 0): fix or remove "
+                            "the mask, or pass --skip-bad")
     arr = denoise_image(arr, prep.denoise, mask)
     return (np.stack([_filtered(arr, mask, prep, s) for s in prep.views]) if prep.views
             else _filtered(arr, mask, prep, prep.highpass))

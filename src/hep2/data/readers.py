@@ -14,7 +14,7 @@ import numpy as np
 
 from ..errors import Hep2Error
 from .cellset import Cell, CellSet, normalise_class, normalise_intensity, snake_case
-from .images import IMAGE_EXTENSIONS, cache_dir
+from .images import IMAGE_EXTENSIONS, IMAGE_FORMATS, cache_dir
 
 SNPHEP2_CLASSES = ["homogeneous", "coarse_speckled", "fine_speckled", "nucleolar", "centromere"]
 # First ID of each class (labels 1..5) in train/ and test/, from the dataset's README.
@@ -340,25 +340,37 @@ def read_folder(root: Path, *, skip_bad: bool = False, specimens: Path | None = 
     subdirs = [d for d in _listdir(root) if d.is_dir() and not d.name.startswith(".")]
     split_dirs = [d for d in subdirs if snake_case(d.name) in ("train", "test", "val", "validation")]
     groups = [(snake_case(d.name).replace("validation", "val"), d) for d in split_dirs] if split_dirs else [(None, root)]
-    cells, subsets = [], {}
+    cells, subsets, problems = [], {}, []
     for split, base in groups:
+        loose = [p.name for p in _listdir(base) if p.is_file() and _is_cell_image(p)]
+        if loose:
+            problems.append(f"{len(loose)} images in {base} lie outside every class folder, so they are not used "
+                            f"(first: {loose[0]}): move each into its class's folder")
         start = len(cells)
         for d in (x for x in _listdir(base) if x.is_dir() and not x.name.startswith(".")):
             label = normalise_class(d.name, where=f" (folder {d})")
             for p in _files_under(d):
-                if p.suffix.lower() in IMAGE_EXTENSIONS and not _is_mask(p) and not p.name.startswith("."):
+                if _is_cell_image(p):
                     rel = p.relative_to(root).as_posix()
                     cells.append(Cell(rel, p, label, None, None, split, _find_mask(p)))
         if split:
             subsets[split] = np.arange(start, len(cells))
     if not cells:
         raise Hep2Error(f"no images found in the class subfolders of {root}: the folder layout is "
-                        f"{root}/<class>/<image>.png (PNG, TIFF, BMP or JPEG)")
+                        f"{root}/<class>/<image>.png ({IMAGE_FORMATS})")
     specimens = specimens or (root / "specimens.csv" if (root / "specimens.csv").exists() else None)
     skipped: list[str] = []
     if specimens:
         cells = _attach_specimens(cells, Path(specimens), root, skip_bad, skipped)
-    return CellSet("folder", cells, subsets=subsets or {}, skipped=skipped)
+        without = [c.id for c in cells if c.specimen is None]
+        if without:
+            problems.append(f"{len(without)} of {len(cells)} images have no row in {specimens} (first: {without[0]}), "
+                            "so --protocol grouped cannot run: add a row path,specimen for each")
+    return CellSet("folder", cells, subsets=subsets or {}, skipped=skipped, problems=problems)
+
+
+def _is_cell_image(p: Path) -> bool:
+    return p.suffix.lower() in IMAGE_EXTENSIONS and not _is_mask(p) and not p.name.startswith(".")
 
 
 def _attach_specimens(cells, csv_path: Path, root: Path, skip_bad: bool, skipped: list[str]):

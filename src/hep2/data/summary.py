@@ -8,7 +8,9 @@ import numpy as np
 
 from ..errors import Hep2Error
 from .cellset import CellSet, file_digest
-from .images import read_image
+from .images import read_cell
+
+FEW = 5         # cells in a class: fewer cannot fill the default 5 folds
 
 
 def summarize(cells: CellSet, *, skip_bad: bool = False) -> dict:
@@ -16,7 +18,7 @@ def summarize(cells: CellSet, *, skip_bad: bool = False) -> dict:
     sizes, bad = [], []
     for c in cells.cells:
         try:
-            sizes.append(read_image(c.path).shape)
+            sizes.append(read_cell(c.path).shape)
         except Hep2Error as e:
             if not skip_bad:
                 raise
@@ -40,6 +42,12 @@ def summarize(cells: CellSet, *, skip_bad: bool = False) -> dict:
         empty = [c for c, n in s["classes"].items() if n == 0]
         if empty and s["total"]:
             problems.append(f"split {name} has no cells of class {', '.join(empty)}")
+    total = Counter(c.label for c in cells.cells if c.label is not None)
+    few = [f"{c} ({total[c]})" for c in cells.classes if total[c] < FEW]
+    if few:
+        problems.append(f"{'class' if len(few) == 1 else 'classes'} {', '.join(few)} {'has' if len(few) == 1 else 'have'} "
+                        f"fewer than {FEW} cells, too few to train on or to score (a misspelt class name makes a class "
+                        "of its own)")
     small = sum(1 for h, w in sizes if min(h, w) < 16)
     if small:
         problems.append(f"{small} images are smaller than 16 px on a side")
