@@ -523,10 +523,27 @@ def test_predict_bad_file_fails_naming_it_and_skip_bad_goes_on(grouped_run, new_
     assert "none of the 1 files" in capsys.readouterr().err
 
 
-def test_predict_with_a_folder_that_holds_no_model(tmp_path, new_images, capsys):
+def test_predict_with_a_folder_that_holds_no_model(grouped_run, tmp_path, new_images, capsys):
     assert main(["predict", "--model", str(tmp_path), str(new_images)]) == 2
     err = capsys.readouterr().err
-    assert "pipeline.pt not found" in err and "hep2 run" in err and str(tmp_path) in err
+    assert f"{tmp_path} holds no model (model/pipeline.pt)" in err and "hep2 run" in err
+    unfinished = tmp_path / "unfinished"
+    unfinished.mkdir()
+    shutil.copy(grouped_run / "config.json", unfinished)
+    assert main(["predict", "--model", str(unfinished), str(new_images)]) == 2
+    assert "its run did not finish; continue it with `hep2 run ... --resume`" in capsys.readouterr().err
+    one = sorted(new_images.iterdir())[0]
+    assert main(["predict", "--model", str(one), str(one)]) == 2
+    assert f"--model {one} is a file, not a model" in capsys.readouterr().err
+    damaged = tmp_path / "damaged" / "model"
+    damaged.mkdir(parents=True)
+    (damaged / "pipeline.pt").write_bytes(b"not a model")
+    assert main(["predict", "--model", str(damaged.parent), str(one)]) == 2
+    err = capsys.readouterr().err
+    assert "damaged or from another version; train the model again with `hep2 run`" in err and "delete" not in err
+    # the model file itself is taken for its run folder
+    assert main(["predict", "--model", str(grouped_run / "model" / "pipeline.pt"), str(one)]) == 0
+    assert one.name in capsys.readouterr().out
 
 
 def test_predict_missing_input_is_a_clear_error(grouped_run, tmp_path, capsys):
@@ -648,3 +665,8 @@ def test_resnet_method_runs_end_to_end_with_its_epochs_from_the_preset(cache, tm
     assert len(h["classifier"]) == 3                       # cnn_epochs=3, no early stop
     rows = list(csv.DictReader(open(out / "predictions.csv", newline="")))
     assert len(rows) == 30 and {r["split"] for r in rows} == {f"fold-{k}" for k in range(1, 6)}
+
+
+def test_an_unknown_subset_lists_the_ones_there_are(capsys):
+    assert main(["run", *GROUPED, "--subset", "tset", "--out", "unused"]) == 2
+    assert "--subset 'tset': synthetic:12 has no named subsets: leave --subset out (all)" in capsys.readouterr().err

@@ -63,8 +63,9 @@ def protocol_splits(cells: CellSet, protocol: str, *, subset: str = "train", fol
     elif subset in cells.subsets:
         pool = cells.subsets[subset]
     else:
-        raise Hep2Error(f"--subset {subset!r}: {cells.name} has the subsets {', '.join(cells.subsets)} "
-                        "(and all)")
+        names = [k for k in cells.subsets if k != "all"]
+        raise Hep2Error(f"--subset {subset!r}: {cells.name} has " + (
+            f"the subsets {', '.join(names)} and all" if names else "no named subsets: leave --subset out (all)"))
     pool = np.asarray(pool)
     pool = pool[cells.y[pool] >= 0]     # unlabelled cells cannot be scored
     y = cells.y[pool]

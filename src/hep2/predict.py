@@ -46,12 +46,22 @@ class Predictor:
     (`hep2 ensemble`), its members' pipelines, whose probabilities are averaged."""
 
     def __init__(self, model_dir):
-        d = self.model_dir = Path(model_dir)
-        f = d / "model" / "pipeline.pt" if (d / "model").is_dir() else d / "pipeline.pt"
+        d = Path(model_dir)
+        if d.is_file() and d.suffix != ".pt":
+            raise Hep2Error(f"--model {d} is a file, not a model: give the run folder that `hep2 run` wrote (or its "
+                            "model/pipeline.pt)")
+        if d.is_file():         # the model file itself
+            d = d.parent.parent if d.parent.name == "model" else d.parent
+            f = Path(model_dir)
+        else:
+            f = d / "model" / "pipeline.pt" if (d / "model").is_dir() or not (d / "pipeline.pt").exists() else d / "pipeline.pt"
+        self.model_dir = d
         if not f.exists():
-            raise Hep2Error(f"{f} not found: --model must be a run folder written by `hep2 run` "
-                            "(it holds model/pipeline.pt)")
-        state = load_checkpoint(f)
+            unfinished = (d / "config.json").is_file()
+            raise Hep2Error(f"{d} holds no model ({f.relative_to(d)}): " + (
+                "its run did not finish; continue it with `hep2 run ... --resume` and the same --out" if unfinished else
+                "--model must be a run folder written by `hep2 run`, `hep2 compare` or `hep2 ensemble`"))
+        state = load_checkpoint(f, fix="train the model again with `hep2 run`")
         if not isinstance(state, dict) or state.get("format") != FORMAT:
             raise Hep2Error(f"{f} is not a model of this hep2 version (format {FORMAT}): retrain it with `hep2 run`")
         self.members = [(m["features"], m["classifier"]) for m in state.get("members", [state])]

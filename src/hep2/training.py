@@ -50,12 +50,12 @@ def save_checkpoint(path, obj) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
-def load_checkpoint(path):
+def load_checkpoint(path, fix: str = "delete it to start again"):
     try:
         return torch.load(path, map_location="cpu", weights_only=False)
     except Exception as e:
         raise Hep2Error(f"cannot load checkpoint {path} ({type(e).__name__}: {e}): it is damaged or "
-                        "from another version; delete it to start again") from None
+                        f"from another version; {fix}") from None
 
 
 def fit(model: torch.nn.Module, batch_loss: Callable, train: tuple, val: tuple | None = None, *,
