@@ -549,6 +549,8 @@ def test_predict_with_a_folder_that_holds_no_model(grouped_run, tmp_path, new_im
 def test_predict_missing_input_is_a_clear_error(grouped_run, tmp_path, capsys):
     assert main(["predict", "--model", str(grouped_run), str(tmp_path / "nope.png")]) == 2
     assert "nope.png does not exist" in capsys.readouterr().err
+    assert main(["predict", "--model", str(grouped_run), str(tmp_path / "nope.png"), "--out", str(tmp_path)]) == 2
+    assert f"--out {tmp_path} is a folder: give the CSV file to write" in capsys.readouterr().err
 
 
 def test_a_missing_gpu_is_a_clear_error_before_anything_is_written(tmp_path, capsys, monkeypatch):

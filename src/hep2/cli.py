@@ -114,6 +114,8 @@ def cmd_predict(args) -> int:
     from .predict import Predictor, expand_inputs
     from .runner import _write_csv
 
+    if args.out and Path(args.out).is_dir():       # found before the classifying, not after it
+        raise Hep2Error(f"--out {args.out} is a folder: give the CSV file to write, e.g. {Path(args.out) / 'predictions.csv'}")
     pred = Predictor(args.model)
     per_input = [(i, expand_inputs([i])) for i in args.inputs]
     paths = [p for _, found in per_input for p in found]
