@@ -16,7 +16,7 @@ from sklearn.preprocessing import StandardScaler
 
 from hep2.cli import main
 from hep2.data import open_dataset
-from hep2.ensemble import BatchNeighbours, cell_features
+from hep2.ensemble import BatchNeighbours, cell_features, make_ensemble
 from hep2.errors import Hep2Error
 from hep2.predict import Predictor
 
@@ -378,3 +378,30 @@ def test_compare_checks_neighbours_before_training(tmp_path, capsys):
         err = capsys.readouterr().err
         assert expected in err and "Traceback" not in err
         assert not (tmp_path / "c").exists()
+
+
+def test_api_mistakes_are_named_before_any_work(members, tmp_path):
+    """Found by a review of the Python API: each was a silent wrong answer or a library's error."""
+    from hep2.compare import compare
+    from hep2.presets import PRESETS
+
+    root, _ = members
+    lbp = Predictor(root / "lbp")
+    with pytest.raises(Hep2Error, match=r"images of shape \(2, 32, 32\) given; this model reads \(N, 128, 128\)"):
+        lbp.predict_images(np.zeros((2, 32, 32), np.uint8))      # was classified at the wrong size
+    dcae = Predictor(root / "dcae")
+    cells = np.random.default_rng(0).integers(0, 255, (2, 32, 32)).astype(np.uint8)
+    with pytest.raises(Hep2Error, match="float images must lie in 0..1, got"):
+        dcae.predict_images(cells.astype(np.float32))             # was clipped to black and white
+    np.testing.assert_allclose(dcae.predict_images(cells.astype(np.int64)), dcae.predict_images(cells))
+    with pytest.raises(Hep2Error, match="give a list of image files"):
+        dcae.predict_files(str(root))
+    with pytest.raises(Hep2Error, match="give a list of run folders"):
+        make_ensemble(str(root / "dcae"), tmp_path / "e")
+    for methods, message in ((["lbp-svm", "foo"], "unknown method 'foo'"), ("lbp-svm", "give a list of method names"),
+                             ([], "give a list of method names")):
+        with pytest.raises(Hep2Error, match=message):     # lbp-svm was run first, then the typo was found
+            compare("synthetic:6", protocol="cv", methods=methods, cfg=PRESETS["tiny"], out=tmp_path / "c")
+    with pytest.raises(Hep2Error, match="unknown protocol 'offical'"):
+        compare("synthetic:6", protocol="offical", methods=["lbp-svm"], cfg=PRESETS["tiny"], out=tmp_path / "c")
+    assert not (tmp_path / "c").exists() and not (tmp_path / "e").exists()

@@ -173,7 +173,7 @@ def test_mlphead_ensemble_averages_the_probabilities_of_its_seeds(fitted_ae, syn
     singles = [MLPHead(hidden=(8,), epochs=5, seed=s).fit(X, labels).predict_proba(X) for s in (3, 4, 5)]
     np.testing.assert_allclose(ens.predict_proba(X), np.mean(singles, 0), rtol=1e-5, atol=1e-6)
     assert not np.allclose(singles[0], singles[1])
-    with pytest.raises(Hep2Error, match="mlp_ensemble=0"):
+    with pytest.raises(Hep2Error, match=r"ensemble=0: must lie in \[1, 100\]"):
         MLPHead(ensemble=0).fit(X, labels)
     assert MLPHead.from_preset(PRESETS["cpu"]).ensemble == 2 and PRESETS["cpu"].ae_ensemble == 3
 
@@ -367,3 +367,47 @@ def test_a_bad_setting_on_the_command_line_is_one_line(capsys):
     assert main(["run", "synthetic:4", "--preset", "tiny", "--set", "dropout=1.5", "--out", "unused"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("hep2: error: dropout=1.5: must lie in [0, 0.95]") and "Traceback" not in err
+
+
+def test_mlphead_and_dcaefeatures_name_api_mistakes(synth, fitted_ae):
+    from sklearn.exceptions import NotFittedError
+
+    _, imgs, labels, _ = synth
+    F = fitted_ae.transform(imgs)
+    with pytest.raises(Hep2Error, match=r"one label a row: features \(30, \d+\), labels \(20,\)"):
+        MLPHead(hidden=(4,), epochs=1).fit(F, labels[:20])         # trained on the wrong rows before
+    with pytest.raises(Hep2Error, match="NaN or infinite"):
+        MLPHead(hidden=(4,), epochs=1).fit(np.full_like(F, np.nan), labels)
+    for params, message in (({"epochs": 0}, r"epochs=0: must lie in \[1, "), ({"hidden": 5}, "hidden=5: give the hidden"),
+                            ({"dropout": 1.5}, r"dropout=1.5: must lie in \[0, 0.95\]"),
+                            ({"batch_size": 0}, r"batch_size=0: must lie in \[1, "),
+                            ({"val_fraction": 1.0}, r"val_fraction=1.0: must lie in \[0, 0.9\]"),
+                            ({"lr": -1}, r"lr=-1: must lie in \[1e-07, 10\]"), ({"seed": None}, "seed=None: must lie")):
+        with pytest.raises(Hep2Error, match=message):
+            MLPHead(**params).fit(F, labels)
+    with pytest.raises(NotFittedError):
+        MLPHead().predict(F)
+    with pytest.raises(NotFittedError):
+        DCAEFeatures().transform(imgs)
+    head = MLPHead(hidden=(4,), epochs=2).fit(F, labels)
+    with pytest.raises(Hep2Error, match=f"fitted on {F.shape[1]} features, got 5"):
+        head.predict_proba(F[:, :5])
+    with pytest.raises(Hep2Error, match="float images must lie in 0..1"):
+        fitted_ae.transform(imgs.astype(np.float32))                # 0..255 floats were clipped to 0 / 255
+    with pytest.raises(Hep2Error, match="no images given"):
+        fitted_ae.transform(imgs[:0])
+    with pytest.raises(Hep2Error, match="the images have several sizes"):
+        fitted_ae.transform([imgs[0], imgs[1][:20, :20]])
+    # settings on top of a Preset object, as on top of a preset's name (they were dropped)
+    assert DCAEFeatures(preset=PRESETS["tiny"], settings={"ae_epochs": 5})._config().ae_epochs == 5
+    with pytest.raises(Hep2Error, match="give a dict of setting names"):
+        DCAEFeatures(preset="tiny", settings="ae_epochs=5")._config()
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"size": 0}, "size=0: give the output side"), ({"low_pct": 99, "high_pct": 1}, "must be below"),
+    ({"high_pct": 150}, r"high_pct=150: must lie in \[0, 100\]"), ({"views": 5}, "give a tuple of high-pass"),
+    ({"scale": -1}, r"scale=-1: must lie in \[0, 16\]")])
+def test_preprocess_checks_its_values(kwargs, message):
+    with pytest.raises(Hep2Error, match=message):
+        Preprocess(**kwargs)

@@ -71,21 +71,6 @@ def cmd_compare(args) -> int:
     from .methods import METHODS
 
     methods = args.methods or [m for m, cls in METHODS.items() if cls.paper_accuracy is not None]
-    unknown = [m for m in methods if m not in METHODS]
-    if unknown:
-        raise Hep2Error(f"unknown method {unknown[0]!r}: choose from {', '.join(METHODS)}")
-    if args.ensemble and len(set(methods)) < 2:
-        raise Hep2Error("--ensemble averages several methods: name at least two with --methods")
-    if args.neighbours:     # checked before any method trains
-        from .ensemble import BatchNeighbours
-        from .methods import Method
-
-        if not args.ensemble:
-            raise Hep2Error("--neighbours smooths the ensemble's predictions: add --ensemble")
-        BatchNeighbours(args.neighbours)
-        if all(METHODS[m].transform is Method.transform for m in methods):
-            raise Hep2Error(f"--neighbours measures nearness in the methods' features, and {', '.join(methods)} keep "
-                            "none (they classify the images themselves): add a method such as dcae-mlp or bow")
     result = compare(args.dataset, protocol=args.protocol, methods=methods, cfg=_preset(args), out=args.out,
                      subset=args.subset, resume=args.resume, skip_bad=args.skip_bad, verbose=not args.quiet,
                      ensemble=args.ensemble, neighbours=args.neighbours)

@@ -9,6 +9,7 @@ from pathlib import Path
 from . import distributed as dd
 from .data.images import atomic_write_bytes
 from .errors import Hep2Error
+from .evaluation import check_protocol
 from .methods import METHODS
 from .presets import Preset
 from .runner import check_same_run, prepare_out, run, write_json
@@ -20,9 +21,8 @@ def compare(dataset: str, *, protocol: str, methods, cfg: Preset, out, subset: s
     """Run each method into ``out/<method>/`` (a finished one is reused with ``resume``), with
     ``ensemble`` also their equal-weight average into ``out/ensemble/`` (`hep2 ensemble`), then write
     comparison.json, comparison.md and comparison.png."""
-    twice = sorted({m for m in methods if list(methods).count(m) > 1})
-    if twice:
-        raise Hep2Error(f"--methods names {', '.join(twice)} more than once: name each method once")
+    check_methods(methods, ensemble, neighbours)      # before any method trains or a folder is made
+    check_protocol(protocol)
     out = Path(out)
     prepare_out(out, resume, kind="compare")
     rows = []
@@ -59,6 +59,30 @@ def compare(dataset: str, *, protocol: str, methods, cfg: Preset, out, subset: s
         atomic_write_bytes(out / "comparison.md", comparison_markdown(result).encode())
         comparison_figure(result, out / "comparison.png")
     return result
+
+
+def check_methods(methods, ensemble: bool, neighbours: int) -> None:
+    """What `compare` is asked to run, checked before it runs anything."""
+    if isinstance(methods, str) or not methods:
+        raise Hep2Error(f"methods={methods!r}: give a list of method names, e.g. ['dcae-mlp', 'bow']")
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise Hep2Error(f"unknown method {unknown[0]!r}: choose from {', '.join(METHODS)}")
+    twice = sorted({m for m in methods if list(methods).count(m) > 1})
+    if twice:
+        raise Hep2Error(f"--methods names {', '.join(twice)} more than once: name each method once")
+    if ensemble and len(methods) < 2:
+        raise Hep2Error("--ensemble averages several methods: name at least two with --methods")
+    if neighbours:
+        from .ensemble import BatchNeighbours
+        from .methods import Method
+
+        if not ensemble:
+            raise Hep2Error("--neighbours smooths the ensemble's predictions: add --ensemble")
+        BatchNeighbours(neighbours)
+        if all(METHODS[m].transform is Method.transform for m in methods):
+            raise Hep2Error(f"--neighbours measures nearness in the methods' features, and {', '.join(methods)} keep "
+                            "none (they classify the images themselves): add a method such as dcae-mlp or bow")
 
 
 def _row(method: str, description: str, paper_accuracy, metrics: dict, seconds: float) -> dict:

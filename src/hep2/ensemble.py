@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import csv
 import json
+import numbers
 import sys
 import time
 from pathlib import Path
@@ -49,8 +50,8 @@ class BatchNeighbours:
     cells of the same batch, in the space of the members' features (see the module's docstring)."""
 
     def __init__(self, k: int, weight: float = NEIGHBOUR_WEIGHT, members: list[int] | None = None):
-        if int(k) < 1:
-            raise Hep2Error(f"--neighbours {k}: give the number of nearest cells to average with, at least 1")
+        if not isinstance(k, numbers.Integral) or k < 1:
+            raise Hep2Error(f"--neighbours {k!r}: give the number of nearest cells to average with, a whole number >= 1")
         self.k, self.weight = int(k), float(weight)
         self.members = members      # which of an ensemble's members give features (`Predictor`); None: all
 
@@ -171,6 +172,8 @@ def make_ensemble(runs, out, *, verbose: bool = True, neighbours: int = 0) -> di
     from .runner import _write_csv, environment, prepare_out, write_json
 
     t0 = time.perf_counter()
+    if isinstance(runs, (str, Path)):
+        raise Hep2Error(f"runs={str(runs)!r}: give a list of run folders, e.g. ['runs/a', 'runs/b']")
     runs, out = [Path(r) for r in runs], Path(out)
     if len(runs) < 2:
         raise Hep2Error("hep2 ensemble needs at least two run folders")

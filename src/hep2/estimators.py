@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import inspect
 import math
+import numbers
 from pathlib import Path
 
 import numpy as np
@@ -20,10 +21,12 @@ import torch.nn.functional as F
 from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
+from sklearn.utils.validation import check_is_fitted
 
+from .data.images import as_uint8_images
 from .errors import Hep2Error
 from .models import DCAE, MLP
-from .presets import Preset, as_setting, get_preset
+from .presets import Preset, as_setting, check_range, get_preset
 from .training import autocast, fit, resolve_device, torch_threads
 
 
@@ -42,17 +45,13 @@ def image_tensor(X, size: int | None = None, prep=None) -> torch.Tensor:
             raise Hep2Error("image paths given but no input size known: fit the model first")
         prep = prep or Preprocess(size=size)
         X = np.stack([np.round(preprocess_image(p, prep) * 255) for p in X]).astype(np.uint8)
-    X = np.asarray(X)
-    if X.ndim == 3:
-        X = X[:, None]
-    if X.ndim != 4 or X.shape[1] != 1 or X.shape[2] != X.shape[3]:
-        raise Hep2Error(f"expected images of shape (N, S, S) or (N, 1, S, S), got {X.shape}")
+    X = as_uint8_images(X)      # uint8 0..255 or float 0..1, checked (a float 0..255 image is an error, not clipped)
+    if X.shape[1] != X.shape[2]:
+        raise Hep2Error(f"expected square images of shape (N, S, S) or (N, 1, S, S), got {X.shape}")
     if size is not None and X.shape[-1] != size:
         raise Hep2Error(f"images are {X.shape[-1]}x{X.shape[-1]} but the model takes {size}x{size}: "
                         "preprocess them with the same size setting")
-    if X.dtype != np.uint8:
-        X = np.round(np.clip(X.astype(np.float32), 0, 1) * 255).astype(np.uint8)
-    return torch.from_numpy(np.ascontiguousarray(X))
+    return torch.from_numpy(np.ascontiguousarray(X[:, None]))
 
 
 def labels_and_validation_split(y, val_fraction: float, seed: int):
@@ -167,7 +166,11 @@ class DCAEFeatures(TransformerMixin, BaseEstimator):
         self.verbose = verbose
 
     def _config(self) -> Preset:
-        return self.preset if isinstance(self.preset, Preset) else get_preset(self.preset, overrides=self.settings)
+        if self.settings is not None and not isinstance(self.settings, dict):
+            raise Hep2Error(f"settings={self.settings!r}: give a dict of setting names to values, e.g. {{'ae_epochs': 10}}")
+        if isinstance(self.preset, Preset):     # a Preset object, with the settings on top as for a preset's name
+            return self.preset.override(self.settings) if self.settings else self.preset
+        return get_preset(self.preset, overrides=self.settings)
 
     def fit(self, X, y=None):
         cfg = self._config()
@@ -253,8 +256,11 @@ class DCAEFeatures(TransformerMixin, BaseEstimator):
 
     @torch.inference_mode()
     def _batches(self, X, fn, batch_size: int = 256):
+        check_is_fitted(self, "model_")
         cfg = self.config_
         x = image_tensor(X, cfg.size, cfg.preprocess())
+        if not len(x):
+            raise Hep2Error("DCAEFeatures: no images given (an array of 0 images)")
         device = next(self.model_.parameters()).device
         self.model_.eval()
         cl, amp = cfg.infer_channels_last, cfg.infer_amp
@@ -291,6 +297,7 @@ class DCAEFeatures(TransformerMixin, BaseEstimator):
 
     def reconstruct(self, X) -> np.ndarray:
         """(N, S, S) reconstructions in [0, 1] (for inspection)."""
+        check_is_fitted(self, "model_")
         if self.model_.deconv5 is None:
             raise Hep2Error("this autoencoder was saved for prediction only, without its decoder: reconstructions "
                             "are in the run folder's reconstructions.png")
@@ -321,6 +328,7 @@ class DCAEFeatures(TransformerMixin, BaseEstimator):
         return out
 
     def get_feature_names_out(self, input_features=None):
+        check_is_fitted(self, "model_")
         return np.array([f"{self.config_.features}_{i}" for i in range(self.n_features_out_)], dtype=object)
 
 
@@ -362,11 +370,33 @@ class MLPHead(ClassifierMixin, BaseEstimator):
                    seed=cfg.seed,
                    device=cfg.device, **kw)
 
-    def fit(self, X, y):
+    def _features(self, X, fitted: bool = True) -> np.ndarray:
         X = np.asarray(X, dtype=np.float32)
+        if X.ndim != 2 or not len(X):
+            raise Hep2Error(f"MLPHead needs features (N, F) with N >= 1, got shape {X.shape}")
+        if not np.isfinite(X).all():
+            raise Hep2Error("MLPHead: the features hold NaN or infinite values: check the images and the feature step")
+        if fitted and X.shape[1] != self.n_features_in_:
+            raise Hep2Error(f"MLPHead was fitted on {self.n_features_in_} features, got {X.shape[1]}: give features "
+                            "made the same way")
+        return X
+
+    def fit(self, X, y):
+        X = self._features(X, fitted=False)
         y = np.asarray(y)
-        if int(self.ensemble) < 1:
-            raise Hep2Error(f"mlp_ensemble={self.ensemble}: the number of classifiers must be at least 1")
+        if y.shape != (len(X),):
+            raise Hep2Error(f"MLPHead needs one label a row: features {X.shape}, labels {y.shape}")
+        hidden = self.hidden if isinstance(self.hidden, (tuple, list)) else None
+        if hidden is None or not all(isinstance(h, numbers.Integral) for h in hidden):
+            raise Hep2Error(f"hidden={self.hidden!r}: give the hidden layers' sizes as a tuple of whole numbers, e.g. "
+                            "(250, 50), or () for none")
+        for name, key, value in (("hidden", "hidden", tuple(hidden)), ("dropout", "dropout", self.dropout),
+                                 ("epochs", "mlp_epochs", self.epochs), ("batch_size", "mlp_batch", self.batch_size),
+                                 ("lr", "mlp_lr", self.lr), ("weight_decay", "mlp_weight_decay", self.weight_decay),
+                                 ("patience", "mlp_patience", self.patience),
+                                 ("val_fraction", "mlp_val_fraction", self.val_fraction),
+                                 ("ensemble", "mlp_ensemble", self.ensemble), ("seed", "seed", self.seed)):
+            check_range(name, value, key)
         if int(self.groups) < 1 or int(self.views) < 1 or X.shape[1] % (int(self.groups) * int(self.views)):
             raise Hep2Error(f"groups={self.groups} x views={self.views}: must divide the {X.shape[1]} features into "
                             "equal blocks")
@@ -425,7 +455,8 @@ class MLPHead(ClassifierMixin, BaseEstimator):
 
     @torch.inference_mode()
     def predict_proba(self, X) -> np.ndarray:
-        X = np.asarray(X, dtype=np.float32)
+        check_is_fitted(self, "blocks_")
+        X = self._features(X)
         width, v = X.shape[1] // len(self.blocks_), int(self.views)
         probs = []
         for g, (scaler, nets) in enumerate(self.blocks_):
@@ -436,4 +467,5 @@ class MLPHead(ClassifierMixin, BaseEstimator):
         return (sum(probs) / len(probs)).numpy()
 
     def predict(self, X) -> np.ndarray:
-        return self.classes_[self.predict_proba(X).argmax(1)]
+        proba = self.predict_proba(X)       # first: it checks that the classifier is fitted
+        return self.classes_[proba.argmax(1)]

@@ -23,6 +23,11 @@ from .errors import Hep2Error
 
 PROTOCOLS = ("official", "cv", "grouped", "blocked")
 
+
+def check_protocol(protocol: str) -> None:
+    if protocol not in PROTOCOLS:
+        raise Hep2Error(f"unknown protocol {protocol!r}: use one of {', '.join(PROTOCOLS)}")
+
 PROTOCOL_TEXT = {
     "official": "official specimen-disjoint split (train on Split-50-K train, test on Split-50-K test, K = 1..5)",
     "cv": "cell-level stratified k-fold cross-validation (cells of one specimen on both sides: optimistic)",
@@ -54,8 +59,7 @@ def protocol_splits(cells: CellSet, protocol: str, *, subset: str = "train", fol
                             f"Split-50-K); {cells.name} has none: use --protocol cv or grouped")
         splits = [(k, cells.subsets[f"{k}/train"], cells.subsets[f"{k}/test"]) for k in ks]
         return splits, cells.subsets["train"]
-    if protocol not in ("cv", "grouped", "blocked"):
-        raise Hep2Error(f"unknown protocol {protocol!r}: use one of {', '.join(PROTOCOLS)}")
+    check_protocol(protocol)
     if subset == "train" and "train" not in cells.subsets:
         subset = "all"  # the default, for a layout without a train split
     if subset == "all":

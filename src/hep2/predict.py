@@ -82,6 +82,10 @@ class Predictor:
                             "(" + "; ".join(f"size {p.size}, scale {p.scale}, highpass {p.views or p.highpass}, equalize {p.equalize}, "
                                              f"denoise {p.denoise}" for p in self.preps)
                             + "): classify image files (predict_files / classify), not preprocessed arrays")
+        images, want = np.asarray(images), image_shape(self.prep)
+        if images.ndim != len(want) + 1 or images.shape[1:] != want:
+            raise Hep2Error(f"images of shape {images.shape} given; this model reads (N, {', '.join(map(str, want))}): "
+                            "preprocess them as the model's `prep` says (load_files does), or give image files")
         return self._average({self.prep: images})
 
     def _average(self, by_prep: dict) -> np.ndarray:
@@ -102,6 +106,8 @@ class Predictor:
     def classify(self, paths, *, skip_bad: bool = False):
         """Files -> (class probabilities (N, C), the images as the first member sees them (N, S, S)
         uint8 (its unfiltered view where it reads several), the paths read, list of skipped 'file: reason')."""
+        if isinstance(paths, (str, Path)):
+            raise Hep2Error(f"paths={str(paths)!r}: give a list of image files (expand_inputs lists a folder's)")
         by_prep, ok, bad = {}, [Path(p) for p in paths], []
         for prep in self.preps:
             images, kept, more = self.load_files(ok, skip_bad=skip_bad, prep=prep)

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import numbers
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
@@ -134,19 +135,14 @@ class Preset:
                 kind = float if f.name in FLOAT_TUPLES else (lambda v: v)
                 object.__setattr__(self, f.name, tuple(kind(v) for v in getattr(self, f.name)))
         # checked here, where every method's settings pass (NaN fails the comparison too)
-        for key, (low, high, note) in LIMITS.items():
-            value = getattr(self, key)
-            if not all(low <= v <= high for v in (value if isinstance(value, tuple) else (value,))):
-                raise Hep2Error(f"{key}={as_setting(value)}: {'each value ' if isinstance(value, tuple) else ''}must lie in "
-                                f"[{low}, {high}] ({note})")
+        for key in LIMITS:
+            check_range(key, getattr(self, key))
         for key, options in CHOICES.items():
             if getattr(self, key) not in options:
                 raise Hep2Error(f"{key}={getattr(self, key)}: choose {', '.join(options[:-1])} or {options[-1]}")
         if len(self.widths) != 4:
             raise Hep2Error(f"widths={as_setting(self.widths)}: give the 4 map counts of Conv 1..4, e.g. 32,64,128,256")
-        if not self.equalize and self.low_pct >= self.high_pct:
-            raise Hep2Error(f"low_pct={self.low_pct}, high_pct={self.high_pct}: the percentile mapped to black must be "
-                            "below the one mapped to white (the defaults are 1 and 99.5)")
+        self.preprocess()       # its own checks: the percentiles' order
         if self.ae_crop and (self.ae_crop % 16 or self.ae_crop >= self.size or self.size % self.ae_crop):
             raise Hep2Error(f"ae_crop={self.ae_crop}: the crop side must be a multiple of 16 that divides size={self.size} "
                             f"and is smaller (e.g. {self.size // 2}), or 0 to train on whole cells")
@@ -190,6 +186,16 @@ class Preset:
 
     def to_dict(self) -> dict:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+
+def check_range(name: str, value, key: str | None = None) -> None:
+    """``value`` (each value, for a tuple) within setting ``key``'s LIMITS (``key`` defaults to ``name``, the name
+    the error gives: an estimator's parameter may stand for a setting of another name)."""
+    low, high, note = LIMITS[key or name]
+    values = value if isinstance(value, tuple) else (value,)
+    if not all(isinstance(v, numbers.Real) and not isinstance(v, bool) and low <= v <= high for v in values):
+        raise Hep2Error(f"{name}={as_setting(value)}: {'each value ' if isinstance(value, tuple) else ''}must lie in "
+                        f"[{low}, {high}] ({note})")
 
 
 def as_setting(value) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import numbers
 import os
 import tempfile
 import warnings
@@ -44,6 +45,20 @@ class Preprocess:
     equalize: bool = False         # histogram equalisation (the grey levels' ranks) in place of the percentiles:
                                    # any monotonic change of brightness / contrast / gamma leaves the result as it is
     denoise: float = 0.0           # > 0: non-local means on the raw image first (``denoise_image``), h = this x its noise std
+
+    def __post_init__(self):
+        from ..presets import check_range      # the settings' own ranges
+
+        if not isinstance(self.size, numbers.Integral) or self.size < 2:
+            raise Hep2Error(f"Preprocess size={self.size!r}: give the output side in pixels, a whole number >= 2")
+        for name in ("low_pct", "high_pct", "scale", "highpass", "denoise"):
+            check_range(name, getattr(self, name))
+        if not isinstance(self.views, tuple):
+            raise Hep2Error(f"Preprocess views={self.views!r}: give a tuple of high-pass sigmas, e.g. (0.0, 5.0), or ()")
+        check_range("views", self.views, "ae_views")
+        if not self.equalize and self.low_pct >= self.high_pct:
+            raise Hep2Error(f"low_pct={self.low_pct}, high_pct={self.high_pct}: the percentile mapped to black must be "
+                            "below the one mapped to white (the defaults are 1 and 99.5)")
 
 
 def read_image(path) -> np.ndarray:
@@ -209,6 +224,34 @@ def plain_view(prep: Preprocess) -> int:
 def image_shape(prep: Preprocess) -> tuple:
     """The shape of one preprocessed image: (size, size), or (V, size, size) with views."""
     return ((len(prep.views),) if prep.views else ()) + (prep.size, prep.size)
+
+
+def as_uint8_images(X) -> np.ndarray:
+    """Images (N, S, S) or (N, 1, S, S), uint8 0..255 or float 0..1, as a uint8 array (N, H, W)."""
+    try:
+        X = np.asarray(X)
+    except ValueError:      # a list of arrays of several sizes
+        raise Hep2Error("the images have several sizes: preprocess them to one (hep2.data.load_images does), or give "
+                        "image files") from None
+    if X.ndim == 4 and X.shape[1] == 1:
+        X = X[:, 0]
+    if X.ndim != 3 or min(X.shape[1:], default=0) < 2:
+        raise Hep2Error(f"expected images of shape (N, S, S) or (N, 1, S, S), got {X.shape}: pass the "
+                        "array hep2.data.load_images returns")
+    if X.dtype == np.uint8:
+        return X
+    if X.dtype == bool or not (np.issubdtype(X.dtype, np.floating) or np.issubdtype(X.dtype, np.integer)):
+        raise Hep2Error(f"images have dtype {X.dtype}: expected uint8 0..255 or float 0..1")
+    if np.issubdtype(X.dtype, np.integer):
+        if X.size and (X.min() < 0 or X.max() > 255):
+            raise Hep2Error(f"integer images must lie in 0..255, got {X.min()}..{X.max()}")
+        return X.astype(np.uint8)
+    if X.size and not np.isfinite(X).all():
+        raise Hep2Error("images contain NaN or infinite values")
+    if X.size and (X.min() < -1e-6 or X.max() > 1 + 1e-6):
+        raise Hep2Error(f"float images must lie in 0..1, got {X.min():.3g}..{X.max():.3g}: divide 8-bit "
+                        "images by 255 or pass them as uint8")
+    return np.round(np.clip(X, 0, 1) * 255).astype(np.uint8)
 
 
 def cache_dir() -> Path:

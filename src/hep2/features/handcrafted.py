@@ -38,6 +38,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 from sklearn.utils.validation import check_is_fitted
 
+from ..data.images import as_uint8_images  # noqa: F401  (re-exported: the features' input check)
 from ..errors import Hep2Error
 
 #: The preprocessing size (``Preprocess(size=PREFERRED_SIZE)``) the defaults were chosen at.
@@ -50,30 +51,6 @@ _PERCENTILES = (5, 25, 50, 75, 95)
 # --------------------------------------------------------------------------------------------
 # helpers
 # --------------------------------------------------------------------------------------------
-
-def as_uint8_images(X) -> np.ndarray:
-    """Images (N, S, S) or (N, 1, S, S), uint8 0..255 or float 0..1, as a uint8 array (N, H, W)."""
-    X = np.asarray(X)
-    if X.ndim == 4 and X.shape[1] == 1:
-        X = X[:, 0]
-    if X.ndim != 3 or min(X.shape[1:], default=0) < 2:
-        raise Hep2Error(f"expected images of shape (N, S, S) or (N, 1, S, S), got {X.shape}: pass the "
-                        "array hep2.data.load_images returns")
-    if X.dtype == np.uint8:
-        return X
-    if X.dtype == bool or not (np.issubdtype(X.dtype, np.floating) or np.issubdtype(X.dtype, np.integer)):
-        raise Hep2Error(f"images have dtype {X.dtype}: expected uint8 0..255 or float 0..1")
-    if np.issubdtype(X.dtype, np.integer):
-        if X.size and (X.min() < 0 or X.max() > 255):
-            raise Hep2Error(f"integer images must lie in 0..255, got {X.min()}..{X.max()}")
-        return X.astype(np.uint8)
-    if X.size and not np.isfinite(X).all():
-        raise Hep2Error("images contain NaN or infinite values")
-    if X.size and (X.min() < -1e-6 or X.max() > 1 + 1e-6):
-        raise Hep2Error(f"float images must lie in 0..1, got {X.min():.3g}..{X.max():.3g}: divide 8-bit "
-                        "images by 255 or pass them as uint8")
-    return np.round(np.clip(X, 0, 1) * 255).astype(np.uint8)
-
 
 def cell_crop(img: np.ndarray) -> np.ndarray:
     """The bounding box of the non-zero rows and columns: the cell without its zero padding."""
@@ -606,13 +583,15 @@ class SVMClassifier(ClassifierMixin, BaseEstimator):
         return X
 
     def predict(self, X) -> np.ndarray:
-        return self.pipeline_.predict(self._features(X))
+        X = self._features(X)       # first: it checks that the classifier is fitted
+        return self.pipeline_.predict(X)
 
     def predict_proba(self, X) -> np.ndarray:
         return self.calibrated_.predict_proba(self._features(X))
 
     def decision_function(self, X) -> np.ndarray:
-        return self.pipeline_.decision_function(self._features(X))
+        X = self._features(X)
+        return self.pipeline_.decision_function(X)
 
 
 __all__ = ["PREFERRED_SIZE", "GLCM_PROPS", "LBPFeatures", "TextureFeatures", "BoWFeatures", "ShapeIndexFeatures",
