@@ -320,6 +320,7 @@ def test_word_and_head_settings_are_checked(settings, message):
     ({"size": 0}, r"size=0: must lie in \[16, "),
     ({"widths": "16,32"}, "widths=16,32: give the 4 map counts"),
     ({"widths": "16,0,64,128"}, r"widths=16,0,64,128: each value must lie in \[1, "),
+    ({"widths": [8.5, 16, 32, 64]}, "setting widths=.*expected a value like 16,32,64,128"),
     ({"hidden": "250,0"}, r"hidden=250,0: each value must lie in \[1, "),
     ({"cv_folds": 1}, r"cv_folds=1: must lie in \[2, 100\]"),
     ({"ae_batch": 0}, r"ae_batch=0: must lie in \[1, "),

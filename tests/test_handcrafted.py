@@ -297,6 +297,17 @@ def test_svm_rejects_too_few_per_class():
         SVMClassifier().fit(X, y)
 
 
+@pytest.mark.parametrize("params, message", [
+    ({"inner_folds": 1}, "inner_folds=1: the inner cross-validation needs a whole number >= 2"),
+    ({"C_grid": (-1, 1)}, "C_grid=.*give a list of positive numbers"), ({"C_grid": 1.0}, "C_grid=1.0: give a list"),
+    ({"gamma_grid": "scale"}, "gamma_grid='scale': give a list"), ({"C_grid": ()}, r"C_grid=\(\): give a list")])
+def test_svm_parameters_are_checked(params, message):
+    """Were scikit-learn's errors, "is not iterable", or inner fits failing with only warnings."""
+    X = np.random.default_rng(0).normal(size=(12, 3))
+    with pytest.raises(Hep2Error, match=message):
+        SVMClassifier(**params).fit(X, np.repeat([0, 1], 6))
+
+
 # ----------------------------------------------------------------------------- accuracy
 
 

@@ -221,6 +221,8 @@ def _coerce(key: str, value, current):
                 value = [value]       # one view
             if isinstance(value, (bool, str)) or any(isinstance(v, bool) for v in value):
                 raise ValueError
+            if key not in FLOAT_TUPLES and any(isinstance(v, float) and not v.is_integer() for v in value):
+                raise ValueError        # 8.5 maps is a mistake, not 8
             return tuple((float if key in FLOAT_TUPLES else int)(v) for v in value)
         if isinstance(current, int):
             if isinstance(value, float) and not value.is_integer():
