@@ -15,7 +15,7 @@ from sklearn.neighbors import NearestNeighbors
 from sklearn.preprocessing import StandardScaler
 
 from hep2.cli import main
-from hep2.data import open_dataset
+from hep2.data import Preprocess, load_images, open_dataset
 from hep2.ensemble import BatchNeighbours, cell_features, make_ensemble
 from hep2.errors import Hep2Error
 from hep2.predict import Predictor
@@ -402,6 +402,10 @@ def test_api_mistakes_are_named_before_any_work(members, tmp_path):
                              ([], "give a list of method names")):
         with pytest.raises(Hep2Error, match=message):     # lbp-svm was run first, then the typo was found
             compare("synthetic:6", protocol="cv", methods=methods, cfg=PRESETS["tiny"], out=tmp_path / "c")
+    with pytest.raises(Hep2Error, match="cfg='tiny': give a Preset"):
+        compare("synthetic:6", protocol="cv", methods=["lbp-svm"], cfg="tiny", out=tmp_path / "c")
+    with pytest.raises(Hep2Error, match="takes a CellSet .* got list and Preprocess"):
+        load_images([root / "x.png"], Preprocess(size=32))
     with pytest.raises(Hep2Error, match="unknown protocol 'offical'"):
         compare("synthetic:6", protocol="offical", methods=["lbp-svm"], cfg=PRESETS["tiny"], out=tmp_path / "c")
     assert not (tmp_path / "c").exists() and not (tmp_path / "e").exists()

@@ -11,7 +11,7 @@ from .data.images import atomic_write_bytes
 from .errors import Hep2Error
 from .evaluation import check_protocol
 from .methods import METHODS
-from .presets import Preset
+from .presets import Preset, check_preset
 from .runner import check_same_run, prepare_out, run, write_json
 
 
@@ -22,6 +22,7 @@ def compare(dataset: str, *, protocol: str, methods, cfg: Preset, out, subset: s
     ``ensemble`` also their equal-weight average into ``out/ensemble/`` (`hep2 ensemble`), then write
     comparison.json, comparison.md and comparison.png."""
     check_methods(methods, ensemble, neighbours)      # before any method trains or a folder is made
+    check_preset(cfg)
     check_protocol(protocol)
     out = Path(out)
     prepare_out(out, resume, kind="compare")

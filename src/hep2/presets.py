@@ -188,6 +188,12 @@ class Preset:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
 
+def check_preset(cfg) -> None:
+    """What the API's ``cfg`` arguments take."""
+    if not isinstance(cfg, Preset):
+        raise Hep2Error(f"cfg={cfg!r}: give a Preset, e.g. hep2.presets.get_preset('cpu', overrides={{'ae_epochs': 10}})")
+
+
 def check_range(name: str, value, key: str | None = None) -> None:
     """``value`` (each value, for a tuple) within setting ``key``'s LIMITS (``key`` defaults to ``name``, the name
     the error gives: an estimator's parameter may stand for a setting of another name)."""
@@ -326,4 +332,4 @@ def parse_overrides(items) -> dict:
     return out
 
 
-__all__ = ["Preset", "PRESETS", "get_preset", "load_config", "parse_overrides"]
+__all__ = ["Preset", "PRESETS", "check_preset", "get_preset", "load_config", "parse_overrides"]

@@ -24,7 +24,7 @@ from .errors import Hep2Error
 from .methods import METHODS, get_method
 from .evaluation import classification_metrics, protocol_splits, summarize_protocol
 from .predict import full_proba, save_model
-from .presets import Preset, as_setting
+from .presets import Preset, as_setting, check_preset
 from .training import resolve_device
 
 
@@ -94,6 +94,7 @@ def run(dataset: str, *, protocol: str = "cv", cfg: Preset, out, subset: str = "
     classifier under ``protocol``, train the final classifier on all labelled training cells, and
     write the run folder."""
     t_start = time.perf_counter()
+    check_preset(cfg)
     out = Path(out)
     device = resolve_device(cfg.device)      # a device that is not there stops before anything is written
     main = dd.is_main()     # under torchrun every process computes, rank 0 writes and reports

@@ -293,6 +293,9 @@ def load_images(cells: CellSet, prep: Preprocess = Preprocess(), *, skip_bad: bo
     listed in ``cells.skipped``; without it the first bad image raises Hep2Error. The array is
     cached on disk keyed by the files' content and the settings, so a second run does not decode.
     """
+    if not isinstance(cells, CellSet) or not isinstance(prep, Preprocess):
+        raise Hep2Error(f"load_images(cells, prep) takes a CellSet (hep2.data.open_dataset gives one) and a Preprocess, "
+                        f"got {type(cells).__name__} and {type(prep).__name__}")
     if len(cells) == 0:
         raise Hep2Error(f"dataset {cells.name} has no images: check the path and its layout")
     # keys made before views / equalize / denoise existed stay valid
