@@ -114,11 +114,21 @@ def _zip(members: dict) -> bytes:
     return buf.getvalue()
 
 
+def _png_bytes(arr) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, "PNG")
+    return buf.getvalue()
+
+
 def test_bad_uploads_get_a_4xx_naming_the_file_and_the_server_goes_on(run_dir, workdir, tmp_path, known_cells):
     client = TestClient(create_app(run_dir, workdir, max_file_mb=0.05, max_files=3))
     good = known_cells[0][0].read_bytes()
     cases = [
         ([("files", ("notes.png", b"this is not an image", "image/png"))], 422, "notes.png"),
+        ([("files", ("black.png", _png_bytes(np.zeros((40, 40), np.uint8)), "image/png"))], 422,
+         "black.png is blank (every pixel is 0): there is no cell in it to classify; upload single cell images"),
         ([("files", ("empty.png", b"", "image/png"))], 400, "empty.png: the file is empty"),
         ([("files", ("huge.png", b"\0" * 60_000, "image/png"))], 413, "huge.png"),
         ([("files", ("evil.zip", _zip({"../../evil.png": good}), "application/zip"))], 400, "climbs out"),
@@ -130,7 +140,7 @@ def test_bad_uploads_get_a_4xx_naming_the_file_and_the_server_goes_on(run_dir, w
     for files, status, text in cases:
         r = client.post("/api/predict", files=files) if files else client.post("/api/predict")
         assert r.status_code == status, (text, r.status_code, r.text)
-        assert text in r.json()["detail"], r.json()
+        assert text in r.json()["detail"] and "--skip-bad" not in r.json()["detail"], r.json()
         assert client.get("/api/health").status_code == 200
     # nothing was written outside the working folder
     assert not list(tmp_path.rglob("evil.png")) and not Path("/etc/evil.png").exists()
