@@ -16,7 +16,7 @@ from sklearn.preprocessing import StandardScaler
 
 from hep2.cli import main
 from hep2.data import Preprocess, load_images, open_dataset
-from hep2.ensemble import BatchNeighbours, cell_features, make_ensemble
+from hep2.ensemble import cell_features, make_ensemble
 from hep2.errors import Hep2Error
 from hep2.predict import Predictor
 

@@ -23,11 +23,6 @@ from .errors import Hep2Error
 
 PROTOCOLS = ("official", "cv", "grouped", "blocked")
 
-
-def check_protocol(protocol: str) -> None:
-    if protocol not in PROTOCOLS:
-        raise Hep2Error(f"unknown protocol {protocol!r}: use one of {', '.join(PROTOCOLS)}")
-
 PROTOCOL_TEXT = {
     "official": "official specimen-disjoint split (train on Split-50-K train, test on Split-50-K test, K = 1..5)",
     "cv": "cell-level stratified k-fold cross-validation (cells of one specimen on both sides: optimistic)",
@@ -35,6 +30,12 @@ PROTOCOL_TEXT = {
     "blocked": "k-fold over contiguous ID blocks of each class (cells stored specimen by specimen: close to "
                "specimen-disjoint)",
 }
+
+
+def check_protocol(protocol: str) -> None:
+    if protocol not in PROTOCOLS:
+        raise Hep2Error(f"unknown protocol {protocol!r}: use one of {', '.join(PROTOCOLS)}")
+
 
 # The DCAE paper's Figure 2 (SNPHEp-2), percent; rows predicted, columns true class.
 PAPER_CONFUSION = {

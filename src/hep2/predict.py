@@ -54,7 +54,7 @@ class Predictor:
             d = d.parent.parent if d.parent.name == "model" else d.parent
             f = Path(model_dir)
         else:
-            f = d / "model" / "pipeline.pt" if (d / "model").is_dir() or not (d / "pipeline.pt").exists() else d / "pipeline.pt"
+            f = d / "pipeline.pt" if (d / "pipeline.pt").is_file() else d / "model" / "pipeline.pt"    # model/ or a run
         self.model_dir = d
         if not f.exists():
             unfinished = (d / "config.json").is_file()

@@ -7,10 +7,11 @@ from collections import Counter
 import numpy as np
 
 from ..errors import Hep2Error
+from ..presets import Preset
 from .cellset import CellSet, file_digest
 from .images import read_cell
 
-FEW = 5         # cells in a class: fewer cannot fill the default 5 folds
+FEW = Preset().cv_folds         # cells in a class: fewer cannot fill the default folds
 
 
 def summarize(cells: CellSet, *, skip_bad: bool = False) -> dict:
