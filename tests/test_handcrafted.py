@@ -341,3 +341,11 @@ def test_lbp_svm_reaches_the_paper_on_snphep2_cv(snphep2_root):
         accs.append((SVMClassifier().fit(F[a], y[a]).predict(F[b]) == y[b]).mean())
     assert len(y) == 905
     assert np.mean(accs) >= 0.85, accs
+
+
+@pytest.mark.parametrize("make", [lambda t: LBPFeatures(threshold=t), lambda t: TextureFeatures(threshold=t)])
+def test_a_threshold_outside_the_grey_range_is_an_error(make):
+    imgs = np.random.default_rng(0).integers(0, 255, (2, 24, 24)).astype(np.uint8)
+    for t in (2, -1):
+        with pytest.raises(Hep2Error, match=rf"threshold={t}: a fraction of the grey range in \[0, 1\)"):
+            make(t).fit(imgs).transform(imgs)

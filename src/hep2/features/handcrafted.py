@@ -123,6 +123,8 @@ INTENSITY_NAMES = ["mean", "std", "skewness", "kurtosis"] + [f"p{p}" for p in _P
 
 def _foreground(crop: np.ndarray, threshold: float) -> np.ndarray:
     """Pixels of the crop above ``threshold`` (a fraction of 255); all of it if none are."""
+    if not 0 <= threshold < 1:      # 2 or -1 read as 0 before: every pixel kept
+        raise Hep2Error(f"threshold={threshold}: a fraction of the grey range in [0, 1) (0 keeps every pixel)")
     mask = crop > threshold * 255 if threshold > 0 else np.ones(crop.shape, bool)
     return mask if mask.any() else np.ones(crop.shape, bool)
 
