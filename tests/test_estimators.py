@@ -3,6 +3,8 @@ cross_val_score with GroupKFold over specimens, string labels, image paths."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -403,6 +405,8 @@ def test_mlphead_and_dcaefeatures_name_api_mistakes(synth, fitted_ae):
     assert DCAEFeatures(preset=PRESETS["tiny"], settings={"ae_epochs": 5})._config().ae_epochs == 5
     with pytest.raises(Hep2Error, match="give a dict of setting names"):
         DCAEFeatures(preset="tiny", settings="ae_epochs=5")._config()
+    with pytest.raises(Hep2Error, match="a folder; give the checkpoint's file name"):
+        DCAEFeatures(preset="tiny", checkpoint=str(Path(__file__).parent)).fit(imgs)
 
 
 @pytest.mark.parametrize("kwargs, message", [

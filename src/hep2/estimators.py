@@ -181,6 +181,9 @@ class DCAEFeatures(TransformerMixin, BaseEstimator):
         if cfg.ae_restore and not (cfg.ae_intensity or cfg.ae_blur):
             raise Hep2Error("ae_restore=true restores images from jittered or blurred copies: set ae_intensity "
                             "and / or ae_blur too (or leave ae_restore off)")
+        if self.checkpoint is not None and Path(self.checkpoint).is_dir():
+            raise Hep2Error(f"checkpoint={self.checkpoint}: a folder; give the checkpoint's file name, e.g. "
+                            f"{Path(self.checkpoint) / 'dcae.pt'}")
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         x = image_tensor(X, cfg.size, cfg.preprocess())
