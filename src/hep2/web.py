@@ -138,9 +138,11 @@ class Service:
                 proba, arrays, _, _ = self.predictor.classify(paths)
         except Hep2Error as e:
             shutil.rmtree(folder, ignore_errors=True)
-            msg, cli = str(e), str(e).find("--skip-bad")         # the command line's advice does not apply here
-            if cli >= 0:
-                msg = msg[:max(msg.rfind("; ", 0, cli), msg.rfind(": ", 0, cli), 0) or len(msg)]
+            msg = str(e)        # without the command line's closing advice (--skip-bad), which does not apply here
+            cli = msg.find("--skip-bad")
+            cut = max(msg.rfind("; ", 0, cli), msg.rfind(": ", 0, cli)) if cli >= 0 else -1
+            if cut > 0:
+                msg = msg[:cut]
             for p, name in zip(paths, names):       # name the file as the user knows it
                 msg = msg.replace(str(p), name)
             msg += f"; upload single cell images ({IMAGE_FORMATS}) or zips of them"

@@ -39,7 +39,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 from sklearn.utils.validation import check_is_fitted
 
-from ..data.images import as_uint8_images  # noqa: F401  (re-exported: the features' input check)
+from ..data.images import as_uint8_images
 from ..errors import Hep2Error
 
 #: The preprocessing size (``Preprocess(size=PREFERRED_SIZE)``) the defaults were chosen at.
