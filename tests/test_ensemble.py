@@ -409,3 +409,23 @@ def test_api_mistakes_are_named_before_any_work(members, tmp_path):
     with pytest.raises(Hep2Error, match="unknown protocol 'offical'"):
         compare("synthetic:6", protocol="offical", methods=["lbp-svm"], cfg=PRESETS["tiny"], out=tmp_path / "c")
     assert not (tmp_path / "c").exists() and not (tmp_path / "e").exists()
+
+
+def test_grouped_members_give_the_ensemble_a_specimen_level_figure(_session_cache, tmp_path, monkeypatch):
+    monkeypatch.setenv("HEP2_CACHE", str(_session_cache))
+    assert main(["compare", "synthetic:6", "--protocol", "grouped", "--preset", "tiny", "--methods", "shape-index",
+                 "lbp-svm", "--ensemble", "--quiet", "--out", str(tmp_path)]) == 0
+    rows, m = _rows(tmp_path / "ensemble"), json.loads((tmp_path / "ensemble" / "metrics.json").read_text())
+    member = _rows(tmp_path / "lbp-svm")
+    assert [(r["id"], r["specimen"]) for r in rows] == [(r["id"], r["specimen"]) for r in member]
+    for split, acc in m["specimens"]["accuracy"]["per_split"].items():
+        by = {}
+        for r in rows:
+            if r["split"] == split:
+                by.setdefault(r["specimen"], []).append(r)
+        calls = [max(set(c["predicted"] for c in cells), key=lambda p: (
+            [c["predicted"] for c in cells].count(p), np.mean([float(c["p_" + p]) for c in cells]))) for cells in by.values()]
+        assert acc == pytest.approx(np.mean([call == cells[0]["true"] for call, cells in zip(calls, by.values())]))
+    assert "**Specimen level**" in (tmp_path / "ensemble" / "report.md").read_text()
+    table = (tmp_path / "comparison.md").read_text()
+    assert "| specimens right |" in table and f"| {m['specimens']['accuracy']['mean']:.4f} |" in table

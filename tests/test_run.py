@@ -150,6 +150,31 @@ def test_predictions_csv(grouped_run):
     assert np.trace(np.array(m["confusion"]["counts"])) == correct
 
 
+def test_each_test_specimen_is_called_from_its_cells_predictions(grouped_run):
+    rows = list(csv.DictReader(open(grouped_run / "predictions.csv", newline="")))
+    assert all(r["specimen"] for r in rows)
+    m = _json(grouped_run / "metrics.json")
+    per_split = {}
+    for split in m["accuracy"]["per_split"]:
+        by = {}
+        for r in rows:
+            if r["split"] == split:
+                by.setdefault(r["specimen"], []).append(r)
+        right = []
+        for cells in by.values():        # the most frequent call (ties to the higher mean probability) vs the label
+            calls = [r["predicted"] for r in cells]
+            mean = {c: np.mean([float(r["p_" + c]) for r in cells]) for c in CLASSES}
+            call = max(CLASSES, key=lambda c: (calls.count(c), mean[c]))
+            label = max(CLASSES, key=lambda c: [r["true"] for r in cells].count(c))
+            right.append(call == label)
+        per_split[split] = np.mean(right)
+        assert m["specimens"]["n"][split] == len(by) == 4        # 20 specimens, 5 folds
+    assert m["specimens"]["accuracy"]["per_split"] == pytest.approx(per_split)
+    assert m["specimens"]["accuracy"]["mean"] == pytest.approx(np.mean(list(per_split.values())))
+    md = (grouped_run / "report.md").read_text()
+    assert "**Specimen level**" in md and f"**{m['specimens']['accuracy']['mean']:.4f} ± " in md
+
+
 def test_features_and_their_ids(grouped_run):
     feats = np.load(grouped_run / "features.npy")
     ids = _csv(grouped_run / "features_ids.csv")
@@ -336,6 +361,7 @@ def test_cv_on_a_named_subset(split_folder, tmp_path):
     assert config["protocol"] == "cv" and config["subset"] == "test"
     assert config["autoencoder_saw_test_images"] is True
     assert m["protocol"] == "cv" and len(m["accuracy"]["per_split"]) == 5
+    assert "specimens" not in m             # cells of one specimen on both sides: no specimen-level figure
     ids = [r[1] for r in _csv(out / "predictions.csv")[1:]]
     assert len(ids) == 30 and all(i.startswith("test/") for i in ids)
     md = (out / "report.md").read_text()
@@ -504,6 +530,38 @@ def test_predict_a_folder_to_csv(grouped_run, new_images, tmp_path, capsys):
     same = [r for r in rows[1:] if r[0] == str(one)][0]
     assert single[:2] == same[:2]
     np.testing.assert_allclose([float(v) for v in single[2:]], [float(v) for v in same[2:]], atol=2e-5)
+
+
+def test_predict_summarises_each_folder_of_cells(grouped_run, new_images, tmp_path, capsys):
+    wells = tmp_path / "plate"
+    for i, f in enumerate(sorted(new_images.iterdir())):       # 2 centromere + 2 nucleolar cells a well
+        (wells / f"well{i % 2}").mkdir(parents=True, exist_ok=True)
+        shutil.copy(f, wells / f"well{i % 2}" / f.name)
+    out, summary = tmp_path / "cells.csv", tmp_path / "wells.csv"
+    assert main(["predict", "--model", str(grouped_run), str(wells), "--out", str(out), "--summary", str(summary)]) == 0
+    printed = capsys.readouterr().out
+    assert "by folder (one well, one specimen)" in printed and "wrote 2 folder summaries" in printed
+    cells = list(csv.DictReader(open(out, newline="")))
+    rows = list(csv.DictReader(open(summary, newline="")))
+    assert [r["folder"] for r in rows] == [str(wells / "well0"), str(wells / "well1")]
+    for r in rows:
+        mine = [c for c in cells if str(Path(c["path"]).parent) == r["folder"]]
+        calls = [c["predicted"] for c in mine]
+        assert int(r["cells"]) == len(mine) == 2
+        assert [int(r[f"n_{c}"]) for c in CLASSES] == [calls.count(c) for c in CLASSES]
+        mean = {c: np.mean([float(x[f"p_{c}"]) for x in mine]) for c in CLASSES}
+        assert [float(r[f"p_{c}"]) for c in CLASSES] == pytest.approx(list(mean.values()), abs=1e-4)
+        assert r["pattern"] == max(CLASSES, key=lambda c: (calls.count(c), mean[c]))
+        assert float(r["agreement"]) == calls.count(r["pattern"]) / 2
+        assert f"{r['folder']}      2  {r['pattern']}" in printed
+    # one image alone: no table unless asked for
+    one = sorted(new_images.iterdir())[0]
+    assert main(["predict", "--model", str(grouped_run), str(one)]) == 0
+    assert "by folder" not in capsys.readouterr().out
+    assert main(["predict", "--model", str(grouped_run), str(one), "--summary", str(tmp_path)]) == 2
+    assert f"--summary {tmp_path} is a folder: give the CSV file to write" in capsys.readouterr().err
+    assert main(["predict", "--model", str(grouped_run), str(one), "--summary", str(out), "--out", str(out)]) == 2
+    assert "--out and --summary name the same file" in capsys.readouterr().err
 
 
 def test_predict_bad_file_fails_naming_it_and_skip_bad_goes_on(grouped_run, new_images, tmp_path, capsys):

@@ -93,6 +93,7 @@ def test_api_predict_gives_patterns_probabilities_and_the_batch_summary(client, 
     tied = [c for c, n in counts.items() if n == max(counts.values())]
     mean_p = {c: np.mean([x["probabilities"][c] for x in body["results"]]) for c in tied}
     assert body["summary"]["dominant"] == max(mean_p, key=mean_p.get)
+    assert body["summary"]["agreement"] == pytest.approx(max(counts.values()) / 10)
 
 
 def test_a_zip_of_cells_is_unpacked(client, known_cells):

@@ -96,11 +96,14 @@ def cmd_demo(args) -> int:
 
 
 def cmd_predict(args) -> int:
-    from .predict import Predictor, expand_inputs
+    from .predict import Predictor, expand_inputs, folder_summaries
     from .runner import _write_csv
 
-    if args.out and Path(args.out).is_dir():       # found before the classifying, not after it
-        raise Hep2Error(f"--out {args.out} is a folder: give the CSV file to write, e.g. {Path(args.out) / 'predictions.csv'}")
+    for opt, value, name in (("--out", args.out, "predictions.csv"), ("--summary", args.summary, "wells.csv")):
+        if value and Path(value).is_dir():       # found before the classifying, not after it
+            raise Hep2Error(f"{opt} {value} is a folder: give the CSV file to write, e.g. {Path(value) / name}")
+    if args.out and args.summary and Path(args.out).resolve() == Path(args.summary).resolve():
+        raise Hep2Error(f"--out and --summary name the same file {args.out}: give two files")
     pred = Predictor(args.model)
     per_input = [(i, expand_inputs([i])) for i in args.inputs]
     paths = [p for _, found in per_input for p in found]
@@ -134,12 +137,25 @@ def cmd_predict(args) -> int:
     print(f"{'file':<{width}}  {'pattern':<18} {'probability':>11}")
     for path, pattern, proba in rows:
         print(f"{str(path):<{width}}  {pattern:<18} {proba.max():>11.3f}")
+    wells = folder_summaries(rows, pred.classes)
+    if args.summary or any(s["n"] > 1 for _, s in wells):
+        width = max(len(str(f)) for f, _ in wells + [("folder", None)])
+        print(f"\nby folder (one well, one specimen): the dominant pattern, the share of its cells that show it\n"
+              f"{'folder':<{width}}  {'cells':>5}  {'pattern':<18} {'agreement':>9}")
+        for folder, s in wells:
+            print(f"{str(folder):<{width}}  {s['n']:>5}  {s['dominant']:<18} {s['agreement']:>9.3f}")
     for b in bad:
         print(f"skipped: {b}", file=sys.stderr)
     if args.out:
         _write_csv(args.out, ["path", "predicted"] + [f"p_{c}" for c in pred.classes],
                    [[str(p), c, *[f"{v:.5f}" for v in pr]] for p, c, pr in rows])
         print(f"wrote {len(rows)} predictions to {args.out}" + (f" ({len(bad)} files skipped)" if bad else ""))
+    if args.summary:
+        _write_csv(args.summary, ["folder", "cells", "pattern", "agreement"] + [f"n_{c}" for c in pred.classes]
+                   + [f"p_{c}" for c in pred.classes],
+                   [[str(f), s["n"], s["dominant"], f"{s['agreement']:.4f}", *s["counts"].values(),
+                     *[f"{v:.5f}" for v in s["mean_probability"].values()]] for f, s in wells])
+        print(f"wrote {len(wells)} folder summaries to {args.summary}")
     return 0
 
 
@@ -256,6 +272,9 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--model", required=True, help="a run folder written by hep2 run")
     pr.add_argument("inputs", nargs="+", metavar="IMAGE_OR_FOLDER")
     pr.add_argument("--out", help="write a CSV of predictions and probabilities")
+    pr.add_argument("--summary", metavar="FILE.csv",
+                    help="write a CSV with a row per folder of cells (one well, one specimen): its dominant pattern, the "
+                         "share of its cells that show it, the cells each pattern got and the mean probabilities")
     pr.add_argument("--skip-bad", action="store_true", help="go on without unreadable images and list them")
     pr.set_defaults(func=cmd_predict)
 

@@ -27,7 +27,8 @@ import numpy as np
 from . import distributed as dd
 from .data.images import atomic_write_bytes
 from .errors import Hep2Error
-from .evaluation import classification_metrics, summarize_protocol
+from .evaluation import (SPECIMEN_PROTOCOLS, classification_metrics, specimen_figure, split_figures, split_metrics,
+                         summarize_protocol)
 from .predict import save_ensemble
 from .training import load_checkpoint
 
@@ -100,6 +101,8 @@ def _read_run(run: Path) -> dict:
             rows = list(csv.DictReader(f))
         table = {(r["split"], r["id"]): (classes.index(r["true"]), np.array([float(r["p_" + c]) for c in classes]))
                  for r in rows}
+        # runs of a protocol that holds specimens out, on cells that name theirs, keep them
+        specimens = {r["id"]: r["specimen"] for r in rows} if rows and "specimen" in rows[0] else None
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise Hep2Error(f"{run}: cannot read its metrics.json / config.json / data.json / predictions.csv "
                         f"({type(e).__name__}: {e}); rerun it with `hep2 run`") from None
@@ -107,7 +110,8 @@ def _read_run(run: Path) -> dict:
         raise Hep2Error(f"{run}/predictions.csv has no rows: the run evaluated no test cell")
     if config.get("method") == "ensemble":
         raise Hep2Error(f"{run} is itself an ensemble: give its member runs (listed in its config.json) instead")
-    return {"run": run, "metrics": metrics, "config": config, "data": data, "classes": classes, "table": table}
+    return {"run": run, "metrics": metrics, "config": config, "data": data, "classes": classes, "table": table,
+            "specimens": specimens}
 
 
 FULL = "full"   # the split name of an official run's train/ -> test/ rows
@@ -226,6 +230,7 @@ def make_ensemble(runs, out, *, verbose: bool = True, neighbours: int = 0) -> di
     say = print if verbose and dd.is_main() else (lambda *a, **k: None)
     classes, protocol = base["classes"], base["metrics"]["protocol"]
     per_split, rows, y_all, p_all, extra = {}, [], [], [], {}
+    specimens = base["specimens"] if protocol in SPECIMEN_PROTOCOLS else None
     # official runs also hold "full" rows (train/ -> test/); members from before that have none
     full = bool(_keys(base, True)) and all(_keys(m, True) == _keys(base, True) for m in members)
     if not full and any(_keys(m, True) for m in members):
@@ -239,15 +244,17 @@ def make_ensemble(runs, out, *, verbose: bool = True, neighbours: int = 0) -> di
             proba = BatchNeighbours(neighbours).fit(blocks(trained_on[split])).smooth(
                 proba, blocks([k[1] for k in keys]))
         pred = proba.argmax(1)
-        rows += [[split, k[1], classes[t], classes[p], *np.round(pr, 5)] for k, t, p, pr in zip(keys, y, pred, proba)]
+        rows += [[split, k[1], *([specimens[k[1]]] if specimens else []), classes[t], classes[p], *np.round(pr, 5)]
+                 for k, t, p, pr in zip(keys, y, pred, proba)]
+        figures = split_metrics(y, proba, classes, [specimens[k[1]] for k in keys] if specimens else None)
         if split == FULL:
-            extra["full"] = classification_metrics(y, pred, classes)
-            say(f"  full (train/ -> test/): accuracy {extra['full']['accuracy']:.4f}  MCA {extra['full']['mca']:.4f}")
+            extra["full"] = figures
+            say(f"  full (train/ -> test/): {split_figures(figures)}")
             continue
-        per_split[split] = classification_metrics(y, pred, classes)
+        per_split[split] = figures
         y_all.append(y)
         p_all.append(pred)
-        say(f"  {split}: accuracy {per_split[split]['accuracy']:.4f}  MCA {per_split[split]['mca']:.4f}")
+        say(f"  {split}: {split_figures(figures)}")
     pooled = classification_metrics(np.concatenate(y_all), np.concatenate(p_all), classes)
     described = [{"run": str(m["run"]), "method": m["config"].get("method"),
                   "preset": (m["config"].get("preset") or {}).get("name"),
@@ -269,7 +276,8 @@ def make_ensemble(runs, out, *, verbose: bool = True, neighbours: int = 0) -> di
                                      "command": " ".join(sys.argv)})
     write_json(out / "data.json", base["data"])
     write_json(out / "environment.json", environment())
-    _write_csv(out / "predictions.csv", ["split", "id", "true", "predicted"] + [f"p_{c}" for c in classes], rows)
+    _write_csv(out / "predictions.csv", ["split", "id", *(["specimen"] if specimens else []), "true", "predicted"]
+               + [f"p_{c}" for c in classes], rows)
     metrics["seconds"] = {"total": round(time.perf_counter() - t0, 1)}
     write_json(out / "metrics.json", metrics)
     confusion_figure(metrics, out / "confusion.png", f"{protocol}, ensemble of {len(members)}, accuracy "
@@ -292,7 +300,8 @@ def make_ensemble(runs, out, *, verbose: bool = True, neighbours: int = 0) -> di
     atomic_write_bytes(out / "report.md", md.encode())
     atomic_write_bytes(out / "report.html", html_page(md, out).encode())
     say(f"accuracy {metrics['accuracy']['mean']:.4f} ± {metrics['accuracy']['std']:.4f}, MCA "
-        f"{metrics['mca']['mean']:.4f} ± {metrics['mca']['std']:.4f} ({protocol}, ensemble of {len(members)}"
+        f"{metrics['mca']['mean']:.4f} ± {metrics['mca']['std']:.4f}{specimen_figure(metrics)} ({protocol}, "
+        f"ensemble of {len(members)}"
         + (f", each test cell smoothed over its {neighbours} nearest of its split: transductive" if neighbours else "")
         + f") -> {out}")
     return metrics

@@ -150,8 +150,63 @@ def classification_metrics(y_true, y_pred, classes: list[str]) -> dict:
     }
 
 
+# Protocols whose test specimens are unseen in training: there a specimen-level figure means what it says.
+SPECIMEN_PROTOCOLS = ("official", "grouped")
+
+
+def batch_summary(proba: np.ndarray, classes: list[str]) -> dict:
+    """One batch of cells (a well, a specimen, an upload) from their class probabilities (N, C): the
+    cells each class got, the dominant pattern (the most frequent call; a tie goes to the higher mean
+    probability), the share of cells that agree with it and the mean probabilities."""
+    proba = np.asarray(proba)
+    counts = np.bincount(proba.argmax(1), minlength=len(classes))
+    mean_p = proba.mean(0)
+    top = max(range(len(classes)), key=lambda c: (counts[c], mean_p[c]))
+    return {"n": len(proba), "dominant": classes[top], "agreement": float(counts[top] / len(proba)),
+            "counts": {c: int(n) for c, n in zip(classes, counts)},
+            "mean_probability": {c: float(v) for c, v in zip(classes, mean_p)}}
+
+
+def specimen_metrics(y_true, proba, specimens, classes: list[str]) -> dict:
+    """Specimen-level figures, the call a lab reports: each test specimen's dominant pattern
+    (`batch_summary` of its cells) against its label (its cells' most frequent true class)."""
+    y_true, groups = np.asarray(y_true), {}
+    for i, s in enumerate(specimens):
+        groups.setdefault(s, []).append(i)
+    true, pred = [], []
+    for idx in groups.values():
+        true.append(int(np.bincount(y_true[idx], minlength=len(classes)).argmax()))
+        pred.append(classes.index(batch_summary(proba[idx], classes)["dominant"]))
+    true, pred = np.array(true), np.array(pred)
+    return {"accuracy": float((true == pred).mean()), "n": len(groups),
+            "wrong": [{"specimen": str(s), "true": classes[t], "predicted": classes[p]}
+                      for s, t, p in zip(groups, true, pred) if t != p]}
+
+
+def split_metrics(y_true, proba, classes: list[str], specimens=None) -> dict:
+    """`classification_metrics` of the calls (the highest probability), and with ``specimens`` (each
+    cell's specimen ID) the `specimen_metrics` too, under ``specimens``."""
+    out = classification_metrics(y_true, np.asarray(proba).argmax(1), classes)
+    if specimens is not None:
+        out["specimens"] = specimen_metrics(y_true, proba, specimens, classes)
+    return out
+
+
+def split_figures(m: dict) -> str:
+    """'accuracy 0.9000  MCA 0.8900  specimens 1.0000 of 4': one split's line of progress."""
+    return f"accuracy {m['accuracy']:.4f}  MCA {m['mca']:.4f}" + (
+        f"  specimens {m['specimens']['accuracy']:.4f} of {m['specimens']['n']}" if "specimens" in m else "")
+
+
+def specimen_figure(metrics: dict) -> str:
+    """', specimens 0.9000 ± 0.1000' for a summary line, where metrics.json has a specimen-level figure."""
+    sp = metrics.get("specimens")
+    return f", specimens {sp['accuracy']['mean']:.4f} ± {sp['accuracy']['std']:.4f}" if sp else ""
+
+
 def summarize_protocol(protocol: str, per_split: dict[str, dict], pooled: dict, extra: dict | None = None) -> dict:
-    """metrics.json: mean and spread over splits, per-split figures, pooled per-class and confusion."""
+    """metrics.json: mean and spread over splits, per-split figures, pooled per-class and confusion;
+    the specimen-level accuracy where every split has one (`specimen_metrics` in its ``specimens``)."""
     acc = np.array([m["accuracy"] for m in per_split.values()])
     mca = np.array([m["mca"] for m in per_split.values()])
     out = {
@@ -164,5 +219,11 @@ def summarize_protocol(protocol: str, per_split: dict[str, dict], pooled: dict, 
         "per_class": pooled["per_class"],
         "confusion": pooled["confusion"],
     }
+    if per_split and all("specimens" in m for m in per_split.values()):
+        sp = np.array([m["specimens"]["accuracy"] for m in per_split.values()])
+        out["specimens"] = {"accuracy": {"mean": float(sp.mean()), "std": float(sp.std(ddof=1)) if len(sp) > 1 else 0.0,
+                                         "per_split": {k: m["specimens"]["accuracy"] for k, m in per_split.items()}},
+                            "n": {k: m["specimens"]["n"] for k, m in per_split.items()},
+                            "wrong": {k: m["specimens"]["wrong"] for k, m in per_split.items()}}
     out.update(extra or {})
     return out

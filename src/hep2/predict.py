@@ -144,6 +144,17 @@ class Predictor:
         return rows, bad
 
 
+def folder_summaries(rows, classes: list[str]) -> list[tuple[Path, dict]]:
+    """`predict_files` rows grouped by the folder each image is in (one well, one specimen), in order of
+    first appearance: (folder, `hep2.evaluation.batch_summary` of its cells)."""
+    from .evaluation import batch_summary
+
+    groups = {}
+    for path, _, proba in rows:
+        groups.setdefault(Path(path).parent, []).append(proba)
+    return [(folder, batch_summary(np.stack(p), classes)) for folder, p in groups.items()]
+
+
 def expand_inputs(items) -> list[Path]:
     """Files and folders (searched recursively for images) -> image files, in a stable order."""
     out = []

@@ -128,6 +128,13 @@ def results_markdown(metrics: dict, note=()) -> str:
     lines += [f"| **mean ± std** | **{acc['mean']:.4f} ± {acc['std']:.4f}** | **{mca['mean']:.4f} ± {mca['std']:.4f}** |"]
     if "full" in metrics:
         lines += [f"| full (train/ → test/) | {metrics['full']['accuracy']:.4f} | {metrics['full']['mca']:.4f} |"]
+    sp = metrics.get("specimens")
+    if sp:
+        wrong = [f"{w['specimen']} ({k}: {w['true']} read as {w['predicted']})" for k, ws in sp["wrong"].items() for w in ws]
+        lines += ["", "**Specimen level**, the call a lab reports: each test specimen's dominant pattern (its cells' most "
+                  f"frequent call) against its label: **{sp['accuracy']['mean']:.4f} ± {sp['accuracy']['std']:.4f}** "
+                  "over the splits (" + ", ".join(f"{k} {v:.3f} of {sp['n'][k]}" for k, v in sp["accuracy"]["per_split"].items())
+                  + "). " + (f"Wrong: {'; '.join(wrong)}." if wrong else "No specimen wrong.")]
     lines += list(note)
     lines += ["", "## Per class (pooled over splits)", "", "| class | precision | recall | F1 | support |",
               "|---|---|---|---|---|"]

@@ -22,7 +22,8 @@ from .data import load_images, open_dataset
 from .data.images import atomic_write_bytes
 from .errors import Hep2Error
 from .methods import METHODS, get_method
-from .evaluation import classification_metrics, protocol_splits, summarize_protocol
+from .evaluation import (SPECIMEN_PROTOCOLS, classification_metrics, protocol_splits, specimen_figure,
+                         split_figures, split_metrics, summarize_protocol)
 from .predict import full_proba, save_model
 from .presets import Preset, as_setting, check_preset
 from .training import resolve_device
@@ -170,20 +171,25 @@ def run(dataset: str, *, protocol: str = "cv", cfg: Preset, out, subset: str = "
     t0 = time.perf_counter()
     per_split, rows, all_true, all_pred = {}, [], [], []
 
+    # each test specimen's call too, where the protocol holds whole specimens out and the cells name theirs
+    specimens = cells.specimens if protocol in SPECIMEN_PROTOCOLS else None
+
     def prediction_rows(split, idx, proba, pred):
-        return [[split, cells.cells[i].id, cells.classes[y[i]], cells.classes[p], *np.round(pr, 5)]
-                for i, p, pr in zip(idx, pred, proba)]
+        return [[split, cells.cells[i].id, *([cells.cells[i].specimen] if specimens is not None else []),
+                 cells.classes[y[i]], cells.classes[p], *np.round(pr, 5)] for i, p, pr in zip(idx, pred, proba)]
+
+    def evaluate(idx, proba):
+        return split_metrics(y[idx], proba, cells.classes, None if specimens is None else specimens[idx])
 
     for name, a, b in splits:
         clf = m.classifier().fit(feats[a], y[a])
         proba = full_proba(clf, feats[b], len(cells.classes))
         pred = proba.argmax(1)
-        per_split[name] = classification_metrics(y[b], pred, cells.classes)
+        per_split[name] = evaluate(b, proba)
         all_true.append(y[b])
         all_pred.append(pred)
         rows += prediction_rows(name, b, proba, pred)
-        say(f"  {name}: accuracy {per_split[name]['accuracy']:.4f}  MCA {per_split[name]['mca']:.4f}  "
-            f"(train {len(a)}, test {len(b)})")
+        say(f"  {name}: {split_figures(per_split[name])}  (train {len(a)}, test {len(b)})")
     pooled = classification_metrics(np.concatenate(all_true), np.concatenate(all_pred), cells.classes)
     extra = {}
     train_idx = cells.subsets["train"] if protocol == "official" else ae_idx
@@ -192,10 +198,9 @@ def run(dataset: str, *, protocol: str = "cv", cfg: Preset, out, subset: str = "
         test = cells.subsets["test"]
         full_p = full_proba(final, feats[test], len(cells.classes))
         full_pred = full_p.argmax(1)
-        full = classification_metrics(y[test], full_pred, cells.classes)
-        extra["full"] = full
+        extra["full"] = evaluate(test, full_p)
         rows += prediction_rows("full", test, full_p, full_pred)
-        say(f"  full (train/ -> test/): accuracy {full['accuracy']:.4f}  MCA {full['mca']:.4f}")
+        say(f"  full (train/ -> test/): {split_figures(extra['full'])}")
     t_clf = time.perf_counter() - t0
     extra |= {"dataset": cells.name, "preset": cfg.name, "method": method, "paper_accuracy": m.paper_accuracy,
               "n_splits": len(splits),
@@ -209,7 +214,8 @@ def run(dataset: str, *, protocol: str = "cv", cfg: Preset, out, subset: str = "
     if not main:
         return metrics
     write_json(out / "metrics.json", metrics)
-    _write_csv(out / "predictions.csv", ["split", "id", "true", "predicted"] + [f"p_{c}" for c in cells.classes], rows)
+    _write_csv(out / "predictions.csv", ["split", "id", *(["specimen"] if specimens is not None else []), "true",
+                                         "predicted"] + [f"p_{c}" for c in cells.classes], rows)
     save_model(out / "model", m, final, cells.classes)
     write_json(out / "history.json", history)
 
@@ -224,7 +230,7 @@ def run(dataset: str, *, protocol: str = "cv", cfg: Preset, out, subset: str = "
     metrics["seconds"]["total"] = round(time.perf_counter() - t_start, 1)
     write_json(out / "metrics.json", metrics)
     say(f"accuracy {metrics['accuracy']['mean']:.4f} ± {metrics['accuracy']['std']:.4f}, "
-        f"MCA {metrics['mca']['mean']:.4f} ({protocol}, preset {cfg.name}, {cells.name}); "
+        f"MCA {metrics['mca']['mean']:.4f}{specimen_figure(metrics)} ({protocol}, preset {cfg.name}, {cells.name}); "
         f"{metrics['seconds']['total']:.0f}s")
     say(f"report: {out / 'report.html'}")
     return metrics

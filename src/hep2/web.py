@@ -2,7 +2,7 @@
 
 Pages: ``/`` uploads cell images (or zips of them) and shows a sortable table of thumbnails with the
 predicted pattern and every class's probability, the batch summary (counts per pattern, dominant
-pattern) and a CSV download; ``/runs`` and ``/runs/NAME`` show run folders (metrics, confusion
+pattern and the share of cells that show it) and a CSV download; ``/runs`` and ``/runs/NAME`` show run folders (metrics, confusion
 matrix, reconstructions, comparison tables). JSON API: ``POST /api/predict`` (multipart field
 ``files``), ``GET /api/health``; its OpenAPI description is ``/openapi.json``.
 
@@ -21,13 +21,13 @@ import shutil
 import threading
 import uuid
 import zipfile
-from collections import Counter
 from pathlib import Path, PurePosixPath
 
 import numpy as np
 
 from .data.images import IMAGE_FORMATS
 from .errors import Hep2Error
+from .evaluation import batch_summary
 from .predict import Predictor
 
 MAX_FILE_MB = 20          # one uploaded file (a zip counts as one; its members count below)
@@ -151,11 +151,7 @@ class Service:
         results = [{"filename": n, "pattern": classes[int(pr.argmax())],
                     "probabilities": {c: round(float(v), 6) for c, v in zip(classes, pr)}}
                    for n, pr in zip(names, proba)]
-        counts = Counter(r["pattern"] for r in results)
-        # the dominant pattern: the most frequent; a tie goes to the higher mean probability
-        mean_p = proba.mean(0)
-        dominant = max(counts, key=lambda c: (counts[c], mean_p[classes.index(c)]))
-        summary = {"counts": {c: counts.get(c, 0) for c in classes}, "dominant": dominant, "n": len(results)}
+        summary = batch_summary(proba, classes)     # the upload as one well: its dominant pattern
         self._write_csv(folder / "predictions.csv", results, classes)
         with self.lock:
             self.batches[batch_id] = {"results": results, "summary": summary, "thumbs": arrays, "folder": folder}
@@ -259,7 +255,7 @@ def _results_html(svc: Service, out: dict) -> str:
                     f"<td data-v='{max(r['probabilities'].values()):.6f}'>{max(r['probabilities'].values()):.3f}</td>"
                     f"{probs}</tr>")
     return (f"<div class='summary' id='summary'>{s['n']} cells. Dominant pattern: <b id='dominant'>"
-            f"{html.escape(s['dominant'])}</b>. Counts: {counts}.</div>"
+            f"{html.escape(s['dominant'])}</b> ({s['agreement']:.0%} of the cells). Counts: {counts}.</div>"
             f"<p><a id='csv' href='/batches/{out['batch']}.csv'>Download the table as CSV</a> · click a column "
             "header to sort</p>"
             "<table class='sortable' id='results'><thead><tr><th class='l'>cell</th><th class='l'>file</th>"
