@@ -261,19 +261,18 @@ def test_a_neighbours_model_smooths_over_the_batch_it_is_given(members, tmp_path
     np.testing.assert_allclose(nb.predict_files(paths[:1])[0][0][2], P[0], atol=1e-6)
     two = np.stack([r[2] for r in nb.predict_files(paths[:2])[0]])
     np.testing.assert_allclose(two, 0.5 * P[:2] + 0.5 * P[:2][::-1], atol=1e-5)
-    # the command line says that the batch matters; each folder given is a batch of its own, the files given
-    # directly one more
-    assert main(["predict", "--model", str(root / "nb"), *map(str, paths), "--out", str(tmp_path / "p.csv")]) == 0
-    assert "the files given: each of its 10 cells averaged with its 3 nearest" in capsys.readouterr().err
-    wells = [tmp_path / "well1", tmp_path / "well2"]
+    # the command line says that the batch matters; each folder's cells are a batch of their own (a folder given,
+    # the subfolders of one, the folders of files given one by one)
+    wells = [tmp_path / "plate" / "well1", tmp_path / "plate" / "well2"]
     for w, part in zip(wells, (paths[:4], paths[4:9])):
-        w.mkdir()
+        w.mkdir(parents=True)
         for q in part:
             shutil.copy(q, w / q.name)
-    assert main(["predict", "--model", str(root / "nb"), *map(str, wells), str(paths[9]), "--out",
+    assert main(["predict", "--model", str(root / "nb"), str(tmp_path / "plate"), str(paths[9]), "--out",
                  str(tmp_path / "w.csv")]) == 0
     err = capsys.readouterr().err
-    assert f"{wells[0]}: each of its 4 cells" in err and "the files given: one cell, no neighbours" in err
+    assert f"{wells[0]}: each of its 4 cells averaged with its 3 nearest" in err and f"{wells[1]}: each of its 5" in err
+    assert f"{paths[9].parent}: one cell, no neighbours" in err and "folder of their own" in err
     with open(tmp_path / "w.csv", newline="") as f:
         got = np.array([[float(v) for k, v in r.items() if k.startswith("p_")] for r in csv.DictReader(f)])
     want = np.vstack([np.stack([r[2] for r in nb.predict_files(sorted(w.iterdir()))[0]]) for w in wells] + [P[9:]])

@@ -96,7 +96,7 @@ def cmd_demo(args) -> int:
 
 
 def cmd_predict(args) -> int:
-    from .predict import Predictor, expand_inputs, folder_summaries
+    from .predict import Predictor, by_folder, expand_inputs, folder_summaries
     from .runner import _write_csv
 
     for opt, value, name in (("--out", args.out, "predictions.csv"), ("--summary", args.summary, "wells.csv")):
@@ -105,25 +105,20 @@ def cmd_predict(args) -> int:
     if args.out and args.summary and Path(args.out).resolve() == Path(args.summary).resolve():
         raise Hep2Error(f"--out and --summary name the same file {args.out}: give two files")
     pred = Predictor(args.model)
-    per_input = [(i, expand_inputs([i])) for i in args.inputs]
-    paths = [p for _, found in per_input for p in found]
+    paths = expand_inputs(args.inputs)
     if pred.neighbours is not None:
         if dd.world() > 1:
             raise Hep2Error(f"{args.model} smooths each cell over its nearest cells of the batch (--neighbours): "
                             "classify the batch in one process, without torchrun")
-        # each folder given is a batch of its own (one well, one specimen); the files given directly, one more
-        loose = [p for i, found in per_input if not Path(i).is_dir() for p in found]
-        batches = [(str(i), found) for i, found in per_input if Path(i).is_dir()] + (
-            [("the files given", loose)] if loose else [])
         rows, bad = [], []
-        for name, batch in batches:
-            k = min(pred.neighbours.k, len(batch) - 1)
-            print(f"transductive model: {name}: " + (f"each of its {len(batch)} cells averaged with its {k} nearest "
+        for folder, idx in by_folder(paths).items():      # each folder's cells a batch: one well, one specimen
+            k = min(pred.neighbours.k, len(idx) - 1)
+            print(f"transductive model: {folder}: " + (f"each of its {len(idx)} cells averaged with its {k} nearest "
                   "of them" if k else "one cell, no neighbours: the members' plain average"), file=sys.stderr)
-            r, b = pred.predict_files(batch, skip_bad=args.skip_bad)
+            r, b = pred.predict_files([paths[i] for i in idx], skip_bad=args.skip_bad)
             rows, bad = rows + r, bad + b
-        print("transductive model: give each specimen's (each well's) cells as a folder of their own",
-              file=sys.stderr)
+        print("transductive model: each folder's cells are a batch; keep each specimen's (each well's) cells in a "
+              "folder of their own", file=sys.stderr)
     else:   # under torchrun each process classifies every W-th file; rank 0 prints and writes, in input order
         rows, bad = pred.predict_files(paths[dd.rank()::dd.world()], skip_bad=args.skip_bad)
     order = {p: i for i, p in enumerate(paths)}

@@ -144,15 +144,21 @@ class Predictor:
         return rows, bad
 
 
+def by_folder(paths) -> dict[Path, list[int]]:
+    """The positions of ``paths`` grouped by the folder each file is in (one folder, one well, one
+    specimen), folders in order of first appearance."""
+    groups = {}
+    for i, path in enumerate(paths):
+        groups.setdefault(Path(path).parent, []).append(i)
+    return groups
+
+
 def folder_summaries(rows, classes: list[str]) -> list[tuple[Path, dict]]:
-    """`predict_files` rows grouped by the folder each image is in (one well, one specimen), in order of
-    first appearance: (folder, `hep2.evaluation.batch_summary` of its cells)."""
+    """`predict_files` rows grouped `by_folder`: (folder, `hep2.evaluation.batch_summary` of its cells)."""
     from .evaluation import batch_summary
 
-    groups = {}
-    for path, _, proba in rows:
-        groups.setdefault(Path(path).parent, []).append(proba)
-    return [(folder, batch_summary(np.stack(p), classes)) for folder, p in groups.items()]
+    return [(folder, batch_summary(np.stack([rows[i][2] for i in idx]), classes))
+            for folder, idx in by_folder([r[0] for r in rows]).items()]
 
 
 def expand_inputs(items) -> list[Path]:
