@@ -564,6 +564,39 @@ def test_predict_summarises_each_folder_of_cells(grouped_run, new_images, tmp_pa
     assert "--out and --summary name the same file" in capsys.readouterr().err
 
 
+def test_predict_reads_each_cells_mask_as_training_did(tmp_path, capsys):
+    from PIL import Image
+
+    from hep2.data import load_images, open_dataset
+
+    root = make_synthetic(tmp_path / "masked", per_class=10, specimens=10, seed=5)
+    for f in sorted(root.rglob("*.png")):
+        m = np.zeros(np.asarray(Image.open(f)).shape, np.uint8)
+        m[: m.shape[0] // 2] = 255                              # the top half of each cell
+        Image.fromarray(m).save(f.with_name(f.stem + "_mask.png"))
+    out = tmp_path / "run"
+    assert main(["run", f"folder:{root}", "--method", "shape-index", "--protocol", "grouped", "--preset", "tiny",
+                 "--quiet", "--out", str(out)]) == 0
+    pred = Predictor(out)
+    images, cells = load_images(open_dataset(f"folder:{root}"), pred.prep)
+    files = [c.path for c in cells.cells]
+    np.testing.assert_array_equal(pred.load_files(files)[0], images)          # masked as in training
+    rows, _ = pred.predict_files(files)
+    np.testing.assert_allclose(np.stack([r[2] for r in rows]), pred.predict_images(images), atol=1e-6)
+    # the masks are not cells, in a folder or given beside their images by a shell glob
+    one = root / "centromere"
+    assert main(["predict", "--model", str(out), str(one), *map(str, sorted(one.iterdir())),
+                 "--out", str(tmp_path / "p.csv")]) == 0
+    listed = [r[0] for r in _csv(tmp_path / "p.csv")[1:]]
+    assert len(listed) == 2 * 10 and not any(p.endswith("_mask.png") for p in listed)
+    # a file that is not an image stops before any work, or --skip-bad lists it
+    capsys.readouterr()
+    assert main(["predict", "--model", str(out), str(root / "specimens.csv"), str(one)]) == 2
+    assert f"{root / 'specimens.csv'} is not a cell image" in capsys.readouterr().err
+    assert main(["predict", "--model", str(out), str(root / "specimens.csv"), str(one), "--skip-bad"]) == 0
+    assert f"skipped: {root / 'specimens.csv'} is not a cell image" in capsys.readouterr().err
+
+
 def test_predict_bad_file_fails_naming_it_and_skip_bad_goes_on(grouped_run, new_images, tmp_path, capsys):
     bad = new_images / "broken.png"
     bad.write_text("this is not an image")

@@ -107,6 +107,31 @@ def test_a_zip_of_cells_is_unpacked(client, known_cells):
     assert [x["filename"] for x in r.json()["results"]] == [f"batch.zip/cells/{p.name}" for p, _ in known_cells[:3]]
 
 
+def test_an_uploaded_mask_is_applied_to_its_cell_and_a_zips_notes_are_left_out(client, run_dir, known_cells, tmp_path):
+    from PIL import Image
+
+    cell = known_cells[0][0]
+    mask = np.zeros(np.asarray(Image.open(cell)).shape, np.uint8)
+    mask[:, : mask.shape[1] // 3] = 255
+    (tmp_path / cell.name).write_bytes(cell.read_bytes())
+    Image.fromarray(mask).save(tmp_path / f"{cell.stem}_mask.png")
+    want = Predictor(run_dir).predict_files([tmp_path / cell.name])[0][0][2]          # hep2 predict, with the mask
+    plain = Predictor(run_dir).predict_files([cell])[0][0][2]
+    assert np.abs(want - plain).max() > 1e-3
+    zipped = _zip({f"w/{cell.name}": cell.read_bytes(), f"w/{cell.stem}_mask.png": (tmp_path / f"{cell.stem}_mask.png")
+                   .read_bytes(), "w/notes.txt": b"plate 3, well B2"})
+    r = client.post("/api/predict", files=[("files", ("w.zip", zipped, "application/zip"))])
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert [x["filename"] for x in body["results"]] == [f"w.zip/w/{cell.name}"]
+    np.testing.assert_allclose(list(body["results"][0]["probabilities"].values()), want, atol=1e-5)
+    assert body["summary"]["masks"] == 1 and body["summary"]["ignored"] == ["w.zip/w/notes.txt"]
+    # a mask without its cell is named
+    r = client.post("/api/predict", files=[("files", ("x_mask.png", _png_bytes(mask), "image/png")),
+                                           ("files", (cell.name, cell.read_bytes(), "image/png"))])
+    assert r.status_code == 422 and "x_mask.png is a mask" in r.json()["detail"]
+
+
 def _zip(members: dict) -> bytes:
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as z:
@@ -136,7 +161,10 @@ def test_bad_uploads_get_a_4xx_naming_the_file_and_the_server_goes_on(run_dir, w
         ([("files", ("abs.zip", _zip({"/etc/evil.png": good}), "application/zip"))], 400, "climbs out"),
         ([("files", (f"c{i}.png", good, "image/png")) for i in range(4)], 413, "too many files"),
         ([("files", ("broken.zip", b"PK\x03\x04garbage", "application/zip"))], 400, "not a valid zip"),
-        ([], 400, "no files"),
+        ([], 400, "no files uploaded: choose one or more cell images (or a zip of them); the API reads them from "
+              "the multipart form field `files`"),
+        ([("files", ("notes.zip", _zip({"a.txt": b"x"}), "application/zip"))], 400,
+         "no cell images in the upload (not images: notes.zip/a.txt)"),
     ]
     for files, status, text in cases:
         r = client.post("/api/predict", files=files) if files else client.post("/api/predict")

@@ -105,7 +105,8 @@ def cmd_predict(args) -> int:
     if args.out and args.summary and Path(args.out).resolve() == Path(args.summary).resolve():
         raise Hep2Error(f"--out and --summary name the same file {args.out}: give two files")
     pred = Predictor(args.model)
-    paths = expand_inputs(args.inputs)
+    not_images = [] if args.skip_bad else None
+    paths = expand_inputs(args.inputs, not_images)
     if pred.neighbours is not None:
         if dd.world() > 1:
             raise Hep2Error(f"{args.model} smooths each cell over its nearest cells of the batch (--neighbours): "
@@ -123,7 +124,7 @@ def cmd_predict(args) -> int:
         rows, bad = pred.predict_files(paths[dd.rank()::dd.world()], skip_bad=args.skip_bad)
     order = {p: i for i, p in enumerate(paths)}
     rows = sorted(dd.gather_lists(rows), key=lambda r: order[r[0]])
-    bad = dd.gather_lists(bad)
+    bad = (not_images or []) + dd.gather_lists(bad)
     if bad and not rows:
         raise Hep2Error(f"nothing to classify: none of the {len(bad)} files could be read (first: {bad[0]})")
     if not dd.is_main():

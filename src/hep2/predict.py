@@ -121,15 +121,17 @@ class Predictor:
         return self._average(by_prep), first[:, plain_view(self.prep)] if first.ndim == 4 else first, ok, bad
 
     def load_files(self, paths, *, skip_bad: bool = False, prep=None):
-        """Files -> (uint8 images (N, S, S) preprocessed as in training (or as ``prep`` says), the
-        paths read, list of skipped 'file: reason'); without ``skip_bad`` the first unreadable file
+        """Files -> (uint8 images (N, S, S) preprocessed as in training (or as ``prep`` says; a file's mask
+        ``NAME_mask.EXT`` beside it applied where the model's settings use masks), the paths read, list of skipped 'file: reason'); without ``skip_bad`` the first unreadable file
         raises Hep2Error."""
+        from .data.readers import find_mask
+
         prep = prep or self.prep
         images, ok, bad = [], [], []
         for p in paths:
             try:
-                # rounded to 8 bits, as `hep2 run` stores the images the model was trained on
-                images.append(np.round(preprocess_image(p, prep) * 255).astype(np.uint8))
+                # with its mask (NAME_mask.EXT beside it) as in training, rounded to 8 bits as `hep2 run` stores them
+                images.append(np.round(preprocess_image(p, prep, find_mask(Path(p))) * 255).astype(np.uint8))
                 ok.append(Path(p))
             except Hep2Error as e:
                 if not skip_bad:
@@ -161,19 +163,30 @@ def folder_summaries(rows, classes: list[str]) -> list[tuple[Path, dict]]:
             for folder, idx in by_folder([r[0] for r in rows]).items()]
 
 
-def expand_inputs(items) -> list[Path]:
-    """Files and folders (searched recursively for images) -> image files, in a stable order."""
+def expand_inputs(items, skipped: list | None = None) -> list[Path]:
+    """Files and folders (searched recursively for images) -> image files, in a stable order; a cell's
+    mask (``NAME_mask.EXT`` beside ``NAME.EXT``) is not a cell: it is read with its image. A file given
+    that is not an image is an error, or with ``skipped`` (a list) is left out and added to it."""
+    import glob
+
+    from .data.readers import is_mask
+
     out = []
     for item in items:
         p = Path(item)
         if p.is_dir():
-            found = sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_EXTENSIONS
-                           and not f.stem.lower().endswith("_mask"))
+            found = sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_EXTENSIONS and not is_mask(f))
             if not found:
                 raise Hep2Error(f"folder {p} holds no images ({IMAGE_FORMATS})")
             out += found
-        elif p.exists():
-            out.append(p)
-        else:
+        elif not p.exists():
             raise Hep2Error(f"{p} does not exist: give image files or folders of images")
+        elif p.suffix.lower() not in IMAGE_EXTENSIONS:
+            msg = f"{p} is not a cell image ({IMAGE_FORMATS})"
+            if skipped is None:
+                raise Hep2Error(msg + ": leave it out, or pass --skip-bad")
+            skipped.append(msg)
+        elif not (is_mask(p) and any(f.suffix.lower() in IMAGE_EXTENSIONS
+                                     for f in p.parent.glob(glob.escape(p.stem[:-5]) + ".*"))):
+            out.append(p)       # a mask given beside its image (a shell glob) is read with the image
     return out

@@ -25,7 +25,8 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-from .data.images import IMAGE_FORMATS
+from .data.images import IMAGE_EXTENSIONS, IMAGE_FORMATS
+from .data.readers import is_mask
 from .errors import Hep2Error
 from .evaluation import batch_summary
 from .predict import Predictor
@@ -59,6 +60,9 @@ class Service:
         self.workdir = Path(workdir).resolve()
         self.uploads = self.workdir / "uploads"
         self.uploads.mkdir(parents=True, exist_ok=True)
+        for old in self.uploads.iterdir():      # an earlier server's batches (patients' images): no page reaches them
+            if old.is_dir() and re.fullmatch(r"[0-9a-f]{12}", old.name):
+                shutil.rmtree(old, ignore_errors=True)
         self.runs_root = Path(runs_root).resolve() if runs_root else self.model_dir.parent
         self.max_file, self.max_files = int(max_file_mb * 2**20), max_files
         self.max_total = int(max_total_mb * 2**20)
@@ -69,14 +73,14 @@ class Service:
     def unpack(self, uploads: list[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
         """(filename, bytes) uploads -> (display name, bytes) images, zips opened; bad ones raise UploadError."""
         if not uploads:
-            raise UploadError(400, "no files uploaded: choose one or more cell images (or a zip of them)")
+            raise UploadError(400, "no files uploaded: choose one or more cell images (or a zip of them); the API "
+                                   "reads them from the multipart form field `files`")
         out, total = [], 0
         for name, data in uploads:
             if len(data) == 0:
                 raise UploadError(400, f"{name}: the file is empty")
             if len(data) > self.max_file:
-                raise UploadError(413, f"{name}: {len(data) / 2**20:.1f} MB is over the limit of "
-                                       f"{self.max_file / 2**20:.0f} MB per file")
+                raise UploadError(413, f"{name}: over the limit of {self.max_file / 2**20:.0f} MB per file")
             if name.lower().endswith(".zip") or data[:4] == b"PK\x03\x04":
                 members = self._unzip(name, data)
             else:
@@ -123,14 +127,33 @@ class Service:
 
     def predict(self, uploads: list[tuple[str, bytes]]) -> dict:
         """Classify uploaded images; the batch is kept (id, CSV) for the page and the download."""
-        images = self.unpack(uploads)
+        cells, masks, ignored = [], {}, []
+        for name, data in self.unpack(uploads):
+            n = PurePosixPath(name)
+            if n.suffix.lower() not in IMAGE_EXTENSIONS and name not in {u for u, _ in uploads}:
+                ignored.append(name)            # a zip's notes or spreadsheets: not cells (as `hep2 predict` does)
+            elif is_mask(n):                    # NAME_mask.EXT: the mask of NAME.EXT of the same upload
+                masks[str(n.with_name(n.stem[:-5]))] = (name, data)
+            else:
+                cells.append((name, data))
+        if not cells:
+            raise UploadError(400, "no cell images in the upload" + (f" (not images: {', '.join(ignored)})" if ignored
+                                                                      else "") + f"; upload {IMAGE_FORMATS} files")
+        unpaired = set(masks) - {str(PurePosixPath(n).with_suffix("")) for n, _ in cells}
+        if unpaired:
+            name = masks[min(unpaired)][0]
+            raise UploadError(422, f"{name} is a mask (its name ends in _mask) with no cell image of the same name "
+                                   "in the upload: upload the cell beside its mask, or rename it")
         batch_id = uuid.uuid4().hex[:12]
         folder = self.uploads / batch_id
         folder.mkdir()
         paths, names = [], []
-        for i, (name, data) in enumerate(images):
+        for i, (name, data) in enumerate(cells):
             p = folder / f"{i:05d}_{_safe_name(name)}"
             p.write_bytes(data)
+            mask = masks.get(str(PurePosixPath(name).with_suffix("")))
+            if mask:                            # beside its cell, where Predictor finds it
+                (folder / f"{p.stem}_mask{PurePosixPath(mask[0]).suffix}").write_bytes(mask[1])
             paths.append(p)
             names.append(name)
         try:
@@ -152,6 +175,7 @@ class Service:
                     "probabilities": {c: round(float(v), 6) for c, v in zip(classes, pr)}}
                    for n, pr in zip(names, proba)]
         summary = batch_summary(proba, classes)     # the upload as one well: its dominant pattern
+        summary |= {"masks": sum(str(PurePosixPath(n).with_suffix("")) in masks for n in names), "ignored": ignored}
         self._write_csv(folder / "predictions.csv", results, classes)
         with self.lock:
             self.batches[batch_id] = {"results": results, "summary": summary, "thumbs": arrays, "folder": folder}
@@ -255,7 +279,9 @@ def _results_html(svc: Service, out: dict) -> str:
                     f"<td data-v='{max(r['probabilities'].values()):.6f}'>{max(r['probabilities'].values()):.3f}</td>"
                     f"{probs}</tr>")
     return (f"<div class='summary' id='summary'>{s['n']} cells. Dominant pattern: <b id='dominant'>"
-            f"{html.escape(s['dominant'])}</b> ({s['agreement']:.0%} of the cells). Counts: {counts}.</div>"
+            f"{html.escape(s['dominant'])}</b> ({s['agreement']:.0%} of the cells). Counts: {counts}."
+            + (f" {s['masks']} read with their masks." if s["masks"] else "")
+            + (f" Not images, left out: {html.escape(', '.join(s['ignored']))}." if s["ignored"] else "") + "</div>"
             f"<p><a id='csv' href='/batches/{out['batch']}.csv'>Download the table as CSV</a> · click a column "
             "header to sort</p>"
             "<table class='sortable' id='results'><thead><tr><th class='l'>cell</th><th class='l'>file</th>"
@@ -412,8 +438,8 @@ def serve(model_dir, host: str = "127.0.0.1", port: int = 8000, workdir="hep2-se
     sock = listening_socket(host, port)      # before the model loads: a busy port is the commonest mistake
     try:
         app = create_app(model_dir, workdir, runs_root)
-        print(f"hep2 serve: model {model_dir}, working folder {Path(workdir).resolve()}; open http://{host}:{port}/",
-              flush=True)
+        print(f"hep2 serve: model {model_dir}, working folder {Path(workdir).resolve()}; open "
+              f"http://{host}:{sock.getsockname()[1]}/", flush=True)      # the port the system gave, for --port 0
         uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning")).run(sockets=[sock])
     finally:
         sock.close()

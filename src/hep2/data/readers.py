@@ -220,7 +220,7 @@ def _cell_id(value: str) -> int | None:
     return int(v) if v.isdigit() else None
 
 
-def _find_mask(image: Path) -> Path | None:
+def find_mask(image: Path) -> Path | None:
     """``NAME_Mask.EXT`` beside ``NAME.EXT`` (the same format first, then any image format)."""
     for ext in dict.fromkeys((image.suffix,) + IMAGE_EXTENSIONS):
         for suffix in ("_Mask", "_mask", "_MASK"):
@@ -230,7 +230,7 @@ def _find_mask(image: Path) -> Path | None:
     return None
 
 
-def _is_mask(p: Path) -> bool:
+def is_mask(p: Path) -> bool:
     return p.stem.lower().endswith("_mask")
 
 
@@ -247,7 +247,7 @@ def read_i3a(root: Path, *, skip_bad: bool = False) -> CellSet:
                         "(e.g. header 'Image ID,Image class')")
     images = {}
     for p in _files_under(root):
-        if p.suffix.lower() in IMAGE_EXTENSIONS and not _is_mask(p) and p.stem.isdigit():
+        if p.suffix.lower() in IMAGE_EXTENSIONS and not is_mask(p) and p.stem.isdigit():
             images.setdefault(int(p.stem), p)
     wanted = {"id": ("image_id", "id", "image", "cell_id", "imageid"),
               "label": ("image_class", "class", "pattern", "label", "staining_pattern"),
@@ -276,7 +276,7 @@ def read_i3a(root: Path, *, skip_bad: bool = False) -> CellSet:
             cells.append(Cell(f"{num:05d}", img,
                               normalise_class(_get(row, cols, "label") or "", known_only=True, where=where),
                               _get(row, cols, "specimen"), normalise_intensity(_get(row, cols, "intensity"), where),
-                              None, _find_mask(img)))
+                              None, find_mask(img)))
     return CellSet("i3a", cells, skipped=skipped)
 
 
@@ -315,7 +315,7 @@ def read_icpr2012(root: Path, *, skip_bad: bool = False) -> CellSet:
             where = f" in {gt_path}, line {n}"
             cells.append(Cell(f"{split}/{num:03d}", img, normalise_class(row[1], known_only=True, where=where), None,
                               normalise_intensity(info.get(num), where) if split == "train" else None,
-                              split, _find_mask(img)))
+                              split, find_mask(img)))
         subsets[split] = np.arange(start, len(cells))
     if not found_any:
         raise Hep2Error(f"{root} has neither gt_training.csv nor gt_test.csv: not the ICPR 2012 layout")
@@ -352,7 +352,7 @@ def read_folder(root: Path, *, skip_bad: bool = False, specimens: Path | None = 
             for p in _files_under(d):
                 if _is_cell_image(p):
                     rel = p.relative_to(root).as_posix()
-                    cells.append(Cell(rel, p, label, None, None, split, _find_mask(p)))
+                    cells.append(Cell(rel, p, label, None, None, split, find_mask(p)))
         if split:
             subsets[split] = np.arange(start, len(cells))
     if not cells:
@@ -370,7 +370,7 @@ def read_folder(root: Path, *, skip_bad: bool = False, specimens: Path | None = 
 
 
 def _is_cell_image(p: Path) -> bool:
-    return p.suffix.lower() in IMAGE_EXTENSIONS and not _is_mask(p) and not p.name.startswith(".")
+    return p.suffix.lower() in IMAGE_EXTENSIONS and not is_mask(p) and not p.name.startswith(".")
 
 
 def _attach_specimens(cells, csv_path: Path, root: Path, skip_bad: bool, skipped: list[str]):

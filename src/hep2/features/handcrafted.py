@@ -549,8 +549,9 @@ class SVMClassifier(ClassifierMixin, BaseEstimator):
         if len(classes) < 2:
             raise Hep2Error(f"SVMClassifier needs at least two classes, got {list(classes)}")
         if counts.min() < int(self.inner_folds):
-            raise Hep2Error(f"class {classes[counts.argmin()]!r} has {counts.min()} training samples, fewer than "
-                            f"inner_folds={self.inner_folds}: lower inner_folds or add data")
+            raise Hep2Error(f"class {np.asarray(classes[counts.argmin()]).item()!r} has {counts.min()} training cells, "
+                            f"fewer than the {self.inner_folds} folds of the inner cross-validation that chooses C "
+                            "and gamma: add cells of that class (or, in Python, lower inner_folds)")
         gammas = list(np.asarray(self.GAMMA_SCALES) / X.shape[1]) if self.gamma_grid is None else self.gamma_grid
         for name, grid in (("C_grid", self.C_grid), ("gamma_grid", gammas)):
             if isinstance(grid, str) or not np.iterable(grid) or not len(grid) or not all(
