@@ -77,6 +77,24 @@ def test_rgba_and_palette_png_to_grey(tmp_path):
 
 # ------------------------------------------------------------------------------ normalisation
 
+def test_an_image_too_large_for_a_cell_is_refused_before_it_is_decoded(tmp_path, monkeypatch):
+    import tifffile
+
+    monkeypatch.setattr(images_mod, "MAX_PIXELS", 200 * 300 - 1)
+    Image.fromarray(np.full((200, 300), 9, np.uint8)).save(tmp_path / "field.png")
+    tifffile.imwrite(tmp_path / "field.tif", np.full((200, 300), 9, np.uint16))
+    for f in ("field.png", "field.tif"):
+        with pytest.raises(Hep2Error, match=f"image {tmp_path / f} is 300x200 pixels, over the 59,999 .* crop the "
+                                            "cells from it, or pass --skip-bad"):
+            read_image(tmp_path / f)
+    monkeypatch.setattr(images_mod, "MAX_PIXELS", 200 * 300)
+    assert read_image(tmp_path / "field.png").shape == (200, 300)
+    # PIL's own refusal (a decompression bomb) is a named error too
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
+    with pytest.raises(Hep2Error, match="field.png is too large for a cell image .*pass --skip-bad"):
+        read_image(tmp_path / "field.png")
+
+
 def test_normalise_maps_percentiles_to_unit_range():
     arr = np.arange(1000, dtype=np.float32).reshape(25, 40) + 7  # 7 .. 1006
     out = normalise(arr, 1.0, 99.0)

@@ -73,9 +73,12 @@ def read_image(path) -> np.ndarray:
         if path.suffix.lower() in (".tif", ".tiff"):
             import tifffile
 
-            arr = np.asarray(tifffile.imread(path))
+            with tifffile.TiffFile(path) as tif:
+                _check_pixels(path, tif.pages[0].shape)
+                arr = np.asarray(tif.asarray())
         else:
             with Image.open(path) as im:
+                _check_pixels(path, im.size[::-1])       # before decoding it
                 im.load()
                 if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
                     arr = np.asarray(im)
@@ -83,6 +86,9 @@ def read_image(path) -> np.ndarray:
                     arr = np.asarray(im.convert("L") if im.mode not in ("L", "RGB", "RGBA") else im)
     except Hep2Error:
         raise
+    except Image.DecompressionBombError as e:       # PIL refuses to open it at all
+        raise Hep2Error(f"image {path} is too large for a cell image ({e}); crop the cells from it, or pass "
+                        "--skip-bad to go on without it") from None
     except PermissionError:
         raise Hep2Error(f"cannot read image file {path}: permission denied; fix its permissions, or pass "
                         "--skip-bad to go on without it") from None
@@ -105,6 +111,17 @@ def read_image(path) -> np.ndarray:
         raise Hep2Error(f"image {path} is {arr.shape[1]}x{arr.shape[0]} pixels: too small to hold a cell (cell "
                         "images are usually 30 px a side or more); replace it or pass --skip-bad")
     return arr
+
+
+MAX_PIXELS = 25_000_000     # 5000 x 5000: a cell image is a few hundred pixels a side; more is a whole field or slide
+
+
+def _check_pixels(path, shape) -> None:
+    """Refuse an image of over MAX_PIXELS pixels before it is decoded (a 100 KB PNG can hold 10^8 pixels)."""
+    h, w = shape[0], shape[1] if len(shape) > 1 else 1
+    if h * w > MAX_PIXELS:
+        raise Hep2Error(f"image {path} is {w}x{h} pixels, over the {MAX_PIXELS:,} a cell image may have: it looks "
+                        "like a whole field or slide; crop the cells from it, or pass --skip-bad to go on without it")
 
 
 def read_cell(path) -> np.ndarray:
