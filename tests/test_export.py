@@ -216,6 +216,10 @@ def test_model_card_states_data_protocol_metrics_and_limits(dcae_run, tmp_path, 
     for text in ("synthetic:12", "**grouped**", "Accuracy:", "mean class accuracy", "not a diagnostic device",
                  "Preset: `tiny`", "(N, 1, 32, 32)", "Preprocessing"):
         assert text in card, text
+    # the model file itself, or model/, names the same run
+    for given in (dcae_run / "model" / "pipeline.pt", dcae_run / "model"):
+        assert main(["export", "--model", str(given), "--out", str(tmp_path / "b.onnx")]) == 0
+        assert (tmp_path / "b.onnx.md").read_text().replace("b.onnx", "m.onnx").replace(str(given), str(dcae_run)) == card
 
 
 def test_export_errors_are_clear(dcae_run, tmp_path, capsys):

@@ -615,6 +615,8 @@ def test_predict_bad_file_fails_naming_it_and_skip_bad_goes_on(grouped_run, new_
 
 
 def test_predict_with_a_folder_that_holds_no_model(grouped_run, tmp_path, new_images, capsys):
+    assert main(["predict", "--model", str(tmp_path / "runs" / "mine"), str(new_images)]) == 2
+    assert f"--model {tmp_path / 'runs' / 'mine'} does not exist" in capsys.readouterr().err
     assert main(["predict", "--model", str(tmp_path), str(new_images)]) == 2
     err = capsys.readouterr().err
     assert f"{tmp_path} holds no model (model/pipeline.pt)" in err and "hep2 run" in err

@@ -171,7 +171,7 @@ def export(model_dir, fmt: str | None, out) -> dict:
     finally:
         tmp.unlink(missing_ok=True)
     card = out.with_name(out.name + ".md")
-    card.write_text(model_card(pred, Path(model_dir), fmt, out, check))
+    card.write_text(model_card(pred, pred.model_dir, fmt, out, check))     # the run folder, however --model named it
     return {"model": str(out), "card": str(card), "format": fmt, "input": [None, _channels(pred), size, size],
             "classes": list(pred.classes), **check}
 
@@ -261,7 +261,8 @@ def verify(path, fmt: str, pred: Predictor, n: int = 5) -> dict:
         for ae, cfg in zip(aes, saved):
             ae.config_ = cfg
     theirs = run_exported(path, fmt, imgs.astype(np.float32) / 255)
-    return {"max_abs_diff": float(np.abs(ours - theirs).max()), "checked_images": n}
+    return {"max_abs_diff": float(np.abs(ours - theirs).max()), "checked_images": n,
+            "hep2_in_bf16": any(cfg.infer_amp for cfg in saved)}
 
 
 def model_card(pred: Predictor, run: Path, fmt: str, out: Path, check: dict) -> str:

@@ -55,7 +55,10 @@ class Predictor:
             f = Path(model_dir)
         else:
             f = d / "pipeline.pt" if (d / "pipeline.pt").is_file() else d / "model" / "pipeline.pt"    # model/ or a run
-        self.model_dir = d
+            d = d.parent if f.parent == d and d.name == "model" else d
+        if not d.exists():
+            raise Hep2Error(f"--model {d} does not exist: give the run folder that `hep2 run` wrote")
+        self.model_dir = d      # the run folder (its metrics and settings), however the model was named
         if not f.exists():
             unfinished = (d / "config.json").is_file()
             raise Hep2Error(f"{d} holds no model ({f.relative_to(d)}): " + (
