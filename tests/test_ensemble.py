@@ -113,6 +113,15 @@ def test_the_web_api_serves_an_ensemble(members, tmp_path):
     got = [x["probabilities"] for x in r.json()["results"]]
     classes = Predictor(root / "nb").classes
     np.testing.assert_allclose([[g[c] for c in classes] for g in got], [row[2] for row in want], atol=1e-5)
+    assert r.json()["summary"]["neighbours"] == 3
+    runs = TestClient(create_app(root / "nb", tmp_path / "work-nb2", runs_root=root)).get("/runs").text
+    assert "ensemble (transductive, 3 neighbours)" in runs
+    assert "Transductive" in (root / "nb" / "report.md").read_text()
+    assert "Transductive" not in (root / "ens" / "report.md").read_text()
+    r = client.post("/api/predict", files=[("files", (p.name, p.read_bytes(), "image/png")) for p in paths[:2]])
+    assert r.json()["summary"]["neighbours"] is None           # two cells: too few to smooth
+    page = client.post("/predict", files=[("files", (p.name, p.read_bytes(), "image/png")) for p in paths[:2]]).text
+    assert "too few cells to smooth: the plain average" in page
 
 
 def test_export_of_an_ensemble_is_a_clear_error(members, tmp_path, capsys):
@@ -257,10 +266,12 @@ def test_a_neighbours_model_smooths_over_the_batch_it_is_given(members, tmp_path
     idx = NearestNeighbors(n_neighbors=3, metric="cosine").fit(Z).kneighbors(return_distance=False)
     np.testing.assert_allclose(got, 0.5 * P + 0.5 * P[idx].mean(1), atol=1e-5)
     assert np.abs(got - P).max() > 1e-3
-    # one file alone has no neighbour: the plain average; two files: each other's
-    np.testing.assert_allclose(nb.predict_files(paths[:1])[0][0][2], P[0], atol=1e-6)
-    two = np.stack([r[2] for r in nb.predict_files(paths[:2])[0]])
-    np.testing.assert_allclose(two, 0.5 * P[:2] + 0.5 * P[:2][::-1], atol=1e-5)
+    # a batch without k cells beside each of its cells gets the plain average (two cells of two specimens were
+    # both pulled to their mean, one answer for both); k + 1 cells are smoothed
+    for n in (1, 2, 3):
+        np.testing.assert_allclose(np.stack([r[2] for r in nb.predict_files(paths[:n])[0]]), P[:n], atol=1e-6)
+    four = np.stack([r[2] for r in nb.predict_files(paths[:4])[0]])
+    np.testing.assert_allclose(four, 0.5 * P[:4] + 0.5 * (P[:4].sum(0) - P[:4]) / 3, atol=1e-5)
     # the command line says that the batch matters; each folder's cells are a batch of their own (a folder given,
     # the subfolders of one, the folders of files given one by one)
     wells = [tmp_path / "plate" / "well1", tmp_path / "plate" / "well2"]
@@ -272,7 +283,8 @@ def test_a_neighbours_model_smooths_over_the_batch_it_is_given(members, tmp_path
                  str(tmp_path / "w.csv")]) == 0
     err = capsys.readouterr().err
     assert f"{wells[0]}: each of its 4 cells averaged with its 3 nearest" in err and f"{wells[1]}: each of its 5" in err
-    assert f"{paths[9].parent}: one cell, no neighbours" in err and "folder of their own" in err
+    assert f"{paths[9].parent}: 1 cell, not the 4 a smoothing needs: the members' plain average" in err
+    assert "folder of their own" in err
     with open(tmp_path / "w.csv", newline="") as f:
         got = np.array([[float(v) for k, v in r.items() if k.startswith("p_")] for r in csv.DictReader(f)])
     want = np.vstack([np.stack([r[2] for r in nb.predict_files(sorted(w.iterdir()))[0]]) for w in wells] + [P[9:]])
@@ -303,6 +315,9 @@ def test_neighbours_errors_are_clear(members, tmp_path, capsys):
         assert "Traceback" not in err
 
     fails(["ensemble", str(a), str(b), "--neighbours", "-1", "--out", str(tmp_path / "x")], "--neighbours -1")
+    fails(["ensemble", str(a), str(b), "--neighbours", "6", "--out", str(tmp_path / "x")],     # cv folds of 6 cells
+          "--neighbours 6 averages each test cell with 6 others of its split, and split fold-1 holds 6 test cells: "
+          "give a K below 6")
     bare = []
     for r in (a, b):                    # runs without features.npy (as the CNN methods write them)
         shutil.copytree(r, tmp_path / r.name)

@@ -192,6 +192,8 @@ def test_page_results_table_and_csv_download(client, known_cells):
 def test_run_pages_show_metrics_and_figures(client, run_dir):
     r = client.get("/runs")
     assert r.status_code == 200 and run_dir.name in r.text and "grouped" in r.text
+    row = r.text.split(f">{run_dir.name}</a></td>")[1].split("</tr>")[0]       # each run names its data and preset
+    assert ">lbp-svm<" in row and ">synthetic:20<" in row and ">grouped<" in row and ">tiny<" in row
     r = client.get(f"/runs/{run_dir.name}")
     assert r.status_code == 200 and "accuracy" in r.text and "confusion.png" in r.text
     assert client.get(f"/runs/{run_dir.name}/files/confusion.png").headers["content-type"] == "image/png"

@@ -113,9 +113,11 @@ def cmd_predict(args) -> int:
                             "classify the batch in one process, without torchrun")
         rows, bad = [], []
         for folder, idx in by_folder(paths).items():      # each folder's cells a batch: one well, one specimen
-            k = min(pred.neighbours.k, len(idx) - 1)
-            print(f"transductive model: {folder}: " + (f"each of its {len(idx)} cells averaged with its {k} nearest "
-                  "of them" if k else "one cell, no neighbours: the members' plain average"), file=sys.stderr)
+            k = pred.neighbours.k
+            print(f"transductive model: {folder}: " + (
+                f"each of its {len(idx)} cells averaged with its {k} nearest of them" if pred.neighbours.applies(len(idx))
+                else f"{len(idx)} cell{'s' * (len(idx) != 1)}, not the {k + 1} a smoothing needs: the members' plain average"),
+                file=sys.stderr)
             r, b = pred.predict_files([paths[i] for i in idx], skip_bad=args.skip_bad)
             rows, bad = rows + r, bad + b
         print("transductive model: each folder's cells are a batch; keep each specimen's (each well's) cells in a "

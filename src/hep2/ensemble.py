@@ -20,6 +20,7 @@ import json
 import numbers
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -59,6 +60,11 @@ class BatchNeighbours:
     def uses(self, member: int) -> bool:
         return self.members is None or member in self.members
 
+    def applies(self, n: int) -> bool:
+        """Whether a batch of ``n`` cells is smoothed: only one with ``k`` cells beside each of its cells (a
+        smaller batch, e.g. two cells of two specimens in one upload, would be pulled to its mean)."""
+        return n > self.k
+
     def fit(self, blocks: list[np.ndarray]) -> "BatchNeighbours":
         """``blocks``: one (N, D) array of cell features per member that has them, for the training cells."""
         from sklearn.decomposition import PCA
@@ -73,14 +79,13 @@ class BatchNeighbours:
         """The batch's probabilities (N, C) and its cells' features (one array per member, as in fit)."""
         from sklearn.neighbors import NearestNeighbors
 
-        k = min(self.k, len(proba) - 1)
-        if k < 1:
+        if not self.applies(len(proba)):
             return proba
         Z = []
         for space, F in zip(self.spaces_, blocks):
             z = space.transform(F)
             Z.append(z / np.maximum(np.linalg.norm(z, axis=1, keepdims=True), 1e-12))
-        idx = NearestNeighbors(n_neighbors=k, metric="cosine").fit(np.hstack(Z)).kneighbors(return_distance=False)
+        idx = NearestNeighbors(n_neighbors=self.k, metric="cosine").fit(np.hstack(Z)).kneighbors(return_distance=False)
         return ((1 - self.weight) * proba + self.weight * proba[idx].mean(1)).astype(proba.dtype)
 
 
@@ -206,6 +211,11 @@ def make_ensemble(runs, out, *, verbose: bool = True, neighbours: int = 0) -> di
             m["model"] = load_checkpoint(m["run"] / "model" / "pipeline.pt")
     if neighbours:
         BatchNeighbours(neighbours)             # a bad K stops here, before anything is written
+        sizes = Counter(split for split, _ in base["table"])
+        if min(sizes.values()) <= neighbours:
+            split = min(sizes, key=sizes.get)
+            raise Hep2Error(f"--neighbours {neighbours} averages each test cell with {neighbours} others of its split, "
+                            f"and split {split} holds {sizes[split]} test cells: give a K below {sizes[split]}")
         feats = [_member_features(m) for m in members]
         if not any(f is not None for f in feats):
             raise Hep2Error("--neighbours measures nearness in the members' features, and no member keeps any "
@@ -280,8 +290,9 @@ def make_ensemble(runs, out, *, verbose: bool = True, neighbours: int = 0) -> di
                + [f"p_{c}" for c in classes], rows)
     metrics["seconds"] = {"total": round(time.perf_counter() - t0, 1)}
     write_json(out / "metrics.json", metrics)
-    confusion_figure(metrics, out / "confusion.png", f"{protocol}, ensemble of {len(members)}, accuracy "
-                                                     f"{metrics['accuracy']['mean']:.2%}")
+    confusion_figure(metrics, out / "confusion.png", f"{metrics['dataset']} | {protocol}, ensemble of {len(members)}"
+                     + (f", transductive (--neighbours {neighbours})" if neighbours else "")
+                     + f" | accuracy {metrics['accuracy']['mean']:.2%}")
     md = "\n".join([
         f"# hep2 ensemble: {metrics['dataset']}", "",
         f"- **Protocol**: `{protocol}`: {metrics['protocol_description']}",
@@ -293,7 +304,9 @@ def make_ensemble(runs, out, *, verbose: bool = True, neighbours: int = 0) -> di
         *[f"| `{d['run']}` | `{d['method']}` | `{d['preset']}` | {d['accuracy']:.4f} | {d['mca']:.4f} |"
           for d in described], "",
         "> " + ("At least one member's autoencoder saw the held-out cells' images (no labels)." if
-                metrics["autoencoder_saw_test_images"] else "No member learnt anything from the test images."), "",
+                metrics["autoencoder_saw_test_images"] else "No member's autoencoder saw the test images.")
+        + (" **Transductive**: each test cell's figure also used the other test images of its split (never their "
+           "labels); compare it with transductive figures only." if neighbours else ""), "",
         results_markdown(metrics),
         "Files: config.json (the members and their commands), metrics.json, predictions.csv, "
         "model/ (every member's model, for `hep2 predict`).", ""])

@@ -175,7 +175,9 @@ class Service:
                     "probabilities": {c: round(float(v), 6) for c, v in zip(classes, pr)}}
                    for n, pr in zip(names, proba)]
         summary = batch_summary(proba, classes)     # the upload as one well: its dominant pattern
-        summary |= {"masks": sum(str(PurePosixPath(n).with_suffix("")) in masks for n in names), "ignored": ignored}
+        nb = self.predictor.neighbours      # a transductive model: did it smooth this upload (how many neighbours)?
+        summary |= {"masks": sum(str(PurePosixPath(n).with_suffix("")) in masks for n in names), "ignored": ignored,
+                    "neighbours": nb.k if nb is not None and nb.applies(len(names)) else None}
         self._write_csv(folder / "predictions.csv", results, classes)
         with self.lock:
             self.batches[batch_id] = {"results": results, "summary": summary, "thumbs": arrays, "folder": folder}
@@ -246,8 +248,9 @@ def _upload_form(svc: Service, error: str | None = None) -> str:
     return (f"{err}<p>Model: <b>{html.escape(p.method_name)}</b> from <code>{html.escape(str(svc.model_dir))}"
             f"</code>; classes: {html.escape(', '.join(p.classes))}.</p>"
             + (f"<p class='note'>Transductive model: each cell's probabilities are averaged with those of its "
-               f"{p.neighbours.k} nearest cells of the same upload. Upload one specimen's (one well's) cells at a "
-               "time.</p>" if p.neighbours is not None else "")
+               f"{p.neighbours.k} nearest cells of the same upload (an upload of {p.neighbours.k} cells or fewer gets "
+               "the plain average). Upload one specimen's (one well's) cells at a time.</p>"
+               if p.neighbours is not None else "")
             +
             "<form action='/predict' method='post' enctype='multipart/form-data'>"
             "<input type='file' name='files' id='files' multiple accept='image/*,.tif,.tiff,.zip'> "
@@ -281,7 +284,10 @@ def _results_html(svc: Service, out: dict) -> str:
     return (f"<div class='summary' id='summary'>{s['n']} cells. Dominant pattern: <b id='dominant'>"
             f"{html.escape(s['dominant'])}</b> ({s['agreement']:.0%} of the cells). Counts: {counts}."
             + (f" {s['masks']} read with their masks." if s["masks"] else "")
-            + (f" Not images, left out: {html.escape(', '.join(s['ignored']))}." if s["ignored"] else "") + "</div>"
+            + (f" Not images, left out: {html.escape(', '.join(s['ignored']))}." if s["ignored"] else "")
+            + (f" Transductive: each cell averaged with its {s['neighbours']} nearest of this upload." if s["neighbours"]
+               else " Transductive model, but too few cells to smooth: the plain average."
+               if svc.predictor.neighbours is not None else "") + "</div>"
             f"<p><a id='csv' href='/batches/{out['batch']}.csv'>Download the table as CSV</a> · click a column "
             "header to sort</p>"
             "<table class='sortable' id='results'><thead><tr><th class='l'>cell</th><th class='l'>file</th>"
@@ -294,6 +300,13 @@ def _fmt(d: dict | None) -> str:
     return f"{d.get('mean', float('nan')):.4f} ± {d.get('std', 0.0):.4f}"
 
 
+def _method(metrics: dict) -> str:
+    """The run's method as the pages name it; a transductive ensemble says so (its figures are not comparable
+    with the others')."""
+    m = str(metrics.get("method", "compare"))
+    return f"{m} (transductive, {metrics['neighbours']} neighbours)" if metrics.get("neighbours") else m
+
+
 def _run_html(folder: Path) -> str:
     parts = []
     metrics = _read_json(folder / "metrics.json")
@@ -301,7 +314,7 @@ def _run_html(folder: Path) -> str:
         parts.append("<table><tbody>" + "".join(
             f"<tr><td class='l'>{k}</td><td class='l'>{v}</td></tr>" for k, v in [
                 ("protocol", html.escape(str(metrics.get("protocol")))),
-                ("method", html.escape(str(metrics.get("method")))),
+                ("method", html.escape(_method(metrics))),
                 ("preset", html.escape(str(metrics.get("preset")))),
                 ("dataset", html.escape(str(metrics.get("dataset")))),
                 ("accuracy", _fmt(metrics.get("accuracy"))), ("mean class accuracy", _fmt(metrics.get("mca"))),
@@ -396,12 +409,13 @@ def create_app(model_dir, workdir="hep2-serve", runs_root=None, **limits):
         for f in svc.run_folders():
             m = _read_json(f / "metrics.json") or {}
             items.append(f"<tr><td class='l'><a href='/runs/{html.escape(f.name)}'>{html.escape(f.name)}</a></td>"
-                         f"<td class='l'>{html.escape(str(m.get('method', 'compare')))}</td>"
-                         f"<td class='l'>{html.escape(str(m.get('protocol', '')))}</td><td>{_fmt(m.get('accuracy'))}"
-                         f"</td><td>{_fmt(m.get('mca'))}</td></tr>")
-        body = (f"<p>Run folders under <code>{html.escape(str(svc.runs_root))}</code>.</p>"
-                "<table class='sortable'><thead><tr><th class='l'>run</th><th class='l'>method</th><th class='l'>"
-                "protocol</th><th>accuracy</th><th>MCA</th></tr></thead><tbody>" + "".join(items) + "</tbody></table>")
+                         + "".join(f"<td class='l'>{html.escape(str(v))}</td>" for v in (
+                             _method(m), m.get("dataset", ""), m.get("protocol", ""), m.get("preset", "")))
+                         + f"<td>{_fmt(m.get('accuracy'))}</td><td>{_fmt(m.get('mca'))}</td></tr>")
+        body = (f"<p>Run folders under <code>{html.escape(str(svc.runs_root))}</code>. Compare figures only on the same "
+                "dataset and protocol.</p><table class='sortable'><thead><tr><th class='l'>run</th><th class='l'>method"
+                "</th><th class='l'>dataset</th><th class='l'>protocol</th><th class='l'>preset</th><th>accuracy</th>"
+                "<th>MCA</th></tr></thead><tbody>" + "".join(items) + "</tbody></table>")
         return _page("Runs", body)
 
     @app.get("/runs/{name}", response_class=HTMLResponse, include_in_schema=False)
