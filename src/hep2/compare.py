@@ -7,12 +7,13 @@ import shutil
 from pathlib import Path
 
 from . import distributed as dd
+from .data import open_dataset
 from .data.images import atomic_write_bytes
 from .errors import Hep2Error
 from .evaluation import check_protocol
 from .methods import METHODS
 from .presets import Preset, check_preset
-from .runner import check_same_run, prepare_out, run, write_json
+from .runner import check_same_run, prepare_out, run, run_subset, write_json
 
 
 def compare(dataset: str, *, protocol: str, methods, cfg: Preset, out, subset: str = "train",
@@ -30,13 +31,15 @@ def compare(dataset: str, *, protocol: str, methods, cfg: Preset, out, subset: s
     for name in methods:
         sub = out / name
         if resume and (sub / "metrics.json").exists():
-            # a finished method is reused only if it was made with these data and settings
-            check_same_run(sub, {"dataset": dataset, "protocol": protocol, "method": name, "preset": cfg.to_dict()})
+            # a finished method is reused only if it was made with these data, subset and settings
+            cells = open_dataset(dataset, skip_bad=skip_bad)
+            check_same_run(sub, {"dataset": dataset, "protocol": protocol, "method": name, "preset": cfg.to_dict(),
+                                 "subset": run_subset(cells, protocol, subset)})
             metrics = json.loads((sub / "metrics.json").read_text())
         else:
             metrics = run(dataset, protocol=protocol, cfg=cfg, out=sub, subset=subset, resume=resume,
                           skip_bad=skip_bad, verbose=verbose, method=name)
-        rows.append(_row(name, METHODS[name].description, METHODS[name].paper_accuracy, metrics,
+        rows.append(_row(name, METHODS[name].description, metrics.get("paper_accuracy"), metrics,
                          metrics["seconds"]["total"]))
     if ensemble:
         from .ensemble import make_ensemble
@@ -106,8 +109,10 @@ def comparison_markdown(result: dict) -> str:
         spec = (f"{r['specimens']:.4f} | " if "specimens" in r else "– | ") if sp else ""
         lines.append(f"| {r['method']} | {r['accuracy']['mean']:.4f} ± {r['accuracy']['std']:.4f} | "
                      f"{r['mca']['mean']:.4f} ± {r['mca']['std']:.4f} | {spec}{paper} | {r['seconds']:.0f} s |")
-    lines += ["", "The paper's figures appear to come from cell-level cross-validation (`cv`); under the official "
-              "specimen-disjoint split every method scores far lower.", "", "![comparison](comparison.png)", ""]
+    if any(r["paper_accuracy"] is not None for r in result["rows"]):      # SNPHEp-2: the paper's data
+        lines += ["", "The paper's figures appear to come from cell-level cross-validation (`cv`); under the official "
+                  "specimen-disjoint split every method scores far lower."]
+    lines += ["", "![comparison](comparison.png)", ""]
     return "\n".join(lines)
 
 
@@ -117,9 +122,11 @@ def comparison_figure(result: dict, path: Path) -> None:
     rows = result["rows"]
     fig, ax = plt.subplots(figsize=(1.6 * len(rows) + 2, 3.8))
     x = range(len(rows))
-    ax.bar([i - 0.2 for i in x], [r["accuracy"]["mean"] for r in rows], 0.4,
+    paper = any(r["paper_accuracy"] is not None for r in rows)      # SNPHEp-2 only
+    ax.bar([i - 0.2 * paper for i in x], [r["accuracy"]["mean"] for r in rows], 0.4,
            yerr=[r["accuracy"]["std"] for r in rows], label=f"ours ({result['protocol']})")
-    ax.bar([i + 0.2 for i in x], [r["paper_accuracy"] or 0 for r in rows], 0.4, label="paper (Table II)")
+    if paper:
+        ax.bar([i + 0.2 for i in x], [r["paper_accuracy"] or 0 for r in rows], 0.4, label="paper (Table II)")
     ax.set_xticks(list(x), [r["method"] for r in rows])
     ax.set_ylim(0, 1)
     ax.set_ylabel("accuracy")

@@ -46,7 +46,7 @@ def _matrix(ax, pct, classes, title):
 def confusion_figure(metrics: dict, path: Path, caption: str) -> None:
     """Our confusion matrix (columns = true class, percent), beside the paper's Figure 2 on SNPHEp-2."""
     conf = metrics["confusion"]
-    paper = conf["classes"] == PAPER_CONFUSION["classes"]
+    paper = conf["classes"] == PAPER_CONFUSION["classes"] and str(metrics.get("dataset")).startswith("snphep2:")
     fig, axes = plt.subplots(1, 2 if paper else 1, figsize=(11 if paper else 5.2, 4.6), squeeze=False,
                              gridspec_kw={"wspace": 0.45})
     _matrix(axes[0, 0], conf["percent"], conf["classes"], f"ours: {caption}")
@@ -184,7 +184,7 @@ def markdown(metrics: dict, config: dict, cells) -> str:
                   else ["None: the paper's training and classifier (input size and widths aside)."])
         lines += [""]
     note = []
-    if cells.classes == PAPER_CONFUSION["classes"] and metrics.get("paper_accuracy"):
+    if metrics.get("paper_accuracy"):       # set on SNPHEp-2 only
         note = ["", f"The paper reports {metrics['paper_accuracy']:.2%} on SNPHEp-2 with this method; its "
                 "protocol appears to be cell-level cross-validation, which is optimistic compared with the "
                 "official specimen-disjoint split."]
@@ -253,7 +253,7 @@ def html_page(md: str, folder: Path) -> str:
 def write_report(out: Path, *, metrics: dict, config: dict, cells, history: dict, originals, reconstructions) -> None:
     caption = f"{metrics['dataset']} | protocol {metrics['protocol']} | preset {config['preset']['name']}"
     confusion_figure(metrics, out / "confusion.png",
-                     f"{metrics['protocol']}, preset {config['preset']['name']}, accuracy "
+                     f"{metrics['dataset']} | {metrics['protocol']}, preset {config['preset']['name']} | accuracy "
                      f"{metrics['accuracy']['mean']:.2%}")
     if reconstructions is not None:
         reconstructions_figure(originals, reconstructions, out / "reconstructions.png", caption)
