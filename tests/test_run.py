@@ -194,6 +194,9 @@ def test_report_names_protocol_preset_and_dataset(grouped_run):
     assert "DCAE features (1024 values from Conv 5; the autoencoder with its own classifiers) + fully connected " \
            "classifier 1024-250-50-5" in md
     assert "## Departures from the paper's method" in md and "`ae_augment`" not in md   # tiny trains as the paper
+    # ... but smaller and with its own schedule, which the report states (it had said "None")
+    assert "None of the method's" in md and "- `size` = 32 (preset `paper`: 224)" in md
+    assert "- `ae_epochs` = 2 (preset `paper`: 30)" in md                  # GROUPED's --set ae_epochs=2
     page = (grouped_run / "report.html").read_text()
     assert page.startswith("<!doctype html>") and "grouped" in page and "tiny" in page
     assert page.count("data:image/png;base64,") == 3            # the three figures, embedded
@@ -202,12 +205,12 @@ def test_report_names_protocol_preset_and_dataset(grouped_run):
 def test_report_names_each_departure_from_the_paper(two_runs):
     md = (two_runs / "b" / "report.md").read_text()       # hidden= and tta=true
     assert "a linear softmax classifier 1024-5" in md
-    assert "- `hidden` = [] (the paper: [250, 50])" in md and "- `tta` = True (the paper: False)" in md
+    assert "- `hidden` = [] (preset `paper`: [250, 50])" in md and "- `tta` = True (preset `paper`: False)" in md
     assert "ablation" in md
     from hep2.report import levers
 
     assert levers({"ae_rotation": 45.0, "ae_zoom": 0.1, "tta": False}) == [
-        "- `ae_rotation` = 45.0 (the paper: 0.0)", "- `ae_zoom` = 0.1 (the paper: 0.0)"]
+        "- `ae_rotation` = 45.0 (preset `paper`: 0.0)", "- `ae_zoom` = 0.1 (preset `paper`: 0.0)"]
 
 
 def test_saved_model_reproduces_the_run_features(grouped_run, cache):

@@ -112,12 +112,17 @@ def dcae_description(preset: dict, n_classes: int) -> str:
     return f"`dcae-mlp`: DCAE features ({n_in} values{what}; {each}{own}) + {clf}"
 
 
-def levers(preset: dict) -> list[str]:
-    """The run's settings that differ from the paper's method (preset paper), as markdown items."""
+# sizes and training settings: the paper gives Table I's sizes and none of the rest (preset paper's are our reading)
+SCALE = ("size", "widths", "latent", "ae_epochs", "ae_batch", "ae_lr", "ae_patience", "mlp_epochs", "mlp_batch",
+         "mlp_lr", "mlp_patience")
+
+
+def levers(preset: dict, keys=LEVERS) -> list[str]:
+    """The run's settings among ``keys`` that differ from preset paper's, as markdown items."""
     from .presets import PRESETS
 
     paper = PRESETS["paper"].to_dict()
-    return [f"- `{k}` = {preset[k]!r} (the paper: {paper[k]!r})" for k in LEVERS if k in preset and preset[k] != paper[k]]
+    return [f"- `{k}` = {preset[k]!r} (preset `paper`: {paper[k]!r})" for k in keys if k in preset and preset[k] != paper[k]]
 
 
 def results_markdown(metrics: dict, note=()) -> str:
@@ -177,11 +182,14 @@ def markdown(metrics: dict, config: dict, cells) -> str:
     else:
         lines += ["> The autoencoder was trained on the training images only; no test image was seen.", ""]
     if config["method"] == "dcae-mlp":
-        changed = levers(config["preset"])
+        changed, scaled = levers(config["preset"]), levers(config["preset"], SCALE)
         lines += ["## Departures from the paper's method", ""]
         lines += (changed + ["", "Their effect, one by one under both protocols, is the README's ablation table "
                              "(`benchmarks/ablation.py`, from run folders)."] if changed
-                  else ["None: the paper's training and classifier (input size and widths aside)."])
+                  else ["None of the method's: the paper's features and classifier."])
+        if scaled:
+            lines += ["", "Sizes and training settings unlike preset `paper`'s (Table I's sizes; the paper gives no "
+                          "training schedule, so `paper`'s is this project's reading):", "", *scaled]
         lines += [""]
     note = []
     if metrics.get("paper_accuracy"):       # set on SNPHEp-2 only
@@ -255,10 +263,16 @@ def write_report(out: Path, *, metrics: dict, config: dict, cells, history: dict
     confusion_figure(metrics, out / "confusion.png",
                      f"{metrics['dataset']} | {metrics['protocol']}, preset {config['preset']['name']} | accuracy "
                      f"{metrics['accuracy']['mean']:.2%}")
+    # several autoencoders (ae_ensemble) or classifiers (mlp_ensemble, one block per autoencoder): the figures show the first
+    n_ae = max(int(config["preset"].get("ae_ensemble", 1)), 1) if config.get("method") == "dcae-mlp" else 1
+    n_clf = n_ae * max(int(config["preset"].get("mlp_ensemble", 1)), 1) if config.get("method") == "dcae-mlp" else 1
+    first = [f"the first of {n} {what}" for n, what in ((n_ae, "autoencoders"), (n_clf, "classifiers")) if n > 1]
     if reconstructions is not None:
-        reconstructions_figure(originals, reconstructions, out / "reconstructions.png", caption)
+        reconstructions_figure(originals, reconstructions, out / "reconstructions.png",
+                               caption + (f" | {first[0]}" if n_ae > 1 else ""))
     if any(history.values()):
-        curves_figure({k: v for k, v in history.items() if v}, out / "curves.png", caption)
+        curves_figure({k: v for k, v in history.items() if v}, out / "curves.png",
+                      caption + (f" | {', '.join(first)}" if first else ""))
     md = markdown(metrics, config, cells)
     if not (out / "curves.png").exists():
         md = md.replace("![curves](curves.png)\n", "")
