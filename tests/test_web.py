@@ -171,6 +171,16 @@ def test_bad_uploads_get_a_4xx_naming_the_file_and_the_server_goes_on(run_dir, w
         assert r.status_code == status, (text, r.status_code, r.text)
         assert text in r.json()["detail"] and "--skip-bad" not in r.json()["detail"], r.json()
         assert client.get("/api/health").status_code == 200
+    # one bad file among readable cells: they are classified, it is listed
+    r = client.post("/api/predict", files=[("files", ("good.png", good, "image/png")),
+                                           ("files", ("notes.png", b"this is not an image", "image/png"))])
+    assert r.status_code == 200, r.text
+    assert [x["filename"] for x in r.json()["results"]] == ["good.png"]
+    skipped = r.json()["summary"]["skipped"]
+    assert len(skipped) == 1 and "cannot decode image notes.png" in skipped[0] and "--skip-bad" not in skipped[0]
+    page = client.post("/predict", files=[("files", ("good.png", good, "image/png")),
+                                          ("files", ("notes.png", b"text", "image/png"))]).text
+    assert "id='results'" in page and "Not classified (1): cannot decode image notes.png" in page
     # nothing was written outside the working folder
     assert not list(tmp_path.rglob("evil.png")) and not Path("/etc/evil.png").exists()
     assert {p.name for p in tmp_path.iterdir()} == {"work"}

@@ -156,20 +156,25 @@ class Service:
                 (folder / f"{p.stem}_mask{PurePosixPath(mask[0]).suffix}").write_bytes(mask[1])
             paths.append(p)
             names.append(name)
-        try:
-            with self.lock:
-                proba, arrays, _, _ = self.predictor.classify(paths)
-        except Hep2Error as e:
-            shutil.rmtree(folder, ignore_errors=True)
-            msg = str(e)        # without the command line's closing advice (--skip-bad), which does not apply here
-            cli = msg.find("--skip-bad")
+        def in_user_words(msg: str) -> str:
+            cli = msg.find("--skip-bad")    # the command line's closing advice does not apply here
             cut = max(msg.rfind("; ", 0, cli), msg.rfind(": ", 0, cli)) if cli >= 0 else -1
-            if cut > 0:
-                msg = msg[:cut]
+            msg = msg[:cut] if cut > 0 else msg
             for p, name in zip(paths, names):       # name the file as the user knows it
                 msg = msg.replace(str(p), name)
-            msg += f"; upload single cell images ({IMAGE_FORMATS}) or zips of them"
-            raise UploadError(422, msg) from None
+            return msg
+
+        try:        # the readable cells are classified, the others listed (one bad file does not sink the upload)
+            with self.lock:
+                proba, arrays, ok, bad = self.predictor.classify(paths, skip_bad=True)
+            if not ok:
+                raise Hep2Error(bad[0])
+        except Hep2Error as e:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise UploadError(422, in_user_words(str(e)) + f"; upload single cell images ({IMAGE_FORMATS}) or zips "
+                                                           "of them") from None
+        name_of = dict(zip(paths, names))
+        names, skipped = [name_of[p] for p in ok], [in_user_words(b) for b in bad]
         classes = list(self.predictor.classes)
         results = [{"filename": n, "pattern": classes[int(pr.argmax())],
                     "probabilities": {c: round(float(v), 6) for c, v in zip(classes, pr)}}
@@ -177,6 +182,7 @@ class Service:
         summary = batch_summary(proba, classes)     # the upload as one well: its dominant pattern
         nb = self.predictor.neighbours      # a transductive model: did it smooth this upload (how many neighbours)?
         summary |= {"masks": sum(str(PurePosixPath(n).with_suffix("")) in masks for n in names), "ignored": ignored,
+                    "skipped": skipped,
                     "neighbours": nb.k if nb is not None and nb.applies(len(names)) else None}
         self._write_csv(folder / "predictions.csv", results, classes)
         with self.lock:
@@ -285,6 +291,8 @@ def _results_html(svc: Service, out: dict) -> str:
             f"{html.escape(s['dominant'])}</b> ({s['agreement']:.0%} of the cells). Counts: {counts}."
             + (f" {s['masks']} read with their masks." if s["masks"] else "")
             + (f" Not images, left out: {html.escape(', '.join(s['ignored']))}." if s["ignored"] else "")
+            + (f"</div><div class='error' id='skipped'>Not classified ({len(s['skipped'])}): "
+               f"{html.escape('; '.join(s['skipped']))}." if s["skipped"] else "")
             + (f" Transductive: each cell averaged with its {s['neighbours']} nearest of this upload." if s["neighbours"]
                else " Transductive model, but too few cells to smooth: the plain average."
                if svc.predictor.neighbours is not None else "") + "</div>"
