@@ -425,7 +425,7 @@ def test_api_mistakes_are_named_before_any_work(members, tmp_path):
     assert not (tmp_path / "c").exists() and not (tmp_path / "e").exists()
 
 
-def test_grouped_members_give_the_ensemble_a_specimen_level_figure(_session_cache, tmp_path, monkeypatch):
+def test_grouped_members_give_the_ensemble_a_specimen_level_figure(_session_cache, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("HEP2_CACHE", str(_session_cache))
     assert main(["compare", "synthetic:6", "--protocol", "grouped", "--preset", "tiny", "--methods", "shape-index",
                  "lbp-svm", "--ensemble", "--quiet", "--out", str(tmp_path)]) == 0
@@ -441,5 +441,12 @@ def test_grouped_members_give_the_ensemble_a_specimen_level_figure(_session_cach
             [c["predicted"] for c in cells].count(p), np.mean([float(c["p_" + p]) for c in cells]))) for cells in by.values()]
         assert acc == pytest.approx(np.mean([call == cells[0]["true"] for call, cells in zip(calls, by.values())]))
     assert "**Specimen level**" in (tmp_path / "ensemble" / "report.md").read_text()
+    # the comparison folder itself, where one run is wanted, is named for what it is
+    for args in (["predict", "--model", str(tmp_path), str(tmp_path)], ["ensemble", str(tmp_path), str(tmp_path / "ensemble"),
+                                                                        "--out", str(tmp_path / "x")]):
+        assert main(args) == 2
+        err = capsys.readouterr().err
+        assert f"{tmp_path} is a comparison of `hep2 compare`, not one run: give one of its run folders (" in err
+        assert str(tmp_path / "lbp-svm") in err and str(tmp_path / "ensemble") in err
     table = (tmp_path / "comparison.md").read_text()
     assert "| specimens right |" in table and f"| {m['specimens']['accuracy']['mean']:.4f} |" in table

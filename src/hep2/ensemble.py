@@ -30,7 +30,7 @@ from .data.images import atomic_write_bytes
 from .errors import Hep2Error
 from .evaluation import (SPECIMEN_PROTOCOLS, classification_metrics, specimen_figure, split_figures, split_metrics,
                          summarize_protocol)
-from .predict import save_ensemble
+from .predict import comparison_folder, save_ensemble
 from .training import load_checkpoint
 
 NEIGHBOUR_WEIGHT = 0.5      # a cell's own probabilities vs its neighbours' mean (chosen on SNPHEp-2 train/)
@@ -97,6 +97,7 @@ def _read_run(run: Path) -> dict:
     missing = [n for n, f in files.items() if not f.is_file()] + ([] if (run / "model" / "pipeline.pt").is_file()
                                                                    else ["model/pipeline.pt"])
     if missing:
+        comparison_folder(run)
         raise Hep2Error(f"{run} is not a finished run folder of `hep2 run` / `hep2 compare` (missing: "
                         f"{', '.join(missing)}): give run folders whose runs ended")
     try:

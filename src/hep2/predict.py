@@ -32,6 +32,15 @@ def save_ensemble(folder, members: list[dict], classes: list[str], neighbours=No
                      "classifier": m["classifier"]} for m in members], "neighbours": neighbours})
 
 
+def comparison_folder(d: Path) -> None:
+    """A Hep2Error naming the run folders inside ``d`` when it is a folder of `hep2 compare`, whose runs are
+    its subfolders (given where one run folder is wanted)."""
+    if (d / "comparison.json").is_file():
+        runs = sorted(str(r) for r in d.iterdir() if (r / "model" / "pipeline.pt").is_file())
+        raise Hep2Error(f"{d} is a comparison of `hep2 compare`, not one run: give one of its run folders ("
+                        + (", ".join(runs) or "none has finished") + ")")
+
+
 def full_proba(clf, X, n_classes: int) -> np.ndarray:
     """Probabilities over all dataset classes from a classifier fitted on class indices (a class
     absent from its training split gets 0)."""
@@ -61,6 +70,7 @@ class Predictor:
         self.model_dir = d      # the run folder (its metrics and settings), however the model was named
         if not f.exists():
             unfinished = (d / "config.json").is_file()
+            comparison_folder(d)
             raise Hep2Error(f"{d} holds no model ({f.relative_to(d)}): " + (
                 "its run did not finish; continue it with `hep2 run ... --resume` and the same --out" if unfinished else
                 "--model must be a run folder written by `hep2 run`, `hep2 compare` or `hep2 ensemble`"))
