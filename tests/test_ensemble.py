@@ -142,6 +142,8 @@ def test_members_that_do_not_fit_are_clear_errors(members, tmp_path, capsys):
 
     fails([a, "--out", str(tmp_path / "x")], "at least two run folders")
     fails([a, a, "--out", str(tmp_path / "x")], f"{a} is given twice")
+    fails([a, b, "--out", str(a)], f"--out {a} is one of the members")
+    fails([a, b, "--out", str(root / "lbp" / "sub")], f"inside the member {b}")
     fails([a, str(tmp_path), "--out", str(tmp_path / "x")], str(tmp_path), "missing: metrics.json")
     fails([a, str(tmp_path / "nope"), "--out", str(tmp_path / "x")], "nope does not exist")
     other = tmp_path / "other"

@@ -293,7 +293,8 @@ def test_svm_single_pair_skips_the_search_and_fits_that_pair():
 def test_svm_rejects_too_few_per_class():
     X = np.random.default_rng(0).normal(size=(7, 3))
     y = np.array([0, 0, 0, 0, 0, 1, 1])
-    with pytest.raises(Hep2Error, match="inner_folds=3"):
+    with pytest.raises(Hep2Error, match="class 1 has 2 training cells, fewer than the 3 folds of the inner "
+                                        "cross-validation that chooses C and gamma: add cells of that class"):
         SVMClassifier().fit(X, y)
 
 

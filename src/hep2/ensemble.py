@@ -196,6 +196,9 @@ def make_ensemble(runs, out, *, verbose: bool = True, neighbours: int = 0) -> di
         raise Hep2Error(f"--out {out} is one of the members: choose a new folder")
     dd.barrier()                # under torchrun: rank 0 has written the members (`hep2 compare --ensemble`)
     members = [_read_run(r) for r in runs]
+    for r in runs:
+        if r.resolve() in out.resolve().parents:
+            raise Hep2Error(f"--out {out} is inside the member {r}: choose a new folder outside the members")
     base = members[0]
     for m in members[1:]:
         for what, key in (("protocol", lambda r: r["metrics"].get("protocol")),
