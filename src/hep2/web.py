@@ -45,6 +45,11 @@ class UploadError(Exception):
         self.status = status
 
 
+def _stem(name: str) -> str:
+    """An uploaded file's name (zip path included) without its extension: a cell and its mask pair by it."""
+    return str(PurePosixPath(name).with_suffix(""))
+
+
 def _safe_name(name: str) -> str:
     base = PurePosixPath(name.replace("\\", "/")).name
     return re.sub(r"[^A-Za-z0-9._-]", "_", base)[-120:] or "file"
@@ -125,25 +130,29 @@ class Service:
             raise UploadError(400, f"{name}: the zip holds no files")
         return members
 
-    def predict(self, uploads: list[tuple[str, bytes]]) -> dict:
-        """Classify uploaded images; the batch is kept (id, CSV) for the page and the download."""
+    def sort(self, uploads: list[tuple[str, bytes]]) -> tuple[list, dict, list]:
+        """Uploads -> (cells (name, bytes), {cell name without extension: its mask (name, bytes)}, the names of
+        a zip's files that are not images, left out as `hep2 predict` leaves them out of a folder)."""
         cells, masks, ignored = [], {}, []
         for name, data in self.unpack(uploads):
-            n = PurePosixPath(name)
-            if n.suffix.lower() not in IMAGE_EXTENSIONS and name not in {u for u, _ in uploads}:
-                ignored.append(name)            # a zip's notes or spreadsheets: not cells (as `hep2 predict` does)
-            elif is_mask(n):                    # NAME_mask.EXT: the mask of NAME.EXT of the same upload
-                masks[str(n.with_name(n.stem[:-5]))] = (name, data)
+            if PurePosixPath(name).suffix.lower() not in IMAGE_EXTENSIONS and name not in {u for u, _ in uploads}:
+                ignored.append(name)            # a zip's notes or spreadsheets
+            elif is_mask(PurePosixPath(name)):  # NAME_mask.EXT: the mask of NAME.EXT of the same upload
+                masks[_stem(name)[:-len("_mask")]] = (name, data)
             else:
                 cells.append((name, data))
         if not cells:
             raise UploadError(400, "no cell images in the upload" + (f" (not images: {', '.join(ignored)})" if ignored
                                                                       else "") + f"; upload {IMAGE_FORMATS} files")
-        unpaired = set(masks) - {str(PurePosixPath(n).with_suffix("")) for n, _ in cells}
+        unpaired = set(masks) - {_stem(n) for n, _ in cells}
         if unpaired:
-            name = masks[min(unpaired)][0]
-            raise UploadError(422, f"{name} is a mask (its name ends in _mask) with no cell image of the same name "
-                                   "in the upload: upload the cell beside its mask, or rename it")
+            raise UploadError(422, f"{masks[min(unpaired)][0]} is a mask (its name ends in _mask) with no cell image "
+                                   "of the same name in the upload: upload the cell beside its mask, or rename it")
+        return cells, masks, ignored
+
+    def predict(self, uploads: list[tuple[str, bytes]]) -> dict:
+        """Classify uploaded images; the batch is kept (id, CSV) for the page and the download."""
+        cells, masks, ignored = self.sort(uploads)
         batch_id = uuid.uuid4().hex[:12]
         folder = self.uploads / batch_id
         folder.mkdir()
@@ -151,11 +160,12 @@ class Service:
         for i, (name, data) in enumerate(cells):
             p = folder / f"{i:05d}_{_safe_name(name)}"
             p.write_bytes(data)
-            mask = masks.get(str(PurePosixPath(name).with_suffix("")))
+            mask = masks.get(_stem(name))
             if mask:                            # beside its cell, where Predictor finds it
                 (folder / f"{p.stem}_mask{PurePosixPath(mask[0]).suffix}").write_bytes(mask[1])
             paths.append(p)
             names.append(name)
+
         def in_user_words(msg: str) -> str:
             cli = msg.find("--skip-bad")    # the command line's closing advice does not apply here
             cut = max(msg.rfind("; ", 0, cli), msg.rfind(": ", 0, cli)) if cli >= 0 else -1
@@ -181,8 +191,7 @@ class Service:
                    for n, pr in zip(names, proba)]
         summary = batch_summary(proba, classes)     # the upload as one well: its dominant pattern
         nb = self.predictor.neighbours      # a transductive model: did it smooth this upload (how many neighbours)?
-        summary |= {"masks": sum(str(PurePosixPath(n).with_suffix("")) in masks for n in names), "ignored": ignored,
-                    "skipped": skipped,
+        summary |= {"masks": sum(_stem(n) in masks for n in names), "ignored": ignored, "skipped": skipped,
                     "neighbours": nb.k if nb is not None and nb.applies(len(names)) else None}
         self._write_csv(folder / "predictions.csv", results, classes)
         with self.lock:
