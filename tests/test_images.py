@@ -95,6 +95,17 @@ def test_an_image_too_large_for_a_cell_is_refused_before_it_is_decoded(tmp_path,
         read_image(tmp_path / "field.png")
 
 
+def test_nan_or_infinite_pixels_are_a_named_error(tmp_path):
+    import tifffile
+
+    for bad in (np.nan, np.inf):
+        arr = np.full((20, 20), 0.5, np.float32)
+        arr[3, 4] = bad
+        tifffile.imwrite(tmp_path / "f.tif", arr)
+        with pytest.raises(Hep2Error, match=r"f.tif has 1 NaN or infinite pixel values: .*--skip-bad"):
+            read_image(tmp_path / "f.tif")
+
+
 def test_normalise_maps_percentiles_to_unit_range():
     arr = np.arange(1000, dtype=np.float32).reshape(25, 40) + 7  # 7 .. 1006
     out = normalise(arr, 1.0, 99.0)

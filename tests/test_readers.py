@@ -291,6 +291,51 @@ def test_folder_train_test_subfolders(tmp_path, images):
     assert by_id(cells)["train/Nucleolar/0.png"].label == "nucleolar"
 
 
+def test_folder_layout_as_labs_keep_it(tmp_path, images):
+    """Training/ and Testing/, system folders, a linked well folder, mask-like names, spellings of one class,
+    specimen IDs that restart in each class: read as meant, or named among the problems."""
+    import os
+
+    root = tmp_path / "cells"
+    for split in ("Training", "Testing"):
+        for cls in ("Fine Speckled", "fine-speckled", "Homogène"):
+            images.png(root / split / cls / "w1" / f"{cls[:2]}1.png", seed=1)
+    images.png(root / "Training" / "Fine Speckled" / ".thumbnails" / "t.png", seed=2)          # system files
+    images.png(root / "Training" / "Homogène" / "@eaDir" / "SYNOPHOTO_THUMB.png", seed=3)
+    images.png(tmp_path / "elsewhere" / "w9" / "x.png", seed=4)
+    os.symlink(tmp_path / "elsewhere" / "w9", root / "Training" / "Homogène" / "w9")            # a linked well
+    images.png(root / "Training" / "Homogène" / "w1" / "Ho1-mask.png", np.full((24, 24), 255, np.uint8))
+    images.png(root / "Training" / "Homogène" / "w1" / "Ho1_mask.PNG", np.full((24, 24), 255, np.uint8))
+    images.png(root / "Extra nucleolar" / "n.png", seed=5)                                     # beside the splits
+    images.text(root / "specimens.csv", "path,specimen\n" + "".join(
+        f"{c.as_posix()},{'1' if 'w1' in c.as_posix() else '9'}\n" for c in
+        (p.relative_to(root) for p in sorted(root.rglob("*.png")) if "mask" not in p.name and "@" not in str(p)
+         and ".thumb" not in str(p) and "Extra" not in str(p))))
+    cells = open_dataset(f"folder:{root}")
+    assert set(cells.subsets) == {"train", "test"} and cells.classes == ["homogeneous", "fine_speckled"]
+    ids = sorted(by_id(cells))
+    assert "Training/Homogène/w9/x.png" in ids                                  # the linked folder is read
+    assert not any("thumb" in i.lower() or "@" in i for i in ids)               # system files are not
+    assert by_id(cells)["Training/Homogène/w1/Ho1.png"].mask.name == "Ho1_mask.PNG"
+    assert "Training/Homogène/w1/Ho1-mask.png" in ids                           # read as a cell, and said so
+    problems = "\n".join(cells.problems)
+    assert "1 folders beside Testing, Training are not read (first: Extra nucleolar)" in problems
+    assert "folders 'Fine Speckled', 'fine-speckled' are read as one class, fine_speckled" in problems
+    assert "1 images whose names say mask are read as cells (first: Training/Homogène/w1/Ho1-mask.png)" in problems
+    assert "specimen IDs hold cells of several classes (first: '1': " in problems
+
+
+def test_manifest_rows_listed_twice_are_named(tmp_path, images):
+    images.png(tmp_path / "a.png", seed=1)
+    images.png(tmp_path / "b.png", seed=2)
+    images.text(tmp_path / "m.csv", "path,label\na.png,Homogeneous\nb.png,homogeneous\na.png,nucleolar\n")
+    cells = open_dataset(f"manifest:{tmp_path / 'm.csv'}")
+    assert len(cells) == 3
+    assert any(f"{tmp_path / 'a.png'} is listed 2 times (lines 2, 4) with different labels (homogeneous, nucleolar)"
+               in p for p in cells.problems)
+    assert any("labels 'Homogeneous', 'homogeneous' are read as one class" in p for p in cells.problems)
+
+
 def test_folder_bare_path_is_detected(tmp_path, images):
     root = make_folder(tmp_path / "cells", images)
     cells = open_dataset(str(root))

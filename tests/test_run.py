@@ -588,10 +588,12 @@ def test_predict_reads_each_cells_mask_as_training_did(tmp_path, capsys):
     np.testing.assert_allclose(np.stack([r[2] for r in rows]), pred.predict_images(images), atol=1e-6)
     # the masks are not cells, in a folder or given beside their images by a shell glob
     one = root / "centromere"
-    assert main(["predict", "--model", str(out), str(one), *map(str, sorted(one.iterdir())),
+    (one / "._s01_0001.png").write_bytes(b"macOS resource fork")           # hidden and system files, a folder
+    (one / "755.png").mkdir()                                               # named like an image: not cells
+    assert main(["predict", "--model", str(out), str(one), *map(str, sorted(one.glob("s*.png"))),
                  "--out", str(tmp_path / "p.csv")]) == 0
     listed = [r[0] for r in _csv(tmp_path / "p.csv")[1:]]
-    assert len(listed) == 2 * 10 and not any(p.endswith("_mask.png") for p in listed)
+    assert len(listed) == 2 * 10 and not any(p.endswith("_mask.png") or "._" in p or "755" in p for p in listed)
     # a file that is not an image stops before any work, or --skip-bad lists it
     capsys.readouterr()
     assert main(["predict", "--model", str(out), str(root / "specimens.csv"), str(one)]) == 2

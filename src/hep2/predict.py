@@ -182,13 +182,13 @@ def expand_inputs(items, skipped: list | None = None) -> list[Path]:
     that is not an image is an error, or with ``skipped`` (a list) is left out and added to it."""
     import glob
 
-    from .data.readers import is_mask
+    from .data.readers import files_under, is_cell_image, is_mask
 
     out = []
     for item in items:
         p = Path(item)
-        if p.is_dir():
-            found = sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_EXTENSIONS and not is_mask(f))
+        if p.is_dir():      # the images `hep2 run` would read in a class folder (no masks, hidden or system files)
+            found = [f for f in files_under(p) if is_cell_image(f)]
             if not found:
                 raise Hep2Error(f"folder {p} holds no images ({IMAGE_FORMATS})")
             out += found

@@ -28,6 +28,7 @@ KNOWN_CLASSES = (
 
 _ALIASES = {
     "homogenous": "homogeneous",
+    "homogene": "homogeneous",
     "homo": "homogeneous",
     "coarse": "coarse_speckled",
     "coarse_speckle": "coarse_speckled",
@@ -53,10 +54,13 @@ _INTENSITY_ALIASES = {"positive": "positive", "pos": "positive", "hi": "positive
 
 
 def snake_case(name: str) -> str:
-    """'Coarse Speckled' / 'coarse-speckled' / 'CoarseSpeckled' -> 'coarse_speckled'."""
-    s = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", str(name).strip())
-    s = re.sub(r"[^0-9a-zA-Z]+", "_", s).strip("_").lower()
-    return s
+    """'Coarse Speckled' / 'coarse-speckled' / 'CoarseSpeckled' -> 'coarse_speckled'; accents dropped
+    ('Homogène' -> 'homogene'), other scripts' letters kept ('均质型')."""
+    import unicodedata
+
+    s = "".join(ch for ch in unicodedata.normalize("NFKD", str(name).strip()) if not unicodedata.combining(ch))
+    s = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", s)
+    return re.sub(r"[\W_]+", "_", s).strip("_").lower()
 
 
 def normalise_class(name: str, *, known_only: bool = False, where: str = "") -> str:

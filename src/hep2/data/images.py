@@ -97,6 +97,10 @@ def read_image(path) -> np.ndarray:
             f"cannot decode image {path} ({type(e).__name__}: {e}): the file is corrupt, truncated or not an "
             "image; replace or delete it, or pass --skip-bad to go on without it") from None
     arr = arr.astype(np.float32, copy=False)
+    bad = int(np.size(arr) - np.isfinite(arr).sum())
+    if bad:         # a float TIFF's NaN would be read as black, a cell as blank or worse
+        raise Hep2Error(f"image {path} has {bad} NaN or infinite pixel values: export it with finite grey levels, or "
+                        "pass --skip-bad to go on without it")
     if arr.ndim == 3:
         if arr.shape[-1] in (3, 4):        # H, W, RGB(A)
             arr = arr[..., :3].mean(axis=-1)

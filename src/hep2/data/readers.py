@@ -40,6 +40,18 @@ def open_dataset(spec: str, *, skip_bad: bool = False) -> CellSet:
               "folder": read_folder, "manifest": read_manifest}[kind]
     cells = reader(path, skip_bad=skip_bad)
     cells.name = f"{kind}:{path}"
+    classes_of = {}
+    for c in cells.cells:
+        if c.specimen is not None:
+            classes_of.setdefault(c.specimen, set()).add(c.label)
+    mixed = {s: sorted(v) for s, v in classes_of.items() if len(v) > 1}
+    if mixed:
+        s0 = next(iter(mixed))
+        cells.problems.append(
+            f"{len(mixed)} specimen IDs hold cells of several classes (first: {s0!r}: {', '.join(mixed[s0])}): "
+            "if the IDs restart in each class (well 1, 2, ...) they merge different specimens, which --protocol "
+            "grouped and the specimen-level figures (called by the most frequent class) treat as one; give IDs "
+            "unique across the dataset (e.g. plate3-B2)")
     if len(cells) == 0:
         raise Hep2Error(f"dataset {cells.name} holds no cell images: check the path and that it has the "
                         f"{kind} layout (see `hep2 data --help`)")
@@ -86,13 +98,21 @@ def _listdir(path: Path):
         raise Hep2Error(f"{path} is not a folder") from None
 
 
-def _files_under(path: Path) -> list[Path]:
-    """Every file under a folder, sorted; an unreadable subfolder is an error, not a silent gap.
-    Linked subfolders are not followed (as with rglob), so a link loop cannot recurse forever."""
-    out = []
+def _is_hidden(p: Path) -> bool:
+    """Hidden and system entries: .thumbnails, ._x.png, Synology's @eaDir, macOS's __MACOSX."""
+    return p.name.startswith((".", "@")) or p.name == "__MACOSX"
+
+
+def files_under(path: Path, seen: frozenset = frozenset()) -> list[Path]:
+    """Every file under a folder, sorted, hidden and system entries left out; an unreadable subfolder is
+    an error, not a silent gap. Linked subfolders are followed, each real folder once on a path (no loop)."""
+    out, seen = [], seen | {path.resolve()}
     for p in _listdir(path):
-        if p.is_dir() and not p.is_symlink():
-            out += _files_under(p)
+        if _is_hidden(p):
+            continue
+        if p.is_dir():
+            if p.resolve() not in seen:
+                out += files_under(p, seen)
         else:
             out.append(p)
     return out
@@ -221,8 +241,8 @@ def _cell_id(value: str) -> int | None:
 
 
 def find_mask(image: Path) -> Path | None:
-    """``NAME_Mask.EXT`` beside ``NAME.EXT`` (the same format first, then any image format)."""
-    for ext in dict.fromkeys((image.suffix,) + IMAGE_EXTENSIONS):
+    """``NAME_Mask.EXT`` beside ``NAME.EXT`` (the same format first, then any image format; any case)."""
+    for ext in dict.fromkeys((image.suffix,) + IMAGE_EXTENSIONS + tuple(e.upper() for e in IMAGE_EXTENSIONS)):
         for suffix in ("_Mask", "_mask", "_MASK"):
             m = image.with_name(image.stem + suffix + ext)
             if m.exists():
@@ -246,7 +266,7 @@ def read_i3a(root: Path, *, skip_bad: bool = False) -> CellSet:
         raise Hep2Error(f"no CSV file under {root}: the I3A layout needs one mapping image IDs to classes "
                         "(e.g. header 'Image ID,Image class')")
     images = {}
-    for p in _files_under(root):
+    for p in files_under(root):
         if p.suffix.lower() in IMAGE_EXTENSIONS and not is_mask(p) and p.stem.isdigit():
             images.setdefault(int(p.stem), p)
     wanted = {"id": ("image_id", "id", "image", "cell_id", "imageid"),
@@ -337,24 +357,34 @@ def read_folder(root: Path, *, skip_bad: bool = False, specimens: Path | None = 
     ``specimens.csv`` (columns path, specimen[, intensity]) at the root."""
     if not root.is_dir():
         raise Hep2Error(f"{root} is not a folder: the folder layout needs one subfolder per class")
-    subdirs = [d for d in _listdir(root) if d.is_dir() and not d.name.startswith(".")]
-    split_dirs = [d for d in subdirs if snake_case(d.name) in ("train", "test", "val", "validation")]
-    groups = [(snake_case(d.name).replace("validation", "val"), d) for d in split_dirs] if split_dirs else [(None, root)]
-    cells, subsets, problems = [], {}, []
+    subdirs = [d for d in _listdir(root) if d.is_dir() and not _is_hidden(d)]
+    split_dirs = [d for d in subdirs if snake_case(d.name) in SPLIT_NAMES]
+    groups = [(SPLIT_NAMES[snake_case(d.name)], d) for d in split_dirs] if split_dirs else [(None, root)]
+    cells, subsets, problems, spellings = [], {}, [], {}
+    beside = [d.name for d in subdirs if d not in split_dirs]
+    if split_dirs and beside:
+        problems.append(f"{len(beside)} folders beside {', '.join(d.name for d in split_dirs)} are not read (first: "
+                        f"{beside[0]}): move each class folder into one of them")
     for split, base in groups:
-        loose = [p.name for p in _listdir(base) if p.is_file() and _is_cell_image(p)]
+        loose = [p.name for p in _listdir(base) if p.is_file() and is_cell_image(p)]
         if loose:
             problems.append(f"{len(loose)} images in {base} lie outside every class folder, so they are not used "
                             f"(first: {loose[0]}): move each into its class's folder")
         start = len(cells)
-        for d in (x for x in _listdir(base) if x.is_dir() and not x.name.startswith(".")):
+        for d in (x for x in _listdir(base) if x.is_dir() and not _is_hidden(x)):
             label = normalise_class(d.name, where=f" (folder {d})")
-            for p in _files_under(d):
-                if _is_cell_image(p):
+            spellings.setdefault(label, set()).add(d.name)
+            for p in files_under(d):
+                if is_cell_image(p):
                     rel = p.relative_to(root).as_posix()
                     cells.append(Cell(rel, p, label, None, None, split, find_mask(p)))
         if split:
             subsets[split] = np.arange(start, len(cells))
+    problems += merged_names(spellings, "folders")
+    masklike = [c.id for c in cells if "mask" in c.path.stem.lower()]
+    if masklike:
+        problems.append(f"{len(masklike)} images whose names say mask are read as cells (first: {masklike[0]}): name "
+                        "a cell's mask NAME_mask.EXT beside its NAME.EXT")
     if not cells:
         raise Hep2Error(f"no images found in the class subfolders of {root}: the folder layout is "
                         f"{root}/<class>/<image>.png ({IMAGE_FORMATS})")
@@ -369,8 +399,19 @@ def read_folder(root: Path, *, skip_bad: bool = False, specimens: Path | None = 
     return CellSet("folder", cells, subsets=subsets or {}, skipped=skipped, problems=problems)
 
 
-def _is_cell_image(p: Path) -> bool:
-    return p.suffix.lower() in IMAGE_EXTENSIONS and not is_mask(p) and not p.name.startswith(".")
+# the folders that hold a split (of the folder layout), as named on disk (snake_case) -> the split's name
+SPLIT_NAMES = {"train": "train", "training": "train", "test": "test", "testing": "test", "val": "val",
+               "validation": "val"}
+
+
+def merged_names(spellings: dict, what: str) -> list[str]:
+    """A problem line for each class that several spellings were read as ({class: {names as written}})."""
+    return [f"{what} {', '.join(repr(n) for n in sorted(names))} are read as one class, {label}: rename them if they "
+            "are different patterns" for label, names in spellings.items() if len(names) > 1]
+
+
+def is_cell_image(p: Path) -> bool:
+    return p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not is_mask(p) and not _is_hidden(p)
 
 
 def _attach_specimens(cells, csv_path: Path, root: Path, skip_bad: bool, skipped: list[str]):
@@ -412,7 +453,7 @@ def read_manifest(csv_path: Path, *, skip_bad: bool = False) -> CellSet:
                                         "specimen": ("specimen", "specimen_id", "slide", "patient"),
                                         "intensity": ("intensity",), "split": ("split", "subset", "set"),
                                         "mask": ("mask", "mask_path")}, ("path", "label"))
-    cells, splits, skipped = [], {}, []
+    cells, splits, skipped, spellings, rows_of = [], {}, [], {}, {}
 
     def get(row, key):
         return row[cols[key]] if key in cols and cols[key] < len(row) and row[cols[key]] else None
@@ -428,12 +469,23 @@ def read_manifest(csv_path: Path, *, skip_bad: bool = False) -> CellSet:
             continue
         mask = get(row, "mask")
         split = snake_case(get(row, "split")) if get(row, "split") else None
+        split = SPLIT_NAMES.get(split, split)
         if split:
             splits.setdefault(split, []).append(len(cells))
-        cells.append(Cell(rel, p, normalise_class(get(row, "label") or "", where=where), get(row, "specimen"),
-                          normalise_intensity(get(row, "intensity"), where), split,
+        label = normalise_class(get(row, "label") or "", where=where)
+        spellings.setdefault(label, set()).add(get(row, "label"))
+        rows_of.setdefault(p, []).append((n, label))
+        cells.append(Cell(rel, p, label, get(row, "specimen"), normalise_intensity(get(row, "intensity"), where), split,
                           (csv_path.parent / mask) if mask else None))
-    return CellSet("manifest", cells, subsets={k: np.array(v) for k, v in splits.items()}, skipped=skipped)
+    problems = merged_names(spellings, "labels")
+    for p, listed in rows_of.items():
+        if len(listed) > 1:
+            labels = sorted({label for _, label in listed})
+            problems.append(f"{p} is listed {len(listed)} times (lines {', '.join(str(n) for n, _ in listed)})"
+                            + (f" with different labels ({', '.join(labels)})" if len(labels) > 1 else "")
+                            + ": each row counts as a cell; keep one row per image")
+    return CellSet("manifest", cells, subsets={k: np.array(v) for k, v in splits.items()}, skipped=skipped,
+                   problems=problems)
 
 
 # ------------------------------------------------------------------------------------- synthetic
