@@ -63,6 +63,42 @@ def test_rgb_jpeg_to_grey(tmp_path, images):
     assert abs(float(out.mean()) - 120.0) < 4
 
 
+def test_a_colour_cell_read_from_one_channel(tmp_path, fresh_cache):
+    """FITC cells exported as RGB with a red counterstain: the mean of the channels mixes the two; setting
+    channel=green reads the stain alone, in training (load_images, its cache key), prediction and the summary."""
+    from hep2.data import open_dataset
+    from hep2.data.summary import summarize
+    from hep2.presets import Preset
+
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        stain = (rng.random((30, 30)) * 200).astype(np.uint8)
+        counter = np.full((30, 30), 90, np.uint8)
+        counter[10:20] = 200
+        Image.fromarray(np.stack([counter, stain, np.zeros_like(stain)], -1)).save(tmp_path / f"c{i}.png")
+        np.testing.assert_array_equal(read_image(tmp_path / f"c{i}.png", "green"), stain)
+        np.testing.assert_allclose(read_image(tmp_path / f"c{i}.png"), (stain + counter.astype(np.float32)) / 3, atol=1e-4)
+    green = Preset().override({"channel": "green", "size": 30}).preprocess()
+    assert green.channel == "green"
+    a = preprocess_image(tmp_path / "c0.png", green)
+    np.testing.assert_allclose(a, preprocess_image(tmp_path / "c0.png", Preprocess(size=30, channel="green")))
+    assert np.abs(a - preprocess_image(tmp_path / "c0.png", Preprocess(size=30))).max() > 0.1
+    cells = CellSet("t", [Cell(f"c{i}", tmp_path / f"c{i}.png", "homogeneous") for i in range(3)])
+    mean_imgs, _ = load_images(cells, Preprocess(size=30))
+    green_imgs, _ = load_images(cells, Preprocess(size=30, channel="green"))       # its own cache entry
+    np.testing.assert_array_equal(green_imgs[0], np.round(a * 255).astype(np.uint8))
+    assert not np.array_equal(mean_imgs, green_imgs)
+    with pytest.raises(Hep2Error, match="channel='fitc': a colour image's grey is one of mean, red, green, blue"):
+        Preprocess(channel="fitc")
+    with pytest.raises(Hep2Error, match="channel"):
+        Preset().override({"channel": "fitc"})
+    (tmp_path / "homogeneous").mkdir()
+    for i in range(3):
+        (tmp_path / f"c{i}.png").rename(tmp_path / "homogeneous" / f"c{i}.png")
+    problems = " ".join(summarize(open_dataset(f"folder:{tmp_path}"))["problems"])
+    assert "3 colour images: their signal is red 0." in problems and "--set channel=green" in problems
+
+
 def test_rgba_and_palette_png_to_grey(tmp_path):
     rgba = np.zeros((10, 10, 4), np.uint8)
     rgba[..., :3], rgba[..., 3] = 90, 255

@@ -204,7 +204,8 @@ def _preprocessing(pred: Predictor) -> dict:
     p = pred.prep
     filt = ("the image minus its Gaussian blur of sigma {} px (scipy.ndimage gaussian_filter, mode nearest, "
             "truncate 4)")
-    return {"size": p.size, "low_percentile": p.low_pct, "high_percentile": p.high_pct, "use_mask": p.use_mask,
+    return {"grey_from_colour": "the mean of R, G and B" if p.channel == "mean" else f"the {p.channel} channel alone",
+            "size": p.size, "low_percentile": p.low_pct, "high_percentile": p.high_pct, "use_mask": p.use_mask,
             "magnification": p.scale, "highpass_sigma": list(p.views) if p.views else p.highpass,
             **({"denoise": f"before anything else, on the raw grey levels: non-local means (scikit-image "
                            f"denoise_nl_means, patch_size 3, patch_distance 4, fast_mode) with h = {p.denoise} x the "

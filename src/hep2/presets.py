@@ -48,7 +48,8 @@ LIMITS = {
 CHOICES = {"ae_schedule": ("constant", "cosine"),     # the learning rate over the epochs (training.fit)
            "head": ("mlp", "logistic"),                  # the dcae-mlp method's classifier
            "features": ("conv5", "pooled", "both", "words"),
-           "latent_activation": ("relu", "linear"), "output": ("sigmoid", "linear")}
+           "latent_activation": ("relu", "linear"), "output": ("sigmoid", "linear"),
+           "channel": ("mean", "red", "green", "blue")}       # data.images.CHANNELS
 FLOAT_TUPLES = ("ae_views",)   # the other tuple settings hold whole numbers
 
 
@@ -63,6 +64,7 @@ class Preset:
     low_pct: float = 1.0
     high_pct: float = 99.5
     use_mask: bool = True
+    channel: str = "mean"                # a colour image's grey: mean of R, G, B | red | green | blue (FITC: green)
     scale: float = 0.0                   # 0: each cell's longest side fitted to size; > 0: one magnification for all
     highpass: float = 0.0                # > 0: each image minus its Gaussian blur of this sigma (native pixels)
     equalize: bool = False               # histogram equalisation in place of low_pct / high_pct (blind to brightness,
@@ -182,7 +184,7 @@ class Preset:
         from .data.images import Preprocess
 
         return Preprocess(self.size, self.low_pct, self.high_pct, self.use_mask, scale=self.scale,
-                          highpass=self.highpass, equalize=self.equalize, denoise=self.denoise)
+                          highpass=self.highpass, equalize=self.equalize, denoise=self.denoise, channel=self.channel)
 
     def to_dict(self) -> dict:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}

@@ -45,6 +45,7 @@ class Preprocess:
     equalize: bool = False         # histogram equalisation (the grey levels' ranks) in place of the percentiles:
                                    # any monotonic change of brightness / contrast / gamma leaves the result as it is
     denoise: float = 0.0           # > 0: non-local means on the raw image first (``denoise_image``), h = this x its noise std
+    channel: str = "mean"          # a colour image's grey: mean (of R, G, B) | red | green | blue (FITC: green)
 
     def __post_init__(self):
         from ..presets import check_range      # the settings' own ranges
@@ -56,13 +57,20 @@ class Preprocess:
         if not isinstance(self.views, tuple):
             raise Hep2Error(f"Preprocess views={self.views!r}: give a tuple of high-pass sigmas, e.g. (0.0, 5.0), or ()")
         check_range("views", self.views, "ae_views")
+        if self.channel not in CHANNELS:
+            raise Hep2Error(f"channel={self.channel!r}: a colour image's grey is one of {', '.join(CHANNELS)}")
         if not self.equalize and self.low_pct >= self.high_pct:
             raise Hep2Error(f"low_pct={self.low_pct}, high_pct={self.high_pct}: the percentile mapped to black must be "
                             "below the one mapped to white (the defaults are 1 and 99.5)")
 
 
-def read_image(path) -> np.ndarray:
-    """Decode one image file to a 2-D float32 array of raw grey levels (RGB averaged to grey)."""
+CHANNELS = ("mean", "red", "green", "blue")     # Preprocess.channel: its index in an RGB image, mean for none
+
+
+def read_image(path, channel: str = "mean") -> np.ndarray:
+    """Decode one image file to a 2-D float32 array of raw grey levels; a colour image's grey is the mean
+    of R, G and B, or with ``channel`` red / green / blue that channel alone (an alpha channel is dropped);
+    ``channel="rgb"`` keeps a colour image's three channels (3, H, W) (a grey image stays 2-D)."""
     path = Path(path)
     try:
         if path.stat().st_size == 0:
@@ -103,9 +111,11 @@ def read_image(path) -> np.ndarray:
                         "pass --skip-bad to go on without it")
     if arr.ndim == 3:
         if arr.shape[-1] in (3, 4):        # H, W, RGB(A)
-            arr = arr[..., :3].mean(axis=-1)
-        elif arr.shape[0] in (3, 4):       # C, H, W (some TIFFs)
-            arr = arr[:3].mean(axis=0)
+            arr = np.moveaxis(arr, -1, 0)
+        if arr.shape[0] in (3, 4) and channel == "rgb":
+            return arr[:3]
+        if arr.shape[0] in (3, 4):         # C, H, W (some TIFFs)
+            arr = arr[:3].mean(axis=0) if channel == "mean" else arr[CHANNELS.index(channel) - 1]
         elif arr.shape[0] == 1:
             arr = arr[0]
     if arr.ndim != 2:
@@ -128,9 +138,9 @@ def _check_pixels(path, shape) -> None:
                         "like a whole field or slide; crop the cells from it, or pass --skip-bad to go on without it")
 
 
-def read_cell(path) -> np.ndarray:
+def read_cell(path, channel: str = "mean") -> np.ndarray:
     """``read_image``, refusing an image with no cell in it: one grey level all over."""
-    arr = read_image(path)
+    arr = read_image(path, channel)
     if arr.max() <= arr.min():
         raise Hep2Error(f"image {path} is blank (every pixel is {arr.flat[0]:g}): there is no cell in it to "
                         "classify; replace it, delete it, or pass --skip-bad")
@@ -186,7 +196,7 @@ def resize_square(arr: np.ndarray, size: int, keep_aspect: bool = True, scale: f
 def preprocess_image(path, prep: Preprocess = Preprocess(), mask_path=None) -> np.ndarray:
     """One file to one normalised square float32 array in [0, 1]: (size, size), or with ``views``
     (V, size, size), one view a high-pass sigma, the file read once."""
-    arr = read_cell(path)
+    arr = read_cell(path, prep.channel)
     mask = None
     if prep.use_mask and mask_path is not None:
         mask = read_image(mask_path) > 0
@@ -319,8 +329,9 @@ def load_images(cells: CellSet, prep: Preprocess = Preprocess(), *, skip_bad: bo
                         f"got {type(cells).__name__} and {type(prep).__name__}")
     if len(cells) == 0:
         raise Hep2Error(f"dataset {cells.name} has no images: check the path and its layout")
-    # keys made before views / equalize / denoise existed stay valid
-    settings = {k: v for k, v in asdict(prep).items() if k not in ("views", "equalize", "denoise") or v}
+    # keys made before views / equalize / denoise / channel existed stay valid
+    added = {"views": (), "equalize": False, "denoise": 0.0, "channel": "mean"}
+    settings = {k: v for k, v in asdict(prep).items() if k not in added or v != added[k]}
     key = hashlib.sha256(json.dumps([CACHE_VERSION, settings]).encode())
     for c in cells.cells:
         # The paths are part of the key because the cached list of bad files names them.

@@ -16,10 +16,13 @@ FEW = Preset().cv_folds         # cells in a class: fewer cannot fill the defaul
 
 def summarize(cells: CellSet, *, skip_bad: bool = False) -> dict:
     """Decode every image once (to find corrupt files and sizes) and count what the set holds."""
-    sizes, bad = [], []
+    sizes, bad, colour = [], [], []
     for c in cells.cells:
         try:
-            sizes.append(read_cell(c.path).shape)
+            arr = read_cell(c.path, "rgb")
+            sizes.append(arr.shape[-2:])
+            if arr.ndim == 3:       # how a colour image's signal splits over R, G and B
+                colour.append(arr.reshape(3, -1).sum(1) / max(float(arr.sum()), 1e-12))
         except Hep2Error as e:
             if not skip_bad:
                 raise
@@ -49,6 +52,13 @@ def summarize(cells: CellSet, *, skip_bad: bool = False) -> dict:
         problems.append(f"{'class' if len(few) == 1 else 'classes'} {', '.join(few)} {'has' if len(few) == 1 else 'have'} "
                         f"fewer than {FEW} cells, too few to train on or to score (a misspelt class name makes a class "
                         "of its own)")
+    if colour:
+        share = np.mean(colour, axis=0)
+        problems.append(f"{len(colour)} colour images: their signal is red {share[0]:.2f}, green {share[1]:.2f}, blue "
+                        f"{share[2]:.2f}; hep2 reads a colour image's grey as the mean of the three (setting channel)"
+                        + (": where one channel holds the stain (FITC: green) and another a counterstain or a "
+                           "nuclear dye, train and predict with --set channel=green (or the stain's)"
+                           if np.sort(share)[-2] >= 0.1 else ""))
     small = sum(1 for h, w in sizes if min(h, w) < 16)
     if small:
         problems.append(f"{small} images are smaller than 16 px on a side")
