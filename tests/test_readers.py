@@ -336,6 +336,31 @@ def test_manifest_rows_listed_twice_are_named(tmp_path, images):
     assert any("labels 'Homogeneous', 'homogeneous' are read as one class" in p for p in cells.problems)
 
 
+def test_specimen_columns_paths_and_masks_as_labs_write_them(tmp_path, images):
+    from hep2.data.summary import summarize
+
+    for i, cls in enumerate(("homogeneous", "nucleolar")):
+        images.png(tmp_path / "w" / cls / "a.png", seed=i)
+        images.png(tmp_path / "w" / cls / "b.png", seed=i + 5)
+    images.text(tmp_path / "m.csv", "Path,Label,Patient ID\n" + "".join(
+        f"w\\{c}\\{f},{c},P{k}\n" for k, c in enumerate(("homogeneous", "nucleolar")) for f in ("a.png", "b.png")))
+    cells = open_dataset(f"manifest:{tmp_path / 'm.csv'}")               # Windows paths, a patient column
+    assert len(cells) == 4 and sorted(set(cells.specimens)) == ["P0", "P1"]
+    root = tmp_path / "w"
+    images.text(root / "specimens.csv", "path,well\nhomogeneous/a.png,1\nhomogeneous/b.png,\na.png,2\n")
+    with pytest.raises(Hep2Error, match=r"'a.png' names no image under .* \(paths are relative to it, as "
+                                        r"'homogeneous/a.png' is; the file name a.png matches 2 images"):
+        open_dataset(f"folder:{root}")
+    images.text(root / "specimens.csv", "path,well\nhomogeneous/a.png,1\nhomogeneous/b.png,\n")
+    problems = " ".join(open_dataset(f"folder:{root}").problems)
+    assert "1 images have an empty specimen in" in problems and "(first: homogeneous/b.png)" in problems
+    assert "2 of 4 images have no row" in problems
+    # a mask of another size stops data summary as it stops hep2 run
+    images.png(root / "nucleolar" / "a_mask.png", np.full((5, 7), 255, np.uint8))
+    with pytest.raises(Hep2Error, match=r"a_mask.png is 7x5 but its image .*a.png is"):
+        summarize(open_dataset(f"folder:{root}"))
+
+
 def test_folder_bare_path_is_detected(tmp_path, images):
     root = make_folder(tmp_path / "cells", images)
     cells = open_dataset(str(root))

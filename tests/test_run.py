@@ -474,7 +474,34 @@ def test_official_on_a_set_without_official_splits_is_a_clear_error(cache, tmp_p
     assert main(["run", "synthetic:12", "--protocol", "official", "--preset", "tiny", "--quiet",
                  "--out", str(tmp_path / "x")]) == 2
     err = capsys.readouterr().err
-    assert "official" in err and "synthetic:12" in err and "--protocol cv or grouped" in err
+    assert "needs a dataset with a test set apart from its training set" in err and "synthetic:12" in err
+    assert "use --protocol grouped (or cv)" in err
+
+
+def test_official_on_a_layout_with_its_own_test_set(split_folder, tmp_path, capsys):
+    """A lab's train/ and test/ folders: trained on train/, tested once on test/, with specimen-level figures
+    where specimens.csv names them, and a warning when a specimen sits on both sides."""
+    root = tmp_path / "data"
+    shutil.copytree(split_folder, root)
+    rows = ["path,specimen"] + [f"{s}/{p.relative_to(root / s).as_posix()},{s}-{p.name.split('_')[0]}"
+                                for s in ("train", "test") for p in sorted((root / s).rglob("*.png"))]
+    (root / "specimens.csv").write_text("\n".join(rows) + "\n")
+    out = tmp_path / "run"
+    assert main(["run", f"folder:{root}", "--protocol", "official", "--method", "shape-index", "--preset", "tiny",
+                 "--quiet", "--out", str(out)]) == 0
+    m = _json(out / "metrics.json")
+    assert list(m["accuracy"]["per_split"]) == ["train/ -> test/"] and "full" not in m
+    assert m["protocol_description"].startswith("the dataset's own test set")
+    preds = _csv(out / "predictions.csv")
+    ids = [r[1] for r in preds[1:]]
+    assert len(ids) == 30 and all(i.startswith("test/") for i in ids)
+    assert m["specimens"]["n"] == {"train/ -> test/": 5}
+    assert "not specimen-disjoint" not in capsys.readouterr().err
+    # the same specimen names on both sides: said
+    (root / "specimens.csv").write_text("\n".join(r.replace("train-", "x-").replace("test-", "x-") for r in rows) + "\n")
+    assert main(["run", f"folder:{root}", "--protocol", "official", "--method", "shape-index", "--preset", "tiny",
+                 "--quiet", "--out", str(tmp_path / "run2")]) == 0
+    assert "5 specimens have cells in both train/ and test/ (first: x-s01)" in capsys.readouterr().err
 
 
 def test_official_on_snphep2(snphep2_root, cache, tmp_path):

@@ -23,8 +23,11 @@ from .errors import Hep2Error
 
 PROTOCOLS = ("official", "cv", "grouped", "blocked")
 
+HOLDOUT = "train/ -> test/"      # the one split of `official` on a layout without Split-50-K: its own test set
 PROTOCOL_TEXT = {
     "official": "official specimen-disjoint split (train on Split-50-K train, test on Split-50-K test, K = 1..5)",
+    "holdout": "the dataset's own test set: trained on train/, tested once on test/ (specimen-disjoint where the "
+               "lab kept each specimen on one side)",
     "cv": "cell-level stratified k-fold cross-validation (cells of one specimen on both sides: optimistic)",
     "grouped": "specimen-grouped k-fold cross-validation (no specimen on both sides)",
     "blocked": "k-fold over contiguous ID blocks of each class (cells stored specimen by specimen: close to "
@@ -55,9 +58,12 @@ def protocol_splits(cells: CellSet, protocol: str, *, subset: str = "train", fol
     ``official``; for ``cv`` / ``grouped`` the whole evaluated subset)."""
     if protocol == "official":
         ks = cells.official_splits()
-        if not ks or "train" not in cells.subsets:
-            raise Hep2Error(f"protocol 'official' needs a dataset with official train/test splits (SNPHEp-2's "
-                            f"Split-50-K); {cells.name} has none: use --protocol cv or grouped")
+        if "train" not in cells.subsets or not ks and "test" not in cells.subsets:
+            raise Hep2Error(f"protocol 'official' needs a dataset with a test set apart from its training set (train/ "
+                            f"and test/ folders, a manifest's split column, or SNPHEp-2's Split-50-K); {cells.name} "
+                            "has none: use --protocol grouped (or cv)")
+        if not ks:      # the layout's own train/ -> test/, once
+            return [(HOLDOUT, cells.subsets["train"], cells.subsets["test"])], cells.subsets["train"]
         splits = [(k, cells.subsets[f"{k}/train"], cells.subsets[f"{k}/test"]) for k in ks]
         return splits, cells.subsets["train"]
     check_protocol(protocol)
@@ -95,8 +101,10 @@ def protocol_splits(cells: CellSet, protocol: str, *, subset: str = "train", fol
             without = [c.id for c in cells.cells if c.specimen is None]
             has = "has none" if len(without) == len(cells) else \
                 f"{len(without)} of its {len(cells)} cells have none (first: {', '.join(without[:3])})"
-            raise Hep2Error(f"protocol 'grouped' needs specimen IDs for every cell, and {cells.name} {has}: add "
-                            "a specimens.csv (folder layout) or a specimen column (manifest), or use --protocol cv")
+            raise Hep2Error(f"protocol 'grouped' needs specimen IDs for every cell, and {cells.name} {has}: "
+                            + ("add a specimens.csv (folder layout) or a specimen column (manifest)" if has == "has none"
+                               else "give them a specimen in specimens.csv or the manifest (`hep2 data summary` lists "
+                                    "them)") + ", or use --protocol cv")
         groups = groups[pool]
         if len(set(groups)) < folds:
             raise Hep2Error(f"grouped cv with {folds} folds needs at least {folds} specimens; {cells.name} has "
@@ -211,7 +219,7 @@ def summarize_protocol(protocol: str, per_split: dict[str, dict], pooled: dict, 
     mca = np.array([m["mca"] for m in per_split.values()])
     out = {
         "protocol": protocol,
-        "protocol_description": PROTOCOL_TEXT[protocol],
+        "protocol_description": PROTOCOL_TEXT["holdout" if list(per_split) == [HOLDOUT] else protocol],
         "accuracy": {"mean": float(acc.mean()), "std": float(acc.std(ddof=1)) if len(acc) > 1 else 0.0,
                      "per_split": {k: m["accuracy"] for k, m in per_split.items()}},
         "mca": {"mean": float(mca.mean()), "std": float(mca.std(ddof=1)) if len(mca) > 1 else 0.0,

@@ -126,7 +126,13 @@ def run(dataset: str, *, protocol: str = "cv", cfg: Preset, out, subset: str = "
     if ae_on_test and protocol == "official":
         ae_idx = np.arange(len(cells))
     # the cells that get features: the autoencoder's, every split's, and all of test/ for `full`
-    full_test = [cells.subsets["test"]] if protocol == "official" else []
+    split_k = protocol == "official" and bool(cells.official_splits())     # else official is train/ -> test/ once
+    if protocol == "official" and not split_k and cells.specimens is not None and main:
+        both = sorted(set(cells.specimens[splits[0][1]]) & set(cells.specimens[splits[0][2]]))
+        if both:
+            print(f"hep2: warning: {len(both)} specimens have cells in both train/ and test/ (first: {both[0]}): the "
+                  "figure is not specimen-disjoint; keep each specimen on one side", file=sys.stderr)
+    full_test = [cells.subsets["test"]] if split_k else []
     used = np.unique(np.concatenate([ae_idx, *full_test] + [np.concatenate([a, b]) for _, a, b in splits]))
     y = cells.y
     config = {"dataset": dataset, "protocol": protocol, "subset": subset,
@@ -193,7 +199,7 @@ def run(dataset: str, *, protocol: str = "cv", cfg: Preset, out, subset: str = "
     extra = {}
     train_idx = cells.subsets["train"] if protocol == "official" else ae_idx
     final = m.classifier().fit(feats[train_idx], y[train_idx])
-    if protocol == "official":  # also all of train/ against all of test/
+    if split_k:     # also all of train/ against all of test/
         test = cells.subsets["test"]
         full_p = full_proba(final, feats[test], len(cells.classes))
         full_pred = full_p.argmax(1)

@@ -193,19 +193,23 @@ def resize_square(arr: np.ndarray, size: int, keep_aspect: bool = True, scale: f
     return np.clip(out, 0.0, 1.0)
 
 
+def read_mask(mask_path, shape, image_path) -> np.ndarray:
+    """A cell's mask (pixels above 0), which must match its image's ``shape`` and mark some pixel."""
+    mask = read_image(mask_path) > 0
+    if mask.shape != tuple(shape):
+        raise Hep2Error(f"mask {mask_path} is {mask.shape[1]}x{mask.shape[0]} but its image {image_path} is "
+                        f"{shape[1]}x{shape[0]}: fix or remove the mask, or pass --skip-bad")
+    if not mask.any():
+        raise Hep2Error(f"mask {mask_path} marks no pixel of its image {image_path} (it is all 0): fix or remove "
+                        "the mask, or pass --skip-bad")
+    return mask
+
+
 def preprocess_image(path, prep: Preprocess = Preprocess(), mask_path=None) -> np.ndarray:
     """One file to one normalised square float32 array in [0, 1]: (size, size), or with ``views``
     (V, size, size), one view a high-pass sigma, the file read once."""
     arr = read_cell(path, prep.channel)
-    mask = None
-    if prep.use_mask and mask_path is not None:
-        mask = read_image(mask_path) > 0
-        if mask.shape != arr.shape:
-            raise Hep2Error(f"mask {mask_path} is {mask.shape[1]}x{mask.shape[0]} but its image {path} is "
-                            f"{arr.shape[1]}x{arr.shape[0]}: fix or remove the mask")
-        if not mask.any():
-            raise Hep2Error(f"mask {mask_path} marks no pixel of its image {path} (it is all 0): fix or remove "
-                            "the mask, or pass --skip-bad")
+    mask = read_mask(mask_path, arr.shape, path) if prep.use_mask and mask_path is not None else None
     arr = denoise_image(arr, prep.denoise, mask)
     return (np.stack([_filtered(arr, mask, prep, s) for s in prep.views]) if prep.views
             else _filtered(arr, mask, prep, prep.highpass))

@@ -212,11 +212,16 @@ def _read_csv(path: Path, delimiter: str | None = None) -> list[list[str]]:
     except OSError as e:
         raise Hep2Error(f"cannot read {path}: {e.strerror}") from None
     except UnicodeDecodeError:
-        raise Hep2Error(f"{path} is not a UTF-8 text CSV file") from None
+        raise Hep2Error(f"{path} is not a UTF-8 text CSV file: save it again as CSV UTF-8 (in Excel: "
+                        "Save As, CSV UTF-8)") from None
     if delimiter is None:
         first = text.split("\n", 1)[0]
         delimiter = ";" if first.count(";") > first.count(",") else ("\t" if "\t" in first and "," not in first else ",")
     return [[c.strip() for c in row] for row in csv.reader(text.splitlines(), delimiter=delimiter) if any(c.strip() for c in row)]
+
+
+SPECIMEN_COLUMNS = ("specimen", "specimen_id", "slide", "slide_id", "patient", "patient_id", "sample", "sample_id",
+                    "well", "well_id")
 
 
 def _columns(header: list[str], path: Path, wanted: dict[str, tuple[str, ...]], required: tuple[str, ...]):
@@ -325,7 +330,9 @@ def read_icpr2012(root: Path, *, skip_bad: bool = False) -> CellSet:
             if num is None:
                 if n == 1:
                     continue  # header
-                raise Hep2Error(f"{gt_path}, line {n}: ID {row[0]!r} is not a number")
+                raise Hep2Error(f"{gt_path}, line {n}: ID {row[0]!r} is not a number" + (
+                    "; ICPR 2012's ground truth separates ID;pattern with ';' and this line has commas: if it is an "
+                    "I3A (ICPR 2014) CSV, give i3a:PATH" if "," in row[0] else ""))
             if len(row) < 2:
                 raise Hep2Error(f"{gt_path}, line {n}: expected 'ID;pattern', got {';'.join(row)!r}")
             img = images.get(num)
@@ -391,8 +398,12 @@ def read_folder(root: Path, *, skip_bad: bool = False, specimens: Path | None = 
     specimens = specimens or (root / "specimens.csv" if (root / "specimens.csv").exists() else None)
     skipped: list[str] = []
     if specimens:
-        cells = _attach_specimens(cells, Path(specimens), root, skip_bad, skipped)
-        without = [c.id for c in cells if c.specimen is None]
+        cells, empty = _attach_specimens(cells, Path(specimens), root, skip_bad, skipped)
+        empty = set(empty)
+        without = [c.id for c in cells if c.specimen is None and c.id not in empty]
+        if empty:
+            problems.append(f"{len(empty)} images have an empty specimen in {specimens} (first: {min(empty)}), so "
+                            "--protocol grouped cannot run: fill it in")
         if without:
             problems.append(f"{len(without)} of {len(cells)} images have no row in {specimens} (first: {without[0]}), "
                             "so --protocol grouped cannot run: add a row path,specimen for each")
@@ -419,25 +430,31 @@ def _attach_specimens(cells, csv_path: Path, root: Path, skip_bad: bool, skipped
     if not rows:
         raise Hep2Error(f"{csv_path} is empty: expected columns path,specimen[,intensity]")
     cols = _columns(rows[0], csv_path, {"path": ("path", "file", "filename", "image"),
-                                        "specimen": ("specimen", "specimen_id", "slide", "patient"),
+                                        "specimen": SPECIMEN_COLUMNS,
                                         "intensity": ("intensity",)}, ("path", "specimen"))
     by_rel = {c.id: i for i, c in enumerate(cells)}
     by_name = {}
     for i, c in enumerate(cells):
         by_name.setdefault(c.path.name, []).append(i)
-    cells = list(cells)
+    cells, empty = list(cells), []
     for n, row in enumerate(rows[1:], 2):
         key = (_get(row, cols, "path") or "").replace("\\", "/")
         i = by_rel.get(key)
         if i is None and len(by_name.get(Path(key).name, [])) == 1:
             i = by_name[Path(key).name][0]
         if i is None:
-            _missing(f"{csv_path}, line {n}: {key!r} names no image under {root}", skip_bad, skipped)
+            same = len(by_name.get(Path(key).name, []))
+            _missing(f"{csv_path}, line {n}: {key!r} names no image under {root} (paths are relative to it, as "
+                     f"{cells[0].id!r} is" + (f"; the file name {Path(key).name} matches {same} images, so the path "
+                                              "must say which" if same > 1 else "") + ")", skip_bad, skipped)
             continue
         c = cells[i]
         inten = normalise_intensity(_get(row, cols, "intensity"), f" in {csv_path}, line {n}")
-        cells[i] = Cell(c.id, c.path, c.label, _get(row, cols, "specimen"), inten, c.split, c.mask)
-    return cells
+        specimen = _get(row, cols, "specimen")
+        if specimen is None:
+            empty.append(c.id)
+        cells[i] = Cell(c.id, c.path, c.label, specimen, inten, c.split, c.mask)
+    return cells, empty
 
 
 # ------------------------------------------------------------------------------------- manifest
@@ -450,7 +467,7 @@ def read_manifest(csv_path: Path, *, skip_bad: bool = False) -> CellSet:
         raise Hep2Error(f"manifest {csv_path} is empty: expected a header path,label[,specimen,intensity,split]")
     cols = _columns(rows[0], csv_path, {"path": ("path", "file", "filename", "image"),
                                         "label": ("label", "class", "pattern"),
-                                        "specimen": ("specimen", "specimen_id", "slide", "patient"),
+                                        "specimen": SPECIMEN_COLUMNS,
                                         "intensity": ("intensity",), "split": ("split", "subset", "set"),
                                         "mask": ("mask", "mask_path")}, ("path", "label"))
     cells, splits, skipped, spellings, rows_of = [], {}, [], {}, {}
@@ -463,6 +480,7 @@ def read_manifest(csv_path: Path, *, skip_bad: bool = False) -> CellSet:
         rel = get(row, "path")
         if rel is None:
             raise Hep2Error(f"{csv_path}, line {n}: empty path")
+        rel = rel.replace("\\", "/")      # a path written on Windows
         p = (csv_path.parent / rel).resolve() if not Path(rel).is_absolute() else Path(rel)
         if not p.is_file():
             _missing(f"{csv_path}, line {n}: image {p} does not exist", skip_bad, skipped)

@@ -9,7 +9,7 @@ import numpy as np
 from ..errors import Hep2Error
 from ..presets import Preset
 from .cellset import CellSet, file_digest
-from .images import read_cell
+from .images import read_cell, read_mask
 
 FEW = Preset().cv_folds         # cells in a class: fewer cannot fill the default folds
 
@@ -21,6 +21,8 @@ def summarize(cells: CellSet, *, skip_bad: bool = False) -> dict:
         try:
             arr = read_cell(c.path, "rgb")
             sizes.append(arr.shape[-2:])
+            if c.mask is not None:  # as `hep2 run` reads it
+                read_mask(c.mask, arr.shape[-2:], c.path)
             if arr.ndim == 3:       # how a colour image's signal splits over R, G and B
                 colour.append(arr.reshape(3, -1).sum(1) / max(float(arr.sum()), 1e-12))
         except Hep2Error as e:
