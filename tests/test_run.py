@@ -97,7 +97,7 @@ def test_config_environment_and_data_json(grouped_run):
     assert config["autoencoder_saw_test_images"] is True
     assert config["preprocess"] == {"size": 32, "low_pct": 1.0, "high_pct": 99.5, "use_mask": True,
                                     "keep_aspect": True, "scale": 0.0, "highpass": 0.0,
-                                    "views": [], "equalize": False, "denoise": 0.0}   # what the method used
+                                    "views": [], "equalize": False, "denoise": 0.0, "channel": "mean"}   # what the method used
     env = _json(grouped_run / "environment.json")
     assert {"hep2", "python", "torch", "numpy", "scikit-learn", "device", "torch_threads", "cpu_count"} <= set(env)
     assert env["torch"] == torch.__version__
