@@ -144,6 +144,14 @@ def test_i3a_one_folder_with_masks(tmp_path, images):
     assert all(c.mask == root / f"{c.id}_Mask.png" for c in cells.cells)
     assert all(c.path == root / f"{c.id}.png" for c in cells.cells)
     assert list(cells.subsets) == ["all"] and len(cells.subsets["all"]) == 6
+    # a results CSV beside the ground truth is left out and named; an ID listed again with another class, named
+    images.text(root / "results" / "predictions.csv", "path,predicted\n00001.png,homogeneous\n")
+    images.text(root / "gt.csv", "Image ID,Image class\n" + "".join(f"{n},{c}\n" for n, c in I3A_ROWS)
+                + f"{I3A_ROWS[0][0]},golgi\n")
+    again = open_dataset(f"i3a:{root}")
+    assert [c.label for c in again.cells] == [c.label for c in cells.cells]
+    assert any("predictions.csv has no image ID / class columns, so it is not read" in p for p in again.problems)
+    assert any(f"image ID {I3A_ROWS[0][0]} is listed again with another class ('golgi')" in p for p in again.problems)
 
 
 @pytest.mark.parametrize("delimiter", [",", ";"])
@@ -355,6 +363,13 @@ def test_specimen_columns_paths_and_masks_as_labs_write_them(tmp_path, images):
     problems = " ".join(open_dataset(f"folder:{root}").problems)
     assert "1 images have an empty specimen in" in problems and "(first: homogeneous/b.png)" in problems
     assert "2 of 4 images have no row" in problems
+    # a name written with 'ü' as two characters (macOS) matches its row written with one
+    import unicodedata
+
+    images.png(root / "nucleolar" / unicodedata.normalize("NFD", "Müller.png"), seed=9)
+    images.text(root / "specimens.csv", "path,well\n" + unicodedata.normalize("NFC", "nucleolar/Müller.png") + ",7\n")
+    got = {unicodedata.normalize("NFC", c.id): c.specimen for c in open_dataset(f"folder:{root}").cells}
+    assert got["nucleolar/Müller.png"] == "7"
     # a mask of another size stops data summary as it stops hep2 run
     images.png(root / "nucleolar" / "a_mask.png", np.full((5, 7), 255, np.uint8))
     with pytest.raises(Hep2Error, match=r"a_mask.png is 7x5 but its image .*a.png is"):

@@ -7,7 +7,9 @@ or ``synthetic[:N]``; a bare path is recognised by its layout.
 from __future__ import annotations
 
 import csv
+import functools
 import re
+import unicodedata
 from pathlib import Path
 
 import numpy as np
@@ -266,7 +268,7 @@ def read_i3a(root: Path, *, skip_bad: bool = False) -> CellSet:
     if root.is_file():
         csvs, root = [root], root.parent
     else:
-        csvs = sorted(p for p in root.rglob("*.csv"))
+        csvs = sorted(p for p in root.rglob("*.csv") if not any(_is_hidden(Path(q)) for q in p.relative_to(root).parts))
     if not csvs:
         raise Hep2Error(f"no CSV file under {root}: the I3A layout needs one mapping image IDs to classes "
                         "(e.g. header 'Image ID,Image class')")
@@ -278,12 +280,18 @@ def read_i3a(root: Path, *, skip_bad: bool = False) -> CellSet:
               "label": ("image_class", "class", "pattern", "label", "staining_pattern"),
               "intensity": ("intensity", "intensity_level"),
               "specimen": ("specimen", "specimen_id", "slide", "slide_id", "patient")}
-    cells, skipped, seen = [], [], set()
+    cells, skipped, seen, problems, other = [], [], {}, [], []
     for path in csvs:
         rows = _read_csv(path)
         if not rows:
             continue
-        cols = _columns(rows[0], path, wanted, ("id", "label"))
+        try:
+            cols = _columns(rows[0], path, wanted, ("id", "label"))
+        except Hep2Error as e:      # another CSV in the folder (results, notes): not the ground truth
+            if len(csvs) == 1:
+                raise
+            other.append((path, e))
+            continue
         for n, row in enumerate(rows[1:], 2):
             where = f" in {path}, line {n}"
             num = _cell_id(_get(row, cols, "id") or "")
@@ -291,8 +299,11 @@ def read_i3a(root: Path, *, skip_bad: bool = False) -> CellSet:
                 raise Hep2Error(f"{path}, line {n}: image ID {_get(row, cols, 'id') or ''!r} is not a number; "
                                 "fix the line or delete it")
             if num in seen:
+                if seen[num] != (_get(row, cols, "label") or ""):
+                    problems.append(f"{path}, line {n}: image ID {num} is listed again with another class "
+                                    f"({_get(row, cols, 'label')!r}); its first row is used")
                 continue
-            seen.add(num)
+            seen[num] = _get(row, cols, "label") or ""
             img = images.get(num)
             if img is None:
                 _missing(f"{path}, line {n}: image ID {num} has no image file {num:05d}.png under {root}",
@@ -302,7 +313,10 @@ def read_i3a(root: Path, *, skip_bad: bool = False) -> CellSet:
                               normalise_class(_get(row, cols, "label") or "", known_only=True, where=where),
                               _get(row, cols, "specimen"), normalise_intensity(_get(row, cols, "intensity"), where),
                               None, find_mask(img)))
-    return CellSet("i3a", cells, skipped=skipped)
+    if other and len(other) == len(csvs):
+        raise other[0][1]
+    problems += [f"{path} has no image ID / class columns, so it is not read ({e})" for path, e in other]
+    return CellSet("i3a", cells, skipped=skipped, problems=problems)
 
 
 # ------------------------------------------------------------------------------------- ICPR 2012
@@ -432,13 +446,14 @@ def _attach_specimens(cells, csv_path: Path, root: Path, skip_bad: bool, skipped
     cols = _columns(rows[0], csv_path, {"path": ("path", "file", "filename", "image"),
                                         "specimen": SPECIMEN_COLUMNS,
                                         "intensity": ("intensity",)}, ("path", "specimen"))
-    by_rel = {c.id: i for i, c in enumerate(cells)}
+    nfc = functools.partial(unicodedata.normalize, "NFC")     # 'ü' as one character or two (macOS names)
+    by_rel = {nfc(c.id): i for i, c in enumerate(cells)}
     by_name = {}
     for i, c in enumerate(cells):
-        by_name.setdefault(c.path.name, []).append(i)
+        by_name.setdefault(nfc(c.path.name), []).append(i)
     cells, empty = list(cells), []
     for n, row in enumerate(rows[1:], 2):
-        key = (_get(row, cols, "path") or "").replace("\\", "/")
+        key = nfc((_get(row, cols, "path") or "").replace("\\", "/"))
         i = by_rel.get(key)
         if i is None and len(by_name.get(Path(key).name, [])) == 1:
             i = by_name[Path(key).name][0]
