@@ -359,8 +359,9 @@ def test_specimen_columns_paths_and_masks_as_labs_write_them(tmp_path, images):
     with pytest.raises(Hep2Error, match=r"'a.png' names no image under .* \(paths are relative to it, as "
                                         r"'homogeneous/a.png' is; the file name a.png matches 2 images"):
         open_dataset(f"folder:{root}")
-    images.text(root / "specimens.csv", "path,well\nhomogeneous/a.png,1\nhomogeneous/b.png,\n")
+    images.text(root / "specimens.csv", "path,well\nhomogeneous/a.png,1\nhomogeneous/b.png,\nhomogeneous/a.png,3\n")
     problems = " ".join(open_dataset(f"folder:{root}").problems)
+    assert "1 images have several rows in" in problems and "(first: homogeneous/a.png, lines 2, 4)" in problems
     assert "1 images have an empty specimen in" in problems and "(first: homogeneous/b.png)" in problems
     assert "2 of 4 images have no row" in problems
     # a name written with 'ü' as two characters (macOS) matches its row written with one

@@ -412,15 +412,19 @@ def read_folder(root: Path, *, skip_bad: bool = False, specimens: Path | None = 
     specimens = specimens or (root / "specimens.csv" if (root / "specimens.csv").exists() else None)
     skipped: list[str] = []
     if specimens:
-        cells, empty = _attach_specimens(cells, Path(specimens), root, skip_bad, skipped)
-        empty = set(empty)
-        without = [c.id for c in cells if c.specimen is None and c.id not in empty]
+        cells, listed = _attach_specimens(cells, Path(specimens), root, skip_bad, skipped)
+        empty = sorted(c.id for c in cells if c.id in listed and c.specimen is None)
+        without = [c.id for c in cells if c.id not in listed]
+        twice = sorted(i for i, lines in listed.items() if len(lines) > 1)
         if empty:
-            problems.append(f"{len(empty)} images have an empty specimen in {specimens} (first: {min(empty)}), so "
+            problems.append(f"{len(empty)} images have an empty specimen in {specimens} (first: {empty[0]}), so "
                             "--protocol grouped cannot run: fill it in")
         if without:
             problems.append(f"{len(without)} of {len(cells)} images have no row in {specimens} (first: {without[0]}), "
                             "so --protocol grouped cannot run: add a row path,specimen for each")
+        if twice:
+            problems.append(f"{len(twice)} images have several rows in {specimens} (first: {twice[0]}, lines "
+                            f"{', '.join(map(str, listed[twice[0]]))}); the last is used: keep one row per image")
     return CellSet("folder", cells, subsets=subsets or {}, skipped=skipped, problems=problems)
 
 
@@ -440,6 +444,7 @@ def is_cell_image(p: Path) -> bool:
 
 
 def _attach_specimens(cells, csv_path: Path, root: Path, skip_bad: bool, skipped: list[str]):
+    """The cells with the specimen (and intensity) their rows give, and {cell id: the lines that name it}."""
     rows = _read_csv(csv_path)
     if not rows:
         raise Hep2Error(f"{csv_path} is empty: expected columns path,specimen[,intensity]")
@@ -451,7 +456,7 @@ def _attach_specimens(cells, csv_path: Path, root: Path, skip_bad: bool, skipped
     by_name = {}
     for i, c in enumerate(cells):
         by_name.setdefault(nfc(c.path.name), []).append(i)
-    cells, empty = list(cells), []
+    cells, listed = list(cells), {}
     for n, row in enumerate(rows[1:], 2):
         key = nfc((_get(row, cols, "path") or "").replace("\\", "/"))
         i = by_rel.get(key)
@@ -465,11 +470,9 @@ def _attach_specimens(cells, csv_path: Path, root: Path, skip_bad: bool, skipped
             continue
         c = cells[i]
         inten = normalise_intensity(_get(row, cols, "intensity"), f" in {csv_path}, line {n}")
-        specimen = _get(row, cols, "specimen")
-        if specimen is None:
-            empty.append(c.id)
-        cells[i] = Cell(c.id, c.path, c.label, specimen, inten, c.split, c.mask)
-    return cells, empty
+        listed.setdefault(c.id, []).append(n)
+        cells[i] = Cell(c.id, c.path, c.label, _get(row, cols, "specimen"), inten, c.split, c.mask)
+    return cells, listed
 
 
 # ------------------------------------------------------------------------------------- manifest
