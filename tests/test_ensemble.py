@@ -4,8 +4,10 @@ predict`, the web API and the Python API load, and clear errors for members that
 from __future__ import annotations
 
 import csv
+import io
 import json
 import shutil
+import zipfile
 
 import numpy as np
 import pytest
@@ -114,6 +116,18 @@ def test_the_web_api_serves_an_ensemble(members, tmp_path):
     classes = Predictor(root / "nb").classes
     np.testing.assert_allclose([[g[c] for c in classes] for g in got], [row[2] for row in want], atol=1e-5)
     assert r.json()["summary"]["neighbours"] == 3
+    # a zip of two wells: each smoothed on its own, as `hep2 predict` does with two folders
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        for i, p in enumerate(paths):
+            z.write(p, f"plate/well{i % 2}/{p.name}")
+    r = client.post("/api/predict", files=[("files", ("plate.zip", buf.getvalue(), "application/zip"))])
+    got = {x["filename"]: [x["probabilities"][c] for c in classes] for x in r.json()["results"]}
+    nbp = Predictor(root / "nb")
+    for w in (0, 1):
+        want = nbp.predict_files(paths[w::2])[0]
+        np.testing.assert_allclose([got[f"plate.zip/plate/well{w}/{p.name}"] for p in paths[w::2]],
+                                   [row[2] for row in want], atol=1e-5)
     runs = TestClient(create_app(root / "nb", tmp_path / "work-nb2", runs_root=root)).get("/runs").text
     assert "ensemble (transductive, 3 neighbours)" in runs
     assert "Transductive" in (root / "nb" / "report.md").read_text()

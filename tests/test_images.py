@@ -97,6 +97,10 @@ def test_a_colour_cell_read_from_one_channel(tmp_path, fresh_cache):
         (tmp_path / f"c{i}.png").rename(tmp_path / "homogeneous" / f"c{i}.png")
     problems = " ".join(summarize(open_dataset(f"folder:{tmp_path}"))["problems"])
     assert "3 colour images: their signal is red 0." in problems and "--set channel=green" in problems
+    for i in range(3):      # grey cells saved as RGB (R = G = B) are not colour images
+        grey = np.asarray(Image.open(tmp_path / "homogeneous" / f"c{i}.png"))[..., 1]
+        Image.fromarray(np.stack([grey] * 3, -1)).save(tmp_path / "homogeneous" / f"c{i}.png")
+    assert "colour" not in " ".join(summarize(open_dataset(f"folder:{tmp_path}"))["problems"])
 
 
 def test_rgba_and_palette_png_to_grey(tmp_path):
@@ -125,6 +129,10 @@ def test_an_image_too_large_for_a_cell_is_refused_before_it_is_decoded(tmp_path,
             read_image(tmp_path / f)
     monkeypatch.setattr(images_mod, "MAX_PIXELS", 200 * 300)
     assert read_image(tmp_path / "field.png").shape == (200, 300)
+    tifffile.imwrite(tmp_path / "planes.tif", np.full((3, 200, 300), 9, np.uint8), photometric="rgb",
+                     planarconfig="separate")        # every plane counts (it was read as 3 x 200 rows)
+    with pytest.raises(Hep2Error, match="planes.tif is 300x600 pixels"):
+        read_image(tmp_path / "planes.tif")
     # PIL's own refusal (a decompression bomb) is a named error too
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
     with pytest.raises(Hep2Error, match="field.png is too large for a cell image .*pass --skip-bad"):

@@ -336,12 +336,14 @@ def test_folder_layout_as_labs_keep_it(tmp_path, images):
 def test_manifest_rows_listed_twice_are_named(tmp_path, images):
     images.png(tmp_path / "a.png", seed=1)
     images.png(tmp_path / "b.png", seed=2)
-    images.text(tmp_path / "m.csv", "path,label\na.png,Homogeneous\nb.png,homogeneous\na.png,nucleolar\n")
+    images.text(tmp_path / "m.csv", "path,label\na.png,Homogeneous\nb.png,homogenous\na.png,nucleolar\n")
     cells = open_dataset(f"manifest:{tmp_path / 'm.csv'}")
     assert len(cells) == 3
     assert any(f"{tmp_path / 'a.png'} is listed 2 times (lines 2, 4) with different labels (homogeneous, nucleolar)"
                in p for p in cells.problems)
-    assert any("labels 'Homogeneous', 'homogeneous' are read as one class" in p for p in cells.problems)
+    assert any("labels 'Homogeneous', 'homogenous' are read as one class" in p for p in cells.problems)
+    images.text(tmp_path / "m.csv", "path,label\na.png,Homogeneous\nb.png,homogeneous\n")     # case alone: fine
+    assert not open_dataset(f"manifest:{tmp_path / 'm.csv'}").problems
 
 
 def test_specimen_columns_paths_and_masks_as_labs_write_them(tmp_path, images):

@@ -621,6 +621,11 @@ def test_predict_reads_each_cells_mask_as_training_did(tmp_path, capsys):
                  "--out", str(tmp_path / "p.csv")]) == 0
     listed = [r[0] for r in _csv(tmp_path / "p.csv")[1:]]
     assert len(listed) == 2 * 10 and not any(p.endswith("_mask.png") or "._" in p or "755" in p for p in listed)
+    # a mask given without its cell is named, not dropped (nothing was classified, and it said so)
+    first = sorted(one.glob("*_mask.png"))[0]
+    capsys.readouterr()
+    assert main(["predict", "--model", str(out), str(first)]) == 2
+    assert f"{first} is the mask of a cell image beside it, not a cell" in capsys.readouterr().err
     # a file that is not an image stops before any work, or --skip-bad lists it
     capsys.readouterr()
     assert main(["predict", "--model", str(out), str(root / "specimens.csv"), str(one)]) == 2

@@ -129,7 +129,13 @@ def test_an_uploaded_mask_is_applied_to_its_cell_and_a_zips_notes_are_left_out(c
     # a mask without its cell is named
     r = client.post("/api/predict", files=[("files", ("x_mask.png", _png_bytes(mask), "image/png")),
                                            ("files", (cell.name, cell.read_bytes(), "image/png"))])
-    assert r.status_code == 422 and "x_mask.png is a mask" in r.json()["detail"]
+    assert r.status_code == 200 and "x_mask.png is a mask" in r.json()["summary"]["skipped"][0]
+    assert [x["filename"] for x in r.json()["results"]] == [cell.name]
+    # hidden and system folders in a zip are not cells
+    zipped = _zip({f"w/{cell.name}": cell.read_bytes(), f"w/.thumbnails/{cell.name}": cell.read_bytes(),
+                   f"w/@eaDir/{cell.name}/THUMB.png": cell.read_bytes()})
+    r = client.post("/api/predict", files=[("files", ("w.zip", zipped, "application/zip"))])
+    assert [x["filename"] for x in r.json()["results"]] == [f"w.zip/w/{cell.name}"]
 
 
 def _zip(members: dict) -> bytes:

@@ -113,13 +113,12 @@ def cmd_predict(args) -> int:
                             "classify the batch in one process, without torchrun")
         rows, bad = [], []
         for folder, idx in by_folder(paths).items():      # each folder's cells a batch: one well, one specimen
-            k = pred.neighbours.k
-            print(f"transductive model: {folder}: " + (
-                f"each of its {len(idx)} cells averaged with its {k} nearest of them" if pred.neighbours.applies(len(idx))
-                else f"{len(idx)} cell{'s' * (len(idx) != 1)}, not the {k + 1} a smoothing needs: the members' plain average"),
-                file=sys.stderr)
             r, b = pred.predict_files([paths[i] for i in idx], skip_bad=args.skip_bad)
-            rows, bad = rows + r, bad + b
+            rows, bad, k, n = rows + r, bad + b, pred.neighbours.k, len(r)
+            print(f"transductive model: {folder}: " + (
+                f"each of its {n} cells averaged with its {k} nearest of them" if pred.neighbours.applies(n)
+                else f"{n} cell{'s' * (n != 1)}, not the {k + 1} a smoothing needs: the members' plain average"),
+                file=sys.stderr)
         print("transductive model: each folder's cells are a batch; keep each specimen's (each well's) cells in a "
               "folder of their own", file=sys.stderr)
     else:   # under torchrun each process classifies every W-th file; rank 0 prints and writes, in input order
@@ -127,8 +126,9 @@ def cmd_predict(args) -> int:
     order = {p: i for i, p in enumerate(paths)}
     rows = sorted(dd.gather_lists(rows), key=lambda r: order[r[0]])
     bad = (not_images or []) + dd.gather_lists(bad)
-    if bad and not rows:
-        raise Hep2Error(f"nothing to classify: none of the {len(bad)} files could be read (first: {bad[0]})")
+    if not rows:
+        raise Hep2Error(f"nothing to classify: none of the {len(bad)} files could be read (first: {bad[0]})" if bad
+                        else "nothing to classify: no cell image among the files given")
     if not dd.is_main():
         return 0
     width = max([len(str(r[0])) for r in rows] + [4])
@@ -230,7 +230,8 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="train the DCAE and classifier, evaluate under a protocol, write a report")
     r.add_argument("dataset", help=DATASET_HELP)
     r.add_argument("--protocol", choices=["official", "cv", "grouped", "blocked"], default="cv",
-                   help="official: SNPHEp-2 specimen-disjoint Split-50-K; cv: cell-level stratified k-fold "
+                   help="official: SNPHEp-2 specimen-disjoint Split-50-K, or the dataset's own train/ -> test/; cv: "
+                        "cell-level stratified k-fold "
                         "(optimistic); grouped: k-fold over specimens; blocked: k-fold over contiguous ID blocks "
                         "of each class (data stored specimen by specimen, without specimen IDs: SNPHEp-2's train/)")
     r.add_argument("--subset", default="train", help="for cv/grouped/blocked: the subset to cross-validate "

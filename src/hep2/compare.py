@@ -28,18 +28,20 @@ def compare(dataset: str, *, protocol: str, methods, cfg: Preset, out, subset: s
     out = Path(out)
     prepare_out(out, resume, kind="compare")
     rows = []
+    cells = None
     for name in methods:
         sub = out / name
         if resume and (sub / "metrics.json").exists():
             # a finished method is reused only if it was made with these data, subset and settings
-            cells = open_dataset(dataset, skip_bad=skip_bad)
+            cells = cells or open_dataset(dataset, skip_bad=skip_bad)
             check_same_run(sub, {"dataset": dataset, "protocol": protocol, "method": name, "preset": cfg.to_dict(),
                                  "subset": run_subset(cells, protocol, subset)})
             metrics = json.loads((sub / "metrics.json").read_text())
         else:
             metrics = run(dataset, protocol=protocol, cfg=cfg, out=sub, subset=subset, resume=resume,
                           skip_bad=skip_bad, verbose=verbose, method=name)
-        rows.append(_row(name, METHODS[name].description, metrics.get("paper_accuracy"), metrics,
+        paper = metrics.get("paper_accuracy") if str(metrics.get("dataset")).startswith("snphep2:") else None
+        rows.append(_row(name, METHODS[name].description, paper, metrics,
                          metrics["seconds"]["total"]))
     if ensemble:
         from .ensemble import make_ensemble

@@ -93,7 +93,7 @@ class Predictor:
         if len(self.preps) > 1:
             raise Hep2Error(f"the ensemble in {self.model_dir} has members that preprocess images differently "
                             "(" + "; ".join(f"size {p.size}, scale {p.scale}, highpass {p.views or p.highpass}, equalize {p.equalize}, "
-                                             f"denoise {p.denoise}" for p in self.preps)
+                                             f"denoise {p.denoise}, channel {p.channel}" for p in self.preps)
                             + "): classify image files (predict_files / classify), not preprocessed arrays")
         images, want = np.asarray(images), image_shape(self.prep)
         if images.ndim != len(want) + 1 or images.shape[1:] != want:
@@ -184,7 +184,7 @@ def expand_inputs(items, skipped: list | None = None) -> list[Path]:
 
     from .data.readers import files_under, is_cell_image, is_mask
 
-    out = []
+    out, masks = [], []
     for item in items:
         p = Path(item)
         if p.is_dir():      # the images `hep2 run` would read in a class folder (no masks, hidden or system files)
@@ -199,7 +199,15 @@ def expand_inputs(items, skipped: list | None = None) -> list[Path]:
             if skipped is None:
                 raise Hep2Error(msg + ": leave it out, or pass --skip-bad")
             skipped.append(msg)
-        elif not (is_mask(p) and any(f.suffix.lower() in IMAGE_EXTENSIONS
-                                     for f in p.parent.glob(glob.escape(p.stem[:-5]) + ".*"))):
-            out.append(p)       # a mask given beside its image (a shell glob) is read with the image
+        elif is_mask(p) and any(f.suffix.lower() in IMAGE_EXTENSIONS and not is_mask(f)
+                                for f in p.parent.glob(glob.escape(p.stem[:-5]) + ".*")):
+            masks.append(p)     # a cell's mask: read with the cell
+        else:
+            out.append(p)
+    for m in masks:         # given beside its cell (a shell glob): fine; alone: say so
+        if not any(c.parent == m.parent and c.stem == m.stem[:-5] for c in out):
+            msg = f"{m} is the mask of a cell image beside it, not a cell: give the cell image, which is read with it"
+            if skipped is None:
+                raise Hep2Error(msg)
+            skipped.append(msg)
     return out

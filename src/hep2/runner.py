@@ -198,7 +198,8 @@ def run(dataset: str, *, protocol: str = "cv", cfg: Preset, out, subset: str = "
     pooled = classification_metrics(np.concatenate(all_true), np.concatenate(all_pred), cells.classes)
     extra = {}
     train_idx = cells.subsets["train"] if protocol == "official" else ae_idx
-    final = m.classifier().fit(feats[train_idx], y[train_idx])
+    # official on a layout's own train/ -> test/: its one split's classifier is the final one
+    final = clf if protocol == "official" and not split_k else m.classifier().fit(feats[train_idx], y[train_idx])
     if split_k:     # also all of train/ against all of test/
         test = cells.subsets["test"]
         full_p = full_proba(final, feats[test], len(cells.classes))

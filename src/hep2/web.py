@@ -19,6 +19,7 @@ import json
 import re
 import shutil
 import threading
+import time
 import uuid
 import zipfile
 from pathlib import Path, PurePosixPath
@@ -26,10 +27,10 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 
 from .data.images import IMAGE_EXTENSIONS, IMAGE_FORMATS
-from .data.readers import is_mask
+from .data.readers import is_hidden, is_mask
 from .errors import Hep2Error
 from .evaluation import batch_summary
-from .predict import Predictor
+from .predict import Predictor, by_folder
 
 MAX_FILE_MB = 20          # one uploaded file (a zip counts as one; its members count below)
 MAX_FILES = 1000          # images in one request, zip members included
@@ -65,8 +66,8 @@ class Service:
         self.workdir = Path(workdir).resolve()
         self.uploads = self.workdir / "uploads"
         self.uploads.mkdir(parents=True, exist_ok=True)
-        for old in self.uploads.iterdir():      # an earlier server's batches (patients' images): no page reaches them
-            if old.is_dir() and re.fullmatch(r"[0-9a-f]{12}", old.name):
+        for old in self.uploads.iterdir():      # batches (patients' images) a day old: no live page reaches them
+            if old.is_dir() and re.fullmatch(r"[0-9a-f]{12}", old.name) and time.time() - old.stat().st_mtime > 86400:
                 shutil.rmtree(old, ignore_errors=True)
         self.runs_root = Path(runs_root).resolve() if runs_root else self.model_dir.parent
         self.max_file, self.max_files = int(max_file_mb * 2**20), max_files
@@ -115,8 +116,8 @@ class Service:
                 if p.is_absolute() or ".." in p.parts or re.match(r"^[A-Za-z]:", info.filename):
                     raise UploadError(400, f"{name}: member {info.filename!r} climbs out of its folder; "
                                            "zips must hold relative paths only")
-                if p.name.startswith(".") or p.parts[0] == "__MACOSX":
-                    continue        # hidden files and macOS resource forks are not cells
+                if any(is_hidden(PurePosixPath(part)) for part in p.parts):
+                    continue        # hidden and system files (.thumbnails, @eaDir, __MACOSX) are not cells
                 if info.file_size > self.max_file:
                     raise UploadError(413, f"{name}: member {info.filename} is over {self.max_file / 2**20:.0f} MB")
                 with zf.open(info) as f:
@@ -130,9 +131,10 @@ class Service:
             raise UploadError(400, f"{name}: the zip holds no files")
         return members
 
-    def sort(self, uploads: list[tuple[str, bytes]]) -> tuple[list, dict, list]:
+    def sort(self, uploads: list[tuple[str, bytes]]) -> tuple[list, dict, list, list]:
         """Uploads -> (cells (name, bytes), {cell name without extension: its mask (name, bytes)}, the names of
-        a zip's files that are not images, left out as `hep2 predict` leaves them out of a folder)."""
+        a zip's files that are not images, left out as `hep2 predict` leaves them out of a folder, and a line for
+        each mask without its cell)."""
         cells, masks, ignored = [], {}, []
         for name, data in self.unpack(uploads):
             if PurePosixPath(name).suffix.lower() not in IMAGE_EXTENSIONS and name not in {u for u, _ in uploads}:
@@ -144,55 +146,64 @@ class Service:
         if not cells:
             raise UploadError(400, "no cell images in the upload" + (f" (not images: {', '.join(ignored)})" if ignored
                                                                       else "") + f"; upload {IMAGE_FORMATS} files")
-        unpaired = set(masks) - {_stem(n) for n, _ in cells}
-        if unpaired:
-            raise UploadError(422, f"{masks[min(unpaired)][0]} is a mask (its name ends in _mask) with no cell image "
-                                   "of the same name in the upload: upload the cell beside its mask, or rename it")
-        return cells, masks, ignored
+        unpaired = [masks.pop(k)[0] for k in sorted(set(masks) - {_stem(n) for n, _ in cells})]
+        return cells, masks, ignored, [f"{m} is a mask (its name ends in _mask) with no cell image of the same name in "
+                                       "the upload: upload the cell beside its mask, or rename it" for m in unpaired]
 
     def predict(self, uploads: list[tuple[str, bytes]]) -> dict:
         """Classify uploaded images; the batch is kept (id, CSV) for the page and the download."""
-        cells, masks, ignored = self.sort(uploads)
+        cells, masks, ignored, unpaired = self.sort(uploads)
         batch_id = uuid.uuid4().hex[:12]
         folder = self.uploads / batch_id
         folder.mkdir()
-        paths, names = [], []
+        paths, names, known = [], [], {}       # known: each written file's name as the user knows it
         for i, (name, data) in enumerate(cells):
             p = folder / f"{i:05d}_{_safe_name(name)}"
             p.write_bytes(data)
             mask = masks.get(_stem(name))
             if mask:                            # beside its cell, where Predictor finds it
-                (folder / f"{p.stem}_mask{PurePosixPath(mask[0]).suffix}").write_bytes(mask[1])
+                m = folder / f"{p.stem}_mask{PurePosixPath(mask[0]).suffix}"
+                m.write_bytes(mask[1])
+                known[str(m)] = mask[0]
             paths.append(p)
             names.append(name)
+            known[str(p)] = name
 
         def in_user_words(msg: str) -> str:
             cli = msg.find("--skip-bad")    # the command line's closing advice does not apply here
             cut = max(msg.rfind("; ", 0, cli), msg.rfind(": ", 0, cli)) if cli >= 0 else -1
             msg = msg[:cut] if cut > 0 else msg
-            for p, name in zip(paths, names):       # name the file as the user knows it
-                msg = msg.replace(str(p), name)
+            for written, name in sorted(known.items(), key=lambda kv: -len(kv[0])):   # a mask's path before its cell's
+                msg = msg.replace(written, name)
             return msg
 
+        # a transductive model smooths each folder of the upload (a zip of wells) on its own, as `hep2 predict` does
+        nb = self.predictor.neighbours
+        groups = by_folder(names).values() if nb is not None else [range(len(paths))]
+        proba, arrays, ok, bad, smoothed = [], [], [], [], False
         try:        # the readable cells are classified, the others listed (one bad file does not sink the upload)
             with self.lock:
-                proba, arrays, ok, bad = self.predictor.classify(paths, skip_bad=True)
+                for idx in groups:
+                    pr, ar, o, b = self.predictor.classify([paths[i] for i in idx], skip_bad=True)
+                    proba, arrays, ok, bad = proba + [pr], arrays + [ar], ok + o, bad + b
+                    smoothed = smoothed or (nb is not None and nb.applies(len(o)))
             if not ok:
                 raise Hep2Error(bad[0])
         except Hep2Error as e:
             shutil.rmtree(folder, ignore_errors=True)
             raise UploadError(422, in_user_words(str(e)) + f"; upload single cell images ({IMAGE_FORMATS}) or zips "
                                                            "of them") from None
+        proba, arrays = np.concatenate(proba), np.concatenate(arrays)
         name_of = dict(zip(paths, names))
-        names, skipped = [name_of[p] for p in ok], [in_user_words(b) for b in bad]
+        names, skipped = [name_of[p] for p in ok], unpaired + [in_user_words(b) for b in bad]
         classes = list(self.predictor.classes)
         results = [{"filename": n, "pattern": classes[int(pr.argmax())],
                     "probabilities": {c: round(float(v), 6) for c, v in zip(classes, pr)}}
                    for n, pr in zip(names, proba)]
         summary = batch_summary(proba, classes)     # the upload as one well: its dominant pattern
-        nb = self.predictor.neighbours      # a transductive model: did it smooth this upload (how many neighbours)?
-        summary |= {"masks": sum(_stem(n) in masks for n in names), "ignored": ignored, "skipped": skipped,
-                    "neighbours": nb.k if nb is not None and nb.applies(len(names)) else None}
+        masked = any(p.use_mask for p in self.predictor.preps)        # a model that reads masks
+        summary |= {"masks": sum(_stem(n) in masks for n in names) if masked else 0, "ignored": ignored,
+                    "skipped": skipped, "neighbours": nb.k if smoothed else None}
         self._write_csv(folder / "predictions.csv", results, classes)
         with self.lock:
             self.batches[batch_id] = {"results": results, "summary": summary, "thumbs": arrays, "folder": folder}
@@ -300,11 +311,11 @@ def _results_html(svc: Service, out: dict) -> str:
             f"{html.escape(s['dominant'])}</b> ({s['agreement']:.0%} of the cells). Counts: {counts}."
             + (f" {s['masks']} read with their masks." if s["masks"] else "")
             + (f" Not images, left out: {html.escape(', '.join(s['ignored']))}." if s["ignored"] else "")
+            + (f" Transductive: each cell averaged with its {s['neighbours']} nearest of its folder in this upload."
+               if s["neighbours"] else " Transductive model, but too few cells to smooth: the plain average."
+               if svc.predictor.neighbours is not None else "")
             + (f"</div><div class='error' id='skipped'>Not classified ({len(s['skipped'])}): "
-               f"{html.escape('; '.join(s['skipped']))}." if s["skipped"] else "")
-            + (f" Transductive: each cell averaged with its {s['neighbours']} nearest of this upload." if s["neighbours"]
-               else " Transductive model, but too few cells to smooth: the plain average."
-               if svc.predictor.neighbours is not None else "") + "</div>"
+               f"{html.escape('; '.join(s['skipped']))}." if s["skipped"] else "") + "</div>"
             f"<p><a id='csv' href='/batches/{out['batch']}.csv'>Download the table as CSV</a> · click a column "
             "header to sort</p>"
             "<table class='sortable' id='results'><thead><tr><th class='l'>cell</th><th class='l'>file</th>"
@@ -469,8 +480,9 @@ def serve(model_dir, host: str = "127.0.0.1", port: int = 8000, workdir="hep2-se
     sock = listening_socket(host, port)      # before the model loads: a busy port is the commonest mistake
     try:
         app = create_app(model_dir, workdir, runs_root)
+        shown = f"[{host}]" if ":" in host else host      # an IPv6 address in a URL
         print(f"hep2 serve: model {model_dir}, working folder {Path(workdir).resolve()}; open "
-              f"http://{host}:{sock.getsockname()[1]}/", flush=True)      # the port the system gave, for --port 0
+              f"http://{shown}:{sock.getsockname()[1]}/", flush=True)      # the port the system gave, for --port 0
         uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning")).run(sockets=[sock])
     finally:
         sock.close()

@@ -26,7 +26,7 @@ from .cellset import CellSet, file_digest
 
 IMAGE_EXTENSIONS = (".png", ".tif", ".tiff", ".bmp", ".jpg", ".jpeg", ".gif", ".webp")
 IMAGE_FORMATS = "PNG, TIFF, BMP, JPEG, GIF or WebP"      # what the extensions above are, for messages
-CACHE_VERSION = 1
+CACHE_VERSION = 2     # 2: NaN pixels refused, colour channel setting (session 18)
 
 
 @dataclass(frozen=True)
@@ -82,7 +82,9 @@ def read_image(path, channel: str = "mean") -> np.ndarray:
             import tifffile
 
             with tifffile.TiffFile(path) as tif:
-                _check_pixels(path, tif.pages[0].shape)
+                page = tif.pages[0]         # every page and plane of the series counts, as asarray decodes them all
+                planes = int(np.prod(tif.series[0].shape)) // (page.imagelength * page.imagewidth)
+                _check_pixels(path, (page.imagelength * planes, page.imagewidth))
                 arr = np.asarray(tif.asarray())
         else:
             with Image.open(path) as im:

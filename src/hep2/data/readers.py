@@ -100,17 +100,20 @@ def _listdir(path: Path):
         raise Hep2Error(f"{path} is not a folder") from None
 
 
-def _is_hidden(p: Path) -> bool:
+def is_hidden(p: Path) -> bool:
     """Hidden and system entries: .thumbnails, ._x.png, Synology's @eaDir, macOS's __MACOSX."""
     return p.name.startswith((".", "@")) or p.name == "__MACOSX"
 
 
-def files_under(path: Path, seen: frozenset = frozenset()) -> list[Path]:
+def files_under(path: Path, seen: set | None = None) -> list[Path]:
     """Every file under a folder, sorted, hidden and system entries left out; an unreadable subfolder is
-    an error, not a silent gap. Linked subfolders are followed, each real folder once on a path (no loop)."""
-    out, seen = [], seen | {path.resolve()}
+    an error, not a silent gap. Linked subfolders are followed, each real folder once (no loop, and a link
+    to a folder read elsewhere in the walk adds nothing twice)."""
+    seen = set() if seen is None else seen
+    seen.add(path.resolve())
+    out = []
     for p in _listdir(path):
-        if _is_hidden(p):
+        if is_hidden(p):
             continue
         if p.is_dir():
             if p.resolve() not in seen:
@@ -268,7 +271,7 @@ def read_i3a(root: Path, *, skip_bad: bool = False) -> CellSet:
     if root.is_file():
         csvs, root = [root], root.parent
     else:
-        csvs = sorted(p for p in root.rglob("*.csv") if not any(_is_hidden(Path(q)) for q in p.relative_to(root).parts))
+        csvs = sorted(p for p in root.rglob("*.csv") if not any(is_hidden(Path(q)) for q in p.relative_to(root).parts))
     if not csvs:
         raise Hep2Error(f"no CSV file under {root}: the I3A layout needs one mapping image IDs to classes "
                         "(e.g. header 'Image ID,Image class')")
@@ -279,7 +282,7 @@ def read_i3a(root: Path, *, skip_bad: bool = False) -> CellSet:
     wanted = {"id": ("image_id", "id", "image", "cell_id", "imageid"),
               "label": ("image_class", "class", "pattern", "label", "staining_pattern"),
               "intensity": ("intensity", "intensity_level"),
-              "specimen": ("specimen", "specimen_id", "slide", "slide_id", "patient")}
+              "specimen": SPECIMEN_COLUMNS}
     cells, skipped, seen, problems, other = [], [], {}, [], []
     for path in csvs:
         rows = _read_csv(path)
@@ -288,8 +291,6 @@ def read_i3a(root: Path, *, skip_bad: bool = False) -> CellSet:
         try:
             cols = _columns(rows[0], path, wanted, ("id", "label"))
         except Hep2Error as e:      # another CSV in the folder (results, notes): not the ground truth
-            if len(csvs) == 1:
-                raise
             other.append((path, e))
             continue
         for n, row in enumerate(rows[1:], 2):
@@ -298,20 +299,19 @@ def read_i3a(root: Path, *, skip_bad: bool = False) -> CellSet:
             if num is None:
                 raise Hep2Error(f"{path}, line {n}: image ID {_get(row, cols, 'id') or ''!r} is not a number; "
                                 "fix the line or delete it")
+            label = normalise_class(_get(row, cols, "label") or "", known_only=True, where=where)
             if num in seen:
-                if seen[num] != (_get(row, cols, "label") or ""):
+                if seen[num] != label:
                     problems.append(f"{path}, line {n}: image ID {num} is listed again with another class "
                                     f"({_get(row, cols, 'label')!r}); its first row is used")
                 continue
-            seen[num] = _get(row, cols, "label") or ""
+            seen[num] = label
             img = images.get(num)
             if img is None:
                 _missing(f"{path}, line {n}: image ID {num} has no image file {num:05d}.png under {root}",
                          skip_bad, skipped)
                 continue
-            cells.append(Cell(f"{num:05d}", img,
-                              normalise_class(_get(row, cols, "label") or "", known_only=True, where=where),
-                              _get(row, cols, "specimen"), normalise_intensity(_get(row, cols, "intensity"), where),
+            cells.append(Cell(f"{num:05d}", img, label, _get(row, cols, "specimen"), normalise_intensity(_get(row, cols, "intensity"), where),
                               None, find_mask(img)))
     if other and len(other) == len(csvs):
         raise other[0][1]
@@ -378,7 +378,7 @@ def read_folder(root: Path, *, skip_bad: bool = False, specimens: Path | None = 
     ``specimens.csv`` (columns path, specimen[, intensity]) at the root."""
     if not root.is_dir():
         raise Hep2Error(f"{root} is not a folder: the folder layout needs one subfolder per class")
-    subdirs = [d for d in _listdir(root) if d.is_dir() and not _is_hidden(d)]
+    subdirs = [d for d in _listdir(root) if d.is_dir() and not is_hidden(d)]
     split_dirs = [d for d in subdirs if snake_case(d.name) in SPLIT_NAMES]
     groups = [(SPLIT_NAMES[snake_case(d.name)], d) for d in split_dirs] if split_dirs else [(None, root)]
     cells, subsets, problems, spellings = [], {}, [], {}
@@ -392,7 +392,7 @@ def read_folder(root: Path, *, skip_bad: bool = False, specimens: Path | None = 
             problems.append(f"{len(loose)} images in {base} lie outside every class folder, so they are not used "
                             f"(first: {loose[0]}): move each into its class's folder")
         start = len(cells)
-        for d in (x for x in _listdir(base) if x.is_dir() and not _is_hidden(x)):
+        for d in (x for x in _listdir(base) if x.is_dir() and not is_hidden(x)):
             label = normalise_class(d.name, where=f" (folder {d})")
             spellings.setdefault(label, set()).add(d.name)
             for p in files_under(d):
@@ -402,6 +402,13 @@ def read_folder(root: Path, *, skip_bad: bool = False, specimens: Path | None = 
         if split:
             subsets[split] = np.arange(start, len(cells))
     problems += merged_names(spellings, "folders")
+    where = {}
+    for c in cells:
+        where.setdefault(c.path.resolve(), []).append(c.id)
+    twice = [ids for ids in where.values() if len(ids) > 1]
+    if twice:
+        problems.append(f"{len(twice)} images are read more than once, through linked folders (first: "
+                        f"{' and '.join(twice[0])}): link each well into one class and split only")
     masklike = [c.id for c in cells if "mask" in c.path.stem.lower()]
     if masklike:
         problems.append(f"{len(masklike)} images whose names say mask are read as cells (first: {masklike[0]}): name "
@@ -436,11 +443,12 @@ SPLIT_NAMES = {"train": "train", "training": "train", "test": "test", "testing":
 def merged_names(spellings: dict, what: str) -> list[str]:
     """A problem line for each class that several spellings were read as ({class: {names as written}})."""
     return [f"{what} {', '.join(repr(n) for n in sorted(names))} are read as one class, {label}: rename them if they "
-            "are different patterns" for label, names in spellings.items() if len(names) > 1]
+            "are different patterns" for label, names in spellings.items()
+            if len({str(n).casefold().strip() for n in names}) > 1]     # not Homogeneous / homogeneous
 
 
 def is_cell_image(p: Path) -> bool:
-    return p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not is_mask(p) and not _is_hidden(p)
+    return p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not is_mask(p) and not is_hidden(p)
 
 
 def _attach_specimens(cells, csv_path: Path, root: Path, skip_bad: bool, skipped: list[str]):

@@ -23,7 +23,7 @@ def summarize(cells: CellSet, *, skip_bad: bool = False) -> dict:
             sizes.append(arr.shape[-2:])
             if c.mask is not None:  # as `hep2 run` reads it
                 read_mask(c.mask, arr.shape[-2:], c.path)
-            if arr.ndim == 3:       # how a colour image's signal splits over R, G and B
+            if arr.ndim == 3 and np.ptp(arr, axis=0).max() > 0:    # how a colour image's signal splits over R, G, B
                 colour.append(arr.reshape(3, -1).sum(1) / max(float(arr.sum()), 1e-12))
         except Hep2Error as e:
             if not skip_bad:
