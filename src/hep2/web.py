@@ -274,8 +274,9 @@ def _upload_form(svc: Service, error: str | None = None) -> str:
     return (f"{err}<p>Model: <b>{html.escape(p.method_name)}</b> from <code>{html.escape(str(svc.model_dir))}"
             f"</code>; classes: {html.escape(', '.join(p.classes))}.</p>"
             + (f"<p class='note'>Transductive model: each cell's probabilities are averaged with those of its "
-               f"{p.neighbours.k} nearest cells of the same upload (an upload of {p.neighbours.k} cells or fewer gets "
-               "the plain average). Upload one specimen's (one well's) cells at a time.</p>"
+               f"{p.neighbours.k} nearest cells of the same upload, or of the same folder of a zip (a batch of "
+               f"{p.neighbours.k} cells or fewer gets the plain average). Upload one specimen's (one well's) cells at a "
+               "time, or a zip with a folder for each.</p>"
                if p.neighbours is not None else "")
             +
             "<form action='/predict' method='post' enctype='multipart/form-data'>"
