@@ -135,8 +135,8 @@ class Predictor:
 
     def load_files(self, paths, *, skip_bad: bool = False, prep=None):
         """Files -> (uint8 images (N, S, S) preprocessed as in training (or as ``prep`` says; a file's mask
-        ``NAME_mask.EXT`` beside it applied where the model's settings use masks), the paths read, list of skipped 'file: reason'); without ``skip_bad`` the first unreadable file
-        raises Hep2Error."""
+        ``NAME_mask.EXT`` beside it applied where the model's settings use masks), the paths read, list of
+        skipped 'file: reason'); without ``skip_bad`` the first unreadable file raises Hep2Error."""
         from .data.readers import find_mask
 
         prep = prep or self.prep
@@ -144,7 +144,8 @@ class Predictor:
         for p in paths:
             try:
                 # with its mask (NAME_mask.EXT beside it) as in training, rounded to 8 bits as `hep2 run` stores them
-                images.append(np.round(preprocess_image(p, prep, find_mask(Path(p))) * 255).astype(np.uint8))
+                mask = find_mask(Path(p)) if prep.use_mask else None
+                images.append(np.round(preprocess_image(p, prep, mask) * 255).astype(np.uint8))
                 ok.append(Path(p))
             except Hep2Error as e:
                 if not skip_bad:
