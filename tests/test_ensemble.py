@@ -37,7 +37,11 @@ def members(_session_cache, tmp_path_factory):
         assert main(["ensemble", str(root / "dcae"), str(root / "lbp"), "--neighbours", "3", "--out",
                      str(root / "nb"), "--quiet"]) == 0
         cells = open_dataset("synthetic:6")
-    return root, [cells.cells[i].path for i in range(0, len(cells), 3)]
+    batch = root / "batch"          # one folder: one batch for a transductive model
+    batch.mkdir()
+    for i in range(0, len(cells), 3):
+        shutil.copy(cells.cells[i].path, batch / f"{cells.cells[i].label}_{cells.cells[i].path.name}")
+    return root, sorted(batch.iterdir())
 
 
 def _rows(run):
@@ -128,6 +132,9 @@ def test_the_web_api_serves_an_ensemble(members, tmp_path):
         want = nbp.predict_files(paths[w::2])[0]
         np.testing.assert_allclose([got[f"plate.zip/plate/well{w}/{p.name}"] for p in paths[w::2]],
                                    [row[2] for row in want], atol=1e-5)
+    folders = r.json()["summary"]["folders"]          # and each well's own call
+    assert [f["folder"] for f in folders] == ["plate.zip/plate/well0", "plate.zip/plate/well1"]
+    assert [f["n"] for f in folders] == [5, 5]
     runs = TestClient(create_app(root / "nb", tmp_path / "work-nb2", runs_root=root)).get("/runs").text
     assert "ensemble (transductive, 3 neighbours)" in runs
     assert "Transductive" in (root / "nb" / "report.md").read_text()
@@ -305,6 +312,11 @@ def test_a_neighbours_model_smooths_over_the_batch_it_is_given(members, tmp_path
         got = np.array([[float(v) for k, v in r.items() if k.startswith("p_")] for r in csv.DictReader(f)])
     want = np.vstack([np.stack([r[2] for r in nb.predict_files(sorted(w.iterdir()))[0]]) for w in wells] + [P[9:]])
     np.testing.assert_allclose(got, want, atol=1e-5)
+    # the Python API batches by folder too: one call over two wells, each smoothed on its own, in the order given
+    both = [*sorted(wells[1].iterdir()), *sorted(wells[0].iterdir())]
+    rows = nb.predict_files(both)[0]
+    assert [r[0] for r in rows] == both
+    np.testing.assert_allclose(np.stack([r[2] for r in rows]), np.vstack([want[4:9], want[:4]]), atol=1e-5)
 
 
 def test_cell_features_take_the_mean_of_each_autoencoders_views():

@@ -327,7 +327,7 @@ def test_folder_layout_as_labs_keep_it(tmp_path, images):
     assert by_id(cells)["Training/Homogène/w1/Ho1.png"].mask.name == "Ho1_mask.PNG"
     assert "Training/Homogène/w1/Ho1-mask.png" in ids                           # read as a cell, and said so
     problems = "\n".join(cells.problems)
-    assert "1 folders beside Testing, Training are not read (first: Extra nucleolar)" in problems
+    assert "1 folder beside Testing, Training is not read (first: Extra nucleolar)" in problems
     assert "folders 'Fine Speckled', 'fine-speckled' are read as one class, fine_speckled" in problems
     assert "1 images whose names say mask are read as cells (first: Training/Homogène/w1/Ho1-mask.png)" in problems
     assert "specimen IDs hold cells of several classes (first: '1': " in problems

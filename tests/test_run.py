@@ -502,6 +502,7 @@ def test_official_on_a_layout_with_its_own_test_set(split_folder, tmp_path, caps
     assert main(["run", f"folder:{root}", "--protocol", "official", "--method", "shape-index", "--preset", "tiny",
                  "--quiet", "--out", str(tmp_path / "run2")]) == 0
     assert "5 specimens have cells in both train/ and test/ (first: x-s01)" in capsys.readouterr().err
+    assert "> **The data**: 5 specimens have cells in both train/ and test/" in (tmp_path / "run2" / "report.md").read_text()
 
 
 def test_official_on_snphep2(snphep2_root, cache, tmp_path):

@@ -302,6 +302,9 @@ def model_card(pred: Predictor, run: Path, fmt: str, out: Path, check: dict) -> 
                 else ""),
              f"- Accuracy: {acc.get('mean', float('nan')):.4f} ± {acc.get('std', float('nan')):.4f}; "
              f"mean class accuracy: {mca.get('mean', float('nan')):.4f} ± {mca.get('std', float('nan')):.4f}",
+             *([f"- Specimen level (each test specimen's dominant pattern against its label): "
+                f"{metrics['specimens']['accuracy']['mean']:.4f} ± {metrics['specimens']['accuracy']['std']:.4f}"]
+               if metrics.get("specimens") else []),
              "", "## Intended use and limits",
              "- Research use: studying and comparing HEp-2 staining-pattern classifiers. It is **not a "
              "diagnostic device** and must not be used to report patient results.",

@@ -121,6 +121,13 @@ class Predictor:
         uint8 (its unfiltered view where it reads several), the paths read, list of skipped 'file: reason')."""
         if isinstance(paths, (str, Path)):
             raise Hep2Error(f"paths={str(paths)!r}: give a list of image files (expand_inputs lists a folder's)")
+        groups = by_folder(paths)
+        if self.neighbours is not None and len(groups) > 1:     # transductive: each folder (well) a batch of its own
+            parts = [self.classify([paths[i] for i in idx], skip_bad=skip_bad) for idx in groups.values()]
+            ok, position = [q for part in parts for q in part[2]], {Path(x): i for i, x in enumerate(paths)}
+            order = np.argsort([position[q] for q in ok], kind="stable")       # back to the order given
+            return (np.concatenate([part[0] for part in parts])[order], np.concatenate([part[1] for part in parts])[order],
+                    [ok[i] for i in order], [b for part in parts for b in part[3]])
         by_prep, ok, bad = {}, [Path(p) for p in paths], []
         for prep in self.preps:
             images, kept, more = self.load_files(ok, skip_bad=skip_bad, prep=prep)

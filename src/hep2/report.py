@@ -164,6 +164,7 @@ def markdown(metrics: dict, config: dict, cells) -> str:
               else f"- **Method**: `{config['method']}`: {config.get('method_description', '')}"),
              f"- **Preset**: `{preset}` (input {config['input_size']}x{config['input_size']}"
              + (f", widths {config['preset']['widths']})" if config["method"] == "dcae-mlp" else ")"), ""]
+    lines += [f"> **The data**: {problem}." for problem in cells.problems] + ([""] if cells.problems else [])
     from .methods import PUBLISHED_INPUT          # the input settings
 
     used = config.get("preprocess") or {}     # what the method's input was (the baselines keep theirs published)

@@ -127,11 +127,6 @@ def run(dataset: str, *, protocol: str = "cv", cfg: Preset, out, subset: str = "
         ae_idx = np.arange(len(cells))
     # the cells that get features: the autoencoder's, every split's, and all of test/ for `full`
     split_k = protocol == "official" and bool(cells.official_splits())     # else official is train/ -> test/ once
-    if protocol == "official" and not split_k and cells.specimens is not None and main:
-        both = sorted(set(cells.specimens[splits[0][1]]) & set(cells.specimens[splits[0][2]]))
-        if both:
-            print(f"hep2: warning: {len(both)} specimens have cells in both train/ and test/ (first: {both[0]}): the "
-                  "figure is not specimen-disjoint; keep each specimen on one side", file=sys.stderr)
     full_test = [cells.subsets["test"]] if split_k else []
     used = np.unique(np.concatenate([ae_idx, *full_test] + [np.concatenate([a, b]) for _, a, b in splits]))
     y = cells.y

@@ -201,6 +201,11 @@ class Service:
                     "probabilities": {c: round(float(v), 6) for c, v in zip(classes, pr)}}
                    for n, pr in zip(names, proba)]
         summary = batch_summary(proba, classes)     # the upload as one well: its dominant pattern
+        folders = by_folder(names)      # a zip of wells: each well's own call too
+        if len(folders) > 1:
+            summary["folders"] = [{"folder": str(f), **{k: v for k, v in batch_summary(proba[idx], classes).items()
+                                                        if k in ("n", "dominant", "agreement")}}
+                                  for f, idx in folders.items()]
         masked = any(p.use_mask for p in self.predictor.preps)        # a model that reads masks
         summary |= {"masks": sum(_stem(n) in masks for n in names) if masked else 0, "ignored": ignored,
                     "skipped": skipped, "neighbours": nb.k if smoothed else None}
@@ -311,6 +316,9 @@ def _results_html(svc: Service, out: dict) -> str:
     return (f"<div class='summary' id='summary'>{s['n']} cells. Dominant pattern: <b id='dominant'>"
             f"{html.escape(s['dominant'])}</b> ({s['agreement']:.0%} of the cells). Counts: {counts}."
             + (f" {s['masks']} read with their masks." if s["masks"] else "")
+            + (" By folder: " + "; ".join(f"{html.escape(w['folder'])}: <b>{html.escape(w['dominant'])}</b> "
+                                          f"({w['agreement']:.0%} of {w['n']})" for w in s["folders"]) + "."
+               if s.get("folders") else "")
             + (f" Not images, left out: {html.escape(', '.join(s['ignored']))}." if s["ignored"] else "")
             + (f" Transductive: each cell averaged with its {s['neighbours']} nearest of its folder in this upload."
                if s["neighbours"] else " Transductive model, but too few cells to smooth: the plain average."

@@ -46,6 +46,12 @@ def open_dataset(spec: str, *, skip_bad: bool = False) -> CellSet:
     for c in cells.cells:
         if c.specimen is not None:
             classes_of.setdefault(c.specimen, set()).add(c.label)
+    if cells.specimens is not None and {"train", "test"} <= set(cells.subsets):
+        both = sorted(set(cells.specimens[cells.subsets["train"]]) & set(cells.specimens[cells.subsets["test"]]))
+        if both:
+            cells.problems.append(f"{len(both)} specimen{'s' * (len(both) > 1)} have cells in both train/ and test/ "
+                                  f"(first: {both[0]}): figures on test/ are not specimen-disjoint; keep each "
+                                  "specimen on one side")
     mixed = {s: sorted(v) for s, v in classes_of.items() if len(v) > 1}
     if mixed:
         s0 = next(iter(mixed))
@@ -384,7 +390,8 @@ def read_folder(root: Path, *, skip_bad: bool = False, specimens: Path | None = 
     cells, subsets, problems, spellings = [], {}, [], {}
     beside = [d.name for d in subdirs if d not in split_dirs]
     if split_dirs and beside:
-        problems.append(f"{len(beside)} folders beside {', '.join(d.name for d in split_dirs)} are not read (first: "
+        problems.append(f"{len(beside)} folder{'s' * (len(beside) > 1)} beside {', '.join(d.name for d in split_dirs)} "
+                        f"{'are' if len(beside) > 1 else 'is'} not read (first: "
                         f"{beside[0]}): move each class folder into one of them")
     for split, base in groups:
         loose = [p.name for p in _listdir(base) if p.is_file() and is_cell_image(p)]
@@ -431,13 +438,15 @@ def read_folder(root: Path, *, skip_bad: bool = False, specimens: Path | None = 
                             "so --protocol grouped cannot run: add a row path,specimen for each")
         if twice:
             problems.append(f"{len(twice)} images have several rows in {specimens} (first: {twice[0]}, lines "
-                            f"{', '.join(map(str, listed[twice[0]]))}); the last is used: keep one row per image")
+                            f"{', '.join(map(str, listed[twice[0]]))}); the last is used, which may name another "
+                            "specimen than the others: keep one row per image")
     return CellSet("folder", cells, subsets=subsets or {}, skipped=skipped, problems=problems)
 
 
 # the folders that hold a split (of the folder layout), as named on disk (snake_case) -> the split's name
-SPLIT_NAMES = {"train": "train", "training": "train", "test": "test", "testing": "test", "val": "val",
-               "validation": "val"}
+SPLIT_NAMES = {"train": "train", "training": "train", "training_set": "train", "train_set": "train", "test": "test",
+               "testing": "test", "test_set": "test", "testing_set": "test", "val": "val", "validation": "val",
+               "validation_set": "val", "val_set": "val"}
 
 
 def merged_names(spellings: dict, what: str) -> list[str]:

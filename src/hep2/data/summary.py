@@ -59,7 +59,8 @@ def summarize(cells: CellSet, *, skip_bad: bool = False) -> dict:
         problems.append(f"{len(colour)} colour images: their signal is red {share[0]:.2f}, green {share[1]:.2f}, blue "
                         f"{share[2]:.2f}; hep2 reads a colour image's grey as the mean of the three (setting channel)"
                         + (": where one channel holds the stain (FITC: green) and another a counterstain or a "
-                           "nuclear dye, train and predict with --set channel=green (or the stain's)"
+                           "nuclear dye, train with --set channel=green (or the stain's); hep2 predict and the web "
+                           "page then read that channel, as the model says"
                            if np.sort(share)[-2] >= 0.1 else ""))
     small = sum(1 for h, w in sizes if min(h, w) < 16)
     if small:
