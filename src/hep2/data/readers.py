@@ -277,7 +277,8 @@ def read_i3a(root: Path, *, skip_bad: bool = False) -> CellSet:
     if root.is_file():
         csvs, root = [root], root.parent
     else:
-        csvs = sorted(p for p in root.rglob("*.csv") if not any(is_hidden(Path(q)) for q in p.relative_to(root).parts))
+        csvs = sorted(p for p in root.rglob("*.csv")
+                      if not any(is_hidden(Path(part)) for part in p.relative_to(root).parts))
     if not csvs:
         raise Hep2Error(f"no CSV file under {root}: the I3A layout needs one mapping image IDs to classes "
                         "(e.g. header 'Image ID,Image class')")
@@ -317,8 +318,8 @@ def read_i3a(root: Path, *, skip_bad: bool = False) -> CellSet:
                 _missing(f"{path}, line {n}: image ID {num} has no image file {num:05d}.png under {root}",
                          skip_bad, skipped)
                 continue
-            cells.append(Cell(f"{num:05d}", img, label, _get(row, cols, "specimen"), normalise_intensity(_get(row, cols, "intensity"), where),
-                              None, find_mask(img)))
+            cells.append(Cell(f"{num:05d}", img, label, _get(row, cols, "specimen"),
+                              normalise_intensity(_get(row, cols, "intensity"), where), None, find_mask(img)))
     if other and len(other) == len(csvs):
         raise other[0][1]
     problems += [f"{path} has no image ID / class columns, so it is not read ({e})" for path, e in other]
@@ -370,9 +371,8 @@ def read_icpr2012(root: Path, *, skip_bad: bool = False) -> CellSet:
 
 
 def _split_folder(root: Path, split: str) -> Path:
-    names = ("training", "train", "training_set") if split == "train" else ("test", "testing", "test_set")
     for d in _listdir(root):
-        if d.is_dir() and snake_case(d.name) in names:
+        if d.is_dir() and SPLIT_NAMES.get(snake_case(d.name)) == split:
             return d
     return root
 
