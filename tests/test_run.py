@@ -622,6 +622,14 @@ def test_predict_reads_each_cells_mask_as_training_did(tmp_path, capsys):
                  "--out", str(tmp_path / "p.csv")]) == 0
     listed = [r[0] for r in _csv(tmp_path / "p.csv")[1:]]
     assert len(listed) == 2 * 10 and not any(p.endswith("_mask.png") or "._" in p or "755" in p for p in listed)
+    # a cell without its mask, for this model trained on masked cells: classified unmasked, and said so
+    lone = tmp_path / "lone"
+    lone.mkdir()
+    shutil.copy(files[0], lone / files[0].name)
+    capsys.readouterr()
+    assert main(["predict", "--model", str(out), str(lone)]) == 0
+    assert "hep2: warning: 1 of 1 cells have no mask beside them (NAME_mask.EXT) and are classified unmasked" in \
+        capsys.readouterr().err
     # a mask given without its cell is named, not dropped (nothing was classified, and it said so)
     first = sorted(one.glob("*_mask.png"))[0]
     capsys.readouterr()
@@ -633,6 +641,22 @@ def test_predict_reads_each_cells_mask_as_training_did(tmp_path, capsys):
     assert f"{root / 'specimens.csv'} is not a cell image" in capsys.readouterr().err
     assert main(["predict", "--model", str(out), str(root / "specimens.csv"), str(one), "--skip-bad"]) == 0
     assert f"skipped: {root / 'specimens.csv'} is not a cell image" in capsys.readouterr().err
+
+
+def test_a_model_trained_without_masks_does_not_apply_them(grouped_run, new_images, capsys):
+    from PIL import Image
+
+    pred = Predictor(grouped_run)
+    assert pred.masks is False
+    files = sorted(new_images.iterdir())
+    before = np.stack([r[2] for r in pred.predict_files(files)[0]])
+    shape = np.asarray(Image.open(files[0])).shape
+    Image.fromarray(np.pad(np.full((shape[0] // 2, shape[1]), 255, np.uint8), ((0, shape[0] - shape[0] // 2), (0, 0)))
+                    ).save(files[0].with_name(files[0].stem + "_mask.png"))
+    np.testing.assert_array_equal(np.stack([r[2] for r in pred.predict_files(files)[0]]), before)   # as in training
+    assert main(["predict", "--model", str(grouped_run), str(new_images)]) == 0
+    assert "1 of 4 cells have a mask beside them, which is not applied: the model was trained on cells without " \
+           "masks" in capsys.readouterr().err
 
 
 def test_predict_bad_file_fails_naming_it_and_skip_bad_goes_on(grouped_run, new_images, tmp_path, capsys):

@@ -107,25 +107,44 @@ def test_a_zip_of_cells_is_unpacked(client, known_cells):
     assert [x["filename"] for x in r.json()["results"]] == [f"batch.zip/cells/{p.name}" for p, _ in known_cells[:3]]
 
 
-def test_an_uploaded_mask_is_applied_to_its_cell_and_a_zips_notes_are_left_out(client, run_dir, known_cells, tmp_path):
+def test_an_uploaded_mask_is_applied_to_its_cell_and_a_zips_notes_are_left_out(client, run_dir, known_cells, tmp_path,
+                                                                               _session_cache, monkeypatch):
     from PIL import Image
 
+    from hep2.data.synthetic import make_synthetic
+
+    monkeypatch.setenv("HEP2_CACHE", str(_session_cache))
+    root = make_synthetic(tmp_path / "masked", per_class=10, specimens=10, seed=5)     # a model trained on masked cells
+    for f in sorted(root.rglob("*.png")):
+        m = np.zeros(np.asarray(Image.open(f)).shape, np.uint8)
+        m[: m.shape[0] // 2] = 255
+        Image.fromarray(m).save(f.with_name(f.stem + "_mask.png"))
+    masked_run = tmp_path / "masked-run"
+    assert main(["run", f"folder:{root}", "--method", "shape-index", "--protocol", "grouped", "--preset", "tiny",
+                 "--quiet", "--out", str(masked_run)]) == 0
     cell = known_cells[0][0]
     mask = np.zeros(np.asarray(Image.open(cell)).shape, np.uint8)
     mask[:, : mask.shape[1] // 3] = 255
     (tmp_path / cell.name).write_bytes(cell.read_bytes())
     Image.fromarray(mask).save(tmp_path / f"{cell.stem}_mask.png")
-    want = Predictor(run_dir).predict_files([tmp_path / cell.name])[0][0][2]          # hep2 predict, with the mask
-    plain = Predictor(run_dir).predict_files([cell])[0][0][2]
+    want = Predictor(masked_run).predict_files([tmp_path / cell.name])[0][0][2]          # hep2 predict, with the mask
+    plain = Predictor(masked_run).predict_files([cell])[0][0][2]
     assert np.abs(want - plain).max() > 1e-3
     zipped = _zip({f"w/{cell.name}": cell.read_bytes(), f"w/{cell.stem}_mask.png": (tmp_path / f"{cell.stem}_mask.png")
                    .read_bytes(), "w/notes.txt": b"plate 3, well B2"})
-    r = client.post("/api/predict", files=[("files", ("w.zip", zipped, "application/zip"))])
+    r = TestClient(create_app(masked_run, tmp_path / "work-m")).post(
+        "/api/predict", files=[("files", ("w.zip", zipped, "application/zip"))])
     assert r.status_code == 200, r.text
     body = r.json()
     assert [x["filename"] for x in body["results"]] == [f"w.zip/w/{cell.name}"]
     np.testing.assert_allclose(list(body["results"][0]["probabilities"].values()), want, atol=1e-5)
     assert body["summary"]["masks"] == 1 and body["summary"]["ignored"] == ["w.zip/w/notes.txt"]
+    assert body["summary"]["notes"] == []
+    # the same upload to a model trained without masks: not applied (as in its training), and said so
+    body = client.post("/api/predict", files=[("files", ("w.zip", zipped, "application/zip"))]).json()
+    np.testing.assert_allclose(list(body["results"][0]["probabilities"].values()),
+                               Predictor(run_dir).predict_files([cell])[0][0][2], atol=1e-5)
+    assert body["summary"]["masks"] == 0 and "which is not applied" in body["summary"]["notes"][0]
     # a mask without its cell is named
     r = client.post("/api/predict", files=[("files", ("x_mask.png", _png_bytes(mask), "image/png")),
                                            ("files", (cell.name, cell.read_bytes(), "image/png"))])

@@ -107,6 +107,8 @@ def cmd_predict(args) -> int:
     pred = Predictor(args.model)
     not_images = [] if args.skip_bad else None
     paths = expand_inputs(args.inputs, not_images)
+    for note in pred.mask_notes(paths) if dd.is_main() else ():
+        print(f"hep2: warning: {note}", file=sys.stderr)
     if pred.neighbours is not None:
         if dd.world() > 1:
             raise Hep2Error(f"{args.model} smooths each cell over its nearest cells of the batch (--neighbours): "

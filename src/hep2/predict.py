@@ -14,12 +14,13 @@ from .training import load_checkpoint, save_checkpoint
 FORMAT = 2
 
 
-def save_model(folder, method, clf, classes: list[str]) -> None:
+def save_model(folder, method, clf, classes: list[str], masks: bool | None = None) -> None:
     """``folder/pipeline.pt``: the fitted method (with the DCAE weights), the classifier, the class
-    names and the settings, in one file written atomically. Load only files you trust (pickle)."""
+    names, the settings and ``masks`` (whether its training cells were read with masks), in one file
+    written atomically. Load only files you trust (pickle)."""
     save_checkpoint(Path(folder) / "pipeline.pt", {
         "format": FORMAT, "hep2": __version__, "method": method.name, "preset": method.cfg.to_dict(),
-        "features": method.for_prediction(), "classifier": clf, "classes": list(classes)})
+        "features": method.for_prediction(), "classifier": clf, "classes": list(classes), "masks": masks})
 
 
 def save_ensemble(folder, members: list[dict], classes: list[str], neighbours=None) -> None:
@@ -29,7 +30,8 @@ def save_ensemble(folder, members: list[dict], classes: list[str], neighbours=No
     save_checkpoint(Path(folder) / "pipeline.pt", {
         "format": FORMAT, "hep2": __version__, "method": "ensemble", "classes": list(classes),
         "members": [{"method": m["method"], "preset": m["preset"], "features": m["features"].for_prediction(),
-                     "classifier": m["classifier"]} for m in members], "neighbours": neighbours})
+                     "classifier": m["classifier"], "masks": m.get("masks")} for m in members],
+        "neighbours": neighbours})
 
 
 def comparison_folder(d: Path) -> None:
@@ -78,6 +80,9 @@ class Predictor:
         if not isinstance(state, dict) or state.get("format") != FORMAT:
             raise Hep2Error(f"{f} is not a model of this hep2 version (format {FORMAT}): retrain it with `hep2 run`")
         self.members = [(m["features"], m["classifier"]) for m in state.get("members", [state])]
+        # True / False: its training cells were / were not read with masks; None: a model saved before that was kept
+        masks = {m.get("masks") for m in state.get("members", [state])}
+        self.masks = masks.pop() if len(masks) == 1 else None
         # transductive (`hep2 ensemble --neighbours`): a batch's cells smoothed over their nearest in it
         self.neighbours = state.get("neighbours")
         self.method, self.classifier = self.members[0]   # the first (the only one, but for an ensemble)
@@ -151,7 +156,7 @@ class Predictor:
         for p in paths:
             try:
                 # with its mask (NAME_mask.EXT beside it) as in training, rounded to 8 bits as `hep2 run` stores them
-                mask = find_mask(Path(p)) if prep.use_mask else None
+                mask = find_mask(Path(p)) if prep.use_mask and self.masks is not False else None
                 images.append(np.round(preprocess_image(p, prep, mask) * 255).astype(np.uint8))
                 ok.append(Path(p))
             except Hep2Error as e:
@@ -159,6 +164,23 @@ class Predictor:
                     raise
                 bad.append(str(e))
         return (np.stack(images) if images else np.zeros((0, *image_shape(prep)), np.uint8)), ok, bad
+
+    def mask_notes(self, paths) -> list[str]:
+        """Where the files' masks (``NAME_mask.EXT`` beside them) differ from the training cells': a line to
+        show. A model trained without masks does not apply them; one trained with them reads a file without
+        one unmasked."""
+        from .data.readers import find_mask
+
+        if self.masks is None or not any(p.use_mask for p in self.preps):
+            return []
+        found = sum(find_mask(Path(p)) is not None for p in paths)
+        if self.masks and found < len(paths):
+            return [f"{len(paths) - found} of {len(paths)} cells have no mask beside them (NAME_mask.EXT) and are "
+                    "classified unmasked, though the model was trained on masked cells"]
+        if not self.masks and found:
+            return [f"{found} of {len(paths)} cells have a mask beside them, which is not applied: the model was "
+                    "trained on cells without masks"]
+        return []
 
     def predict_files(self, paths, *, skip_bad: bool = False):
         """Files -> (rows of (path, pattern, probabilities), list of skipped 'file: reason')."""

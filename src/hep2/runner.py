@@ -219,7 +219,7 @@ def run(dataset: str, *, protocol: str = "cv", cfg: Preset, out, subset: str = "
     write_json(out / "metrics.json", metrics)
     _write_csv(out / "predictions.csv", ["split", "id", *(["specimen"] if specimens is not None else []), "true",
                                          "predicted"] + [f"p_{c}" for c in cells.classes], rows)
-    save_model(out / "model", m, final, cells.classes)
+    save_model(out / "model", m, final, cells.classes, masks=prep.use_mask and any(c.mask for c in cells.cells))
     write_json(out / "history.json", history)
 
     # 4. figures and the report

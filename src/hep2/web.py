@@ -207,8 +207,9 @@ class Service:
                                                         if k in ("n", "dominant", "agreement")}}
                                   for f, idx in folders.items()]
         masked = any(p.use_mask for p in self.predictor.preps)        # a model that reads masks
-        summary |= {"masks": sum(_stem(n) in masks for n in names) if masked else 0, "ignored": ignored,
-                    "skipped": skipped, "neighbours": nb.k if smoothed else None}
+        summary |= {"masks": sum(_stem(n) in masks for n in names) if masked and self.predictor.masks is not False
+                    else 0, "ignored": ignored, "skipped": skipped, "neighbours": nb.k if smoothed else None,
+                    "notes": self.predictor.mask_notes(ok)}
         self._write_csv(folder / "predictions.csv", results, classes)
         with self.lock:
             self.batches[batch_id] = {"results": results, "summary": summary, "thumbs": arrays, "folder": folder}
@@ -320,6 +321,7 @@ def _results_html(svc: Service, out: dict) -> str:
                                           f"({w['agreement']:.0%} of {w['n']})" for w in s["folders"]) + "."
                if s.get("folders") else "")
             + (f" Not images, left out: {html.escape(', '.join(s['ignored']))}." if s["ignored"] else "")
+            + "".join(f" Note: {html.escape(n)}." for n in s.get("notes", []))
             + (f" Transductive: each cell averaged with its {s['neighbours']} nearest of its folder in this upload."
                if s["neighbours"] else " Transductive model, but too few cells to smooth: the plain average."
                if svc.predictor.neighbours is not None else "")
