@@ -643,6 +643,22 @@ def test_predict_reads_each_cells_mask_as_training_did(tmp_path, capsys):
     assert f"skipped: {root / 'specimens.csv'} is not a cell image" in capsys.readouterr().err
 
 
+def test_run_warns_of_colour_cells_that_mix_two_stains(tmp_path, capsys):
+    from PIL import Image
+
+    root = make_synthetic(tmp_path / "rgb", per_class=6, specimens=5, seed=2)
+    for f in sorted(root.rglob("*.png")):
+        g = np.asarray(Image.open(f))
+        Image.fromarray(np.stack([np.full_like(g, 120), g, np.zeros_like(g)], -1)).save(f)    # a red counterstain
+    args = ["run", f"folder:{root}", "--method", "shape-index", "--protocol", "cv", "--preset", "tiny", "--quiet"]
+    assert main([*args, "--out", str(tmp_path / "mean")]) == 0
+    err = capsys.readouterr().err
+    assert "hep2: warning: 20 colour images among 20 cells sampled: their signal is red 0." in err
+    assert "--set channel=green" in err and "--set channel=green" in (tmp_path / "mean" / "report.md").read_text()
+    assert main([*args, "--set", "channel=green", "--out", str(tmp_path / "green")]) == 0
+    assert "colour" not in capsys.readouterr().err
+
+
 def test_a_model_trained_without_masks_does_not_apply_them(grouped_run, new_images, capsys):
     from PIL import Image
 

@@ -108,6 +108,21 @@ def run(dataset: str, *, protocol: str = "cv", cfg: Preset, out, subset: str = "
         raise Hep2Error(f"--ae-on-test is for --protocol official; under {protocol} the autoencoder already reads "
                         "every cell of the subset (no labels): drop it")
     cells = open_dataset(dataset, skip_bad=skip_bad)
+    if main and m.preprocess().channel == "mean":      # colour cells mixing two stains: said, from a sample
+        from .data.images import read_image
+        from .data.summary import colour_problem, colour_share, mixed
+
+        sample = cells.cells[:: max(len(cells) // 20, 1)][:20]
+        shares = []
+        for c in sample:
+            try:
+                share = colour_share(read_image(c.path, "rgb"))
+            except Hep2Error:       # an unreadable file: named below, where the images are read
+                continue
+            if share is not None:
+                shares.append(share)
+        if shares and mixed(np.mean(shares, axis=0)):
+            cells.problems.append(colour_problem(shares, f" among {len(sample)} cells sampled"))
     for problem in cells.problems if main else ():
         print(f"hep2: warning: {problem}", file=sys.stderr)
     subset = run_subset(cells, protocol, subset)

@@ -14,6 +14,29 @@ from .images import read_cell, read_mask
 FEW = Preset().cv_folds         # cells in a class: fewer cannot fill the default folds
 
 
+def colour_share(arr: np.ndarray) -> np.ndarray | None:
+    """How a colour image's signal (``read_image(path, "rgb")``) splits over R, G and B; None for a grey one
+    (stored as RGB or not)."""
+    if arr.ndim != 3 or np.ptp(arr, axis=0).max() == 0:
+        return None
+    return arr.reshape(3, -1).sum(1) / max(float(arr.sum()), 1e-12)
+
+
+def colour_problem(shares: list, sample: str = "") -> str:
+    """The problem line for colour images with these signal shares (``colour_share`` of each)."""
+    share = np.mean(shares, axis=0)
+    return (f"{len(shares)} colour images{sample}: their signal is red {share[0]:.2f}, green {share[1]:.2f}, blue "
+            f"{share[2]:.2f}; hep2 reads a colour image's grey as the mean of the three (setting channel)"
+            + (": where one channel holds the stain (FITC: green) and another a counterstain or a nuclear dye, train "
+               "with --set channel=green (or the stain's); hep2 predict and the web page then read that channel, as "
+               "the model says" if mixed(share) else ""))
+
+
+def mixed(share) -> bool:
+    """A second channel with a tenth of the signal or more: the mean of R, G, B mixes two stains."""
+    return bool(np.sort(share)[-2] >= 0.1)
+
+
 def summarize(cells: CellSet, *, skip_bad: bool = False) -> dict:
     """Decode every image once (to find corrupt files and sizes) and count what the set holds."""
     sizes, bad, colour = [], [], []
@@ -23,8 +46,8 @@ def summarize(cells: CellSet, *, skip_bad: bool = False) -> dict:
             sizes.append(arr.shape[-2:])
             if c.mask is not None:  # as `hep2 run` reads it
                 read_mask(c.mask, arr.shape[-2:], c.path)
-            if arr.ndim == 3 and np.ptp(arr, axis=0).max() > 0:    # how a colour image's signal splits over R, G, B
-                colour.append(arr.reshape(3, -1).sum(1) / max(float(arr.sum()), 1e-12))
+            if colour_share(arr) is not None:
+                colour.append(colour_share(arr))
         except Hep2Error as e:
             if not skip_bad:
                 raise
@@ -55,13 +78,7 @@ def summarize(cells: CellSet, *, skip_bad: bool = False) -> dict:
                         f"fewer than {FEW} cells, too few to train on or to score (a misspelt class name makes a class "
                         "of its own)")
     if colour:
-        share = np.mean(colour, axis=0)
-        problems.append(f"{len(colour)} colour images: their signal is red {share[0]:.2f}, green {share[1]:.2f}, blue "
-                        f"{share[2]:.2f}; hep2 reads a colour image's grey as the mean of the three (setting channel)"
-                        + (": where one channel holds the stain (FITC: green) and another a counterstain or a "
-                           "nuclear dye, train with --set channel=green (or the stain's); hep2 predict and the web "
-                           "page then read that channel, as the model says"
-                           if np.sort(share)[-2] >= 0.1 else ""))
+        problems.append(colour_problem(colour))
     small = sum(1 for h, w in sizes if min(h, w) < 16)
     if small:
         problems.append(f"{small} images are smaller than 16 px on a side")
