@@ -113,10 +113,9 @@ def cmd_predict(args) -> int:
         if dd.world() > 1:
             raise Hep2Error(f"{args.model} smooths each cell over its nearest cells of the batch (--neighbours): "
                             "classify the batch in one process, without torchrun")
-        rows, bad = [], []
-        for folder, idx in by_folder(paths).items():      # each folder's cells a batch: one well, one specimen
-            r, b = pred.predict_files([paths[i] for i in idx], skip_bad=args.skip_bad)
-            rows, bad, k, n = rows + r, bad + b, pred.neighbours.k, len(r)
+        rows, bad = pred.predict_files(paths, skip_bad=args.skip_bad)     # each folder's cells a batch of their own
+        for folder, idx in by_folder([r[0] for r in rows]).items():
+            k, n = pred.neighbours.k, len(idx)
             print(f"transductive model: {folder}: " + (
                 f"each of its {n} cells averaged with its {k} nearest of them" if pred.neighbours.applies(n)
                 else f"{n} cell{'s' * (n != 1)}, not the {k + 1} a smoothing needs: the members' plain average"),

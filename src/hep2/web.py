@@ -157,12 +157,15 @@ class Service:
         folder = self.uploads / batch_id
         folder.mkdir()
         paths, names, known = [], [], {}       # known: each written file's name as the user knows it
+        # each folder of the upload (a zip of wells) in a folder of its own: a transductive Predictor's batch
+        subfolder = {f: folder / f"{k:03d}" for k, f in enumerate(by_folder([n for n, _ in cells]))}
         for i, (name, data) in enumerate(cells):
-            p = folder / f"{i:05d}_{_safe_name(name)}"
+            p = subfolder[Path(name).parent] / f"{i:05d}_{_safe_name(name)}"
+            p.parent.mkdir(exist_ok=True)
             p.write_bytes(data)
             mask = masks.get(_stem(name))
             if mask:                            # beside its cell, where Predictor finds it
-                m = folder / f"{p.stem}_mask{PurePosixPath(mask[0]).suffix}"
+                m = p.parent / f"{p.stem}_mask{PurePosixPath(mask[0]).suffix}"
                 m.write_bytes(mask[1])
                 known[str(m)] = mask[0]
             paths.append(p)
@@ -177,23 +180,17 @@ class Service:
                 msg = msg.replace(written, name)
             return msg
 
-        # a transductive model smooths each folder of the upload (a zip of wells) on its own, as `hep2 predict` does
-        nb = self.predictor.neighbours
-        groups = by_folder(names).values() if nb is not None else [range(len(paths))]
-        proba, arrays, ok, bad, smoothed = [], [], [], [], False
         try:        # the readable cells are classified, the others listed (one bad file does not sink the upload)
             with self.lock:
-                for idx in groups:
-                    pr, ar, o, b = self.predictor.classify([paths[i] for i in idx], skip_bad=True)
-                    proba, arrays, ok, bad = proba + [pr], arrays + [ar], ok + o, bad + b
-                    smoothed = smoothed or (nb is not None and nb.applies(len(o)))
+                proba, arrays, ok, bad = self.predictor.classify(paths, skip_bad=True)
             if not ok:
                 raise Hep2Error(bad[0])
         except Hep2Error as e:
             shutil.rmtree(folder, ignore_errors=True)
             raise UploadError(422, in_user_words(str(e)) + f"; upload single cell images ({IMAGE_FORMATS}) or zips "
                                                            "of them") from None
-        proba, arrays = np.concatenate(proba), np.concatenate(arrays)
+        nb = self.predictor.neighbours      # a transductive model: did it smooth any folder of this upload?
+        smoothed = nb is not None and any(nb.applies(len(idx)) for idx in by_folder(ok).values())
         name_of = dict(zip(paths, names))
         names, skipped = [name_of[p] for p in ok], unpaired + [in_user_words(b) for b in bad]
         classes = list(self.predictor.classes)

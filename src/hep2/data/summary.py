@@ -46,8 +46,9 @@ def summarize(cells: CellSet, *, skip_bad: bool = False) -> dict:
             sizes.append(arr.shape[-2:])
             if c.mask is not None:  # as `hep2 run` reads it
                 read_mask(c.mask, arr.shape[-2:], c.path)
-            if colour_share(arr) is not None:
-                colour.append(colour_share(arr))
+            share = colour_share(arr)
+            if share is not None:
+                colour.append(share)
         except Hep2Error as e:
             if not skip_bad:
                 raise
