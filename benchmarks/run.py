@@ -8,7 +8,8 @@ For each preset it measures, each in a fresh subprocess (so peak memory is that 
 - the fraction of the step spent waiting for data;
 - achieved GFLOP/s (FLOPs of a step counted by torch.utils.flop_counter) against the machine's
   fp32 matmul peak, measured in the same run (2048x2048 matmuls);
-- feature extraction (encoder only) and full prediction (encoder + classifier) cells/s;
+- feature extraction (encoder only; the best of 3 passes on both sides) and full prediction
+  (encoder + classifier) cells/s;
 - peak RSS (and peak device memory on a GPU).
 Random images stand in for cells (speed does not depend on the content). Augmentation and
 test-time averaging are off on both sides, so both do the same arithmetic.
@@ -30,6 +31,7 @@ HERE = Path(__file__).resolve().parent
 # batch sizes and step counts: small enough that `--preset all` ends within 10 minutes on 2 cores
 PLAN = {"paper": {"batch": 32, "steps": 2, "extract": 64},
         "cpu": {"batch": 32, "steps": 8, "extract": 1024}}
+EXTRACT_REPEATS = 3        # extraction is timed this many times on both sides, the best kept
 
 
 def peak_rss_gib() -> float:
@@ -37,6 +39,7 @@ def peak_rss_gib() -> float:
 
 
 def matmul_gflops(dtype_name: str = "float32", n: int = 2048, repeats: int = 5) -> float:
+    """The best of ``repeats`` n x n matrix products, in GFLOP/s."""
     import torch
 
     dtype = getattr(torch, dtype_name)
@@ -50,6 +53,16 @@ def matmul_gflops(dtype_name: str = "float32", n: int = 2048, repeats: int = 5) 
         (a @ b).sum().item()
         best = min(best, time.perf_counter() - t)
     return 2 * n**3 / best / 1e9
+
+
+def best_seconds(work, repeats: int = EXTRACT_REPEATS) -> float:
+    """The shortest of ``repeats`` runs of ``work()``: the least disturbed by other load on the machine."""
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        work()
+        best = min(best, time.perf_counter() - t)
+    return best
 
 
 def step_gflop(size, widths, latent, batch) -> float:
@@ -95,9 +108,8 @@ def worker(preset: str, impl: str) -> dict:
         out.update(img_s=batch / sec, step_s=sec, data_wait_fraction=0.0)
         ex = torch.from_numpy(rng.integers(0, 256, (plan["extract"], 1, cfg.size, cfg.size), dtype=np.uint8))
         extract(model, ex[:batch].float().div(255).to(dev))        # warm-up
-        t = time.perf_counter()
-        extract(model, ex.float().div(255).to(dev))                # the conversion is part of the work
-        out["extract_cells_s"] = plan["extract"] / (time.perf_counter() - t)
+        # the conversion is part of the work
+        out["extract_cells_s"] = plan["extract"] / best_seconds(lambda: extract(model, ex.float().div(255).to(dev)))
         out["predict_cells_s"] = None
     else:
         from hep2.estimators import DCAEFeatures, MLPHead
@@ -109,9 +121,8 @@ def worker(preset: str, impl: str) -> dict:
                    data_wait_fraction=h["data_seconds"] / h["seconds"])
         ex = rng.integers(0, 256, (plan["extract"], cfg.size, cfg.size), dtype=np.uint8)
         ae.transform(ex[:batch])
-        t = time.perf_counter()
+        out["extract_cells_s"] = len(ex) / best_seconds(lambda: ae.transform(ex))
         feats = ae.transform(ex)
-        out["extract_cells_s"] = len(ex) / (time.perf_counter() - t)
         head = MLPHead(epochs=2, patience=0, val_fraction=0).fit(feats, np.arange(len(feats)) % 5)
         t = time.perf_counter()
         head.predict_proba(ae.transform(ex))
@@ -134,11 +145,17 @@ def run_worker(preset: str, impl: str) -> dict:
 def machine_info() -> dict:
     import torch
 
+    from hep2.training import bf16_is_native
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    native = bf16_is_native(device)
     info = {"python": platform.python_version(), "torch": torch.__version__, "threads": torch.get_num_threads(),
             "cpu": _cpu_name(), "cpu_count": os.cpu_count(), "device": "cpu",
+            "onednn_max_cpu_isa": os.environ.get("ONEDNN_MAX_CPU_ISA"), "bf16_native": native,
             "matmul_gflops": round(matmul_gflops("float32"), 1),
-            "matmul_bf16_gflops": round(matmul_gflops("bfloat16"), 1)}
-    if torch.cuda.is_available():
+            # emulated bf16 runs at well under 1 GFLOP/s: a smaller product measures it in seconds
+            "matmul_bf16_gflops": round(matmul_gflops("bfloat16", *((2048, 5) if native else (512, 1))), 1)}
+    if device == "cuda":
         info["device"] = torch.cuda.get_device_name()
     return info
 
@@ -164,11 +181,14 @@ def main(argv=None) -> int:
         print(json.dumps(worker(*args.worker)))
         return 0
     from hep2.presets import get_preset
+    from hep2.training import precision
 
     t0 = time.perf_counter()
     machine = machine_info()
     print(f"machine: {machine['cpu']}, {machine['threads']} threads, torch {machine['torch']}; "
-          f"matmul peak fp32 {machine['matmul_gflops']} GFLOP/s, bf16 {machine['matmul_bf16_gflops']} GFLOP/s",
+          f"matmul peak fp32 {machine['matmul_gflops']} GFLOP/s, bf16 {machine['matmul_bf16_gflops']} GFLOP/s; "
+          f"bf16 {'native' if machine['bf16_native'] else 'emulated'} here"
+          f"{', ONEDNN_MAX_CPU_ISA=' + machine['onednn_max_cpu_isa'] if machine['onednn_max_cpu_isa'] else ''}",
           flush=True)
     results = {"machine": machine, "presets": {}}
     for preset in (["cpu", "paper"] if args.preset == "all" else [args.preset]):
@@ -178,7 +198,8 @@ def main(argv=None) -> int:
         achieved = gflop * ours["img_s"]
         results["presets"][preset] = {
             "settings": {k: getattr(cfg, k) for k in ("size", "amp", "channels_last", "infer_amp", "infer_channels_last",
-                                                       "fused_adam", "threads")},
+                                                       "fused_adam", "threads")}
+            | {"precision": precision(cfg, machine["device"] if machine["device"] == "cpu" else "cuda")},
             "train": {"ours": ours["img_s"], "reference": ref["img_s"], "ratio": ours["img_s"] / ref["img_s"],
                       "step_s": ours["step_s"], "reference_step_s": ref["step_s"],
                       "gflop_per_image": gflop, "gflops": achieved, "reference_gflops": gflop * ref["img_s"],
@@ -205,9 +226,9 @@ def table(preset: str, r: dict) -> str:
     t, e = r["train"], r["extract"]
     s = r["settings"]
     return "\n".join([
-        f"\npreset {preset} ({s['size']}x{s['size']}; training: amp={s['amp']}, channels_last={s['channels_last']}, "
-        f"fused_adam={s['fused_adam']}; extraction: amp={s['infer_amp']}, channels_last={s['infer_channels_last']}), "
-        f"batch {t['batch']}",
+        f"\npreset {preset} ({s['size']}x{s['size']}; training: {s['precision']['train']} (amp={s['amp']}), "
+        f"channels_last={s['channels_last']}, fused_adam={s['fused_adam']}; extraction: {s['precision']['extract']} "
+        f"(infer_amp={s['infer_amp']}), channels_last={s['infer_channels_last']}), batch {t['batch']}",
         f"  {'':24}{'ours':>10}{'reference':>12}{'ratio':>8}",
         f"  {'train images/s':24}{t['ours']:>10.2f}{t['reference']:>12.2f}{t['ratio']:>8.2f}",
         f"  {'train s/step':24}{t['step_s']:>10.2f}{t['reference_step_s']:>12.2f}",

@@ -101,6 +101,8 @@ def test_config_environment_and_data_json(grouped_run):
     env = _json(grouped_run / "environment.json")
     assert {"hep2", "python", "torch", "numpy", "scikit-learn", "device", "torch_threads", "cpu_count"} <= set(env)
     assert env["torch"] == torch.__version__
+    assert env["precision"] == {"train": "fp32", "extract": "fp32"}      # tiny computes in fp32 on every machine
+    assert isinstance(env["bf16_native"], bool)
     data = _json(grouped_run / "data.json")
     assert data["n_cells"] == 60 and data["classes"] == CLASSES
     assert isinstance(data["fingerprint"], str) and len(data["fingerprint"]) == 16

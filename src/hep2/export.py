@@ -24,6 +24,7 @@ from torch import nn
 
 from .errors import Hep2Error
 from .estimators import dihedral
+from .training import use_bf16
 from .predict import Predictor
 
 FORMATS = ("onnx", "torchscript")
@@ -263,7 +264,7 @@ def verify(path, fmt: str, pred: Predictor, n: int = 5) -> dict:
             ae.config_ = cfg
     theirs = run_exported(path, fmt, imgs.astype(np.float32) / 255)
     return {"max_abs_diff": float(np.abs(ours - theirs).max()), "checked_images": n,
-            "hep2_in_bf16": any(cfg.infer_amp for cfg in saved)}
+            "hep2_in_bf16": any(use_bf16(cfg.infer_amp, "cpu") for cfg in saved)}
 
 
 def model_card(pred: Predictor, run: Path, fmt: str, out: Path, check: dict) -> str:

@@ -51,6 +51,7 @@ CHOICES = {"ae_schedule": ("constant", "cosine"),     # the learning rate over t
            "latent_activation": ("relu", "linear"), "output": ("sigmoid", "linear"),
            "channel": ("mean", "red", "green", "blue")}       # data.images.CHANNELS
 FLOAT_TUPLES = ("ae_views",)   # the other tuple settings hold whole numbers
+AUTO_BOOLS = ("amp", "infer_amp")   # true, false, or auto: decided by the machine (training.use_bf16)
 
 
 @dataclass(frozen=True)
@@ -120,9 +121,10 @@ class Preset:
     cnn_patience: int = -1               # methods cnn5 / resnet: early-stopping patience (-1: the method's own, 60 / 25)
     seed: int = 0
     device: str = "auto"                 # auto | cpu | cuda
-    amp: bool = False                    # bf16 autocast while training (GPU; CPUs with AVX-512 BF16 or AMX)
+    amp: bool | str = "auto"             # bf16 autocast while training: auto (where bf16 is native: a GPU, a CPU
+                                         # with AVX-512 BF16 or AMX; training.bf16_is_native) | true | false
     channels_last: bool = False          # NHWC layout for the autoencoder's 3x3 layers while training
-    infer_amp: bool = False              # bf16 autocast for feature extraction and prediction
+    infer_amp: bool | str = "auto"       # bf16 autocast for feature extraction and prediction: auto | true | false
     infer_channels_last: bool = False    # NHWC layout for feature extraction and prediction
     fused_adam: bool = True              # the fused Adam kernel (same update as the plain loop)
     deterministic: bool = True           # GPU: cuDNN's deterministic kernels for the autoencoder (same seed, same
@@ -139,6 +141,9 @@ class Preset:
         # checked here, where every method's settings pass (NaN fails the comparison too)
         for key in LIMITS:
             check_range(key, getattr(self, key))
+        for key in AUTO_BOOLS:
+            if not isinstance(getattr(self, key), bool) and getattr(self, key) != "auto":
+                raise Hep2Error(f"{key}={getattr(self, key)}: choose auto, true or false")
         for key, options in CHOICES.items():
             if getattr(self, key) not in options:
                 raise Hep2Error(f"{key}={getattr(self, key)}: choose {', '.join(options[:-1])} or {options[-1]}")
@@ -216,6 +221,10 @@ def as_setting(value) -> str:
 def _coerce(key: str, value, current):
     raw = value
     try:
+        if key in AUTO_BOOLS:
+            if isinstance(value, str) and value.lower() == "auto":
+                return "auto"
+            current = False             # otherwise a boolean, read as any other
         if isinstance(current, bool):
             if isinstance(value, str):
                 if value.lower() not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
@@ -241,7 +250,7 @@ def _coerce(key: str, value, current):
         return str(value)
     except (TypeError, ValueError):
         like = (as_setting(current) or ("0,5" if key in FLOAT_TUPLES else "250,50")) if isinstance(
-            current, tuple) else repr(current)
+            current, tuple) else "auto, true or false" if key in AUTO_BOOLS else repr(current)
         raise Hep2Error(f"setting {key}={raw!r}: expected a value like {like}") from None
 
 
@@ -252,7 +261,7 @@ _CPU = Preset(
                 "while training the autoencoder, features averaged over the 8 flips / rotations of a cell; "
                 "3 autoencoders (seeds), each with 2 classifiers (seeds), probabilities averaged.",
     size=64, widths=(32, 64, 128, 256), latent=4096, ae_augment=True, tta=True, ae_ensemble=3, mlp_ensemble=2,
-    channels_last=True, infer_amp=True, infer_channels_last=True)
+    channels_last=True, infer_channels_last=True)
 
 # the cpu design, every other setting equal: levers chosen on train/ only (README, issue 6; docs/issue6-record.md)
 _IMPROVED = replace(
@@ -272,8 +281,8 @@ PRESETS = {
         description="Table I exactly: 224x224 input, 64-128-256-512 maps, Conv 5 14x14 -> 4096, "
                     "about 0.83 billion parameters (a 10 GB checkpoint, written every 10 minutes). Needs a GPU to "
                     "train in reasonable time.",
-        size=224, widths=(64, 128, 256, 512), latent=4096, ae_batch=32, ae_epochs=30, amp=True, checkpoint_minutes=10.0,
-        channels_last=True, infer_amp=True, infer_channels_last=True),
+        size=224, widths=(64, 128, 256, 512), latent=4096, ae_batch=32, ae_epochs=30, checkpoint_minutes=10.0,
+        channels_last=True, infer_channels_last=True),
     "cpu": _CPU,
     "improved": _IMPROVED,
     "words": replace(
@@ -287,9 +296,9 @@ PRESETS = {
     "tiny": Preset(
         name="tiny",
         description="For tests and the demo: 32x32 input, 16-32-64-128 maps, Conv 5 2x2 -> 1024 features, "
-                    "a higher learning rate and up to 40 epochs.",
+                    "a higher learning rate and up to 40 epochs; fp32 on every machine, so its figures match across CPU kinds.",
         size=32, widths=(16, 32, 64, 128), latent=1024, ae_lr=3e-3, ae_epochs=40, ae_patience=8,
-        mlp_epochs=200, mlp_patience=30),
+        mlp_epochs=200, mlp_patience=30, amp=False, infer_amp=False),
 }
 
 

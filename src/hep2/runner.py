@@ -26,7 +26,7 @@ from .evaluation import (SPECIMEN_PROTOCOLS, classification_metrics, protocol_sp
                          split_figures, split_metrics, summarize_protocol)
 from .predict import full_proba, save_model
 from .presets import Preset, as_setting, check_preset
-from .training import resolve_device
+from .training import bf16_is_native, precision, resolve_device
 
 
 def write_json(path, obj) -> None:
@@ -154,8 +154,9 @@ def run(dataset: str, *, protocol: str = "cv", cfg: Preset, out, subset: str = "
         check_same_run(out, config)
     if main:
         write_json(out / "config.json", config)
-        write_json(out / "environment.json", environment() | {"device": str(device),
-                                                              "processes": dd.world()})
+        write_json(out / "environment.json", environment() | {
+            "device": str(device), "processes": dd.world(), "bf16_native": bf16_is_native(device.type),
+            "precision": precision(cfg, device)})
         write_json(out / "data.json", {"dataset": cells.name, "fingerprint": cells.fingerprint(),
                                        "n_cells": len(cells), "classes": cells.classes,
                                        "subsets": {k: len(v) for k, v in cells.subsets.items()},

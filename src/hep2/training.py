@@ -4,8 +4,10 @@ per-epoch checkpoints and exact resume, optional bf16 autocast."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import math
+import platform
 import time
 from pathlib import Path
 from typing import Callable
@@ -42,6 +44,55 @@ def torch_threads(n: int):
 
 def autocast(device: torch.device, enabled: bool):
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
+
+
+def use_bf16(setting, device: torch.device) -> bool:
+    """Whether an ``amp`` / ``infer_amp`` setting computes in bf16 on ``device``: ``True`` / ``False`` as
+    given; ``"auto"`` where bf16 is native there (:func:`bf16_is_native`)."""
+    if setting == "auto":
+        return bf16_is_native(torch.device(device).type)
+    return bool(setting)
+
+
+@functools.cache
+def bf16_is_native(device_type: str = "cpu") -> bool:
+    """True where bf16 arithmetic runs in hardware on this device type, so bf16 autocast is a speed-up.
+
+    A CUDA GPU: what PyTorch says of it. A CPU: on x86 it must have AVX-512 BF16 or AMX, and, on any CPU,
+    a 128x128 bf16 matrix product must take at most 3 times as long as the fp32 one (oneDNN emulates bf16
+    on AVX2-only parts, Apple silicon and wherever ``ONEDNN_MAX_CPU_ISA`` caps it, where it is 25-400
+    times slower). The probe takes a few milliseconds, once per process.
+    """
+    if device_type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if device_type != "cpu":
+        return False
+    if platform.machine().lower() in ("x86_64", "amd64", "i686", "x86"):
+        if not (torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()):
+            return False
+    return _bf16_matmul_ratio() <= 3.0
+
+
+def _bf16_matmul_ratio(n: int = 128, repeats: int = 3) -> float:
+    """Seconds of a bf16 n x n matrix product over those of the fp32 one (the best of ``repeats`` each)."""
+    gen = torch.Generator().manual_seed(0)
+    a32, b32 = torch.randn(n, n, generator=gen), torch.randn(n, n, generator=gen)
+    a16, b16 = a32.bfloat16(), b32.bfloat16()
+    best = {"fp32": math.inf, "bf16": math.inf}
+    with torch_threads(1):
+        for _ in range(repeats + 1):            # the first round warms both kernels up
+            for name, (a, b) in (("fp32", (a32, b32)), ("bf16", (a16, b16))):
+                t = time.perf_counter()
+                torch.mm(a, b)
+                best[name] = min(best[name], time.perf_counter() - t)
+    return best["bf16"] / best["fp32"]
+
+
+def precision(cfg, device: torch.device | str = "cpu") -> dict:
+    """The arithmetic a preset's training and extraction use on ``device``: ``{"train": "bf16" | "fp32",
+    "extract": ...}``, ``amp`` / ``infer_amp`` resolved as :func:`use_bf16` does."""
+    return {stage: "bf16" if use_bf16(setting, device) else "fp32"
+            for stage, setting in (("train", cfg.amp), ("extract", cfg.infer_amp))}
 
 
 def save_checkpoint(path, obj) -> None:
