@@ -44,7 +44,7 @@ from sklearn.svm import SVC
 from hep2.estimators import MLPHead
 from hep2.data import open_dataset
 from hep2.errors import Hep2Error
-from hep2.evaluation import blocked_folds
+from hep2.pipeline.evaluation import blocked_folds
 
 
 def heads(groups: int, views: int = 1) -> dict:

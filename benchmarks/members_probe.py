@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hep2.evaluation import blocked_folds
+from hep2.pipeline.evaluation import blocked_folds
 
 sys.path.insert(0, str(Path(__file__).parent))
 from inner_validation import crossed_folds, intensity_folds, member_runs, paired_folds  # noqa: E402

@@ -3,9 +3,9 @@
     python benchmarks/neighbours_probe.py RUN RUN... --data ../shared/data/snphep2 [--k 5 10] [--blocks 4]
 
 RUNs are `hep2 run` folders of the members (any protocol: only their train/ rows are read), e.g. an
-`improved` run and a `bow` run. Each member's cell features (`hep2.ensemble.cell_features`) get a
+`improved` run and a `bow` run. Each member's cell features (`hep2.pipeline.neighbours.cell_features`) get a
 standardised logistic regression (C 0.01); their probabilities are averaged, then smoothed over each
-held-out cell's K nearest held-out cells with `hep2.ensemble.BatchNeighbours`, fitted on the training
+held-out cell's K nearest held-out cells with `hep2.pipeline.neighbours.BatchNeighbours`, fitted on the training
 side. Two probes that keep specimens apart, as in `inner_validation.py`: 4 contiguous ID blocks per
 class, and positive <-> intermediate intensity.
 """
@@ -21,8 +21,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from hep2.ensemble import BatchNeighbours, cell_features
-from hep2.evaluation import blocked_folds
+from hep2.pipeline.neighbours import BatchNeighbours, cell_features
+from hep2.pipeline.evaluation import blocked_folds
 
 sys.path.insert(0, str(Path(__file__).parent))
 from inner_validation import intensity_folds, member_runs  # noqa: E402

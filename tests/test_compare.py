@@ -10,8 +10,8 @@ from sklearn.linear_model import LogisticRegression
 
 from hep2.cli import main
 from hep2.data import open_dataset
-from hep2.methods import DCAE_SETTINGS, METHODS, Method, register_method
-from hep2.predict import Predictor
+from hep2.pipeline.methods import DCAE_SETTINGS, METHODS, Method, register_method
+from hep2.pipeline.predict import Predictor
 
 
 @register_method("test-intensity-logreg")
@@ -174,7 +174,7 @@ def test_unknown_method_is_a_clear_error(tmp_path, capsys):
 def test_resume_lets_a_baseline_differ_in_input_settings_it_never_reads(tmp_path):
     from hep2.errors import Hep2Error
     from hep2.presets import get_preset
-    from hep2.runner import check_same_run
+    from hep2.pipeline.runfolder import check_same_run
 
     def config(method, **overrides):
         return {"dataset": "synthetic:10", "protocol": "grouped", "subset": "train", "method": method,

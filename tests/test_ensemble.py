@@ -18,9 +18,10 @@ from sklearn.preprocessing import StandardScaler
 
 from hep2.cli import main
 from hep2.data import Preprocess, load_images, open_dataset
-from hep2.ensemble import cell_features, make_ensemble
+from hep2.pipeline.ensemble import make_ensemble
+from hep2.pipeline.neighbours import cell_features
 from hep2.errors import Hep2Error
-from hep2.predict import Predictor
+from hep2.pipeline.predict import Predictor
 
 
 @pytest.fixture(scope="module")
@@ -424,7 +425,7 @@ def test_compare_checks_neighbours_before_training(tmp_path, capsys):
 
 def test_api_mistakes_are_named_before_any_work(members, tmp_path):
     """Found by a review of the Python API: each was a silent wrong answer or a library's error."""
-    from hep2.compare import compare
+    from hep2.pipeline.compare import compare
     from hep2.presets import PRESETS
 
     root, _ = members

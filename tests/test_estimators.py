@@ -349,7 +349,7 @@ def test_every_numeric_setting_is_range_checked(settings, message):
 
 
 def test_dcae_side_must_be_a_multiple_of_16():
-    from hep2.methods import get_method
+    from hep2.pipeline.methods import get_method
 
     with pytest.raises(Hep2Error, match=r"size=40: .* a multiple of 16 \(e.g. 48\)"):
         get_method("dcae-mlp", PRESETS["tiny"].override({"size": 40}))

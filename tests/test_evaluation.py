@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hep2.evaluation import batch_summary, specimen_metrics, split_metrics, summarize_protocol
+from hep2.pipeline.evaluation import batch_summary, specimen_metrics, split_metrics, summarize_protocol
 
 C = ["a", "b", "c"]
 

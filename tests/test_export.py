@@ -10,9 +10,9 @@ import pytest
 from hep2.cli import main
 from hep2.data import load_images, open_dataset
 from hep2.errors import Hep2Error
-from hep2.export import export, run_exported
-from hep2.methods import get_method
-from hep2.predict import Predictor, save_model
+from hep2.pipeline.export import export, run_exported
+from hep2.pipeline.methods import get_method
+from hep2.pipeline.predict import Predictor, save_model
 from hep2.presets import PRESETS
 
 from conftest import SNPHEP2_ROOT

@@ -196,7 +196,7 @@ def test_equalize_is_blind_to_brightness_contrast_and_gamma_and_keeps_masks_and_
 
 
 def test_equalize_setting_reaches_the_loader_and_its_cache_key(tmp_path, images, fresh_cache):
-    from hep2.methods import get_method
+    from hep2.pipeline.methods import get_method
     from hep2.presets import get_preset
 
     cfg = get_preset("tiny", overrides={"equalize": "true"})
@@ -243,7 +243,7 @@ def test_resize_fixed_scale_keeps_pixel_size_pads_and_crops():
 
 
 def test_scale_setting_reaches_the_loader_and_is_checked():
-    from hep2.methods import get_method
+    from hep2.pipeline.methods import get_method
     from hep2.presets import get_preset
 
     cfg = get_preset("tiny", overrides={"scale": "1"})
@@ -318,7 +318,7 @@ def test_denoise_measures_the_noise_inside_the_mask_and_explains_a_missing_pywav
 
 
 def test_models_saved_before_denoise_existed_still_preprocess_as_they_did():
-    from hep2.methods import get_method
+    from hep2.pipeline.methods import get_method
     from hep2.presets import get_preset
 
     from dataclasses import replace
@@ -330,7 +330,7 @@ def test_models_saved_before_denoise_existed_still_preprocess_as_they_did():
 
 
 def test_denoise_setting_reaches_the_loader_its_cache_key_and_the_methods(tmp_path, images, fresh_cache):
-    from hep2.methods import get_method
+    from hep2.pipeline.methods import get_method
     from hep2.presets import get_preset
 
     cfg = get_preset("tiny", overrides={"denoise": "1.6"})
@@ -351,7 +351,7 @@ def test_denoise_setting_reaches_the_loader_its_cache_key_and_the_methods(tmp_pa
 
 
 def test_views_stack_the_plain_and_the_filtered_cell_and_are_checked(tmp_path):
-    from hep2.methods import get_method
+    from hep2.pipeline.methods import get_method
     from hep2.presets import get_preset
 
     rng = np.random.default_rng(0)

@@ -16,7 +16,7 @@ import torch
 import hep2.estimators as estimators_mod
 from hep2.cli import main
 from hep2.data.synthetic import make_synthetic
-from hep2.predict import Predictor
+from hep2.pipeline.predict import Predictor
 from hep2.training import load_checkpoint
 from hep2.presets import PRESETS
 
@@ -209,7 +209,7 @@ def test_report_names_each_departure_from_the_paper(two_runs):
     assert "a linear softmax classifier 1024-5" in md
     assert "- `hidden` = [] (preset `paper`: [250, 50])" in md and "- `tta` = True (preset `paper`: False)" in md
     assert "ablation" in md
-    from hep2.report import levers
+    from hep2.pipeline.report import levers
 
     assert levers({"ae_rotation": 45.0, "ae_zoom": 0.1, "tta": False}) == [
         "- `ae_rotation` = 45.0 (preset `paper`: 0.0)", "- `ae_zoom` = 0.1 (preset `paper`: 0.0)"]
@@ -307,7 +307,7 @@ def test_a_run_whose_checkpoints_cannot_fit_is_refused_before_any_work(tmp_path,
     assert not out.exists()                  # nothing written
     monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**12, 0, 10**12))
     from hep2.presets import get_preset
-    from hep2.runner import check_disk_space
+    from hep2.pipeline.runfolder import check_disk_space
 
     check_disk_space(out, get_preset("paper"))          # 23 GB fit on a 1 TB disk: no error
 
@@ -446,7 +446,7 @@ def test_a_misspelt_class_a_cell_without_specimen_and_a_loose_image_are_named(tm
 
 def test_blocked_holds_out_a_contiguous_id_run_of_every_class(split_folder, tmp_path, capsys):
     from hep2.data import open_dataset
-    from hep2.evaluation import _natural, protocol_splits
+    from hep2.pipeline.evaluation import _natural, protocol_splits
 
     cells = open_dataset(f"folder:{split_folder}")
     pool = cells.subsets["train"]
@@ -770,7 +770,7 @@ def test_inner_validation_intensity_probe_on_snphep2(tmp_path, capsys, snphep2_r
 
 
 def test_inner_validation_blocks_are_contiguous_id_runs_per_class(tmp_path, capsys):
-    from hep2.evaluation import blocks
+    from hep2.pipeline.evaluation import blocks
 
     iv = _benchmark("inner_validation")
     rng = np.random.default_rng(0)

@@ -23,7 +23,7 @@ from fastapi.testclient import TestClient  # noqa: E402
 
 from hep2.cli import main  # noqa: E402
 from hep2.data import open_dataset  # noqa: E402
-from hep2.predict import Predictor  # noqa: E402
+from hep2.pipeline.predict import Predictor  # noqa: E402
 from hep2.web import create_app  # noqa: E402
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"

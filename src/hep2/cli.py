@@ -58,7 +58,7 @@ def cmd_model_summary(args) -> int:
 
 
 def cmd_run(args) -> int:
-    from .runner import run
+    from .pipeline.runner import run
 
     run(args.dataset, protocol=args.protocol, cfg=_preset(args), out=args.out, subset=args.subset,
         resume=args.resume, skip_bad=args.skip_bad, verbose=not args.quiet, ae_on_test=args.ae_on_test,
@@ -67,14 +67,14 @@ def cmd_run(args) -> int:
 
 
 def cmd_compare(args) -> int:
-    from .compare import compare
-    from .methods import METHODS
+    from .pipeline.compare import compare
+    from .pipeline.methods import METHODS
 
     methods = args.methods or [m for m, cls in METHODS.items() if cls.paper_accuracy is not None]
     result = compare(args.dataset, protocol=args.protocol, methods=methods, cfg=_preset(args), out=args.out,
                      subset=args.subset, resume=args.resume, skip_bad=args.skip_bad, verbose=not args.quiet,
                      ensemble=args.ensemble, neighbours=args.neighbours)
-    from .compare import comparison_markdown
+    from .pipeline.compare import comparison_markdown
 
     if not dd.is_main():        # under torchrun: rank 0 reports
         return 0
@@ -85,7 +85,7 @@ def cmd_compare(args) -> int:
 
 def cmd_demo(args) -> int:
     from .presets import get_preset
-    from .runner import run
+    from .pipeline.runner import run
 
     print("hep2 demo: the whole method on the built-in synthetic HEp-2 set (5 patterns, 20 specimens), "
           "preset tiny, specimen-grouped 5-fold cross-validation")
@@ -96,8 +96,8 @@ def cmd_demo(args) -> int:
 
 
 def cmd_predict(args) -> int:
-    from .predict import Predictor, by_folder, expand_inputs, folder_summaries
-    from .runner import _write_csv
+    from .pipeline.predict import Predictor, by_folder, expand_inputs, folder_summaries
+    from .pipeline.runfolder import write_csv
 
     for opt, value, name in (("--out", args.out, "predictions.csv"), ("--summary", args.summary, "wells.csv")):
         if value and Path(value).is_dir():       # found before the classifying, not after it
@@ -146,11 +146,11 @@ def cmd_predict(args) -> int:
     for b in bad:
         print(f"skipped: {b}", file=sys.stderr)
     if args.out:
-        _write_csv(args.out, ["path", "predicted"] + [f"p_{c}" for c in pred.classes],
+        write_csv(args.out, ["path", "predicted"] + [f"p_{c}" for c in pred.classes],
                    [[str(p), c, *[f"{v:.5f}" for v in pr]] for p, c, pr in rows])
         print(f"wrote {len(rows)} predictions to {args.out}" + (f" ({len(bad)} files skipped)" if bad else ""))
     if args.summary:
-        _write_csv(args.summary, ["folder", "cells", "pattern", "agreement"] + [f"n_{c}" for c in pred.classes]
+        write_csv(args.summary, ["folder", "cells", "pattern", "agreement"] + [f"n_{c}" for c in pred.classes]
                    + [f"p_{c}" for c in pred.classes],
                    [[str(f), s["n"], s["dominant"], f"{s['agreement']:.4f}", *s["counts"].values(),
                      *[f"{v:.5f}" for v in s["mean_probability"].values()]] for f, s in wells])
@@ -159,7 +159,7 @@ def cmd_predict(args) -> int:
 
 
 def cmd_ensemble(args) -> int:
-    from .ensemble import make_ensemble
+    from .pipeline.ensemble import make_ensemble
 
     make_ensemble(args.runs, args.out, verbose=not args.quiet, neighbours=args.neighbours)
     if dd.is_main():
@@ -168,7 +168,7 @@ def cmd_ensemble(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from .export import export
+    from .pipeline.export import export
 
     info = export(args.model, args.format, args.out)
     print(f"wrote {info['model']} ({info['format']}: input (N, {info['input'][1]}, {info['input'][2]}, {info['input'][3]}) in [0, 1], "

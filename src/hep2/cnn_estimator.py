@@ -15,8 +15,9 @@ import torch
 import torch.nn.functional as F
 from sklearn.base import BaseEstimator, ClassifierMixin
 
+from .base import init_defaults
 from .errors import Hep2Error
-from .estimators import (dihedral, init_defaults, image_tensor, labels_and_validation_split, random_dihedral,  # noqa: F401
+from .estimators import (dihedral, image_tensor, labels_and_validation_split, random_dihedral,  # noqa: F401
                          random_intensity, random_rotation)
 from .models.cnn import GaoCNN, SmallResNet
 from .training import fit, resolve_device, torch_threads

@@ -10,7 +10,6 @@ or a list of image file paths.
 from __future__ import annotations
 
 import copy
-import inspect
 import math
 import numbers
 from pathlib import Path
@@ -24,6 +23,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils.validation import check_is_fitted
 
 from .data.images import as_uint8_images
+from .base import init_defaults
 from .errors import Hep2Error
 from .models import DCAE, MLP
 from .presets import Preset, as_setting, check_range, get_preset
@@ -139,13 +139,6 @@ def random_crop(x: torch.Tensor, size: int) -> torch.Tensor:
     return torch.stack([im[:, i:i + size, j:j + size] for im, i, j in zip(x, top, left)])
 
 
-def init_defaults(est) -> dict:
-    """An estimator's constructor defaults: what a model pickled before a parameter existed was
-    trained with, so unpickling fills them in (``__setstate__``)."""
-    return {k: p.default for k, p in inspect.signature(type(est).__init__).parameters.items()
-            if p.default is not inspect.Parameter.empty}
-
-
 def random_mask(x: torch.Tensor, fraction: float, block: int = 8) -> torch.Tensor:
     """Masked autoencoding: each image with a random ``fraction`` of its ``block`` x ``block``
     squares set to 0 (the autoencoder is asked to reconstruct them from the rest)."""
@@ -176,7 +169,7 @@ class DCAEFeatures(TransformerMixin, BaseEstimator):
         cfg = self._config()
         if cfg.ae_views:
             raise Hep2Error(f"ae_views={as_setting(cfg.ae_views)}: one DCAEFeatures reads one view of the cell; "
-                            "the method dcae-mlp trains one autoencoder per view (hep2.methods.get_method('dcae-mlp', "
+                            "the method dcae-mlp trains one autoencoder per view (hep2.pipeline.methods.get_method('dcae-mlp', "
                             "preset)), or set highpass=SIGMA for this one")
         if cfg.ae_restore and not (cfg.ae_intensity or cfg.ae_blur):
             raise Hep2Error("ae_restore=true restores images from jittered or blurred copies: set ae_intensity "

@@ -7,8 +7,10 @@ import contextlib
 import functools
 import io
 import math
+import pickle
 import platform
 import time
+import types
 from pathlib import Path
 from typing import Callable
 
@@ -101,9 +103,30 @@ def save_checkpoint(path, obj) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
+# where the classes and functions that models saved by hep2 0.1.0 pickled live now: 0.1.0 kept the pipeline's
+# modules in hep2 itself, and its pickles name them there
+MOVED_MODULES = {f"hep2.{m}": f"hep2.pipeline.{m}"
+                 for m in ("methods", "evaluation", "runner", "compare", "ensemble", "report", "predict", "export")}
+MOVED_NAMES = {("hep2.ensemble", "BatchNeighbours"): "hep2.pipeline.neighbours",
+               ("hep2.ensemble", "cell_features"): "hep2.pipeline.neighbours"}
+
+
+class _Unpickler(pickle.Unpickler):
+    """Reads pickles that name a module of an older layout (MOVED_MODULES, MOVED_NAMES)."""
+
+    def find_class(self, module, name):
+        module = MOVED_NAMES.get((module, name)) or MOVED_MODULES.get(module, module)
+        return super().find_class(module, name)
+
+
+_pickle_module = types.ModuleType("hep2_pickle")
+_pickle_module.Unpickler = _Unpickler
+_pickle_module.load = lambda file, **kw: _Unpickler(file, **kw).load()
+
+
 def load_checkpoint(path, fix: str = "delete it to start again"):
     try:
-        return torch.load(path, map_location="cpu", weights_only=False)
+        return torch.load(path, map_location="cpu", weights_only=False, pickle_module=_pickle_module)
     except Exception as e:
         raise Hep2Error(f"cannot load checkpoint {path} ({type(e).__name__}: {e}): it is damaged or "
                         f"from another version; {fix}") from None

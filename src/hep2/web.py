@@ -29,8 +29,8 @@ import numpy as np
 from .data.images import IMAGE_EXTENSIONS, IMAGE_FORMATS
 from .data.readers import is_hidden, is_mask
 from .errors import Hep2Error
-from .evaluation import batch_summary
-from .predict import Predictor, by_folder
+from .pipeline.evaluation import batch_summary
+from .pipeline.predict import Predictor, by_folder
 
 MAX_FILE_MB = 20          # one uploaded file (a zip counts as one; its members count below)
 MAX_FILES = 1000          # images in one request, zip members included

@@ -22,6 +22,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from ..errors import Hep2Error
+from ..limits import check_range      # the settings' own ranges
 from .cellset import CellSet, file_digest
 
 IMAGE_EXTENSIONS = (".png", ".tif", ".tiff", ".bmp", ".jpg", ".jpeg", ".gif", ".webp")
@@ -48,7 +49,6 @@ class Preprocess:
     channel: str = "mean"          # a colour image's grey: mean (of R, G, B) | red | green | blue (FITC: green)
 
     def __post_init__(self):
-        from ..presets import check_range      # the settings' own ranges
 
         if not isinstance(self.size, numbers.Integral) or self.size < 2:
             raise Hep2Error(f"Preprocess size={self.size!r}: give the output side in pixels, a whole number >= 2")

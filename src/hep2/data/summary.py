@@ -7,11 +7,10 @@ from collections import Counter
 import numpy as np
 
 from ..errors import Hep2Error
-from ..presets import Preset
 from .cellset import CellSet, file_digest
 from .images import read_cell, read_mask
 
-FEW = Preset().cv_folds         # cells in a class: fewer cannot fill the default folds
+FEW = 5       # cells in a class: fewer cannot fill the default cv folds (the presets' cv_folds)
 
 
 def colour_share(arr: np.ndarray) -> np.ndarray | None:

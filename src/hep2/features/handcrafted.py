@@ -40,7 +40,9 @@ from sklearn.svm import SVC
 from sklearn.utils.validation import check_is_fitted
 
 from ..data.images import as_uint8_images
+from ..base import init_defaults
 from ..errors import Hep2Error
+from ..models.bands import BANDS, band_count, centre_distance  # noqa: F401  (BANDS: the features' default)
 
 #: The preprocessing size (``Preprocess(size=PREFERRED_SIZE)``) the defaults were chosen at.
 PREFERRED_SIZE = 128
@@ -62,14 +64,6 @@ def cell_crop(img: np.ndarray) -> np.ndarray:
     return img[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
 
 
-def centre_distance(h: int, w: int) -> np.ndarray:
-    """Each position's distance from the centre of an (h, w) grid, normalised: 0 at the centre, 1 at
-    the middle of an edge (the measure the concentric bands of :class:`BoWFeatures` and
-    :class:`ShapeIndexFeatures` cut)."""
-    yy, xx = np.mgrid[:h, :w]
-    return np.hypot((yy - (h - 1) / 2) / max(h / 2, 1), (xx - (w - 1) / 2) / max(w / 2, 1))
-
-
 def check_rings(owner: str, rings) -> list[float]:
     """The band edges as floats, after checking they increase within (0, 1.5)."""
     edges = [float(r) for r in rings]
@@ -77,11 +71,6 @@ def check_rings(owner: str, rings) -> list[float]:
         raise Hep2Error(f"{owner} rings={tuple(rings)}: the band edges are fractions of the cell's "
                         "half-side, increasing, between 0 and 1.5 (e.g. 0.3,0.55,0.8; empty: the whole cell only)")
     return edges
-
-
-# the concentric bands ("donuts") the cell pyramids count over, besides the whole cell: edges as fractions of the
-# cell's half-side (chosen for `bow` on SNPHEp-2 train/ in session 11; `shape-index` and the autoencoders' words too)
-BANDS = (0.3, 0.55, 0.8)
 
 
 def learn_codebook(descriptor_sets, words: int, seed: int, per_set: int, too_few: str):
@@ -95,11 +84,6 @@ def learn_codebook(descriptor_sets, words: int, seed: int, per_set: int, too_few
     if len(sample) < words:
         raise Hep2Error(too_few.format(n=len(sample)))
     return MiniBatchKMeans(words, random_state=seed, n_init=3, batch_size=4096).fit(sample)
-
-
-def band_count(rings) -> int:
-    """How many concentric bands the ring edges cut the cell into (0 without rings: the whole cell only)."""
-    return len(rings) + 1 if len(rings) else 0
 
 
 def intensity_stats(values: np.ndarray) -> np.ndarray:
@@ -330,7 +314,6 @@ class BoWFeatures(TransformerMixin, BaseEstimator):
         self.progress = progress
 
     def __setstate__(self, state):
-        from ..estimators import init_defaults
 
         if "inner" in state and "rings" not in state:     # saved by session 10's version
             state = {k: v for k, v in state.items() if k != "inner"} | {"rings": (state["inner"],)}

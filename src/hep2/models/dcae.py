@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..features.handcrafted import BANDS, band_count, centre_distance
+from .bands import BANDS, band_count, centre_distance
 
 
 def n_features(kind: str, latent: int, widths, words: int = 0) -> int:
@@ -120,7 +120,7 @@ class DCAE(nn.Module):
     def words(self, views: list[torch.Tensor], codebook: torch.Tensor, layer: int) -> torch.Tensor:
         """A bag of words of Conv ``layer``'s local activations: each position of the cell given its
         nearest codebook word; the words counted over the whole cell and over the concentric bands
-        :data:`~hep2.features.handcrafted.BANDS` cut it into, each count divided by its total; the counts of the
+        :data:`~hep2.models.bands.BANDS` cut it into, each count divided by its total; the counts of the
         views (the cell's flips / rotations) averaged, then square-rooted: (N, (1 + band_count(BANDS)) * K)."""
         K = len(codebook)
         n_regions = 1 + band_count(BANDS)

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import csv
 import json
-import numbers
 import sys
 import time
 from collections import Counter
@@ -25,69 +24,15 @@ from pathlib import Path
 
 import numpy as np
 
-from . import distributed as dd
-from .data.images import atomic_write_bytes
-from .errors import Hep2Error
+from .. import distributed as dd
+from ..data.images import atomic_write_bytes
+from ..errors import Hep2Error
 from .evaluation import (SPECIMEN_PROTOCOLS, classification_metrics, specimen_figure, split_figures, split_metrics,
                          summarize_protocol)
 from .predict import comparison_folder, save_ensemble
-from .training import load_checkpoint
-
-NEIGHBOUR_WEIGHT = 0.5      # a cell's own probabilities vs its neighbours' mean (chosen on SNPHEp-2 train/)
-COMPONENTS = 50
-
-
-def cell_features(method, features: np.ndarray) -> np.ndarray:
-    """One vector per cell from a method's features: a dcae-mlp with ``tta_samples`` stores each
-    autoencoder's 8 views side by side (MLPHead's layout); their mean per autoencoder is the cell's."""
-    F = np.asarray(features, dtype=np.float32)
-    cfg = method.cfg
-    if method.name == "dcae-mlp" and cfg.tta_samples:
-        F = F.reshape(len(F), max(cfg.ae_ensemble, 1), 8, -1).mean(2).reshape(len(F), -1)
-    return F
-
-
-class BatchNeighbours:
-    """Transductive smoothing: each cell's probabilities averaged with the mean of its ``k`` nearest
-    cells of the same batch, in the space of the members' features (see the module's docstring)."""
-
-    def __init__(self, k: int, weight: float = NEIGHBOUR_WEIGHT, members: list[int] | None = None):
-        if not isinstance(k, numbers.Integral) or k < 1:
-            raise Hep2Error(f"--neighbours {k!r}: give the number of nearest cells to average with, a whole number >= 1")
-        self.k, self.weight = int(k), float(weight)
-        self.members = members      # which of an ensemble's members give features (`Predictor`); None: all
-
-    def uses(self, member: int) -> bool:
-        return self.members is None or member in self.members
-
-    def applies(self, n: int) -> bool:
-        """Whether a batch of ``n`` cells is smoothed: only one with ``k`` cells beside each of its cells (a
-        smaller batch, e.g. two cells of two specimens in one upload, would be pulled to its mean)."""
-        return n > self.k
-
-    def fit(self, blocks: list[np.ndarray]) -> "BatchNeighbours":
-        """``blocks``: one (N, D) array of cell features per member that has them, for the training cells."""
-        from sklearn.decomposition import PCA
-        from sklearn.pipeline import make_pipeline
-        from sklearn.preprocessing import StandardScaler
-
-        self.spaces_ = [make_pipeline(StandardScaler(), PCA(min(COMPONENTS, *F.shape), random_state=0)).fit(F)
-                        for F in blocks]
-        return self
-
-    def smooth(self, proba: np.ndarray, blocks: list[np.ndarray]) -> np.ndarray:
-        """The batch's probabilities (N, C) and its cells' features (one array per member, as in fit)."""
-        from sklearn.neighbors import NearestNeighbors
-
-        if not self.applies(len(proba)):
-            return proba
-        Z = []
-        for space, F in zip(self.spaces_, blocks):
-            z = space.transform(F)
-            Z.append(z / np.maximum(np.linalg.norm(z, axis=1, keepdims=True), 1e-12))
-        idx = NearestNeighbors(n_neighbors=self.k, metric="cosine").fit(np.hstack(Z)).kneighbors(return_distance=False)
-        return ((1 - self.weight) * proba + self.weight * proba[idx].mean(1)).astype(proba.dtype)
-
+from ..training import load_checkpoint
+from .runfolder import environment, prepare_out, write_csv, write_json
+from .neighbours import BatchNeighbours, cell_features  # noqa: F401  (BatchNeighbours: the API's)
 
 def _read_run(run: Path) -> dict:
     """A finished run folder's protocol, data, test-cell probabilities and model."""
@@ -149,7 +94,7 @@ def _member_features(member: dict) -> dict | None:
 def _training_cells(base: dict) -> dict:
     """{split: ids of the cells its classifier was trained on}, from the members' dataset and protocol
     ("full" and "final": all of train/ under official; else the protocol's pool)."""
-    from .data import load_images, open_dataset
+    from ..data import load_images, open_dataset
     from .evaluation import protocol_splits
 
     config, data = base["config"], base["data"]
@@ -179,7 +124,6 @@ def make_ensemble(runs, out, *, verbose: bool = True, neighbours: int = 0) -> di
     report, and the members' models as one loadable model). ``neighbours`` K > 0: then smooth each
     split's test cells over their K nearest test cells (`BatchNeighbours`; transductive)."""
     from .report import confusion_figure, html_page, results_markdown
-    from .runner import _write_csv, environment, prepare_out, write_json
 
     t0 = time.perf_counter()
     if isinstance(runs, (str, Path)):
@@ -290,7 +234,7 @@ def make_ensemble(runs, out, *, verbose: bool = True, neighbours: int = 0) -> di
                                      "command": " ".join(sys.argv)})
     write_json(out / "data.json", base["data"])
     write_json(out / "environment.json", environment())
-    _write_csv(out / "predictions.csv", ["split", "id", *(["specimen"] if specimens else []), "true", "predicted"]
+    write_csv(out / "predictions.csv", ["split", "id", *(["specimen"] if specimens else []), "true", "predicted"]
                + [f"p_{c}" for c in classes], rows)
     metrics["seconds"] = {"total": round(time.perf_counter() - t0, 1)}
     write_json(out / "metrics.json", metrics)

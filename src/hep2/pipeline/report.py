@@ -13,9 +13,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from .data.images import atomic_write_bytes  # noqa: E402
+from ..data.images import atomic_write_bytes  # noqa: E402
 from .evaluation import PAPER_CONFUSION  # noqa: E402
-from .models.dcae import n_features  # noqa: E402
+from ..models.dcae import n_features  # noqa: E402
 
 
 def _save(fig, path: Path) -> None:
@@ -119,7 +119,7 @@ SCALE = ("size", "widths", "latent", "ae_epochs", "ae_batch", "ae_lr", "ae_patie
 
 def levers(preset: dict, keys=LEVERS) -> list[str]:
     """The run's settings among ``keys`` that differ from preset paper's, as markdown items."""
-    from .presets import PRESETS
+    from ..presets import PRESETS
 
     paper = PRESETS["paper"].to_dict()
     return [f"- `{k}` = {preset[k]!r} (preset `paper`: {paper[k]!r})" for k in keys if k in preset and preset[k] != paper[k]]

@@ -18,8 +18,8 @@ import numpy as np
 from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
-from .data.cellset import CellSet
-from .errors import Hep2Error
+from ..data.cellset import CellSet
+from ..errors import Hep2Error
 
 PROTOCOLS = ("official", "cv", "grouped", "blocked")
 

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .data.images import IMAGE_EXTENSIONS, IMAGE_FORMATS, image_shape, plain_view, preprocess_image
-from .errors import Hep2Error
-from . import __version__
-from .training import load_checkpoint, save_checkpoint
+from ..data.images import IMAGE_EXTENSIONS, IMAGE_FORMATS, image_shape, plain_view, preprocess_image
+from ..errors import Hep2Error
+from .. import __version__
+from ..training import load_checkpoint, save_checkpoint
 
 FORMAT = 2
 
@@ -26,7 +26,7 @@ def save_model(folder, method, clf, classes: list[str], masks: bool | None = Non
 def save_ensemble(folder, members: list[dict], classes: list[str], neighbours=None) -> None:
     """``folder/pipeline.pt`` for an ensemble: the members' saved pipelines (each a dict as
     `save_model` writes it), whose probabilities `Predictor` averages with equal weights; with
-    ``neighbours`` (a fitted `hep2.ensemble.BatchNeighbours`) then smooths over each batch."""
+    ``neighbours`` (a fitted `hep2.pipeline.neighbours.BatchNeighbours`) then smooths over each batch."""
     save_checkpoint(Path(folder) / "pipeline.pt", {
         "format": FORMAT, "hep2": __version__, "method": "ensemble", "classes": list(classes),
         "members": [{"method": m["method"], "preset": m["preset"], "features": m["features"].for_prediction(),
@@ -110,7 +110,7 @@ class Predictor:
         n = len(by_prep[self.prep])
         if n == 0:
             return np.zeros((0, len(self.classes)), np.float32)
-        from .ensemble import cell_features
+        from .neighbours import cell_features
 
         proba, blocks = 0, []
         for i, (m, clf) in enumerate(self.members):
@@ -149,7 +149,7 @@ class Predictor:
         """Files -> (uint8 images (N, S, S) preprocessed as in training (or as ``prep`` says; a file's mask
         ``NAME_mask.EXT`` beside it applied where the model's settings use masks), the paths read, list of
         skipped 'file: reason'); without ``skip_bad`` the first unreadable file raises Hep2Error."""
-        from .data.readers import find_mask
+        from ..data.readers import find_mask
 
         prep = prep or self.prep
         images, ok, bad = [], [], []
@@ -169,7 +169,7 @@ class Predictor:
         """Where the files' masks (``NAME_mask.EXT`` beside them) differ from the training cells': a line to
         show. A model trained without masks does not apply them; one trained with them reads a file without
         one unmasked."""
-        from .data.readers import find_mask
+        from ..data.readers import find_mask
 
         if self.masks is None or not any(p.use_mask for p in self.preps):
             return []
@@ -199,7 +199,7 @@ def by_folder(paths) -> dict[Path, list[int]]:
 
 
 def folder_summaries(rows, classes: list[str]) -> list[tuple[Path, dict]]:
-    """`predict_files` rows grouped `by_folder`: (folder, `hep2.evaluation.batch_summary` of its cells)."""
+    """`predict_files` rows grouped `by_folder`: (folder, `hep2.pipeline.evaluation.batch_summary` of its cells)."""
     from .evaluation import batch_summary
 
     return [(folder, batch_summary(np.stack([rows[i][2] for i in idx]), classes))
@@ -212,7 +212,7 @@ def expand_inputs(items, skipped: list | None = None) -> list[Path]:
     that is not an image is an error, or with ``skipped`` (a list) is left out and added to it."""
     import glob
 
-    from .data.readers import files_under, is_cell_image, is_mask
+    from ..data.readers import files_under, is_cell_image, is_mask
 
     out, masks = [], []
     for item in items:

@@ -22,9 +22,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from .errors import Hep2Error
-from .estimators import dihedral
-from .training import use_bf16
+from ..errors import Hep2Error
+from ..estimators import dihedral
+from ..training import use_bf16
 from .predict import Predictor
 
 FORMATS = ("onnx", "torchscript")

@@ -6,14 +6,15 @@ import json
 import shutil
 from pathlib import Path
 
-from . import distributed as dd
-from .data import open_dataset
-from .data.images import atomic_write_bytes
-from .errors import Hep2Error
+from .. import distributed as dd
+from ..data import open_dataset
+from ..data.images import atomic_write_bytes
+from ..errors import Hep2Error
 from .evaluation import check_protocol
 from .methods import METHODS
-from .presets import Preset, check_preset
-from .runner import check_same_run, prepare_out, run, run_subset, write_json
+from ..presets import Preset, check_preset
+from .runfolder import check_same_run, prepare_out, run_subset, write_json
+from .runner import run
 
 
 def compare(dataset: str, *, protocol: str, methods, cfg: Preset, out, subset: str = "train",
@@ -80,7 +81,7 @@ def check_methods(methods, ensemble: bool, neighbours: int) -> None:
     if ensemble and len(methods) < 2:
         raise Hep2Error("--ensemble averages several methods: name at least two with --methods")
     if neighbours:
-        from .ensemble import BatchNeighbours
+        from .neighbours import BatchNeighbours
         from .methods import Method
 
         if not ensemble:

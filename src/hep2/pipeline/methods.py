@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import Hep2Error
-from .presets import Preset, as_setting
+from ..errors import Hep2Error
+from ..presets import Preset, as_setting
 
 METHODS: dict[str, type["Method"]] = {}
 # what only the autoencoder and its classifier read: a method without them ignores these settings
@@ -84,7 +84,7 @@ class Method:
         return None
 
     def for_prediction(self) -> "Method":
-        """What a saved model keeps (`hep2.predict.save_model`): by default all of it."""
+        """What a saved model keeps (`hep2.pipeline.predict.save_model`): by default all of it."""
         return self
 
     def _cnn_settings(self) -> dict:
@@ -110,7 +110,7 @@ class DCAEMLP(Method):
                             f"multiple of 16 (e.g. {-(-cfg.size // 16) * 16})")
 
     def fit_features(self, images, *, checkpoint=None, resume=False, verbose=False):
-        from .estimators import DCAEFeatures
+        from ..estimators import DCAEFeatures
 
         n = self.cfg.ae_ensemble
         self.aes_ = []
@@ -144,7 +144,7 @@ class DCAEMLP(Method):
     def _view(self, images, k: int):
         """Autoencoder k's view of the images: (N, V, S, S) stacked views -> (N, S, S); image files pass
         as they are (each autoencoder preprocesses them with its own filter)."""
-        from .estimators import is_paths
+        from ..estimators import is_paths
 
         views = self.cfg.ae_views
         if not views or is_paths(images):
@@ -153,7 +153,7 @@ class DCAEMLP(Method):
         if images.ndim != 4 or images.shape[1] != len(views):
             raise Hep2Error(f"ae_views={as_setting(views)} asks for images of shape (N, {len(views)}, S, S), "
                             f"one per view, got {images.shape}: preprocess them as the model's `preprocess()` "
-                            "says (hep2.predict.Predictor.load_files does), or give image files")
+                            "says (hep2.pipeline.predict.Predictor.load_files does), or give image files")
         return images[:, k % len(views)]
 
     def transform(self, images):
@@ -162,7 +162,7 @@ class DCAEMLP(Method):
                               axis=1)
 
     def classifier(self):
-        from .estimators import MLPHead
+        from ..estimators import MLPHead
 
         if self.cfg.head == "logistic":
             return logistic_head()
@@ -186,17 +186,17 @@ class LBPSVM(Method):
     description = "multi-scale rotation-invariant uniform LBP histograms + RBF SVM (C, gamma by inner cv)"
 
     def preprocess(self):
-        from .features.handcrafted import PREFERRED_SIZE
+        from ..features.handcrafted import PREFERRED_SIZE
 
         return self.cfg.override({"size": PREFERRED_SIZE, **self.fixed_input}).preprocess()
 
     def transform(self, images):
-        from .features.handcrafted import LBPFeatures
+        from ..features.handcrafted import LBPFeatures
 
         return LBPFeatures().transform(images)
 
     def classifier(self):
-        from .features.handcrafted import SVMClassifier
+        from ..features.handcrafted import SVMClassifier
 
         return SVMClassifier(seed=self.cfg.seed)
 
@@ -207,7 +207,7 @@ class TextureSVM(LBPSVM):
     description = "grey-level co-occurrence (Haralick) statistics + intensity statistics + RBF SVM"
 
     def transform(self, images):
-        from .features.handcrafted import TextureFeatures
+        from ..features.handcrafted import TextureFeatures
 
         return TextureFeatures().transform(images)
 
@@ -221,12 +221,12 @@ class ShapeIndex(LBPSVM):
                    "(Larsen et al. 2014's family) + RBF SVM (C 10, gamma 1 / features), Platt probabilities")
 
     def transform(self, images):
-        from .features.handcrafted import ShapeIndexFeatures
+        from ..features.handcrafted import ShapeIndexFeatures
 
         return ShapeIndexFeatures().transform(images)
 
     def classifier(self):
-        from .features.handcrafted import ShapeIndexFeatures, SVMClassifier
+        from ..features.handcrafted import ShapeIndexFeatures, SVMClassifier
 
         return SVMClassifier(C_grid=(10.0,), gamma_grid=(1.0 / ShapeIndexFeatures().n_features(),), seed=self.cfg.seed)
 
@@ -241,7 +241,7 @@ class BoW(LBPSVM):
                    "logistic regression")
 
     def fit_features(self, images, *, checkpoint=None, resume=False, verbose=False):
-        from .features.handcrafted import BoWFeatures
+        from ..features.handcrafted import BoWFeatures
 
         self.bow_ = BoWFeatures(seed=self.cfg.seed, progress=verbose).fit(images)
         return self
@@ -272,7 +272,7 @@ class CNN5(Method):
         return self.cfg.override({"size": 78, **PUBLISHED_INPUT}).preprocess()
 
     def classifier(self):
-        from .cnn_estimator import CNNClassifier
+        from ..cnn_estimator import CNNClassifier
 
         return CNNClassifier(**self._cnn_settings())
 
@@ -284,7 +284,7 @@ class ResNet(Method):
                    "zoom, gamma / gain), probabilities averaged over 8 flips / rotations")
 
     def classifier(self):
-        from .cnn_estimator import CNNClassifier
+        from ..cnn_estimator import CNNClassifier
 
         return CNNClassifier(**({"size": self.cfg.size, "arch": "resnet", "widths": (32, 64, 128), "dropout": 0.2,
                                  "epochs": 100, "batch_size": 32, "lr": 1e-3, "weight_decay": 1e-4, "patience": 25,
