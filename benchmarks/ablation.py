@@ -20,8 +20,19 @@ from pathlib import Path
 from hep2.presets import Preset
 
 # names and speed settings: they do not change what is computed (beyond rounding)
-SKIP = {"name", "description", "device", "threads", "amp", "channels_last", "infer_amp", "infer_channels_last",
-        "fused_adam", "checkpoint_minutes", "deterministic"}
+SKIP = {
+    "name",
+    "description",
+    "device",
+    "threads",
+    "amp",
+    "channels_last",
+    "infer_amp",
+    "infer_channels_last",
+    "fused_adam",
+    "checkpoint_minutes",
+    "deterministic",
+}
 
 
 def load(run: str) -> dict | None:
@@ -52,8 +63,11 @@ def cell(r: dict | None) -> tuple[str, str, str]:
     wall = f"{m['seconds']['total'] / 60:.1f} min"
     if r["ae_s"] and m["seconds"].get("autoencoder", 0) < 0.5 * r["ae_s"]:
         n = r["c"]["preset"].get("ae_ensemble") or 1
-        wall += (f" + the autoencoder's {r['ae_s'] / 60:.1f} min (resumed from checkpoints)" if n == 1 else
-                 f" + {n} autoencoders (resumed from checkpoints; the first took {r['ae_s'] / 60:.1f} min)")
+        wall += (
+            f" + the autoencoder's {r['ae_s'] / 60:.1f} min (resumed from checkpoints)"
+            if n == 1
+            else f" + {n} autoencoders (resumed from checkpoints; the first took {r['ae_s'] / 60:.1f} min)"
+        )
     return acc, mca, wall
 
 
@@ -72,8 +86,11 @@ def main(argv=None) -> int:
     ap.add_argument("rows", nargs="+", help='"LABEL=OFFICIAL_RUN,CV_RUN"')
     ap.add_argument("--out", help="write the markdown table here (default: print it)")
     a = ap.parse_args(argv)
-    lines = ["| configuration | method / preset | settings changed from the row above | official (Split-50-1..5) "
-             "| official MCA | cv on train/ | cv MCA | wall: official | wall: cv |", "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| configuration | method / preset | settings changed from the row above | official (Split-50-1..5) "
+        "| official MCA | cv on train/ | cv MCA | wall: official | wall: cv |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     prev = None
     for row in a.rows:
         if "=" not in row or "," not in row.split("=", 1)[1]:
@@ -88,8 +105,10 @@ def main(argv=None) -> int:
                 sys.exit(f"ablation: {label!r}: expected the {want} run there, got a {r['m']['protocol']} run")
         preset = ref["c"]["preset"]
         (oa, om, ow), (ca, cm, cw) = cell(off), cell(cv)
-        lines.append(f"| {label} | {ref['c']['method']} / {preset['name']} | {diff(prev, preset)} | {oa} | {om} "
-                     f"| {ca} | {cm} | {ow} | {cw} |")
+        lines.append(
+            f"| {label} | {ref['c']['method']} / {preset['name']} | {diff(prev, preset)} | {oa} | {om} "
+            f"| {ca} | {cm} | {ow} | {cw} |"
+        )
         prev = preset
     text = "\n".join(lines) + "\n"
     if a.out:

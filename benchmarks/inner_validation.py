@@ -11,7 +11,7 @@ rows are read). Two inner validations on those rows, same folds for every head:
   positive-intensity cells and then the intermediate ones (the ``_hi`` / ``_lo`` split files), i.e.
   cells are stored specimen by specimen. Cutting each class's ID range into 4 contiguous blocks and
   holding one block of every class out gives folds that approximate specimen-disjoint ones. Its
-  figures track the official protocol far better than cell-level cv does (see docs/issue6-record.md).
+  figures track the official protocol far better than cell-level cv does (see docs/record.md).
 - **cell-cv**: stratified 5-fold at cell level (the paper's reading; optimistic); the folds of
   ``hep2 run --protocol cv`` (seed 0).
 - **positive <-> intermediate** (with ``--intensity DATA``, the SNPHEp-2 folder): train on the train/
@@ -41,26 +41,27 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 
-from hep2.estimators import MLPHead
 from hep2.data import open_dataset
 from hep2.errors import Hep2Error
+from hep2.estimators import MLPHead
 from hep2.pipeline.evaluation import blocked_folds
 
 
 def heads(groups: int, views: int = 1) -> dict:
     def linear(wd):
-        return lambda: MLPHead(hidden=(), dropout=0.0, weight_decay=wd, ensemble=2, groups=groups, views=views,
-                               device="cpu")
+        return lambda: MLPHead(
+            hidden=(), dropout=0.0, weight_decay=wd, ensemble=2, groups=groups, views=views, device="cpu"
+        )
 
     def mlp(**kw):
         return lambda: MLPHead(groups=groups, views=views, device="cpu", **{"ensemble": 2} | kw)
 
     return {
-        "mlp": mlp(),                                                          # the paper's 250-50, x2
-        "mlp5": mlp(ensemble=5),                                               # five of them
+        "mlp": mlp(),  # the paper's 250-50, x2
+        "mlp5": mlp(ensemble=5),  # five of them
         "mlp-1024": mlp(hidden=(1024, 256)),
         "mlp-drop0.7": mlp(dropout=0.7),
-        "linear": linear(0.1),                                                 # preset improved's
+        "linear": linear(0.1),  # preset improved's
         **{f"linear-wd{wd}": linear(wd) for wd in (0.01, 0.3, 1.0)},
         "logreg": lambda: make_pipeline(StandardScaler(), LogisticRegression(C=0.01, max_iter=3000)),
         "logreg-C0.1": lambda: make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=3000)),
@@ -158,15 +159,17 @@ def main(argv=None) -> int:
         rows = list(csv.DictReader(open(run / "features_ids.csv", newline="")))
     except OSError as e:
         sys.exit(f"inner_validation: {run}: no features ({e}); use a run folder of `hep2 run`")
-    try:        # a dcae-mlp run with tta_samples holds each cell's 8 views' features side by side
+    try:  # a dcae-mlp run with tta_samples holds each cell's 8 views' features side by side
         config = json.load(open(run / "config.json"))
         views = 8 if config["preset"].get("tta_samples") and config.get("method", "dcae-mlp") == "dcae-mlp" else 1
     except (OSError, ValueError, KeyError):
         views = 1
     table = heads(a.groups, views)
     if views > 1 and any(not h.startswith(("mlp", "linear")) for h in a.heads):
-        sys.exit(f"inner_validation: {run} holds 8 views per cell (tta_samples): only the mlp* / linear* heads "
-                 "take them apart; choose among those")
+        sys.exit(
+            f"inner_validation: {run} holds 8 views per cell (tta_samples): only the mlp* / linear* heads "
+            "take them apart; choose among those"
+        )
     unknown = [h for h in a.heads if h not in table]
     if unknown:
         sys.exit(f"inner_validation: unknown head(s) {', '.join(unknown)}: choose from {', '.join(table)}")

@@ -1,4 +1,4 @@
-"""Would a method help an ensemble? Screen it on SNPHEp-2 train/ only (issue 6's rule), as session 14 did.
+"""Would a method help an ensemble? Screen it on SNPHEp-2 train/ only (issue 6's rule; docs/record.md has the screens).
 
     python benchmarks/members_probe.py RUN RUN... --data ../shared/data/snphep2
 
@@ -13,7 +13,7 @@ probes that keep specimens apart:
 - 5 blocks (the folds of `hep2 run --protocol blocked`),
 - positive <-> intermediate intensity (train on one, test on the other, mean of both ways);
 
-and with ``--more`` (session 15) two more, neither of which predicted ``denoise``'s loss under official:
+and with ``--more`` two more, neither of which predicted ``denoise``'s loss under official:
 
 - crossed intensity: for every pair of classes, train on their positive cells and the other classes'
   intermediate ones, test on the rest, and back (the class <-> brightness link flips);
@@ -46,13 +46,17 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     members, y, tid = member_runs(a.runs, "members_probe")
     block_ids = [int(i.split("/")[1]) for i in tid]
-    probes = {"4 blocks": blocked_folds(y, block_ids, 4), "5 blocks": blocked_folds(y, block_ids, 5),
-              "pos<->int": intensity_folds(Path(a.data), tid)}
+    probes = {
+        "4 blocks": blocked_folds(y, block_ids, 4),
+        "5 blocks": blocked_folds(y, block_ids, 5),
+        "pos<->int": intensity_folds(Path(a.data), tid),
+    }
     if a.more:
         probes |= {"crossed": crossed_folds(Path(a.data), tid, y), "paired halves": paired_folds(Path(a.data), tid, y)}
     names = [Path(r).name for r in a.runs]
     subsets = [(i,) for i in range(len(members))] + [
-        c for n in range(2, len(members) + 1) for c in itertools.combinations(range(len(members)), n)]
+        c for n in range(2, len(members) + 1) for c in itertools.combinations(range(len(members)), n)
+    ]
     scores = {s: {} for s in subsets}
     for probe, folds in probes.items():
         for tr, te in folds:
@@ -70,8 +74,11 @@ def main(argv=None) -> int:
     print("|---" * (len(probes) + 2) + "|")
     for s in subsets:
         means = [np.mean(scores[s][p]) for p in probes]
-        print(f"| {' + '.join(names[i] for i in s)} | " + " | ".join(f"{m:.4f}" for m in means)
-              + f" | {np.mean(means):.4f} |")
+        print(
+            f"| {' + '.join(names[i] for i in s)} | "
+            + " | ".join(f"{m:.4f}" for m in means)
+            + f" | {np.mean(means):.4f} |"
+        )
     return 0
 
 

@@ -1,4 +1,4 @@
-"""Choose `hep2 ensemble --neighbours K` on SNPHEp-2 train/ only (issue 6's rule), as session 13 did.
+"""Choose `hep2 ensemble --neighbours K` on SNPHEp-2 train/ only (issue 6's rule; docs/record.md has the probe).
 
     python benchmarks/neighbours_probe.py RUN RUN... --data ../shared/data/snphep2 [--k 5 10] [--blocks 4]
 
@@ -21,8 +21,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from hep2.pipeline.neighbours import BatchNeighbours, cell_features
 from hep2.pipeline.evaluation import blocked_folds
+from hep2.pipeline.neighbours import BatchNeighbours, cell_features
 
 sys.path.insert(0, str(Path(__file__).parent))
 from inner_validation import intensity_folds, member_runs  # noqa: E402
@@ -37,8 +37,10 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     members, y, tid = member_runs(a.runs, "neighbours_probe")
     feats = [cell_features(method, F) for method, F in members]
-    probes = {"blocks": blocked_folds(y, [int(i.split("/")[1]) for i in tid], a.blocks),
-              "pos<->int": intensity_folds(Path(a.data), tid)}
+    probes = {
+        "blocks": blocked_folds(y, [int(i.split("/")[1]) for i in tid], a.blocks),
+        "pos<->int": intensity_folds(Path(a.data), tid),
+    }
     scores: dict = {}
     for probe, folds in probes.items():
         for tr, te in folds:
@@ -48,8 +50,8 @@ def main(argv=None) -> int:
                 probas.append(clf.predict_proba(F[te]))
             P, classes = np.mean(probas, axis=0), clf.classes_
             variants = {"no smoothing": P} | {
-                f"k {k}": BatchNeighbours(k).fit([F[tr] for F in feats]).smooth(P, [F[te] for F in feats])
-                for k in a.k}
+                f"k {k}": BatchNeighbours(k).fit([F[tr] for F in feats]).smooth(P, [F[te] for F in feats]) for k in a.k
+            }
             for name, Q in variants.items():
                 scores.setdefault(name, {}).setdefault(probe, []).append(float((classes[Q.argmax(1)] == y[te]).mean()))
     print(f"{', '.join(a.runs)}: {len(y)} train/ cells")

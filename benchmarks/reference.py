@@ -59,7 +59,7 @@ def train_steps(model, images, batch, steps, lr=1e-3):
     for s in range(steps + 1):
         t = time.perf_counter()
         i = (s * batch) % max(1, len(images) - batch + 1)
-        x = images[i:i + batch]
+        x = images[i : i + batch]
         loss = nn.functional.mse_loss(model(x), x)
         opt.zero_grad()
         loss.backward()
@@ -72,4 +72,4 @@ def train_steps(model, images, batch, steps, lr=1e-3):
 def extract(model, images, batch=64):
     """Conv 5 features of float images, in batches."""
     model.eval()
-    return torch.cat([model.encode(images[i:i + batch])[0].flatten(1) for i in range(0, len(images), batch)])
+    return torch.cat([model.encode(images[i : i + batch])[0].flatten(1) for i in range(0, len(images), batch)])

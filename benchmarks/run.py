@@ -29,9 +29,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 # batch sizes and step counts: small enough that `--preset all` ends within 10 minutes on 2 cores
-PLAN = {"paper": {"batch": 32, "steps": 2, "extract": 64},
-        "cpu": {"batch": 32, "steps": 8, "extract": 1024}}
-EXTRACT_REPEATS = 3        # extraction is timed this many times on both sides, the best kept
+PLAN = {"paper": {"batch": 32, "steps": 2, "extract": 64}, "cpu": {"batch": 32, "steps": 8, "extract": 1024}}
+EXTRACT_REPEATS = 3  # extraction is timed this many times on both sides, the best kept
 
 
 def peak_rss_gib() -> float:
@@ -68,9 +67,8 @@ def best_seconds(work, repeats: int = EXTRACT_REPEATS) -> float:
 def step_gflop(size, widths, latent, batch) -> float:
     """FLOPs of one training step (forward + backward) of Table I at this size, per image."""
     import torch
-    from torch.utils.flop_counter import FlopCounterMode
-
     from reference import ReferenceDCAE
+    from torch.utils.flop_counter import FlopCounterMode
 
     with torch.device("meta"):
         m = ReferenceDCAE(size, widths, latent)
@@ -107,7 +105,7 @@ def worker(preset: str, impl: str) -> dict:
         sec = train_steps(model, x, batch, steps)
         out.update(img_s=batch / sec, step_s=sec, data_wait_fraction=0.0)
         ex = torch.from_numpy(rng.integers(0, 256, (plan["extract"], 1, cfg.size, cfg.size), dtype=np.uint8))
-        extract(model, ex[:batch].float().div(255).to(dev))        # warm-up
+        extract(model, ex[:batch].float().div(255).to(dev))  # warm-up
         # the conversion is part of the work
         out["extract_cells_s"] = plan["extract"] / best_seconds(lambda: extract(model, ex.float().div(255).to(dev)))
         out["predict_cells_s"] = None
@@ -115,10 +113,11 @@ def worker(preset: str, impl: str) -> dict:
         from hep2.estimators import DCAEFeatures, MLPHead
 
         ae = DCAEFeatures(cfg.override({"ae_epochs": 2, "ae_batch": batch}))
-        ae.fit(imgs)                       # epoch 1 is the warm-up; epoch 2 is measured
+        ae.fit(imgs)  # epoch 1 is the warm-up; epoch 2 is measured
         h = ae.history_[-1]
-        out.update(img_s=h["samples_per_s"], step_s=h["seconds"] / steps,
-                   data_wait_fraction=h["data_seconds"] / h["seconds"])
+        out.update(
+            img_s=h["samples_per_s"], step_s=h["seconds"] / steps, data_wait_fraction=h["data_seconds"] / h["seconds"]
+        )
         ex = rng.integers(0, 256, (plan["extract"], cfg.size, cfg.size), dtype=np.uint8)
         ae.transform(ex[:batch])
         out["extract_cells_s"] = len(ex) / best_seconds(lambda: ae.transform(ex))
@@ -149,12 +148,19 @@ def machine_info() -> dict:
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     native = bf16_is_native(device)
-    info = {"python": platform.python_version(), "torch": torch.__version__, "threads": torch.get_num_threads(),
-            "cpu": _cpu_name(), "cpu_count": os.cpu_count(), "device": "cpu",
-            "onednn_max_cpu_isa": os.environ.get("ONEDNN_MAX_CPU_ISA"), "bf16_native": native,
-            "matmul_gflops": round(matmul_gflops("float32"), 1),
-            # emulated bf16 runs at well under 1 GFLOP/s: a smaller product measures it in seconds
-            "matmul_bf16_gflops": round(matmul_gflops("bfloat16", *((2048, 5) if native else (512, 1))), 1)}
+    info = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "cpu": _cpu_name(),
+        "cpu_count": os.cpu_count(),
+        "device": "cpu",
+        "onednn_max_cpu_isa": os.environ.get("ONEDNN_MAX_CPU_ISA"),
+        "bf16_native": native,
+        "matmul_gflops": round(matmul_gflops("float32"), 1),
+        # emulated bf16 runs at well under 1 GFLOP/s: a smaller product measures it in seconds
+        "matmul_bf16_gflops": round(matmul_gflops("bfloat16", *((2048, 5) if native else (512, 1))), 1),
+    }
     if device == "cuda":
         info["device"] = torch.cuda.get_device_name()
     return info
@@ -185,30 +191,45 @@ def main(argv=None) -> int:
 
     t0 = time.perf_counter()
     machine = machine_info()
-    print(f"machine: {machine['cpu']}, {machine['threads']} threads, torch {machine['torch']}; "
-          f"matmul peak fp32 {machine['matmul_gflops']} GFLOP/s, bf16 {machine['matmul_bf16_gflops']} GFLOP/s; "
-          f"bf16 {'native' if machine['bf16_native'] else 'emulated'} here"
-          f"{', ONEDNN_MAX_CPU_ISA=' + machine['onednn_max_cpu_isa'] if machine['onednn_max_cpu_isa'] else ''}",
-          flush=True)
+    print(
+        f"machine: {machine['cpu']}, {machine['threads']} threads, torch {machine['torch']}; "
+        f"matmul peak fp32 {machine['matmul_gflops']} GFLOP/s, bf16 {machine['matmul_bf16_gflops']} GFLOP/s; "
+        f"bf16 {'native' if machine['bf16_native'] else 'emulated'} here"
+        f"{', ONEDNN_MAX_CPU_ISA=' + machine['onednn_max_cpu_isa'] if machine['onednn_max_cpu_isa'] else ''}",
+        flush=True,
+    )
     results = {"machine": machine, "presets": {}}
-    for preset in (["cpu", "paper"] if args.preset == "all" else [args.preset]):
+    for preset in ["cpu", "paper"] if args.preset == "all" else [args.preset]:
         cfg = get_preset(preset)
         gflop = step_gflop(cfg.size, cfg.widths, cfg.latent, PLAN[preset]["batch"])
         ours, ref = run_worker(preset, "ours"), run_worker(preset, "reference")
         achieved = gflop * ours["img_s"]
         results["presets"][preset] = {
-            "settings": {k: getattr(cfg, k) for k in ("size", "amp", "channels_last", "infer_amp", "infer_channels_last",
-                                                       "fused_adam", "threads")}
+            "settings": {
+                k: getattr(cfg, k)
+                for k in ("size", "amp", "channels_last", "infer_amp", "infer_channels_last", "fused_adam", "threads")
+            }
             | {"precision": precision(cfg, machine["device"] if machine["device"] == "cpu" else "cuda")},
-            "train": {"ours": ours["img_s"], "reference": ref["img_s"], "ratio": ours["img_s"] / ref["img_s"],
-                      "step_s": ours["step_s"], "reference_step_s": ref["step_s"],
-                      "gflop_per_image": gflop, "gflops": achieved, "reference_gflops": gflop * ref["img_s"],
-                      "peak_fraction": achieved / machine["matmul_gflops"],
-                      "data_wait_fraction": ours["data_wait_fraction"],
-                      "peak_rss_gib": ours["peak_rss_gib"], "reference_peak_rss_gib": ref["peak_rss_gib"],
-                      "batch": ours["batch"]},
-            "extract": {"ours": ours["extract_cells_s"], "reference": ref["extract_cells_s"],
-                        "ratio": ours["extract_cells_s"] / ref["extract_cells_s"]},
+            "train": {
+                "ours": ours["img_s"],
+                "reference": ref["img_s"],
+                "ratio": ours["img_s"] / ref["img_s"],
+                "step_s": ours["step_s"],
+                "reference_step_s": ref["step_s"],
+                "gflop_per_image": gflop,
+                "gflops": achieved,
+                "reference_gflops": gflop * ref["img_s"],
+                "peak_fraction": achieved / machine["matmul_gflops"],
+                "data_wait_fraction": ours["data_wait_fraction"],
+                "peak_rss_gib": ours["peak_rss_gib"],
+                "reference_peak_rss_gib": ref["peak_rss_gib"],
+                "batch": ours["batch"],
+            },
+            "extract": {
+                "ours": ours["extract_cells_s"],
+                "reference": ref["extract_cells_s"],
+                "ratio": ours["extract_cells_s"] / ref["extract_cells_s"],
+            },
             "predict": {"ours": ours["predict_cells_s"]},
         }
         if "peak_device_gib" in ours:
@@ -225,20 +246,23 @@ def main(argv=None) -> int:
 def table(preset: str, r: dict) -> str:
     t, e = r["train"], r["extract"]
     s = r["settings"]
-    return "\n".join([
-        f"\npreset {preset} ({s['size']}x{s['size']}; training: {s['precision']['train']} (amp={s['amp']}), "
-        f"channels_last={s['channels_last']}, fused_adam={s['fused_adam']}; extraction: {s['precision']['extract']} "
-        f"(infer_amp={s['infer_amp']}), channels_last={s['infer_channels_last']}), batch {t['batch']}",
-        f"  {'':24}{'ours':>10}{'reference':>12}{'ratio':>8}",
-        f"  {'train images/s':24}{t['ours']:>10.2f}{t['reference']:>12.2f}{t['ratio']:>8.2f}",
-        f"  {'train s/step':24}{t['step_s']:>10.2f}{t['reference_step_s']:>12.2f}",
-        f"  {'train GFLOP/s':24}{t['gflops']:>10.1f}{t['reference_gflops']:>12.1f}"
-        f"   ({t['peak_fraction']:.0%} of the fp32 matmul peak)",
-        f"  {'peak RSS GiB':24}{t['peak_rss_gib']:>10.2f}{t['reference_peak_rss_gib']:>12.2f}",
-        f"  {'data wait':24}{t['data_wait_fraction']:>10.1%}",
-        f"  {'extract cells/s':24}{e['ours']:>10.1f}{e['reference']:>12.1f}{e['ratio']:>8.2f}",
-        f"  {'predict cells/s':24}{r['predict']['ours']:>10.1f}",
-    ])
+    return "\n".join(
+        [
+            f"\npreset {preset} ({s['size']}x{s['size']}; training: {s['precision']['train']} (amp={s['amp']}), "
+            f"channels_last={s['channels_last']}, fused_adam={s['fused_adam']}; "
+            f"extraction: {s['precision']['extract']} "
+            f"(infer_amp={s['infer_amp']}), channels_last={s['infer_channels_last']}), batch {t['batch']}",
+            f"  {'':24}{'ours':>10}{'reference':>12}{'ratio':>8}",
+            f"  {'train images/s':24}{t['ours']:>10.2f}{t['reference']:>12.2f}{t['ratio']:>8.2f}",
+            f"  {'train s/step':24}{t['step_s']:>10.2f}{t['reference_step_s']:>12.2f}",
+            f"  {'train GFLOP/s':24}{t['gflops']:>10.1f}{t['reference_gflops']:>12.1f}"
+            f"   ({t['peak_fraction']:.0%} of the fp32 matmul peak)",
+            f"  {'peak RSS GiB':24}{t['peak_rss_gib']:>10.2f}{t['reference_peak_rss_gib']:>12.2f}",
+            f"  {'data wait':24}{t['data_wait_fraction']:>10.1%}",
+            f"  {'extract cells/s':24}{e['ours']:>10.1f}{e['reference']:>12.1f}{e['ratio']:>8.2f}",
+            f"  {'predict cells/s':24}{r['predict']['ours']:>10.1f}",
+        ]
+    )
 
 
 if __name__ == "__main__":

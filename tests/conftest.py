@@ -18,7 +18,7 @@ def _session_cache(tmp_path_factory) -> Path:
 
 @pytest.fixture(autouse=True)
 def hep2_cache(_session_cache, monkeypatch) -> Path:
-    """Every test caches into a per-session temporary folder, never into ~/.cache."""
+    """Every test caches into one temporary folder for the whole test run, never into ~/.cache."""
     monkeypatch.setenv("HEP2_CACHE", str(_session_cache))
     return _session_cache
 
@@ -26,7 +26,7 @@ def hep2_cache(_session_cache, monkeypatch) -> Path:
 @pytest.fixture(scope="session")
 def synthetic_set(_session_cache):
     """``load(spec, size) -> (images, cells)``: a built-in synthetic set (e.g. "synthetic:6")
-    preprocessed at ``size``, generated and cached in the session's cache folder (for module fixtures)."""
+    preprocessed at ``size``, generated and cached in the test run's cache folder (for module fixtures)."""
     from hep2.data import load_images, open_dataset
     from hep2.data.images import Preprocess
 
@@ -59,6 +59,7 @@ def snphep2_root() -> Path:
 
 
 # ------------------------------------------------------------------------------ tiny images
+
 
 def cell_array(h: int = 24, w: int = 24, *, seed: int = 0, high: int = 255, dtype=np.uint8) -> np.ndarray:
     """A bright disc on a dark, slightly noisy background: a stand-in for a cell image."""

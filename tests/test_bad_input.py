@@ -59,6 +59,7 @@ def folder_with_bad(tmp_path: Path, images, bad_name: str) -> tuple[Path, Path]:
 
 # ------------------------------------------------------------------------------ bad image files
 
+
 @pytest.mark.parametrize("bad_name", sorted(BAD_FILES))
 def test_bad_image_api(tmp_path, images, bad_name):
     root, bad = folder_with_bad(tmp_path, images, bad_name)
@@ -106,8 +107,9 @@ def test_skip_bad_lists_several_files(tmp_path, images, capsys):
     assert code == 0
     s = json.loads(out)
     assert s["skipped"]["count"] == 2
-    assert sorted(f for f in s["skipped"]["files"] for b in (bad1, bad2) if str(b) in f) == \
-        sorted(s["skipped"]["files"])
+    assert sorted(f for f in s["skipped"]["files"] for b in (bad1, bad2) if str(b) in f) == sorted(
+        s["skipped"]["files"]
+    )
     assert s["splits"]["all"]["total"] == 4
 
 
@@ -175,6 +177,7 @@ def test_unreadable_image_file_is_named(tmp_path, images, monkeypatch, capsys):
 
 # ------------------------------------------------------------------------------ unreadable folders
 
+
 def test_unreadable_folder_chmod(tmp_path, images, capsys):
     root, _ = folder_with_bad(tmp_path, images, "text.png")
     locked = root / "golgi"
@@ -185,8 +188,9 @@ def test_unreadable_folder_chmod(tmp_path, images, capsys):
         except PermissionError:
             pass
         else:
-            pytest.skip("running as root: chmod 000 does not stop reading a folder "
-                        "(test_unreadable_folder_simulated covers it)")
+            pytest.skip(
+                "running as root: chmod 000 does not stop reading a folder (test_unreadable_folder_simulated covers it)"
+            )
         code, out, err = run_cli(capsys, f"folder:{root}")
         assert code == 2 and str(locked) in err and "permission" in err
     finally:
@@ -230,6 +234,7 @@ def test_unreadable_i3a_subfolder_simulated(tmp_path, images, deny):
 
 
 # ------------------------------------------------------------------------------ unknown class names
+
 
 def i3a_set(root: Path, images, csv_text: str, ids=(1, 2, 3)) -> Path:
     for i in ids:
@@ -278,6 +283,7 @@ def test_csv_without_the_needed_columns(tmp_path, images):
 
 # ------------------------------------------------------------------------------ IDs without images
 
+
 def test_i3a_id_without_image(tmp_path, images, capsys):
     root = i3a_set(tmp_path / "i3a", images, "Image ID,Image class\n1,Golgi\n9,Golgi\n2,Speckled\n", ids=(1, 2))
     with pytest.raises(Hep2Error, match=r"gt\.csv, line 3: image ID 9 has no image file 00009\.png"):
@@ -318,6 +324,7 @@ def test_specimens_csv_names_no_image(tmp_path, images):
 
 # ------------------------------------------------------------------------------ empty datasets
 
+
 def test_empty_datasets(tmp_path, images, capsys):
     empty = tmp_path / "empty"
     empty.mkdir()
@@ -326,8 +333,12 @@ def test_empty_datasets(tmp_path, images, capsys):
     images.text(no_images / "golgi" / "readme.txt", "nothing here")
     manifest = images.text(tmp_path / "m" / "m.csv", "path,label\n")
     i3a = images.text(tmp_path / "i3a" / "gt.csv", "Image ID,Image class\n")
-    for spec, named in [(f"folder:{empty}", empty), (f"folder:{no_images}", no_images),
-                        (f"manifest:{manifest}", manifest), (f"i3a:{i3a.parent}", i3a.parent)]:
+    for spec, named in [
+        (f"folder:{empty}", empty),
+        (f"folder:{no_images}", no_images),
+        (f"manifest:{manifest}", manifest),
+        (f"i3a:{i3a.parent}", i3a.parent),
+    ]:
         with pytest.raises(Hep2Error, match=str(named)):
             open_dataset(spec)
         code, out, err = run_cli(capsys, spec)
@@ -352,6 +363,7 @@ def test_skip_bad_when_nothing_is_left(tmp_path, capsys):
 
 
 # ------------------------------------------------------------------------------ SNPHEp-2 with damage
+
 
 @pytest.fixture
 def damaged_snphep2(tmp_path, snphep2_root):
@@ -398,10 +410,14 @@ def _png(arr) -> bytes:
     return buf.getvalue()
 
 
-@pytest.mark.parametrize("name, data, message", [
-    ("black.png", lambda: _png(np.zeros((40, 40))), "is blank (every pixel is 0): there is no cell in it"),
-    ("white.png", lambda: _png(np.full((40, 40), 255)), "is blank (every pixel is 255)"),
-    ("dot.png", lambda: _png([[7]]), "is 1x1 pixels: too small to hold a cell")])
+@pytest.mark.parametrize(
+    "name, data, message",
+    [
+        ("black.png", lambda: _png(np.zeros((40, 40))), "is blank (every pixel is 0): there is no cell in it"),
+        ("white.png", lambda: _png(np.full((40, 40), 255)), "is blank (every pixel is 255)"),
+        ("dot.png", lambda: _png([[7]]), "is 1x1 pixels: too small to hold a cell"),
+    ],
+)
 def test_images_with_no_cell_in_them_are_named(tmp_path, images, capsys, name, data, message):
     """A blank or 1-pixel image was summarised as fine and classified (fine_speckled 0.95)."""
     root, _ = folder_with_bad(tmp_path, images, "empty.png")
@@ -421,10 +437,16 @@ def test_an_empty_mask_is_named_and_gif_and_webp_cells_are_read(tmp_path, images
     (root / "golgi" / "empty.png").unlink()
     cell = np.random.default_rng(3).integers(0, 255, (40, 40), dtype=np.uint8)
     for fmt in ("GIF", "WEBP"):
-        Image.fromarray(cell).save(root / "golgi" / f"c.{fmt.lower()}", fmt, **({"lossless": True} if fmt == "WEBP" else {}))
+        Image.fromarray(cell).save(
+            root / "golgi" / f"c.{fmt.lower()}", fmt, **({"lossless": True} if fmt == "WEBP" else {})
+        )
     cells = open_dataset(f"folder:{root}")
-    assert sorted(c.id for c in cells.cells if c.label == "golgi") == ["golgi/0.png", "golgi/1.png", "golgi/c.gif",
-                                                                       "golgi/c.webp"]
+    assert sorted(c.id for c in cells.cells if c.label == "golgi") == [
+        "golgi/0.png",
+        "golgi/1.png",
+        "golgi/c.gif",
+        "golgi/c.webp",
+    ]
     np.testing.assert_array_equal(read_image(root / "golgi" / "c.webp"), cell)
     (root / "golgi" / "0_mask.png").write_bytes(_png(np.zeros(read_image(root / "golgi" / "0.png").shape)))
     with pytest.raises(Hep2Error, match=r"0_mask.png marks no pixel of its image .*0.png \(it is all 0\)"):

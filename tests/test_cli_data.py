@@ -68,8 +68,11 @@ def test_summary_text_table(snphep2_root, capsys):
     assert lines[0].startswith(f"dataset: snphep2:{snphep2_root}")
     header = next(line for line in lines if line.startswith("split"))
     assert header.split() == ["split", "total", *TRAIN]
-    rows = {line.split()[0]: line.split()[1:] for line in lines if line.split() and
-            (line.startswith("train") or line.startswith("test") or line.startswith("split-50-"))}
+    rows = {
+        line.split()[0]: line.split()[1:]
+        for line in lines
+        if line.split() and (line.startswith("train") or line.startswith("test") or line.startswith("split-50-"))
+    }
     assert rows["train"] == ["905", *map(str, TRAIN.values())]
     assert rows["test"] == ["979", *map(str, TEST.values())]
     assert rows["split-50-5/test"][0] == "490"
@@ -90,9 +93,11 @@ def test_summary_small_folder_all_split(tmp_path, images):
     s = json.loads(out)
     assert s["splits"] == {"all": {"total": 5, "classes": {"nucleolar": 1, "golgi": 4}}}
     assert s["image_size"]["max"] == [24, 40] and s["image_size"]["min"] == [20, 24]
-    assert s["problems"] == ["1 images are byte-identical copies of another image in the set",
-                             "classes nucleolar (1), golgi (4) have fewer than 5 cells, too few to train on or to "
-                             "score (a misspelt class name makes a class of its own)"]
+    assert s["problems"] == [
+        "1 images are byte-identical copies of another image in the set",
+        "classes nucleolar (1), golgi (4) have fewer than 5 cells, too few to train on or to "
+        "score (a misspelt class name makes a class of its own)",
+    ]
 
 
 def test_summary_reports_missing_class_in_a_split(tmp_path, images):
@@ -110,15 +115,17 @@ def test_python_m_hep2_help():
     r = subprocess.run([sys.executable, "-m", "hep2", "--help"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     assert r.stdout.startswith("usage: hep2") and "data" in r.stdout
-    r = subprocess.run([sys.executable, "-m", "hep2", "data", "summary", "--help"], capture_output=True,
-                       text=True, timeout=60)
+    r = subprocess.run(
+        [sys.executable, "-m", "hep2", "data", "summary", "--help"], capture_output=True, text=True, timeout=60
+    )
     assert r.returncode == 0 and "--skip-bad" in r.stdout and "snphep2:PATH" in r.stdout
 
 
 def test_python_m_hep2_error_exit(tmp_path):
     missing = tmp_path / "no_such_folder"
-    r = subprocess.run([sys.executable, "-m", "hep2", "data", "summary", str(missing)], capture_output=True,
-                       text=True, timeout=60)
+    r = subprocess.run(
+        [sys.executable, "-m", "hep2", "data", "summary", str(missing)], capture_output=True, text=True, timeout=60
+    )
     assert r.returncode == 2
     assert r.stdout == ""
     assert r.stderr.startswith("hep2: error:") and str(missing) in r.stderr and "Traceback" not in r.stderr

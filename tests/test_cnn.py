@@ -60,7 +60,7 @@ def test_augmentations_keep_shape_and_dihedral_is_the_group_of_8():
     out = random_dihedral(batch)
     assert out.shape == batch.shape
     for i in range(16):  # every image is one of its own 8 views
-        assert any(torch.equal(out[i:i + 1], dihedral(batch[i:i + 1], k)) for k in range(8))
+        assert any(torch.equal(out[i : i + 1], dihedral(batch[i : i + 1], k)) for k in range(8))
     rot = random_rotation(batch, 30.0)
     assert rot.shape == batch.shape and torch.isfinite(rot).all()
     torch.testing.assert_close(random_rotation(batch, 0.0), batch, atol=1e-5, rtol=0)
@@ -139,7 +139,7 @@ def test_random_intensity_and_zoom():
     for i in range(32):
         a, b = x[i].flatten(), y[i].flatten()
         assert torch.equal(torch.argsort(a[b < 1]), torch.argsort(b[b < 1]))
-    assert len({round(float(y[i].mean() / x[i].mean()), 3) for i in range(32)}) > 20   # each its own jitter
+    assert len({round(float(y[i].mean() / x[i].mean()), 3) for i in range(32)}) > 20  # each its own jitter
     zoomed = random_rotation(x, 0.0, scale=0.3)
     assert zoomed.shape == x.shape and not torch.allclose(zoomed, x, atol=1e-3)
 
@@ -151,10 +151,20 @@ def test_resnet_arch_trains_beats_chance_and_is_rotation_invariant_with_tta(synt
     assert net(torch.zeros(2, 1, 32, 32)).shape == (2, 5) and net(torch.zeros(1, 1, 48, 48)).shape == (1, 5)
     imgs, cells = synthetic_set("synthetic:20", 32)
     labels = np.array([cells.classes[i] for i in cells.y])
-    clf = CNNClassifier(size=32, arch="resnet", widths=(8, 16, 32), epochs=20, patience=0, val_fraction=0.0,
-                        lr=1e-3, intensity=0.3, scale=0.1, device="cpu").fit(imgs, labels)
+    clf = CNNClassifier(
+        size=32,
+        arch="resnet",
+        widths=(8, 16, 32),
+        epochs=20,
+        patience=0,
+        val_fraction=0.0,
+        lr=1e-3,
+        intensity=0.3,
+        scale=0.1,
+        device="cpu",
+    ).fit(imgs, labels)
     assert isinstance(clf.net_, SmallResNet) and len(clf.history_) == 20
-    assert clf.score(imgs, labels) >= 0.6   # chance is 0.2
+    assert clf.score(imgs, labels) >= 0.6  # chance is 0.2
     rotated = np.ascontiguousarray(np.rot90(imgs[:10], 1, axes=(1, 2)))
     np.testing.assert_allclose(clf.predict_proba(rotated), clf.predict_proba(imgs[:10]), atol=1e-5)
     with pytest.raises(Hep2Error, match="arch"):
@@ -163,23 +173,23 @@ def test_resnet_arch_trains_beats_chance_and_is_rotation_invariant_with_tta(synt
 
 def test_zoom_scales_a_centred_disk_within_its_range_and_scale_0_draws_nothing():
     yy, xx = torch.meshgrid(torch.arange(41.0), torch.arange(41.0), indexing="ij")
-    disk = (((yy - 20) ** 2 + (xx - 20) ** 2) <= 8 ** 2).float()
+    disk = (((yy - 20) ** 2 + (xx - 20) ** 2) <= 8**2).float()
     x = disk.expand(64, 1, 41, 41).contiguous()
     torch.manual_seed(0)
     out = random_rotation(x, 0.0, scale=0.3)
     ratio = (out > 0.5).float().sum((1, 2, 3)) / disk.sum()
-    assert float(ratio.min()) >= 0.7 ** 2 * 0.9 and float(ratio.max()) <= 1.3 ** 2 * 1.1
-    assert float(ratio.min()) < 0.8 and float(ratio.max()) > 1.2      # both ways, over 64 draws
+    assert float(ratio.min()) >= 0.7**2 * 0.9 and float(ratio.max()) <= 1.3**2 * 1.1
+    assert float(ratio.min()) < 0.8 and float(ratio.max()) > 1.2  # both ways, over 64 draws
     torch.manual_seed(0)
-    torch.rand(64)                                # the angles' draw, and nothing else
+    torch.rand(64)  # the angles' draw, and nothing else
     a = torch.rand(1)
     torch.manual_seed(0)
     random_rotation(x, 10.0, scale=0.0)
-    assert torch.equal(torch.rand(1), a)          # scale 0: no extra random draw (same stream as before zoom)
+    assert torch.equal(torch.rand(1), a)  # scale 0: no extra random draw (same stream as before zoom)
 
 
 def test_a_model_saved_before_the_newer_settings_loads_with_their_defaults(fitted, synth78):
-    """Session-2 cnn5 models were pickled before `arch`, `widths`, `intensity`, `scale` existed."""
+    """The first cnn5 models were pickled before `arch`, `widths`, `intensity`, `scale` existed."""
     import pickle
 
     X, _ = synth78
@@ -200,5 +210,5 @@ def test_a_model_trained_for_a_gpu_predicts_where_there_is_none_and_its_network_
     p = fitted.predict_proba(X)
     gpu_model = pickle.loads(pickle.dumps(copy.deepcopy(fitted).set_params(device="cuda")))
     q = gpu_model.predict_proba(X)
-    np.testing.assert_allclose(q, p, atol=1e-4)   # TF32 on a GPU
+    np.testing.assert_allclose(q, p, atol=1e-4)  # TF32 on a GPU
     assert all(t.device.type == "cpu" for t in gpu_model.net_.parameters())

@@ -36,8 +36,13 @@ def fitted_ae(synth):
 def test_clone_and_params_roundtrip():
     ae = DCAEFeatures(preset="tiny", settings={"ae_epochs": 2}, verbose=False)
     params = ae.get_params()
-    assert params == {"preset": "tiny", "settings": {"ae_epochs": 2}, "checkpoint": None, "resume": False,
-                      "verbose": False}
+    assert params == {
+        "preset": "tiny",
+        "settings": {"ae_epochs": 2},
+        "checkpoint": None,
+        "resume": False,
+        "verbose": False,
+    }
     c = clone(ae)
     assert c is not ae and c.get_params() == params
     assert not hasattr(c, "model_")
@@ -88,7 +93,7 @@ def test_transform_accepts_image_paths_after_fit(fitted_ae, synth):
     cells, imgs, _, _ = synth
     paths = [str(p) for p in cells.paths[:5]]
     np.testing.assert_allclose(fitted_ae.transform(paths), fitted_ae.transform(imgs[:5]), rtol=1e-5, atol=1e-6)
-    assert fitted_ae.transform(cells.paths[:2]).shape == (2, PRESETS["tiny"].latent)   # Path objects too
+    assert fitted_ae.transform(cells.paths[:2]).shape == (2, PRESETS["tiny"].latent)  # Path objects too
 
 
 def test_image_paths_use_the_presets_preprocessing(synth):
@@ -97,8 +102,9 @@ def test_image_paths_use_the_presets_preprocessing(synth):
     prep = Preprocess(32, low_pct=20.0, high_pct=90.0)
     imgs, _ = load_images(cells, prep)
     ae = DCAEFeatures(preset="tiny", settings={"ae_epochs": 1, "low_pct": 20, "high_pct": 90}).fit(imgs)
-    np.testing.assert_allclose(ae.transform([str(p) for p in cells.paths[:4]]), ae.transform(imgs[:4]),
-                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        ae.transform([str(p) for p in cells.paths[:4]]), ae.transform(imgs[:4]), rtol=1e-5, atol=1e-6
+    )
 
 
 def test_wrong_image_size_is_a_clear_error(fitted_ae):
@@ -131,12 +137,16 @@ def test_mlphead_without_hidden_layers_is_a_linear_softmax_classifier(fitted_ae,
 
     _, imgs, labels, _ = synth
     X = fitted_ae.transform(imgs)
-    assert get_preset("tiny", overrides={"hidden": ""}).hidden == ()     # --set hidden= on the command line
+    assert get_preset("tiny", overrides={"hidden": ""}).hidden == ()  # --set hidden= on the command line
     head = MLPHead(hidden=(), dropout=0.0, weight_decay=0.1, epochs=60, ensemble=2).fit(X, labels)
-    assert all(isinstance(n, torch.nn.Sequential) and len(n) == 1 and isinstance(n[0], torch.nn.Linear)
-               for n in head.nets_) and len(head.nets_) == 2
+    assert (
+        all(
+            isinstance(n, torch.nn.Sequential) and len(n) == 1 and isinstance(n[0], torch.nn.Linear) for n in head.nets_
+        )
+        and len(head.nets_) == 2
+    )
     assert head.nets_[0][0].in_features == X.shape[1]
-    assert head.score(X, labels) >= 0.5                # chance is 0.2
+    assert head.score(X, labels) >= 0.5  # chance is 0.2
 
 
 def test_mlphead_is_reproducible_for_a_seed(fitted_ae, synth):
@@ -160,11 +170,12 @@ def test_tta_features_do_not_depend_on_the_orientation(fitted_ae, synth):
     turned = np.ascontiguousarray(np.rot90(imgs[:6], 1, axes=(1, 2))[:, :, ::-1])
     plain = fitted_ae.transform(imgs[:6])
     np.testing.assert_allclose(ae.transform(turned), ae.transform(imgs[:6]), rtol=1e-4, atol=1e-5)
-    assert not np.allclose(fitted_ae.transform(turned), plain, atol=1e-4)   # without tta it does
+    assert not np.allclose(fitted_ae.transform(turned), plain, atol=1e-4)  # without tta it does
     # the tta features are the mean of the 8 views' plain features
     views = [np.ascontiguousarray(np.rot90(imgs[:6], k, axes=(1, 2))[:, :, ::f]) for k in range(4) for f in (1, -1)]
-    np.testing.assert_allclose(ae.transform(imgs[:6]), np.mean([fitted_ae.transform(v) for v in views], 0),
-                               rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(
+        ae.transform(imgs[:6]), np.mean([fitted_ae.transform(v) for v in views], 0), rtol=1e-4, atol=1e-5
+    )
 
 
 def test_mlphead_ensemble_averages_the_probabilities_of_its_seeds(fitted_ae, synth):
@@ -202,15 +213,19 @@ def test_tta_samples_give_each_views_features_and_the_head_trains_on_every_view(
     F = ae.transform(imgs[:6])
     assert F.shape == (6, 8 * d)
     views = [np.ascontiguousarray(np.rot90(imgs[:6], k, axes=(1, 2))[:, :, ::f]) for k in range(4) for f in (1, -1)]
-    plain = np.stack([fitted_ae.transform(v) for v in views], 1)              # (6, 8, d): one block per view
+    plain = np.stack([fitted_ae.transform(v) for v in views], 1)  # (6, 8, d): one block per view
     np.testing.assert_allclose(np.sort(F.reshape(6, 8, d), 1), np.sort(plain, 1), rtol=1e-4, atol=1e-5)
     # the head: every view a sample (same as a head fitted on the stacked views), a cell's probabilities their mean
     X = ae.transform(imgs)
     head = MLPHead(hidden=(8,), epochs=5, seed=2, views=8).fit(X, labels)
     assert head.nets_[0][0].in_features == d
     stacked = MLPHead(hidden=(8,), epochs=5, seed=2).fit(X.reshape(-1, d), np.repeat(labels, 8))
-    np.testing.assert_allclose(head.predict_proba(X), stacked.predict_proba(X.reshape(-1, d)).reshape(len(X), 8, -1)
-                               .mean(1), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        head.predict_proba(X),
+        stacked.predict_proba(X.reshape(-1, d)).reshape(len(X), 8, -1).mean(1),
+        rtol=1e-5,
+        atol=1e-6,
+    )
     assert MLPHead.from_preset(PRESETS["improved"].override({"tta_samples": True})).views == 8
     with pytest.raises(Hep2Error, match="groups=2 x views=8"):
         MLPHead(groups=2, views=8).fit(X[:, :-1], labels)
@@ -222,8 +237,10 @@ def test_pooled_features_are_the_conv_maps_mean_and_max(fitted_ae, synth):
     _, imgs, _, _ = synth
     ae = clone(fitted_ae)
     ae.model_ = fitted_ae.model_
-    for kind, width in (("pooled", 2 * sum(PRESETS["tiny"].widths)), ("both", PRESETS["tiny"].latent
-                                                                       + 2 * sum(PRESETS["tiny"].widths))):
+    for kind, width in (
+        ("pooled", 2 * sum(PRESETS["tiny"].widths)),
+        ("both", PRESETS["tiny"].latent + 2 * sum(PRESETS["tiny"].widths)),
+    ):
         ae.config_ = fitted_ae.config_.override({"features": kind})
         ae.n_features_out_ = ae.model_.n_features(kind)
         F = ae.transform(imgs[:4])
@@ -239,7 +256,7 @@ def test_pooled_features_are_the_conv_maps_mean_and_max(fitted_ae, synth):
     ae.config_ = fitted_ae.config_.override({"features": "pooled"})
     F = ae.transform(imgs[:1])
     np.testing.assert_allclose(F[0, :w1], h.mean((2, 3))[0].numpy(), rtol=1e-4, atol=1e-6)
-    np.testing.assert_allclose(F[0, w1:2 * w1], h.amax((2, 3))[0].numpy(), rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(F[0, w1 : 2 * w1], h.amax((2, 3))[0].numpy(), rtol=1e-4, atol=1e-6)
     with pytest.raises(Hep2Error, match="features=nope: choose conv5, pooled, both or words"):
         DCAEFeatures(preset="tiny", settings={"features": "nope"}).fit(imgs)
 
@@ -267,19 +284,20 @@ def test_word_features_count_conv_words_over_the_cell_and_its_bands(synth):
     from hep2.features.handcrafted import centre_distance
 
     _, imgs, _, _ = synth
-    ae = DCAEFeatures(preset="tiny", settings={"ae_epochs": 2, "features": "words", "ae_words": 12,
-                                               "ae_words_layer": 2, "tta": True}).fit(imgs)
+    ae = DCAEFeatures(
+        preset="tiny", settings={"ae_epochs": 2, "features": "words", "ae_words": 12, "ae_words_layer": 2, "tta": True}
+    ).fit(imgs)
     K, n = 12, 5
     F = ae.transform(imgs[:6])
     assert F.shape == (6, n * K) and ae.n_features_out_ == n * K and ae.codebook_.shape == (K, 32)
-    km = KMeans(K, n_init=1).fit(np.random.default_rng(0).random((K, 32)))       # a shell for predict
+    km = KMeans(K, n_init=1).fit(np.random.default_rng(0).random((K, 32)))  # a shell for predict
     km.cluster_centers_ = ae.codebook_.numpy().astype(np.float64)
     conv1, conv2 = ae.model_.encoder[0], ae.model_.encoder[1]
     bands = np.digitize(centre_distance(16, 16).ravel(), (0.3, 0.55, 0.8))
     for i in range(6):
         hists = []
         for k in range(8):
-            x = dihedral(torch.from_numpy(imgs[i:i + 1, None]).float() / 255, k)
+            x = dihedral(torch.from_numpy(imgs[i : i + 1, None]).float() / 255, k)
             with torch.no_grad():
                 h = torch.relu(conv2(torch.nn.functional.max_pool2d(torch.relu(conv1(x)), 2)))[0].numpy()
             inside = (x[0, 0].numpy() > 0).reshape(16, 2, 16, 2).any((1, 3)).ravel()
@@ -290,7 +308,7 @@ def test_word_features_count_conv_words_over_the_cell_and_its_bands(synth):
             hists.append(np.concatenate([np.bincount(p, minlength=K) / max(len(p), 1) for p in parts]))
         np.testing.assert_allclose(F[i], np.sqrt(np.mean(hists, 0)), atol=1e-5)
         if i == 0:
-            first = np.sqrt(hists[0])        # the cell as it is
+            first = np.sqrt(hists[0])  # the cell as it is
     # each region's histogram (where the cell reaches it) sums to 1; a cell and its flip give the same features
     assert np.allclose((F.reshape(6, n, K) ** 2).sum(2)[:, 0], 1, atol=1e-5)
     np.testing.assert_allclose(ae.transform(np.ascontiguousarray(imgs[:6, ::-1])), F, atol=1e-5)
@@ -299,48 +317,57 @@ def test_word_features_count_conv_words_over_the_cell_and_its_bands(synth):
     np.testing.assert_allclose(ae.transform(imgs[:1])[0], first, atol=1e-5)
     ae.config_ = ae.config_.override({"tta": True})
     # the codebook is learnt without labels, the same for the same seed
-    again = DCAEFeatures(preset="tiny", settings={"ae_epochs": 2, "features": "words", "ae_words": 12,
-                                                  "ae_words_layer": 2, "tta": True}).fit(imgs)
+    again = DCAEFeatures(
+        preset="tiny", settings={"ae_epochs": 2, "features": "words", "ae_words": 12, "ae_words_layer": 2, "tta": True}
+    ).fit(imgs)
     torch.testing.assert_close(again.codebook_, ae.codebook_)
     with pytest.raises(Hep2Error, match="fewer than ae_words=60000: give more images or fewer words"):
         DCAEFeatures(preset="tiny", settings={"ae_epochs": 1, "features": "words", "ae_words": 60000}).fit(imgs[:4])
 
 
-@pytest.mark.parametrize("settings, message", [
-    ({"features": "words", "ae_words_layer": 5}, r"ae_words_layer=5: must lie in \[1, 4\]"),
-    ({"features": "words", "ae_words": 1}, r"ae_words=1: must lie in \[2, "),
-    ({"features": "words", "tta": True, "tta_samples": True}, "features=words counts .* set tta_samples=false"),
-    ({"head": "svm"}, "head=svm: choose mlp or logistic"),
-    ({"head": "logistic", "tta": True, "tta_samples": True}, "head=logistic reads one feature vector per cell")])
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        ({"features": "words", "ae_words_layer": 5}, r"ae_words_layer=5: must lie in \[1, 4\]"),
+        ({"features": "words", "ae_words": 1}, r"ae_words=1: must lie in \[2, "),
+        ({"features": "words", "tta": True, "tta_samples": True}, "features=words counts .* set tta_samples=false"),
+        ({"head": "svm"}, "head=svm: choose mlp or logistic"),
+        ({"head": "logistic", "tta": True, "tta_samples": True}, "head=logistic reads one feature vector per cell"),
+    ],
+)
 def test_word_and_head_settings_are_checked(settings, message):
     with pytest.raises(Hep2Error, match=message):
         PRESETS["tiny"].override(settings)
 
 
-@pytest.mark.parametrize("settings, message", [
-    ({"dropout": 1.5}, r"dropout=1.5: must lie in \[0, 0.95\]"),
-    ({"size": 0}, r"size=0: must lie in \[16, "),
-    ({"widths": "16,32"}, "widths=16,32: give the 4 map counts"),
-    ({"widths": "16,0,64,128"}, r"widths=16,0,64,128: each value must lie in \[1, "),
-    ({"widths": [8.5, 16, 32, 64]}, "setting widths=.*expected a value like 16,32,64,128"),
-    ({"hidden": "250,0"}, r"hidden=250,0: each value must lie in \[1, "),
-    ({"cv_folds": 1}, r"cv_folds=1: must lie in \[2, 100\]"),
-    ({"ae_batch": 0}, r"ae_batch=0: must lie in \[1, "),
-    ({"latent": 0}, r"latent=0: must lie in \[1, "),
-    ({"ae_epochs": -3}, r"ae_epochs=-3: must lie in \[1, "),
-    ({"mlp_epochs": 0}, r"mlp_epochs=0: must lie in \[1, "),
-    ({"ae_lr": 0}, r"ae_lr=0.0: must lie in \[1e-07, 10\]"),
-    ({"mlp_val_fraction": -0.2}, r"mlp_val_fraction=-0.2: must lie in \[0, 0.9\]"),
-    ({"ae_val_fraction": 1.5}, r"ae_val_fraction=1.5: must lie in \[0, 0.9\] \(the part of the training images"),
-    ({"low_pct": 99.9}, "low_pct=99.9, high_pct=99.5: the percentile mapped to black must be below"),
-    ({"high_pct": 101}, r"high_pct=101.0: must lie in \[0, 100\]"),
-    ({"seed": -1}, r"seed=-1: must lie in \[0, "),
-    ({"threads": -2}, r"threads=-2: must lie in \[0, "),
-    ({"cnn_patience": -2}, r"cnn_patience=-2: must lie in \[-1, .*-1: the method's own"),
-    ({"latent_activation": "tanh"}, "latent_activation=tanh: choose relu or linear"),
-    ({"output": "relu"}, "output=relu: choose sigmoid or linear"),
-    ({"features": "conv4"}, "features=conv4: choose conv5, pooled, both or words"),
-    ({"ae_schedule": "step"}, "ae_schedule=step: choose constant or cosine")])
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        ({"dropout": 1.5}, r"dropout=1.5: must lie in \[0, 0.95\]"),
+        ({"size": 0}, r"size=0: must lie in \[16, "),
+        ({"widths": "16,32"}, "widths=16,32: give the 4 map counts"),
+        ({"widths": "16,0,64,128"}, r"widths=16,0,64,128: each value must lie in \[1, "),
+        ({"widths": [8.5, 16, 32, 64]}, "setting widths=.*expected a value like 16,32,64,128"),
+        ({"hidden": "250,0"}, r"hidden=250,0: each value must lie in \[1, "),
+        ({"cv_folds": 1}, r"cv_folds=1: must lie in \[2, 100\]"),
+        ({"ae_batch": 0}, r"ae_batch=0: must lie in \[1, "),
+        ({"latent": 0}, r"latent=0: must lie in \[1, "),
+        ({"ae_epochs": -3}, r"ae_epochs=-3: must lie in \[1, "),
+        ({"mlp_epochs": 0}, r"mlp_epochs=0: must lie in \[1, "),
+        ({"ae_lr": 0}, r"ae_lr=0.0: must lie in \[1e-07, 10\]"),
+        ({"mlp_val_fraction": -0.2}, r"mlp_val_fraction=-0.2: must lie in \[0, 0.9\]"),
+        ({"ae_val_fraction": 1.5}, r"ae_val_fraction=1.5: must lie in \[0, 0.9\] \(the part of the training images"),
+        ({"low_pct": 99.9}, "low_pct=99.9, high_pct=99.5: the percentile mapped to black must be below"),
+        ({"high_pct": 101}, r"high_pct=101.0: must lie in \[0, 100\]"),
+        ({"seed": -1}, r"seed=-1: must lie in \[0, "),
+        ({"threads": -2}, r"threads=-2: must lie in \[0, "),
+        ({"cnn_patience": -2}, r"cnn_patience=-2: must lie in \[-1, .*-1: the method's own"),
+        ({"latent_activation": "tanh"}, "latent_activation=tanh: choose relu or linear"),
+        ({"output": "relu"}, "output=relu: choose sigmoid or linear"),
+        ({"features": "conv4"}, "features=conv4: choose conv5, pooled, both or words"),
+        ({"ae_schedule": "step"}, "ae_schedule=step: choose constant or cosine"),
+    ],
+)
 def test_every_numeric_setting_is_range_checked(settings, message):
     """A value that would give a traceback deep in PyTorch or scikit-learn, or a silently wrong run, is refused
     where the settings are read, with the range and what the setting means."""
@@ -357,10 +384,23 @@ def test_dcae_side_must_be_a_multiple_of_16():
 
 
 def test_settings_at_their_limits_are_taken():
-    cfg = PRESETS["tiny"].override({"ae_val_fraction": 0, "mlp_val_fraction": 0, "ae_patience": 0, "dropout": 0,
-                                    "hidden": "", "cv_folds": 2, "seed": 0, "cnn_patience": -1, "size": 16,
-                                    "latent_activation": "linear", "output": "linear", "equalize": True,
-                                    "low_pct": 99.9})
+    cfg = PRESETS["tiny"].override(
+        {
+            "ae_val_fraction": 0,
+            "mlp_val_fraction": 0,
+            "ae_patience": 0,
+            "dropout": 0,
+            "hidden": "",
+            "cv_folds": 2,
+            "seed": 0,
+            "cnn_patience": -1,
+            "size": 16,
+            "latent_activation": "linear",
+            "output": "linear",
+            "equalize": True,
+            "low_pct": 99.9,
+        }
+    )
     assert cfg.hidden == () and cfg.size == 16 and cfg.low_pct == 99.9
 
 
@@ -378,14 +418,18 @@ def test_mlphead_and_dcaefeatures_name_api_mistakes(synth, fitted_ae):
     _, imgs, labels, _ = synth
     F = fitted_ae.transform(imgs)
     with pytest.raises(Hep2Error, match=r"one label a row: features \(30, \d+\), labels \(20,\)"):
-        MLPHead(hidden=(4,), epochs=1).fit(F, labels[:20])         # trained on the wrong rows before
+        MLPHead(hidden=(4,), epochs=1).fit(F, labels[:20])  # trained on the wrong rows before
     with pytest.raises(Hep2Error, match="NaN or infinite"):
         MLPHead(hidden=(4,), epochs=1).fit(np.full_like(F, np.nan), labels)
-    for params, message in (({"epochs": 0}, r"epochs=0: must lie in \[1, "), ({"hidden": 5}, "hidden=5: give the hidden"),
-                            ({"dropout": 1.5}, r"dropout=1.5: must lie in \[0, 0.95\]"),
-                            ({"batch_size": 0}, r"batch_size=0: must lie in \[1, "),
-                            ({"val_fraction": 1.0}, r"val_fraction=1.0: must lie in \[0, 0.9\]"),
-                            ({"lr": -1}, r"lr=-1: must lie in \[1e-07, 10\]"), ({"seed": None}, "seed=None: must lie")):
+    for params, message in (
+        ({"epochs": 0}, r"epochs=0: must lie in \[1, "),
+        ({"hidden": 5}, "hidden=5: give the hidden"),
+        ({"dropout": 1.5}, r"dropout=1.5: must lie in \[0, 0.95\]"),
+        ({"batch_size": 0}, r"batch_size=0: must lie in \[1, "),
+        ({"val_fraction": 1.0}, r"val_fraction=1.0: must lie in \[0, 0.9\]"),
+        ({"lr": -1}, r"lr=-1: must lie in \[1e-07, 10\]"),
+        ({"seed": None}, "seed=None: must lie"),
+    ):
         with pytest.raises(Hep2Error, match=message):
             MLPHead(**params).fit(F, labels)
     with pytest.raises(NotFittedError):
@@ -396,7 +440,7 @@ def test_mlphead_and_dcaefeatures_name_api_mistakes(synth, fitted_ae):
     with pytest.raises(Hep2Error, match=f"fitted on {F.shape[1]} features, got 5"):
         head.predict_proba(F[:, :5])
     with pytest.raises(Hep2Error, match="float images must lie in 0..1"):
-        fitted_ae.transform(imgs.astype(np.float32))                # 0..255 floats were clipped to 0 / 255
+        fitted_ae.transform(imgs.astype(np.float32))  # 0..255 floats were clipped to 0 / 255
     with pytest.raises(Hep2Error, match="no images given"):
         fitted_ae.transform(imgs[:0])
     with pytest.raises(Hep2Error, match="the images have several sizes"):
@@ -409,10 +453,16 @@ def test_mlphead_and_dcaefeatures_name_api_mistakes(synth, fitted_ae):
         DCAEFeatures(preset="tiny", checkpoint=str(Path(__file__).parent)).fit(imgs)
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"size": 0}, "size=0: give the output side"), ({"low_pct": 99, "high_pct": 1}, "must be below"),
-    ({"high_pct": 150}, r"high_pct=150: must lie in \[0, 100\]"), ({"views": 5}, "give a tuple of high-pass"),
-    ({"scale": -1}, r"scale=-1: must lie in \[0, 16\]")])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"size": 0}, "size=0: give the output side"),
+        ({"low_pct": 99, "high_pct": 1}, "must be below"),
+        ({"high_pct": 150}, r"high_pct=150: must lie in \[0, 100\]"),
+        ({"views": 5}, "give a tuple of high-pass"),
+        ({"scale": -1}, r"scale=-1: must lie in \[0, 16\]"),
+    ],
+)
 def test_preprocess_checks_its_values(kwargs, message):
     with pytest.raises(Hep2Error, match=message):
         Preprocess(**kwargs)

@@ -20,7 +20,7 @@ def test_the_dominant_pattern_is_the_most_frequent_call():
 
 
 def test_a_tie_goes_to_the_higher_mean_probability():
-    p = np.array([[0.90, 0.10, 0.0], [0.45, 0.55, 0.0]])        # one call each; a's mean 0.675 beats b's 0.325
+    p = np.array([[0.90, 0.10, 0.0], [0.45, 0.55, 0.0]])  # one call each; a's mean 0.675 beats b's 0.325
     assert batch_summary(p, C)["dominant"] == "a"
     assert batch_summary(p[:, [1, 0, 2]], C)["dominant"] == "b"
 
@@ -28,9 +28,18 @@ def test_a_tie_goes_to_the_higher_mean_probability():
 def test_each_specimen_is_called_from_its_own_cells_against_its_most_frequent_label():
     y = np.array([0, 0, 0, 1, 1, 2, 2, 2])
     spec = ["s1", "s1", "s1", "s2", "s2", "s3", "s3", "s3"]
-    p = np.eye(3)[[0, 0, 1,      # s1: 2 of 3 cells right -> a, right
-                   0, 0,         # s2: both wrong -> a, wrong
-                   2, 2, 1]]     # s3: right
+    p = np.eye(3)[
+        [
+            0,
+            0,
+            1,  # s1: 2 of 3 cells right -> a, right
+            0,
+            0,  # s2: both wrong -> a, wrong
+            2,
+            2,
+            1,
+        ]
+    ]  # s3: right
     m = specimen_metrics(y, p, spec, C)
     assert m["n"] == 3 and m["accuracy"] == pytest.approx(2 / 3)
     assert m["wrong"] == [{"specimen": "s2", "true": "b", "predicted": "a"}]
@@ -44,7 +53,7 @@ def test_the_mean_over_splits_is_in_metrics_only_where_every_split_has_one():
     with_spec = split_metrics(y, p, C, ["s1", "s2", "s3", "s3"])
     without = split_metrics(y, p, C)
     assert with_spec["accuracy"] == without["accuracy"] == 0.75 and "specimens" not in without
-    assert with_spec["specimens"]["accuracy"] == 1.0        # s3: one of two cells right, a tie won by c's mean
+    assert with_spec["specimens"]["accuracy"] == 1.0  # s3: one of two cells right, a tie won by c's mean
     half = split_metrics(y, np.eye(3)[[0, 0, 2, 2]], C, ["s1", "s2", "s3", "s3"])
     m = summarize_protocol("grouped", {"f1": with_spec, "f2": half}, with_spec)
     assert m["specimens"]["accuracy"]["per_split"] == {"f1": 1.0, "f2": pytest.approx(2 / 3)}

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import SNPHEP2_ROOT
 
 from hep2.cli import main
 from hep2.data import load_images, open_dataset
@@ -15,8 +16,6 @@ from hep2.pipeline.methods import get_method
 from hep2.pipeline.predict import Predictor, save_model
 from hep2.presets import PRESETS
 
-from conftest import SNPHEP2_ROOT
-
 pytest.importorskip("onnxruntime")
 
 
@@ -25,9 +24,29 @@ def _dcae_run(name, tmp_path_factory, cache, *settings):
     out = tmp_path_factory.mktemp("runs") / name
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("HEP2_CACHE", str(cache))
-        assert main(["run", "synthetic:12", "--protocol", "grouped", "--preset", "tiny", "--set", "ae_epochs=2",
-                     "--set", "mlp_epochs=20", "--set", "tta=true", *[a for kv in settings for a in ("--set", kv)],
-                     "--quiet", "--out", str(out)]) == 0
+        assert (
+            main(
+                [
+                    "run",
+                    "synthetic:12",
+                    "--protocol",
+                    "grouped",
+                    "--preset",
+                    "tiny",
+                    "--set",
+                    "ae_epochs=2",
+                    "--set",
+                    "mlp_epochs=20",
+                    "--set",
+                    "tta=true",
+                    *[a for kv in settings for a in ("--set", kv)],
+                    "--quiet",
+                    "--out",
+                    str(out),
+                ]
+            )
+            == 0
+        )
     return out
 
 
@@ -40,24 +59,42 @@ def dcae_run(tmp_path_factory, _session_cache):
 @pytest.fixture(scope="module")
 def pooled_run(tmp_path_factory, _session_cache):
     """The `improved` design: pooled Conv 1-4 features, a linear classifier, one fixed magnification."""
-    return _dcae_run("pooled", tmp_path_factory, _session_cache, "features=pooled", "hidden=", "dropout=0",
-                     "scale=0.5")
+    return _dcae_run("pooled", tmp_path_factory, _session_cache, "features=pooled", "hidden=", "dropout=0", "scale=0.5")
 
 
 @pytest.fixture(scope="module")
 def views_run(tmp_path_factory, _session_cache):
     """Two autoencoders, one on the plain cell and one on the cell high-pass filtered at sigma 2 (`ae_views`),
     the classifiers trained on each flip / rotation's features (`tta_samples`), as in `improved`."""
-    return _dcae_run("views", tmp_path_factory, _session_cache, "features=pooled", "hidden=", "dropout=0",
-                     "ae_ensemble=2", "ae_views=0,2", "ae_restore=true", "ae_intensity=0.3", "tta_samples=true")
+    return _dcae_run(
+        "views",
+        tmp_path_factory,
+        _session_cache,
+        "features=pooled",
+        "hidden=",
+        "dropout=0",
+        "ae_ensemble=2",
+        "ae_views=0,2",
+        "ae_restore=true",
+        "ae_intensity=0.3",
+        "tta_samples=true",
+    )
 
 
 @pytest.fixture(scope="module")
 def words_run(tmp_path_factory, _session_cache):
-    """The session-16 reading: two autoencoders (plain and high-pass views), each a bag of words of its Conv 3
+    """The `words` preset's reading: two autoencoders (plain and high-pass views), each a bag of words of its Conv 3
     activations, one logistic regression on them all."""
-    return _dcae_run("words", tmp_path_factory, _session_cache, "features=words", "ae_words=16", "head=logistic",
-                     "ae_ensemble=2", "ae_views=0,2")
+    return _dcae_run(
+        "words",
+        tmp_path_factory,
+        _session_cache,
+        "features=words",
+        "ae_words=16",
+        "head=logistic",
+        "ae_ensemble=2",
+        "ae_views=0,2",
+    )
 
 
 def test_each_autoencoder_reads_its_own_view_of_the_cell(views_run):
@@ -78,23 +115,28 @@ def test_each_autoencoder_reads_its_own_view_of_the_cell(views_run):
     np.testing.assert_allclose(pred.method.transform(stacked), saved, atol=1e-5)
     # each autoencoder, given the files, preprocesses them with its own filter: the same features
     for k, ae in enumerate(aes):
-        np.testing.assert_allclose(ae.transform(paths), saved[:, k * width:(k + 1) * width], atol=1e-5)
-    np.testing.assert_allclose(pred.method.transform(paths), saved, atol=1e-5)     # the method too
+        np.testing.assert_allclose(ae.transform(paths), saved[:, k * width : (k + 1) * width], atol=1e-5)
+    np.testing.assert_allclose(pred.method.transform(paths), saved, atol=1e-5)  # the method too
     with pytest.raises(Hep2Error, match=r"shape \(N, 2, S, S\)"):
         pred.method.transform(stacked[:, 0])
     # predicting from files gives the run's final model on those cells; the page's thumbnails are 2-D
     proba, thumbs, ok, bad = pred.classify(paths)
     assert thumbs.shape == (10, 32, 32) and not bad
-    np.testing.assert_array_equal(thumbs, stacked[:, 0])       # the unfiltered view
+    np.testing.assert_array_equal(thumbs, stacked[:, 0])  # the unfiltered view
     np.testing.assert_allclose(proba, pred.predict_images(stacked), atol=1e-6)
 
 
 def test_a_words_run_reports_its_reading_and_its_model_keeps_the_codebooks(words_run):
     report = (words_run / "report.md").read_text()
-    assert "a bag of 16 words of Conv 3's local activations" in report and "logistic regression on all 160 values" in report
+    assert (
+        "a bag of 16 words of Conv 3's local activations" in report
+        and "logistic regression on all 160 values" in report
+    )
     pred = Predictor(words_run)
     assert [tuple(ae.codebook_.shape) for ae in pred.method.autoencoders] == [(16, 64), (16, 64)]
-    assert pred.method.autoencoders[0].model_.decoder is not None and not len(pred.method.autoencoders[0].model_.decoder)
+    assert pred.method.autoencoders[0].model_.decoder is not None and not len(
+        pred.method.autoencoders[0].model_.decoder
+    )
     imgs = _cells(pred, 6)
     p = pred.predict_images(imgs)
     assert p.shape == (6, len(pred.classes)) and np.allclose(p.sum(1), 1)
@@ -115,12 +157,13 @@ def test_a_pooled_features_model_is_saved_without_conv5_and_decoder(pooled_run):
     from hep2.training import load_checkpoint
 
     pred = Predictor(pooled_run)
-    assert pred.prep.scale == 0.5          # the run's preprocessing travels with its model
+    assert pred.prep.scale == 0.5  # the run's preprocessing travels with its model
     ae = pred.method.ae_
     assert ae.model_.conv5 is None and ae.model_.deconv5 is None and len(ae.model_.decoder) == 0
     full = load_checkpoint(pooled_run / "checkpoints" / "dcae-mlp.pt")["model"]
     assert (pooled_run / "model" / "pipeline.pt").stat().st_size < 0.5 * sum(
-        v.numel() * v.element_size() for v in full.values())
+        v.numel() * v.element_size() for v in full.values()
+    )
     # the saved model gives the run's own features of its cells
     rows = _csv_rows(pooled_run / "features_ids.csv")
     cells = open_dataset("synthetic:12")
@@ -181,7 +224,7 @@ def test_exported_graph_gives_hep2s_probabilities_on_real_cells(fmt, which, requ
     pred = Predictor(run)
     imgs = _cells(pred)
     ours = pred.predict_images(imgs)
-    x = (imgs if imgs.ndim == 4 else imgs[:, None]).astype(np.float32) / 255     # (N, views, S, S)
+    x = (imgs if imgs.ndim == 4 else imgs[:, None]).astype(np.float32) / 255  # (N, views, S, S)
     assert list(x.shape[1:]) == info["input"][1:]
     theirs = run_exported(out, fmt, x)
     assert theirs.shape == (len(imgs), len(pred.classes))
@@ -213,13 +256,23 @@ def test_model_card_states_data_protocol_metrics_and_limits(dcae_run, tmp_path, 
     main(["export", "--model", str(dcae_run), "--out", str(out)])
     assert "model card" in capsys.readouterr().out
     card = (tmp_path / "m.onnx.md").read_text()
-    for text in ("synthetic:12", "**grouped**", "Accuracy:", "mean class accuracy", "not a diagnostic device",
-                 "Preset: `tiny`", "(N, 1, 32, 32)", "Preprocessing"):
+    for text in (
+        "synthetic:12",
+        "**grouped**",
+        "Accuracy:",
+        "mean class accuracy",
+        "not a diagnostic device",
+        "Preset: `tiny`",
+        "(N, 1, 32, 32)",
+        "Preprocessing",
+    ):
         assert text in card, text
     # the model file itself, or model/, names the same run
     for given in (dcae_run / "model" / "pipeline.pt", dcae_run / "model"):
         assert main(["export", "--model", str(given), "--out", str(tmp_path / "b.onnx")]) == 0
-        assert (tmp_path / "b.onnx.md").read_text().replace("b.onnx", "m.onnx").replace(str(given), str(dcae_run)) == card
+        assert (tmp_path / "b.onnx.md").read_text().replace("b.onnx", "m.onnx").replace(
+            str(given), str(dcae_run)
+        ) == card
 
 
 def test_export_errors_are_clear(dcae_run, tmp_path, capsys):

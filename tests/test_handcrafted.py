@@ -115,17 +115,18 @@ def test_texture_bad_settings():
 
 # ----------------------------------------------------------------------------- bag of words
 
+
 def test_bow_histograms_are_unit_blocks_blind_to_flips_rotations_and_padding(cells40):
     bow = BoWFeatures(words=16, seed=0).fit(cells40)
     F = bow.transform(cells40)
     assert F.shape == (6, 80) and (F >= 0).all()
-    for block in range(5):     # whole cell and its four bands: square roots of histograms summing to 1
-        np.testing.assert_allclose((F[:, block * 16:(block + 1) * 16] ** 2).sum(1), 1.0, atol=1e-9)
+    for block in range(5):  # whole cell and its four bands: square roots of histograms summing to 1
+        np.testing.assert_allclose((F[:, block * 16 : (block + 1) * 16] ** 2).sum(1), 1.0, atol=1e-9)
     turned = np.stack([np.rot90(im)[:, ::-1] for im in cells40])
-    np.testing.assert_allclose(bow.transform(turned), F, atol=1e-9)            # the 8 views are averaged
-    wider = np.pad(cells40, ((0, 0), (5, 7), (3, 9)))                           # more zero padding
+    np.testing.assert_allclose(bow.transform(turned), F, atol=1e-9)  # the 8 views are averaged
+    wider = np.pad(cells40, ((0, 0), (5, 7), (3, 9)))  # more zero padding
     np.testing.assert_allclose(bow.transform(wider), F, atol=1e-9)
-    assert not np.allclose(F[0], F[1])                                          # different patterns differ
+    assert not np.allclose(F[0], F[1])  # different patterns differ
     assert len(bow.get_feature_names_out()) == 80 and bow.codebook_.cluster_centers_.shape == (16, 104)
     # the bands split the whole cell's words: their counts, weighted by the bands' shares, add up to it
     one = BoWFeatures(words=16, seed=0, rings=(0.5,)).fit(cells40)
@@ -134,7 +135,7 @@ def test_bow_histograms_are_unit_blocks_blind_to_flips_rotations_and_padding(cel
     assert np.isclose(F1[:16].sum(), 1) and not np.allclose(F1[16:32], F1[32:])
     saved = pickle.loads(pickle.dumps(one))
     del saved.rings
-    saved.inner = 0.5                                  # what session 10's version pickled
+    saved.inner = 0.5  # what a bow saved before rings existed pickled
     old = pickle.loads(pickle.dumps(saved))
     assert old.rings == (0.5,) and not hasattr(old, "inner")
     np.testing.assert_allclose(old.transform(cells40[:1])[0] ** 2, F1, atol=1e-12)
@@ -144,7 +145,8 @@ def test_bow_histograms_are_unit_blocks_blind_to_flips_rotations_and_padding(cel
 
 def test_bow_smooths_inside_the_cell_where_asked_and_an_older_model_loads_unsmoothed(cells40):
     """smooth: a Gaussian of that sigma on each cell before its words (dim cells are noisier and
-    coarser-quantised once stretched); 0, the default, is the earlier bow, and a model saved before it existed keeps it."""
+    coarser-quantised once stretched); 0, the default, is the earlier bow, and a model saved before it existed
+    keeps it."""
     plain = BoWFeatures(words=16, seed=0).fit(cells40)
     soft = BoWFeatures(words=16, seed=0, smooth=1.5).fit(cells40)
     assert plain.smooth == 0.0
@@ -156,14 +158,14 @@ def test_bow_smooths_inside_the_cell_where_asked_and_an_older_model_loads_unsmoo
     d0 = plain._descriptors(cells40[0], views=1)[0][0]
     d1 = mixed._descriptors(cells40[0], views=1)[0][0]
     assert d0.shape == d1.shape and not np.allclose(d0, d1)
-    wider = np.pad(cells40, ((0, 0), (5, 7), (3, 9)))                           # more zero padding
+    wider = np.pad(cells40, ((0, 0), (5, 7), (3, 9)))  # more zero padding
     np.testing.assert_allclose(soft.transform(wider), Fs, atol=1e-9)
     saved = copy.deepcopy(plain)
-    del saved.smooth                                   # what sessions 10-11's versions pickled
+    del saved.smooth  # what a bow saved before smooth existed pickled
     old = pickle.loads(pickle.dumps(saved))
     assert old.smooth == 0.0
     np.testing.assert_allclose(old.transform(cells40), Fp, atol=1e-12)
-    assert pickle.loads(pickle.dumps(soft)).smooth == 1.5                       # a new model keeps its own
+    assert pickle.loads(pickle.dumps(soft)).smooth == 1.5  # a new model keeps its own
     for bad in (-1, 11, float("nan")):
         with pytest.raises(Hep2Error, match="smooth="):
             BoWFeatures(words=16, smooth=bad).fit(cells40)
@@ -205,7 +207,7 @@ def test_shape_index_ignores_orientation_and_brightness(cells40):
     F = si.transform(cells40)
     for moved in (np.rot90(cells40, 1, axes=(1, 2)), cells40[:, :, ::-1]):
         np.testing.assert_allclose(si.transform(np.ascontiguousarray(moved)), F, atol=1e-6)
-    dimmer = np.round(cells40 * 0.6).astype(np.uint8)       # 8-bit rounding is all that differs
+    dimmer = np.round(cells40 * 0.6).astype(np.uint8)  # 8-bit rounding is all that differs
     assert np.abs(si.transform(dimmer) - F).sum(1).max() < 0.25 * np.abs(F[0] - F[4]).sum()
 
 
@@ -284,24 +286,36 @@ def test_svm_single_pair_skips_the_search_and_fits_that_pair():
     X, y = make_classification(90, 6, n_informative=4, n_classes=3, random_state=1)
     svm = SVMClassifier(C_grid=(3.0,), gamma_grid=(0.05,), inner_folds=3, seed=2).fit(X, y)
     assert svm.best_params_ == {"C": 3.0, "gamma": 0.05} and svm.best_score_ is None and svm.cv_results_ is None
-    ref = CalibratedClassifierCV(Pipeline([("scale", StandardScaler()), ("svc", SVC(C=3.0, gamma=0.05))]),
-                                 method="sigmoid", cv=StratifiedKFold(3, shuffle=True, random_state=2),
-                                 ensemble=False).fit(X, y)
+    ref = CalibratedClassifierCV(
+        Pipeline([("scale", StandardScaler()), ("svc", SVC(C=3.0, gamma=0.05))]),
+        method="sigmoid",
+        cv=StratifiedKFold(3, shuffle=True, random_state=2),
+        ensemble=False,
+    ).fit(X, y)
     np.testing.assert_allclose(svm.predict_proba(X), ref.predict_proba(X))
 
 
 def test_svm_rejects_too_few_per_class():
     X = np.random.default_rng(0).normal(size=(7, 3))
     y = np.array([0, 0, 0, 0, 0, 1, 1])
-    with pytest.raises(Hep2Error, match="class 1 has 2 training cells, fewer than the 3 folds of the inner "
-                                        "cross-validation that chooses C and gamma: add cells of that class"):
+    with pytest.raises(
+        Hep2Error,
+        match="class 1 has 2 training cells, fewer than the 3 folds of the inner "
+        "cross-validation that chooses C and gamma: add cells of that class",
+    ):
         SVMClassifier().fit(X, y)
 
 
-@pytest.mark.parametrize("params, message", [
-    ({"inner_folds": 1}, "inner_folds=1: the inner cross-validation needs a whole number >= 2"),
-    ({"C_grid": (-1, 1)}, "C_grid=.*give a list of positive numbers"), ({"C_grid": 1.0}, "C_grid=1.0: give a list"),
-    ({"gamma_grid": "scale"}, "gamma_grid='scale': give a list"), ({"C_grid": ()}, r"C_grid=\(\): give a list")])
+@pytest.mark.parametrize(
+    "params, message",
+    [
+        ({"inner_folds": 1}, "inner_folds=1: the inner cross-validation needs a whole number >= 2"),
+        ({"C_grid": (-1, 1)}, "C_grid=.*give a list of positive numbers"),
+        ({"C_grid": 1.0}, "C_grid=1.0: give a list"),
+        ({"gamma_grid": "scale"}, "gamma_grid='scale': give a list"),
+        ({"C_grid": ()}, r"C_grid=\(\): give a list"),
+    ],
+)
 def test_svm_parameters_are_checked(params, message):
     """Were scikit-learn's errors, "is not iterable", or inner fits failing with only warnings."""
     X = np.random.default_rng(0).normal(size=(12, 3))
@@ -318,16 +332,20 @@ def synthetic40(synthetic_set):
     return imgs, cells.y
 
 
-@pytest.mark.parametrize("features", [LBPFeatures(), TextureFeatures(), BoWFeatures(words=64), ShapeIndexFeatures()],
-                         ids=["lbp", "texture", "bow", "shape-index"])
+@pytest.mark.parametrize(
+    "features",
+    [LBPFeatures(), TextureFeatures(), BoWFeatures(words=64), ShapeIndexFeatures()],
+    ids=["lbp", "texture", "bow", "shape-index"],
+)
 def test_separability_on_synthetic(synthetic40, features):
     """The built-in synthetic set (200 cells, 5 patterns) is separable by the descriptors (about
     0.9 under random 5-fold cv). They are computed once (the codebook learns from all 200 images,
     without labels, as under the cv protocol)."""
     imgs, y = synthetic40
     F = features.fit_transform(imgs)
-    acc = cross_val_score(SVMClassifier(C_grid=(1.0, 10.0, 100.0)), F, y,
-                          cv=StratifiedKFold(5, shuffle=True, random_state=0)).mean()
+    acc = cross_val_score(
+        SVMClassifier(C_grid=(1.0, 10.0, 100.0)), F, y, cv=StratifiedKFold(5, shuffle=True, random_state=0)
+    ).mean()
     assert acc >= 0.8
 
 

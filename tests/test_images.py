@@ -11,8 +11,8 @@ from hep2.data import Cell, CellSet, Preprocess, load_images, preprocess_image, 
 from hep2.data.images import cache_dir, normalise, resize_square
 from hep2.errors import Hep2Error
 
-
 # ------------------------------------------------------------------------------ decoding
+
 
 def test_png_8bit(tmp_path, images):
     arr = images.array(20, 30, seed=1)
@@ -22,7 +22,7 @@ def test_png_8bit(tmp_path, images):
 
 
 def test_png_16bit(tmp_path):
-    arr = (np.arange(20 * 24, dtype=np.uint16).reshape(20, 24) * 100)
+    arr = np.arange(20 * 24, dtype=np.uint16).reshape(20, 24) * 100
     path = tmp_path / "a16.png"
     Image.fromarray(arr).save(path)
     out = read_image(path)
@@ -77,7 +77,9 @@ def test_a_colour_cell_read_from_one_channel(tmp_path, fresh_cache):
         counter[10:20] = 200
         Image.fromarray(np.stack([counter, stain, np.zeros_like(stain)], -1)).save(tmp_path / f"c{i}.png")
         np.testing.assert_array_equal(read_image(tmp_path / f"c{i}.png", "green"), stain)
-        np.testing.assert_allclose(read_image(tmp_path / f"c{i}.png"), (stain + counter.astype(np.float32)) / 3, atol=1e-4)
+        np.testing.assert_allclose(
+            read_image(tmp_path / f"c{i}.png"), (stain + counter.astype(np.float32)) / 3, atol=1e-4
+        )
     green = Preset().override({"channel": "green", "size": 30}).preprocess()
     assert green.channel == "green"
     a = preprocess_image(tmp_path / "c0.png", green)
@@ -85,7 +87,7 @@ def test_a_colour_cell_read_from_one_channel(tmp_path, fresh_cache):
     assert np.abs(a - preprocess_image(tmp_path / "c0.png", Preprocess(size=30))).max() > 0.1
     cells = CellSet("t", [Cell(f"c{i}", tmp_path / f"c{i}.png", "homogeneous") for i in range(3)])
     mean_imgs, _ = load_images(cells, Preprocess(size=30))
-    green_imgs, _ = load_images(cells, Preprocess(size=30, channel="green"))       # its own cache entry
+    green_imgs, _ = load_images(cells, Preprocess(size=30, channel="green"))  # its own cache entry
     np.testing.assert_array_equal(green_imgs[0], np.round(a * 255).astype(np.uint8))
     assert not np.array_equal(mean_imgs, green_imgs)
     with pytest.raises(Hep2Error, match="channel='fitc': a colour image's grey is one of mean, red, green, blue"):
@@ -97,7 +99,7 @@ def test_a_colour_cell_read_from_one_channel(tmp_path, fresh_cache):
         (tmp_path / f"c{i}.png").rename(tmp_path / "homogeneous" / f"c{i}.png")
     problems = " ".join(summarize(open_dataset(f"folder:{tmp_path}"))["problems"])
     assert "3 colour images: their signal is red 0." in problems and "--set channel=green" in problems
-    for i in range(3):      # grey cells saved as RGB (R = G = B) are not colour images
+    for i in range(3):  # grey cells saved as RGB (R = G = B) are not colour images
         grey = np.asarray(Image.open(tmp_path / "homogeneous" / f"c{i}.png"))[..., 1]
         Image.fromarray(np.stack([grey] * 3, -1)).save(tmp_path / "homogeneous" / f"c{i}.png")
     assert "colour" not in " ".join(summarize(open_dataset(f"folder:{tmp_path}"))["problems"])
@@ -117,6 +119,7 @@ def test_rgba_and_palette_png_to_grey(tmp_path):
 
 # ------------------------------------------------------------------------------ normalisation
 
+
 def test_an_image_too_large_for_a_cell_is_refused_before_it_is_decoded(tmp_path, monkeypatch):
     import tifffile
 
@@ -124,13 +127,17 @@ def test_an_image_too_large_for_a_cell_is_refused_before_it_is_decoded(tmp_path,
     Image.fromarray(np.full((200, 300), 9, np.uint8)).save(tmp_path / "field.png")
     tifffile.imwrite(tmp_path / "field.tif", np.full((200, 300), 9, np.uint16))
     for f in ("field.png", "field.tif"):
-        with pytest.raises(Hep2Error, match=f"image {tmp_path / f} is 300x200 pixels, over the 59,999 .* crop the "
-                                            "cells from it, or pass --skip-bad"):
+        with pytest.raises(
+            Hep2Error,
+            match=f"image {tmp_path / f} is 300x200 pixels, over the 59,999 .* crop the "
+            "cells from it, or pass --skip-bad",
+        ):
             read_image(tmp_path / f)
     monkeypatch.setattr(images_mod, "MAX_PIXELS", 200 * 300)
     assert read_image(tmp_path / "field.png").shape == (200, 300)
-    tifffile.imwrite(tmp_path / "planes.tif", np.full((3, 200, 300), 9, np.uint8), photometric="rgb",
-                     planarconfig="separate")        # every plane counts (it was read as 3 x 200 rows)
+    tifffile.imwrite(
+        tmp_path / "planes.tif", np.full((3, 200, 300), 9, np.uint8), photometric="rgb", planarconfig="separate"
+    )  # every plane counts (it was read as 3 x 200 rows)
     with pytest.raises(Hep2Error, match="planes.tif is 300x600 pixels"):
         read_image(tmp_path / "planes.tif")
     # PIL's own refusal (a decompression bomb) is a named error too
@@ -181,14 +188,14 @@ def test_normalise_with_mask_zeroes_outside_and_uses_inside_levels():
 
 def test_equalize_is_blind_to_brightness_contrast_and_gamma_and_keeps_masks_and_blanks():
     rng = np.random.default_rng(0)
-    dim = rng.integers(5, 60, (30, 40)).astype(np.float32)            # an intermediate-intensity cell
-    bright = 3.0 * (dim / 60) ** 0.6 * 250 + 20                        # the same cell brighter, other gamma
+    dim = rng.integers(5, 60, (30, 40)).astype(np.float32)  # an intermediate-intensity cell
+    bright = 3.0 * (dim / 60) ** 0.6 * 250 + 20  # the same cell brighter, other gamma
     a, b = normalise(dim, equalize=True), normalise(bright, equalize=True)
     assert a.dtype == np.float32 and a.max() == pytest.approx(1.0)
-    np.testing.assert_allclose(a, b, atol=0.01)                        # percentiles alone would differ
+    np.testing.assert_allclose(a, b, atol=0.01)  # percentiles alone would differ
     assert np.abs(normalise(dim) - normalise(bright)).max() > 0.1
     ranks = np.argsort(np.argsort(dim.ravel(), kind="stable"))
-    assert np.corrcoef(a.ravel(), ranks)[0, 1] > 0.99                 # a grey level's rank, spread over [0, 1]
+    assert np.corrcoef(a.ravel(), ranks)[0, 1] > 0.99  # a grey level's rank, spread over [0, 1]
     mask = np.zeros_like(dim, bool)
     mask[5:25, 5:30] = True
     assert np.all(normalise(dim, mask=mask, equalize=True)[~mask] == 0)
@@ -201,7 +208,7 @@ def test_equalize_setting_reaches_the_loader_and_its_cache_key(tmp_path, images,
 
     cfg = get_preset("tiny", overrides={"equalize": "true"})
     assert cfg.preprocess().equalize
-    assert not get_method("cnn5", cfg).preprocess().equalize          # the published baselines keep their input
+    assert not get_method("cnn5", cfg).preprocess().equalize  # the published baselines keep their input
     cs = make_set(tmp_path / "imgs", images)
     plain, _ = load_images(cs, Preprocess(size=16))
     equalised, _ = load_images(cs, Preprocess(size=16, equalize=True))
@@ -209,6 +216,7 @@ def test_equalize_setting_reaches_the_loader_and_its_cache_key(tmp_path, images,
 
 
 # ------------------------------------------------------------------------------ resize
+
 
 def test_resize_keeps_aspect_and_pads_with_zeros():
     arr = np.ones((20, 40), np.float32)  # wide: 40 -> 32, 20 -> 16, padded 8 rows above and below
@@ -231,11 +239,11 @@ def test_resize_stretch_and_upscale():
 
 def test_resize_fixed_scale_keeps_pixel_size_pads_and_crops():
     arr = np.arange(100, dtype=np.float32).reshape(10, 10) / 100
-    small = resize_square(arr, 14, scale=1.0)          # native pixels, 2 zero rows / columns around
+    small = resize_square(arr, 14, scale=1.0)  # native pixels, 2 zero rows / columns around
     np.testing.assert_array_equal(small[2:12, 2:12], arr)
     assert small[:2].sum() == 0 and small[12:].sum() == 0 and small[:, :2].sum() == 0
-    np.testing.assert_array_equal(resize_square(arr, 6, scale=1.0), arr[2:8, 2:8])   # the centre of a larger cell
-    half = resize_square(np.ones((8, 4), np.float32), 8, scale=0.5)                  # 8x4 -> 4x2, centred
+    np.testing.assert_array_equal(resize_square(arr, 6, scale=1.0), arr[2:8, 2:8])  # the centre of a larger cell
+    half = resize_square(np.ones((8, 4), np.float32), 8, scale=0.5)  # 8x4 -> 4x2, centred
     assert half.sum() == pytest.approx(8.0) and np.all(half[2:6, 3:5] == 1.0)
     # two cells of different size keep one texture scale, where fitting would magnify the small one twice
     assert resize_square(np.ones((20, 20), np.float32), 64, scale=1.0).sum() == 400
@@ -248,10 +256,12 @@ def test_scale_setting_reaches_the_loader_and_is_checked():
 
     cfg = get_preset("tiny", overrides={"scale": "1"})
     assert cfg.preprocess().scale == 1.0 and get_method("resnet", cfg).preprocess().scale == 1.0
-    for name in ("cnn5", "lbp-svm", "texture-svm"):      # the baselines keep their published inputs
-        assert get_method(name, cfg.override({"highpass": 3})).preprocess() == get_method(
-            name, get_preset("tiny")).preprocess()
-    for bad in ("nan", "inf", "17"):                     # refused for every method, before anything runs
+    for name in ("cnn5", "lbp-svm", "texture-svm"):  # the baselines keep their published inputs
+        assert (
+            get_method(name, cfg.override({"highpass": 3})).preprocess()
+            == get_method(name, get_preset("tiny")).preprocess()
+        )
+    for bad in ("nan", "inf", "17"):  # refused for every method, before anything runs
         with pytest.raises(Hep2Error, match=f"scale={bad}"):
             get_preset("tiny", overrides={"scale": bad})
     with pytest.raises(Hep2Error, match="scale=-1.0"):
@@ -262,8 +272,8 @@ def test_highpass_keeps_the_texture_and_drops_the_slow_shading(tmp_path):
     from hep2.presets import get_preset
 
     yy, xx = np.mgrid[:40, :40]
-    ramp = 50.0 + 4.0 * xx                                   # slow shading across the cell
-    dots = ((yy % 8 == 4) & (xx % 8 == 4)) * 60.0           # fine speckles
+    ramp = 50.0 + 4.0 * xx  # slow shading across the cell
+    dots = ((yy % 8 == 4) & (xx % 8 == 4)) * 60.0  # fine speckles
     path = tmp_path / "cell.tif"
     import tifffile
 
@@ -274,7 +284,7 @@ def test_highpass_keeps_the_texture_and_drops_the_slow_shading(tmp_path):
     inner = background & (xx > 4) & (xx < 35)
     # the shading spans most of the range without the filter, almost nothing with it
     assert np.ptp(plain[inner]) > 0.5 and np.ptp(sharp[inner]) < 0.1
-    assert sharp[dots > 0].mean() > sharp[inner].mean() + 0.5             # the speckles stand out
+    assert sharp[dots > 0].mean() > sharp[inner].mean() + 0.5  # the speckles stand out
     with pytest.raises(Hep2Error, match="highpass=-2.0"):
         get_preset("tiny", overrides={"highpass": "-2"}).preprocess()
 
@@ -284,16 +294,16 @@ def test_denoise_smooths_grain_in_proportion_to_the_noise_and_is_blind_to_gain()
 
     rng = np.random.default_rng(0)
     yy, xx = np.mgrid[:48, :48]
-    clean = 20.0 + 30.0 * (((yy // 8) + (xx // 8)) % 2)            # a blocky pattern, edges to keep
-    dim = clean + rng.normal(0, 6.0, clean.shape)                    # grainy, as a dim cell
+    clean = 20.0 + 30.0 * (((yy // 8) + (xx // 8)) % 2)  # a blocky pattern, edges to keep
+    dim = clean + rng.normal(0, 6.0, clean.shape)  # grainy, as a dim cell
     out = denoise_image(dim, 1.6)
     assert out.dtype == np.float32 and out.shape == dim.shape
-    assert np.abs(out - clean).mean() < 0.8 * np.abs(dim - clean).mean()     # closer to the clean cell
-    assert abs(out[clean > 30].mean() - out[clean < 30].mean()) > 20        # the pattern's contrast is kept
+    assert np.abs(out - clean).mean() < 0.8 * np.abs(dim - clean).mean()  # closer to the clean cell
+    assert abs(out[clean > 30].mean() - out[clean < 30].mean()) > 20  # the pattern's contrast is kept
     np.testing.assert_allclose(denoise_image(dim * 7.0, 1.6), out * 7.0, rtol=1e-4, atol=1e-3)
-    assert denoise_image(dim, 0) is dim                                      # 0: off
+    assert denoise_image(dim, 0) is dim  # 0: off
     np.testing.assert_array_equal(denoise_image(np.full((9, 9), 5.0), 2.0), np.full((9, 9), 5.0))  # no noise
-    mild = denoise_image(dim, 0.5)                                           # weaker: less smoothing
+    mild = denoise_image(dim, 0.5)  # weaker: less smoothing
     assert np.abs(mild - dim).mean() < np.abs(out - dim).mean()
 
 
@@ -303,28 +313,28 @@ def test_denoise_measures_the_noise_inside_the_mask_and_explains_a_missing_pywav
     from hep2.data.images import denoise_image
 
     rng = np.random.default_rng(1)
-    img = rng.normal(100, 0.5, (60, 60))                       # a wide, clean background
-    img[20:40, 20:40] += rng.normal(0, 12.0, (20, 20))         # a small, grainy cell
+    img = rng.normal(100, 0.5, (60, 60))  # a wide, clean background
+    img[20:40, 20:40] += rng.normal(0, 12.0, (20, 20))  # a small, grainy cell
     mask = np.zeros(img.shape, bool)
     mask[20:40, 20:40] = True
     cell = (slice(20, 40), slice(20, 40))
     # the whole image's noise is set by its background; the mask's box gives the cell's own, which smooths it more
     assert denoise_image(img, 1.6, mask)[cell].std() < 0.8 * denoise_image(img, 1.6)[cell].std()
     tiny = rng.normal(0, 1, (4, 9))
-    assert denoise_image(tiny, 1.6) is tiny                    # too small to measure noise: as it is
-    monkeypatch.setitem(sys.modules, "pywt", None)             # PyWavelets not installed
+    assert denoise_image(tiny, 1.6) is tiny  # too small to measure noise: as it is
+    monkeypatch.setitem(sys.modules, "pywt", None)  # PyWavelets not installed
     with pytest.raises(Hep2Error, match="needs PyWavelets.*pip install PyWavelets"):
         denoise_image(img, 1.6)
 
 
 def test_models_saved_before_denoise_existed_still_preprocess_as_they_did():
+    from dataclasses import replace
+
     from hep2.pipeline.methods import get_method
     from hep2.presets import get_preset
 
-    from dataclasses import replace
-
-    old = replace(get_preset("improved"))                      # a copy: the preset itself stays as it is
-    object.__delattr__(old, "denoise")                         # an unpickled Preset from before the setting
+    old = replace(get_preset("improved"))  # a copy: the preset itself stays as it is
+    object.__delattr__(old, "denoise")  # an unpickled Preset from before the setting
     for name in ("dcae-mlp", "bow", "shape-index", "lbp-svm"):
         assert get_method(name, old).preprocess().denoise == 0.0
 
@@ -336,15 +346,16 @@ def test_denoise_setting_reaches_the_loader_its_cache_key_and_the_methods(tmp_pa
     cfg = get_preset("tiny", overrides={"denoise": "1.6"})
     for name in ("dcae-mlp", "resnet", "bow", "shape-index"):
         assert get_method(name, cfg).preprocess().denoise == 1.6
-    for name in ("cnn5", "lbp-svm", "texture-svm"):                       # the published baselines keep their input
+    for name in ("cnn5", "lbp-svm", "texture-svm"):  # the published baselines keep their input
         assert get_method(name, cfg).preprocess() == get_method(name, get_preset("tiny")).preprocess()
     assert get_method("bow", cfg).preprocess().size == get_method("lbp-svm", cfg).preprocess().size
     cs = make_set(tmp_path / "imgs", images)
     plain, _ = load_images(cs, Preprocess(size=16))
     smooth, _ = load_images(cs, Preprocess(size=16, denoise=1.6))
     assert len(list((fresh_cache / "images").glob("*.npz"))) == 2 and not np.array_equal(plain, smooth)
-    np.testing.assert_array_equal(smooth[0], np.round(preprocess_image(cs.cells[0].path, Preprocess(
-        size=16, denoise=1.6)) * 255))
+    np.testing.assert_array_equal(
+        smooth[0], np.round(preprocess_image(cs.cells[0].path, Preprocess(size=16, denoise=1.6)) * 255)
+    )
     for bad in ("-1", "11", "nan"):
         with pytest.raises(Hep2Error, match=f"denoise={bad}"):
             get_preset("tiny", overrides={"denoise": bad})
@@ -368,13 +379,15 @@ def test_views_stack_the_plain_and_the_filtered_cell_and_are_checked(tmp_path):
     cfg = get_preset("tiny", overrides={"ae_views": "0,5", "ae_ensemble": "3"})
     assert cfg.ae_views == (0.0, 5.0) and get_method("dcae-mlp", cfg).preprocess().views == (0.0, 5.0)
     assert get_method("resnet", cfg).preprocess().views == ()
-    for bad, msg in ((dict(ae_views="0,-1", ae_ensemble="2"), "ae_views=0.0,-1.0: each value must lie in"),
-                     (dict(ae_views="0,5", ae_ensemble="1"), "set ae_ensemble to at least 2"),
-                     (dict(ae_views="0,5", ae_ensemble="2", highpass="3"), "put 3.0 among ae_views"),
-                     (dict(ae_views="a,b"), "ae_views='a,b': expected a value like 0,5"),
-                     (dict(ae_views=True), "expected a value like 0,5"),
-                     (dict(hidden=True), "hidden=True: expected a value like 250,50"),
-                     (dict(widths=64), "widths=64: expected a value like 16,32,64,128")):
+    for bad, msg in (
+        (dict(ae_views="0,-1", ae_ensemble="2"), "ae_views=0.0,-1.0: each value must lie in"),
+        (dict(ae_views="0,5", ae_ensemble="1"), "set ae_ensemble to at least 2"),
+        (dict(ae_views="0,5", ae_ensemble="2", highpass="3"), "put 3.0 among ae_views"),
+        (dict(ae_views="a,b"), "ae_views='a,b': expected a value like 0,5"),
+        (dict(ae_views=True), "expected a value like 0,5"),
+        (dict(hidden=True), "hidden=True: expected a value like 250,50"),
+        (dict(widths=64), "widths=64: expected a value like 16,32,64,128"),
+    ):
         with pytest.raises(Hep2Error, match=msg):
             get_preset("tiny", overrides=bad)
     # a JSON list, one number, brackets, and a Python list all name the same views
@@ -394,7 +407,8 @@ def test_views_stack_the_plain_and_the_filtered_cell_and_are_checked(tmp_path):
 
     with pytest.raises(Hep2Error, match="one DCAEFeatures reads one view"):
         DCAEFeatures(preset=get_preset("tiny", overrides={"ae_views": "0,5", "ae_ensemble": 2})).fit(
-            np.zeros((4, 32, 32), np.uint8))
+            np.zeros((4, 32, 32), np.uint8)
+        )
 
 
 def test_preprocess_image_shape_range_and_padding(tmp_path, images):
@@ -425,6 +439,7 @@ def test_mask_of_another_size_is_an_error(tmp_path, images):
 
 
 # ------------------------------------------------------------------------------ load_images and cache
+
 
 def make_set(root, images, n=4, masks=False) -> CellSet:
     cells = []
@@ -521,7 +536,7 @@ def test_a_failed_write_names_the_file_asked_for_and_leaves_no_temporary(tmp_pat
     from hep2.data.images import atomic_write_bytes
 
     target = tmp_path / "predictions.csv"
-    target.mkdir()          # e.g. --out naming a folder
+    target.mkdir()  # e.g. --out naming a folder
     with pytest.raises(OSError) as e:
         atomic_write_bytes(target, b"x")
     assert e.value.filename == str(target)

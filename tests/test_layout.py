@@ -29,8 +29,11 @@ def import_graph() -> dict[str, set[str]]:
         deps = set()
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.ImportFrom):
-                base = ".".join(package[: len(package) - node.level + 1] + [node.module or ""]) if node.level \
+                base = (
+                    ".".join(package[: len(package) - node.level + 1] + [node.module or ""])
+                    if node.level
                     else node.module or ""
+                )
                 base = base.rstrip(".")
                 for alias in node.names:
                     full = f"{base}.{alias.name}"
@@ -75,9 +78,9 @@ def circles(graph: dict[str, set[str]]) -> list[set[str]]:
 def test_the_package_has_no_import_circle():
     graph = import_graph()
     assert {"hep2.pipeline.runner", "hep2.pipeline.predict", "hep2.models.dcae"} <= set(graph)
-    assert "hep2.pipeline.runfolder" in graph["hep2.pipeline.runner"]          # the graph sees imports
+    assert "hep2.pipeline.runfolder" in graph["hep2.pipeline.runner"]  # the graph sees imports
     assert circles(graph) == []
-    assert circles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [{"a", "b", "c"}]   # and finds one
+    assert circles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [{"a", "b", "c"}]  # and finds one
 
 
 def test_models_import_neither_features_nor_data_and_lower_stages_no_pipeline():

@@ -16,15 +16,24 @@ from hep2.presets import PRESETS
 
 TABLE_I = [  # (name, output (C, H, W)) from the paper's Table I, decoder map counts mirrored
     ("Input", [1, 224, 224]),
-    ("Conv 1", [64, 224, 224]), ("Pool 1", [64, 112, 112]),
-    ("Conv 2", [128, 112, 112]), ("Pool 2", [128, 56, 56]),
-    ("Conv 3", [256, 56, 56]), ("Pool 3", [256, 28, 28]),
-    ("Conv 4", [512, 28, 28]), ("Pool 4", [512, 14, 14]),
-    ("Conv 5", [4096, 1, 1]), ("Deconv 5", [512, 14, 14]),
-    ("Unpool 4", [512, 28, 28]), ("Deconv 4", [256, 28, 28]),
-    ("Unpool 3", [256, 56, 56]), ("Deconv 3", [128, 56, 56]),
-    ("Unpool 2", [128, 112, 112]), ("Deconv 2", [64, 112, 112]),
-    ("Unpool 1", [64, 224, 224]), ("Deconv 1", [1, 224, 224]),
+    ("Conv 1", [64, 224, 224]),
+    ("Pool 1", [64, 112, 112]),
+    ("Conv 2", [128, 112, 112]),
+    ("Pool 2", [128, 56, 56]),
+    ("Conv 3", [256, 56, 56]),
+    ("Pool 3", [256, 28, 28]),
+    ("Conv 4", [512, 28, 28]),
+    ("Pool 4", [512, 14, 14]),
+    ("Conv 5", [4096, 1, 1]),
+    ("Deconv 5", [512, 14, 14]),
+    ("Unpool 4", [512, 28, 28]),
+    ("Deconv 4", [256, 28, 28]),
+    ("Unpool 3", [256, 56, 56]),
+    ("Deconv 3", [128, 56, 56]),
+    ("Unpool 2", [128, 112, 112]),
+    ("Deconv 2", [64, 112, 112]),
+    ("Unpool 1", [64, 224, 224]),
+    ("Deconv 1", [1, 224, 224]),
 ]
 PAPER_TOTAL = 825_187_329  # 3x3 convs + 14x14x512x4096 Conv 5 and Deconv 5, with biases
 
@@ -143,8 +152,12 @@ def test_paper_preset_one_training_step_on_cpu():
     model = DCAE(p.size, p.widths, p.latent)
     assert sum(q.numel() for q in model.parameters()) == PAPER_TOTAL
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    watch = {"conv1": model.encoder[0].weight, "conv5": model.conv5.weight, "deconv5": model.deconv5.weight,
-             "deconv1": model.decoder[-1].weight}
+    watch = {
+        "conv1": model.encoder[0].weight,
+        "conv5": model.conv5.weight,
+        "deconv5": model.deconv5.weight,
+        "deconv1": model.decoder[-1].weight,
+    }
     # a slice across every output map: cloning all of Conv 5 / Deconv 5 would cost 3.3 GB more
     before = {k: v.detach()[:, :2].clone() for k, v in watch.items()}
     x = torch.rand(2, 1, 224, 224)

@@ -31,8 +31,9 @@ def test_presets_default_to_auto_and_tiny_is_fp32_everywhere():
     assert precision(PRESETS["tiny"], "cpu") == {"train": "fp32", "extract": "fp32"}
 
 
-@pytest.mark.parametrize("given, expected", [("auto", "auto"), ("AUTO", "auto"), ("true", True), ("off", False),
-                                             (True, True), (0, False)])
+@pytest.mark.parametrize(
+    "given, expected", [("auto", "auto"), ("AUTO", "auto"), ("true", True), ("off", False), (True, True), (0, False)]
+)
 def test_amp_settings_read_auto_or_a_boolean(given, expected):
     cfg = get_preset("cpu", overrides={"amp": given, "infer_amp": given})
     assert cfg.amp == expected and cfg.infer_amp == expected

@@ -31,6 +31,7 @@ def by_id(cells: CellSet) -> dict[str, Cell]:
 
 # ============================================================================== SNPHEp-2 (real)
 
+
 @pytest.fixture(scope="module")
 def snp(snphep2_root) -> CellSet:
     return open_dataset(f"snphep2:{snphep2_root}")
@@ -57,18 +58,31 @@ def test_snphep2_source_split_and_ids(snp, snphep2_root):
     assert snp.specimens is None  # SNPHEp-2 does not distribute specimen IDs
 
 
-@pytest.mark.parametrize("cell_id, label", [
-    ("train/001", "homogeneous"), ("train/177", "homogeneous"),
-    ("train/178", "coarse_speckled"), ("train/349", "coarse_speckled"),
-    ("train/350", "fine_speckled"), ("train/549", "fine_speckled"),
-    ("train/550", "nucleolar"), ("train/749", "nucleolar"),
-    ("train/750", "centromere"), ("train/905", "centromere"),
-    ("test/001", "homogeneous"), ("test/196", "homogeneous"),
-    ("test/197", "coarse_speckled"), ("test/388", "coarse_speckled"),
-    ("test/389", "fine_speckled"), ("test/588", "fine_speckled"),
-    ("test/589", "nucleolar"), ("test/788", "nucleolar"),
-    ("test/789", "centromere"), ("test/979", "centromere"),
-])
+@pytest.mark.parametrize(
+    "cell_id, label",
+    [
+        ("train/001", "homogeneous"),
+        ("train/177", "homogeneous"),
+        ("train/178", "coarse_speckled"),
+        ("train/349", "coarse_speckled"),
+        ("train/350", "fine_speckled"),
+        ("train/549", "fine_speckled"),
+        ("train/550", "nucleolar"),
+        ("train/749", "nucleolar"),
+        ("train/750", "centromere"),
+        ("train/905", "centromere"),
+        ("test/001", "homogeneous"),
+        ("test/196", "homogeneous"),
+        ("test/197", "coarse_speckled"),
+        ("test/388", "coarse_speckled"),
+        ("test/389", "fine_speckled"),
+        ("test/588", "fine_speckled"),
+        ("test/589", "nucleolar"),
+        ("test/788", "nucleolar"),
+        ("test/789", "centromere"),
+        ("test/979", "centromere"),
+    ],
+)
 def test_snphep2_labels_follow_readme_ranges(snp, cell_id, label):
     cell = by_id(snp)[cell_id]
     assert cell.label == label
@@ -99,10 +113,20 @@ def test_snphep2_official_splits(snp, snphep2_root, k):
 
 
 def test_snphep2_official_split_class_counts(snp):
-    assert class_counts(snp, "split-50-1/train") == {"homogeneous": 89, "coarse_speckled": 86,
-                                                     "fine_speckled": 100, "nucleolar": 100, "centromere": 78}
-    assert class_counts(snp, "split-50-3/test") == {"homogeneous": 98, "coarse_speckled": 96,
-                                                    "fine_speckled": 100, "nucleolar": 100, "centromere": 96}
+    assert class_counts(snp, "split-50-1/train") == {
+        "homogeneous": 89,
+        "coarse_speckled": 86,
+        "fine_speckled": 100,
+        "nucleolar": 100,
+        "centromere": 78,
+    }
+    assert class_counts(snp, "split-50-3/test") == {
+        "homogeneous": 98,
+        "coarse_speckled": 96,
+        "fine_speckled": 100,
+        "nucleolar": 100,
+        "centromere": 96,
+    }
 
 
 def test_snphep2_intensity(snp, snphep2_root):
@@ -138,16 +162,24 @@ def test_i3a_one_folder_with_masks(tmp_path, images):
     assert cells.name == f"i3a:{root}"
     assert len(cells) == 6  # the _Mask files are not cells
     assert [c.id for c in cells.cells] == [f"{n:05d}" for n, _ in I3A_ROWS]
-    assert [c.label for c in cells.cells] == ["homogeneous", "speckled", "nucleolar", "centromere",
-                                              "nuclear_membrane", "golgi"]
+    assert [c.label for c in cells.cells] == [
+        "homogeneous",
+        "speckled",
+        "nucleolar",
+        "centromere",
+        "nuclear_membrane",
+        "golgi",
+    ]
     assert cells.classes == ["homogeneous", "nucleolar", "centromere", "speckled", "nuclear_membrane", "golgi"]
     assert all(c.mask == root / f"{c.id}_Mask.png" for c in cells.cells)
     assert all(c.path == root / f"{c.id}.png" for c in cells.cells)
     assert list(cells.subsets) == ["all"] and len(cells.subsets["all"]) == 6
     # a results CSV beside the ground truth is left out and named; an ID listed again with another class, named
     images.text(root / "results" / "predictions.csv", "path,predicted\n00001.png,homogeneous\n")
-    images.text(root / "gt.csv", "Image ID,Image class\n" + "".join(f"{n},{c}\n" for n, c in I3A_ROWS)
-                + f"{I3A_ROWS[0][0]},golgi\n")
+    images.text(
+        root / "gt.csv",
+        "Image ID,Image class\n" + "".join(f"{n},{c}\n" for n, c in I3A_ROWS) + f"{I3A_ROWS[0][0]},golgi\n",
+    )
     again = open_dataset(f"i3a:{root}")
     assert [c.label for c in again.cells] == [c.label for c in cells.cells]
     assert any("predictions.csv has no image ID / class columns, so it is not read" in p for p in again.problems)
@@ -157,13 +189,20 @@ def test_i3a_one_folder_with_masks(tmp_path, images):
 @pytest.mark.parametrize("delimiter", [",", ";"])
 def test_i3a_subfolders_intensity_and_specimen(tmp_path, images, delimiter):
     root = tmp_path / "i3a"
-    rows = [(1, "Homogeneous", "positive", "s1"), (2, "Speckled", "intermediate", "s1"),
-            (12, "NuMem", "Positive", "s2"), (13, "Golgi", "intermediate", "s3")]
+    rows = [
+        (1, "Homogeneous", "positive", "s1"),
+        (2, "Speckled", "intermediate", "s1"),
+        (12, "NuMem", "Positive", "s2"),
+        (13, "Golgi", "intermediate", "s3"),
+    ]
     for num, cls, _, spec in rows:  # one subfolder per specimen, another level for the class
         images.png(root / f"specimen_{spec}" / cls / f"{num:05d}.png", seed=num)
     sep = delimiter
-    images.text(root / "labels" / "gt.csv", f"ID{sep}Pattern{sep}Intensity{sep}Specimen\n"
-                + "".join(f"{n:05d}{sep}{c}{sep}{i}{sep}{s}\n" for n, c, i, s in rows))
+    images.text(
+        root / "labels" / "gt.csv",
+        f"ID{sep}Pattern{sep}Intensity{sep}Specimen\n"
+        + "".join(f"{n:05d}{sep}{c}{sep}{i}{sep}{s}\n" for n, c, i, s in rows),
+    )
     cells = open_dataset(f"i3a:{root}")
     got = by_id(cells)
     assert sorted(got) == ["00001", "00002", "00012", "00013"]
@@ -193,8 +232,14 @@ def test_i3a_bare_path_is_detected(tmp_path, images):
 
 # ============================================================================== ICPR 2012
 
-ICPR_TRAIN = [(1, "homogeneous"), (2, "fine speckled"), (3, "coarse speckled"), (4, "nucleolar"),
-              (5, "centromere"), (6, "cytoplasmatic")]
+ICPR_TRAIN = [
+    (1, "homogeneous"),
+    (2, "fine speckled"),
+    (3, "coarse speckled"),
+    (4, "nucleolar"),
+    (5, "centromere"),
+    (6, "cytoplasmatic"),
+]
 ICPR_TEST = [(7, "centromere"), (8, "cytoplasmatic"), (9, "Coarse Speckled")]
 
 
@@ -206,11 +251,15 @@ def make_icpr2012(root: Path, images, *, header: bool = True, subfolders: bool =
     for num, _ in ICPR_TEST:
         images.png(te / f"{num:03d}.png", seed=num)
     images.png(tr / "001_Mask.png", np.full((24, 24), 255, np.uint8))
-    images.text(root / "gt_training.csv", ("ID;pattern\n" if header else "")
-                + "".join(f"{n};{c}\n" for n, c in ICPR_TRAIN))
+    images.text(
+        root / "gt_training.csv", ("ID;pattern\n" if header else "") + "".join(f"{n};{c}\n" for n, c in ICPR_TRAIN)
+    )
     images.text(root / "gt_test.csv", "".join(f"{n};{c}\n" for n, c in ICPR_TEST))
-    images.text(root / "training.csv", "ID;intensity;width;height\n"
-                + "".join(f"{n};{'positive' if n % 2 else 'intermediate'};24;24\n" for n, _ in ICPR_TRAIN))
+    images.text(
+        root / "training.csv",
+        "ID;intensity;width;height\n"
+        + "".join(f"{n};{'positive' if n % 2 else 'intermediate'};24;24\n" for n, _ in ICPR_TRAIN),
+    )
     return root
 
 
@@ -222,8 +271,14 @@ def test_icpr2012(tmp_path, images, header, subfolders):
     assert len(cells) == 9
     assert len(cells.subsets["train"]) == 6 and len(cells.subsets["test"]) == 3
     assert set(cells.subsets) == {"train", "test"}
-    assert cells.classes == ["homogeneous", "coarse_speckled", "fine_speckled", "nucleolar", "centromere",
-                             "cytoplasmatic"]
+    assert cells.classes == [
+        "homogeneous",
+        "coarse_speckled",
+        "fine_speckled",
+        "nucleolar",
+        "centromere",
+        "cytoplasmatic",
+    ]
     got = by_id(cells)
     assert got["train/002"].label == "fine_speckled" and got["train/006"].label == "cytoplasmatic"
     assert got["test/009"].label == "coarse_speckled"
@@ -245,6 +300,7 @@ def test_icpr2012_bare_path_is_detected(tmp_path, images):
 
 # ============================================================================== folder
 
+
 def make_folder(root: Path, images) -> Path:
     images.png(root / "Coarse Speckled" / "a.png", seed=1)
     images.tiff16(root / "Coarse Speckled" / "b.tif", seed=2)
@@ -262,8 +318,13 @@ def test_folder_mixed_formats_and_class_names(tmp_path, images):
     assert cells.classes == ["homogeneous", "coarse_speckled", "fine_speckled"]
     assert class_counts(cells) == {"homogeneous": 1, "coarse_speckled": 2, "fine_speckled": 2}
     got = by_id(cells)
-    assert sorted(got) == ["Coarse Speckled/a.png", "Coarse Speckled/b.tif", "Homogenous/deeper/e.png",
-                           "fine-speckled/c.jpg", "fine-speckled/d.bmp"]
+    assert sorted(got) == [
+        "Coarse Speckled/a.png",
+        "Coarse Speckled/b.tif",
+        "Homogenous/deeper/e.png",
+        "fine-speckled/c.jpg",
+        "fine-speckled/d.bmp",
+    ]
     assert got["fine-speckled/d.bmp"].mask == root / "fine-speckled" / "d_mask.png"
     assert got["Coarse Speckled/a.png"].mask is None
     assert cells.specimens is None
@@ -272,10 +333,13 @@ def test_folder_mixed_formats_and_class_names(tmp_path, images):
 
 def test_folder_specimens_csv(tmp_path, images):
     root = make_folder(tmp_path / "cells", images)
-    images.text(root / "specimens.csv", "path,specimen,intensity\n"
-                "Coarse Speckled/a.png,p1,positive\nCoarse Speckled/b.tif,p1,positive\n"
-                "fine-speckled/c.jpg,p2,intermediate\nd.bmp,p2,\n"   # a unique file name is enough
-                "Homogenous/deeper/e.png,p3,positive\n")
+    images.text(
+        root / "specimens.csv",
+        "path,specimen,intensity\n"
+        "Coarse Speckled/a.png,p1,positive\nCoarse Speckled/b.tif,p1,positive\n"
+        "fine-speckled/c.jpg,p2,intermediate\nd.bmp,p2,\n"  # a unique file name is enough
+        "Homogenous/deeper/e.png,p3,positive\n",
+    )
     cells = open_dataset(f"folder:{root}")
     got = by_id(cells)
     assert [got[k].specimen for k in sorted(got)] == ["p1", "p1", "p3", "p2", "p2"]
@@ -308,24 +372,32 @@ def test_folder_layout_as_labs_keep_it(tmp_path, images):
     for split in ("Training", "Testing"):
         for cls in ("Fine Speckled", "fine-speckled", "Homogène"):
             images.png(root / split / cls / "w1" / f"{cls[:2]}1.png", seed=1)
-    images.png(root / "Training" / "Fine Speckled" / ".thumbnails" / "t.png", seed=2)          # system files
+    images.png(root / "Training" / "Fine Speckled" / ".thumbnails" / "t.png", seed=2)  # system files
     images.png(root / "Training" / "Homogène" / "@eaDir" / "SYNOPHOTO_THUMB.png", seed=3)
     images.png(tmp_path / "elsewhere" / "w9" / "x.png", seed=4)
-    os.symlink(tmp_path / "elsewhere" / "w9", root / "Training" / "Homogène" / "w9")            # a linked well
+    os.symlink(tmp_path / "elsewhere" / "w9", root / "Training" / "Homogène" / "w9")  # a linked well
     images.png(root / "Training" / "Homogène" / "w1" / "Ho1-mask.png", np.full((24, 24), 255, np.uint8))
     images.png(root / "Training" / "Homogène" / "w1" / "Ho1_mask.PNG", np.full((24, 24), 255, np.uint8))
-    images.png(root / "Extra nucleolar" / "n.png", seed=5)                                     # beside the splits
-    images.text(root / "specimens.csv", "path,specimen\n" + "".join(
-        f"{c.as_posix()},{'1' if 'w1' in c.as_posix() else '9'}\n" for c in
-        (p.relative_to(root) for p in sorted(root.rglob("*.png")) if "mask" not in p.name and "@" not in str(p)
-         and ".thumb" not in str(p) and "Extra" not in str(p))))
+    images.png(root / "Extra nucleolar" / "n.png", seed=5)  # beside the splits
+    images.text(
+        root / "specimens.csv",
+        "path,specimen\n"
+        + "".join(
+            f"{c.as_posix()},{'1' if 'w1' in c.as_posix() else '9'}\n"
+            for c in (
+                p.relative_to(root)
+                for p in sorted(root.rglob("*.png"))
+                if "mask" not in p.name and "@" not in str(p) and ".thumb" not in str(p) and "Extra" not in str(p)
+            )
+        ),
+    )
     cells = open_dataset(f"folder:{root}")
     assert set(cells.subsets) == {"train", "test"} and cells.classes == ["homogeneous", "fine_speckled"]
     ids = sorted(by_id(cells))
-    assert "Training/Homogène/w9/x.png" in ids                                  # the linked folder is read
-    assert not any("thumb" in i.lower() or "@" in i for i in ids)               # system files are not
+    assert "Training/Homogène/w9/x.png" in ids  # the linked folder is read
+    assert not any("thumb" in i.lower() or "@" in i for i in ids)  # system files are not
     assert by_id(cells)["Training/Homogène/w1/Ho1.png"].mask.name == "Ho1_mask.PNG"
-    assert "Training/Homogène/w1/Ho1-mask.png" in ids                           # read as a cell, and said so
+    assert "Training/Homogène/w1/Ho1-mask.png" in ids  # read as a cell, and said so
     problems = "\n".join(cells.problems)
     assert "1 folder beside Testing, Training is not read (first: Extra nucleolar)" in problems
     assert "folders 'Fine Speckled', 'fine-speckled' are read as one class, fine_speckled" in problems
@@ -339,10 +411,12 @@ def test_manifest_rows_listed_twice_are_named(tmp_path, images):
     images.text(tmp_path / "m.csv", "path,label\na.png,Homogeneous\nb.png,homogenous\na.png,nucleolar\n")
     cells = open_dataset(f"manifest:{tmp_path / 'm.csv'}")
     assert len(cells) == 3
-    assert any(f"{tmp_path / 'a.png'} is listed 2 times (lines 2, 4) with different labels (homogeneous, nucleolar)"
-               in p for p in cells.problems)
+    assert any(
+        f"{tmp_path / 'a.png'} is listed 2 times (lines 2, 4) with different labels (homogeneous, nucleolar)" in p
+        for p in cells.problems
+    )
     assert any("labels 'Homogeneous', 'homogenous' are read as one class" in p for p in cells.problems)
-    images.text(tmp_path / "m.csv", "path,label\na.png,Homogeneous\nb.png,homogeneous\n")     # case alone: fine
+    images.text(tmp_path / "m.csv", "path,label\na.png,Homogeneous\nb.png,homogeneous\n")  # case alone: fine
     assert not open_dataset(f"manifest:{tmp_path / 'm.csv'}").problems
 
 
@@ -352,14 +426,22 @@ def test_specimen_columns_paths_and_masks_as_labs_write_them(tmp_path, images):
     for i, cls in enumerate(("homogeneous", "nucleolar")):
         images.png(tmp_path / "w" / cls / "a.png", seed=i)
         images.png(tmp_path / "w" / cls / "b.png", seed=i + 5)
-    images.text(tmp_path / "m.csv", "Path,Label,Patient ID\n" + "".join(
-        f"w\\{c}\\{f},{c},P{k}\n" for k, c in enumerate(("homogeneous", "nucleolar")) for f in ("a.png", "b.png")))
-    cells = open_dataset(f"manifest:{tmp_path / 'm.csv'}")               # Windows paths, a patient column
+    images.text(
+        tmp_path / "m.csv",
+        "Path,Label,Patient ID\n"
+        + "".join(
+            f"w\\{c}\\{f},{c},P{k}\n" for k, c in enumerate(("homogeneous", "nucleolar")) for f in ("a.png", "b.png")
+        ),
+    )
+    cells = open_dataset(f"manifest:{tmp_path / 'm.csv'}")  # Windows paths, a patient column
     assert len(cells) == 4 and sorted(set(cells.specimens)) == ["P0", "P1"]
     root = tmp_path / "w"
     images.text(root / "specimens.csv", "path,well\nhomogeneous/a.png,1\nhomogeneous/b.png,\na.png,2\n")
-    with pytest.raises(Hep2Error, match=r"'a.png' names no image under .* \(paths are relative to it, as "
-                                        r"'homogeneous/a.png' is; the file name a.png matches 2 images"):
+    with pytest.raises(
+        Hep2Error,
+        match=r"'a.png' names no image under .* \(paths are relative to it, as "
+        r"'homogeneous/a.png' is; the file name a.png matches 2 images",
+    ):
         open_dataset(f"folder:{root}")
     images.text(root / "specimens.csv", "path,well\nhomogeneous/a.png,1\nhomogeneous/b.png,\nhomogeneous/a.png,3\n")
     problems = " ".join(open_dataset(f"folder:{root}").problems)
@@ -388,23 +470,31 @@ def test_folder_bare_path_is_detected(tmp_path, images):
 
 # ============================================================================== manifest
 
+
 def test_manifest_relative_paths_and_splits(tmp_path, images, monkeypatch):
     data = tmp_path / "data"
     images.png(data / "imgs" / "a.png", seed=1)
     images.tiff16(data / "imgs" / "b.tif", seed=2)
     images.png(tmp_path / "elsewhere" / "c.png", seed=3)
     images.png(data / "d.png", seed=4)
-    manifest = images.text(data / "list.csv", "path,label,specimen,intensity,split\n"
-                           "imgs/a.png,Coarse Speckled,s1,positive,train\n"
-                           "imgs/b.tif,nucleolar,s1,intermediate,train\n"
-                           "../elsewhere/c.png,Homogenous,s2,,test\n"
-                           f"{data / 'd.png'},golgi,s2,positive,Test\n")
+    manifest = images.text(
+        data / "list.csv",
+        "path,label,specimen,intensity,split\n"
+        "imgs/a.png,Coarse Speckled,s1,positive,train\n"
+        "imgs/b.tif,nucleolar,s1,intermediate,train\n"
+        "../elsewhere/c.png,Homogenous,s2,,test\n"
+        f"{data / 'd.png'},golgi,s2,positive,Test\n",
+    )
     monkeypatch.chdir(tmp_path / "elsewhere")  # relative paths are relative to the CSV, not the cwd
     cells = open_dataset(f"manifest:{manifest}")
     assert len(cells) == 4
     assert [c.label for c in cells.cells] == ["coarse_speckled", "nucleolar", "homogeneous", "golgi"]
-    assert [c.path for c in cells.cells] == [data / "imgs" / "a.png", data / "imgs" / "b.tif",
-                                             tmp_path / "elsewhere" / "c.png", data / "d.png"]
+    assert [c.path for c in cells.cells] == [
+        data / "imgs" / "a.png",
+        data / "imgs" / "b.tif",
+        tmp_path / "elsewhere" / "c.png",
+        data / "d.png",
+    ]
     assert list(cells.specimens) == ["s1", "s1", "s2", "s2"]
     assert [c.intensity for c in cells.cells] == ["positive", "intermediate", None, "positive"]
     assert set(cells.subsets) == {"train", "test"}
@@ -423,14 +513,28 @@ def test_manifest_minimal_columns_and_bare_path(tmp_path, images):
 
 # ============================================================================== class names
 
-@pytest.mark.parametrize("raw, want", [
-    ("Coarse Speckled", "coarse_speckled"), ("coarse-speckled", "coarse_speckled"),
-    ("CoarseSpeckled", "coarse_speckled"), ("fine-speckled", "fine_speckled"), ("Fine_Speckled", "fine_speckled"),
-    ("NuMem", "nuclear_membrane"), ("NUMEM", "nuclear_membrane"), ("Nuclear Membrane", "nuclear_membrane"),
-    ("Homogenous", "homogeneous"), ("HOMOGENEOUS", "homogeneous"), (" homogeneous ", "homogeneous"),
-    ("Cytoplasmic", "cytoplasmatic"), ("Golgi", "golgi"), ("Centromere", "centromere"),
-    ("MitoticSpindle", "mitotic_spindle"), ("Speckled", "speckled"),
-])
+
+@pytest.mark.parametrize(
+    "raw, want",
+    [
+        ("Coarse Speckled", "coarse_speckled"),
+        ("coarse-speckled", "coarse_speckled"),
+        ("CoarseSpeckled", "coarse_speckled"),
+        ("fine-speckled", "fine_speckled"),
+        ("Fine_Speckled", "fine_speckled"),
+        ("NuMem", "nuclear_membrane"),
+        ("NUMEM", "nuclear_membrane"),
+        ("Nuclear Membrane", "nuclear_membrane"),
+        ("Homogenous", "homogeneous"),
+        ("HOMOGENEOUS", "homogeneous"),
+        (" homogeneous ", "homogeneous"),
+        ("Cytoplasmic", "cytoplasmatic"),
+        ("Golgi", "golgi"),
+        ("Centromere", "centromere"),
+        ("MitoticSpindle", "mitotic_spindle"),
+        ("Speckled", "speckled"),
+    ],
+)
 def test_class_name_normalisation(raw, want):
     assert normalise_class(raw, known_only=True) == want
 
@@ -453,18 +557,34 @@ def test_intensity_normalisation():
 
 
 def test_order_classes_known_first_then_alphabetical():
-    assert order_classes(["zeta", "centromere", "alpha", "homogeneous"]) == ["homogeneous", "centromere",
-                                                                             "alpha", "zeta"]
+    assert order_classes(["zeta", "centromere", "alpha", "homogeneous"]) == [
+        "homogeneous",
+        "centromere",
+        "alpha",
+        "zeta",
+    ]
 
 
 # ============================================================================== CellSet
 
+
 def test_cellset_subset_drop_and_splits(tmp_path):
-    cells = [Cell(str(i), tmp_path / f"{i}.png", lab, split=sp)
-             for i, (lab, sp) in enumerate([("nucleolar", "train"), ("golgi", "train"), ("nucleolar", "test"),
-                                            ("golgi", "test")])]
-    cs = CellSet("x", cells, subsets={"train": np.array([0, 1]), "test": np.array([2, 3]),
-                                      "k/train": np.array([1]), "k/test": np.array([2, 3])})
+    cells = [
+        Cell(str(i), tmp_path / f"{i}.png", lab, split=sp)
+        for i, (lab, sp) in enumerate(
+            [("nucleolar", "train"), ("golgi", "train"), ("nucleolar", "test"), ("golgi", "test")]
+        )
+    ]
+    cs = CellSet(
+        "x",
+        cells,
+        subsets={
+            "train": np.array([0, 1]),
+            "test": np.array([2, 3]),
+            "k/train": np.array([1]),
+            "k/test": np.array([2, 3]),
+        },
+    )
     assert cs.classes == ["nucleolar", "golgi"]
     assert cs.y.tolist() == [0, 1, 0, 1]
     assert cs.official_splits() == ["k"]
@@ -502,6 +622,7 @@ def test_synthetic_spec_bad_count():
 
 
 # ============================================================================== naming errors
+
 
 def test_open_dataset_missing_path_and_unknown_kind(tmp_path):
     with pytest.raises(Hep2Error, match=f"{tmp_path / 'nope'}.* does not exist"):

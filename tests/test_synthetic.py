@@ -34,6 +34,7 @@ def _rows(root: Path) -> list[dict]:
 # determinism
 # ------------------------------------------------------------------------------------------
 
+
 def test_same_seed_gives_identical_files_and_other_seed_differs(tmp_path):
     a = make_synthetic(tmp_path / "a", per_class=4, specimens=5, seed=7)
     b = make_synthetic(tmp_path / "b", per_class=4, specimens=5, seed=7)
@@ -58,6 +59,7 @@ def test_generate_cell_is_deterministic_for_a_generator_state():
 # ------------------------------------------------------------------------------------------
 # layout
 # ------------------------------------------------------------------------------------------
+
 
 def test_layout_counts_csv_specimens_and_images(tmp_path):
     out = make_synthetic(tmp_path / "deep" / "set", per_class=7, specimens=10, seed=1)
@@ -106,8 +108,7 @@ def test_layout_counts_csv_specimens_and_images(tmp_path):
 
 def test_subset_of_classes_and_existing_empty_folder(tmp_path):
     (tmp_path / "empty").mkdir()
-    out = make_synthetic(tmp_path / "empty", per_class=3, specimens=2, seed=0,
-                         classes=("nucleolar", "homogeneous"))
+    out = make_synthetic(tmp_path / "empty", per_class=3, specimens=2, seed=0, classes=("nucleolar", "homogeneous"))
     assert sorted(p.name for p in out.iterdir()) == ["homogeneous", "nucleolar", "specimens.csv"]
     rows = _rows(out)
     assert {r["specimen"] for r in rows if r["path"].startswith("nucleolar/")} == {"s01"}
@@ -123,7 +124,7 @@ def test_generate_cell_and_specimen_style():
             assert 32 <= min(img.shape) and max(img.shape) <= 125
             # roughly centred cell on a dark background
             h, w = img.shape
-            centre = img[h // 3: 2 * h // 3, w // 3: 2 * w // 3].astype(float).mean()
+            centre = img[h // 3 : 2 * h // 3, w // 3 : 2 * w // 3].astype(float).mean()
             border = np.concatenate([img[0], img[-1], img[:, 0], img[:, -1]]).astype(float).mean()
             assert centre > border
     st = specimen_style(np.random.default_rng(1))
@@ -138,17 +139,21 @@ def test_generate_cell_and_specimen_style():
 # errors and atomic writing
 # ------------------------------------------------------------------------------------------
 
+
 def test_fewer_specimens_than_classes_is_an_error(tmp_path):
     with pytest.raises(Hep2Error, match=r"specimens=3.*5 classes"):
         make_synthetic(tmp_path / "x", per_class=2, specimens=3)
     assert not (tmp_path / "x").exists()
 
 
-@pytest.mark.parametrize("kwargs, word", [
-    ({"per_class": 0}, "per_class=0"),
-    ({"classes": ("homogeneous", "speckles")}, "speckles"),
-    ({"seed": -1}, "seed=-1"),
-])
+@pytest.mark.parametrize(
+    "kwargs, word",
+    [
+        ({"per_class": 0}, "per_class=0"),
+        ({"classes": ("homogeneous", "speckles")}, "speckles"),
+        ({"seed": -1}, "seed=-1"),
+    ],
+)
 def test_other_bad_arguments(tmp_path, kwargs, word):
     with pytest.raises(Hep2Error, match=word):
         make_synthetic(tmp_path / "x", **{"specimens": 5, "per_class": 2, **kwargs})
@@ -194,14 +199,14 @@ def test_two_processes_making_the_cached_set_at_once_both_read_it(tmp_path, monk
     real_rename = os.rename
 
     def the_other_process_was_first(src, dst):
-        shutil.copytree(src, dst)          # its identical copy lands just before ours
-        return real_rename(src, dst)       # ours cannot replace a non-empty folder: OSError
+        shutil.copytree(src, dst)  # its identical copy lands just before ours
+        return real_rename(src, dst)  # ours cannot replace a non-empty folder: OSError
 
     monkeypatch.setattr(synthetic.os, "rename", the_other_process_was_first)
     cells = open_dataset("synthetic:3")
     assert len(cells) == 15 and cells.specimens is not None
     made = tmp_path / "cache" / "synthetic"
-    assert [p.name for p in made.iterdir()] == ["pc3-sp20-seed0-v1"]       # our partial copy was removed
+    assert [p.name for p in made.iterdir()] == ["pc3-sp20-seed0-v1"]  # our partial copy was removed
     # a failure that leaves no set in place is still an error, named
     monkeypatch.setattr(synthetic.os, "rename", lambda src, dst: (_ for _ in ()).throw(OSError(28, "No space left")))
     with pytest.raises(Hep2Error, match="cannot write the synthetic set"):
@@ -237,8 +242,7 @@ def sets(tmp_path_factory):
     """Per seed: images, features, labels and specimens of a 5 x 40-cell set over 20 specimens."""
     out = {}
     for seed in SEEDS:
-        root = make_synthetic(tmp_path_factory.mktemp(f"sep{seed}") / "set", per_class=40,
-                              specimens=20, seed=seed)
+        root = make_synthetic(tmp_path_factory.mktemp(f"sep{seed}") / "set", per_class=40, specimens=20, seed=seed)
         rows = _rows(root)
         imgs = [np.asarray(Image.open(root / r["path"])) for r in rows]
         out[seed] = {

@@ -45,24 +45,33 @@ def test_early_stopping_stops_after_patience_and_restores_the_best_epoch():
     torch.manual_seed(0)
     model = torch.nn.Linear(4, 4)
     snapshots = {}
-    hist = fit(model, _mse, train, val, epochs=50, batch_size=16, lr=0.05, patience=3, verbose=False,
-               on_epoch_end=lambda e: snapshots.__setitem__(e, _state(model)))
+    hist = fit(
+        model,
+        _mse,
+        train,
+        val,
+        epochs=50,
+        batch_size=16,
+        lr=0.05,
+        patience=3,
+        verbose=False,
+        on_epoch_end=lambda e: snapshots.__setitem__(e, _state(model)),
+    )
     val_losses = [h["val_loss"] for h in hist]
     best_epoch = 1 + min(range(len(val_losses)), key=val_losses.__getitem__)
-    assert len(hist) < 50                              # it stopped early
-    assert len(hist) == best_epoch + 3                 # exactly `patience` epochs without improvement
+    assert len(hist) < 50  # it stopped early
+    assert len(hist) == best_epoch + 3  # exactly `patience` epochs without improvement
     assert all(v > val_losses[best_epoch - 1] for v in val_losses[best_epoch:])
-    assert _equal(_state(model), snapshots[best_epoch])   # ends at the best held-out loss
+    assert _equal(_state(model), snapshots[best_epoch])  # ends at the best held-out loss
     assert not _equal(_state(model), snapshots[len(hist)])
-    assert not model.training                          # left in eval mode
+    assert not model.training  # left in eval mode
     assert [h["epoch"] for h in hist] == list(range(1, len(hist) + 1))
     assert all(h["samples_per_s"] > 0 and h["seconds"] > 0 for h in hist)
 
 
 def test_without_patience_all_epochs_run():
     train, val = _conflicting_data()
-    hist = fit(torch.nn.Linear(4, 4), _mse, train, val, epochs=6, batch_size=16, lr=0.05, patience=0,
-               verbose=False)
+    hist = fit(torch.nn.Linear(4, 4), _mse, train, val, epochs=6, batch_size=16, lr=0.05, patience=0, verbose=False)
     assert len(hist) == 6
     assert all(0 <= h["data_seconds"] <= h["seconds"] for h in hist)
 
@@ -81,8 +90,15 @@ def test_fused_and_plain_adam_give_the_same_model():
 
 def test_no_training_samples_is_a_clear_error():
     with pytest.raises(Hep2Error, match="no training samples"):
-        fit(torch.nn.Linear(4, 4), _mse, (torch.zeros(0, 4), torch.zeros(0, 4)), epochs=1, batch_size=4,
-            lr=0.1, verbose=False)
+        fit(
+            torch.nn.Linear(4, 4),
+            _mse,
+            (torch.zeros(0, 4), torch.zeros(0, 4)),
+            epochs=1,
+            batch_size=4,
+            lr=0.1,
+            verbose=False,
+        )
 
 
 def test_checkpoints_are_written_atomically(tmp_path):
@@ -92,7 +108,7 @@ def test_checkpoints_are_written_atomically(tmp_path):
     torch.manual_seed(0)
     model = torch.nn.Linear(4, 4)
     hist = fit(model, _mse, train, val, epochs=2, batch_size=16, lr=0.05, verbose=False, checkpoint=ckpt)
-    assert sorted(p.name for p in ckpt.parent.iterdir()) == ["model-best-1.pt", "model.pt"]   # best: epoch 1
+    assert sorted(p.name for p in ckpt.parent.iterdir()) == ["model-best-1.pt", "model.pt"]  # best: epoch 1
     state = load_checkpoint(ckpt)
     assert state["epoch"] == 2 and state["n_train"] == 64 and state["history"] == hist
     assert set(state) >= {"model", "optimizer", "best", "bad", "has_best", "stopped"}
@@ -106,8 +122,18 @@ def test_checkpoints_are_written_atomically(tmp_path):
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(images_mod.os, "replace", killed)
         with pytest.raises(KeyboardInterrupt):
-            fit(torch.nn.Linear(4, 4), _mse, train, val, epochs=4, batch_size=16, lr=0.05, verbose=False,
-                checkpoint=ckpt, resume=True)
+            fit(
+                torch.nn.Linear(4, 4),
+                _mse,
+                train,
+                val,
+                epochs=4,
+                batch_size=16,
+                lr=0.05,
+                verbose=False,
+                checkpoint=ckpt,
+                resume=True,
+            )
     assert sorted(p.name for p in ckpt.parent.iterdir()) == ["model-best-1.pt", "model.pt"]
     assert not list(tmp_path.rglob("*.tmp"))
     assert load_checkpoint(ckpt)["epoch"] == 2
@@ -117,8 +143,17 @@ def test_damaged_checkpoint_is_a_clear_error(tmp_path):
     bad = tmp_path / "model.pt"
     bad.write_bytes(b"not a checkpoint")
     with pytest.raises(Hep2Error, match=r"model\.pt.*damaged"):
-        fit(torch.nn.Linear(4, 4), _mse, _conflicting_data()[0], epochs=1, batch_size=16, lr=0.1,
-            verbose=False, checkpoint=bad, resume=True)
+        fit(
+            torch.nn.Linear(4, 4),
+            _mse,
+            _conflicting_data()[0],
+            epochs=1,
+            batch_size=16,
+            lr=0.1,
+            verbose=False,
+            checkpoint=bad,
+            resume=True,
+        )
 
 
 def test_resume_with_a_different_number_of_samples_is_refused(tmp_path):
@@ -127,8 +162,18 @@ def test_resume_with_a_different_number_of_samples_is_refused(tmp_path):
     fit(torch.nn.Linear(4, 4), _mse, train, val, epochs=1, batch_size=16, lr=0.05, verbose=False, checkpoint=ckpt)
     smaller = (train[0][:50], train[1][:50])
     with pytest.raises(Hep2Error) as e:
-        fit(torch.nn.Linear(4, 4), _mse, smaller, val, epochs=2, batch_size=16, lr=0.05, verbose=False,
-            checkpoint=ckpt, resume=True)
+        fit(
+            torch.nn.Linear(4, 4),
+            _mse,
+            smaller,
+            val,
+            epochs=2,
+            batch_size=16,
+            lr=0.05,
+            verbose=False,
+            checkpoint=ckpt,
+            resume=True,
+        )
     msg = str(e.value)
     assert str(ckpt) in msg and "64" in msg and "50" in msg
 
@@ -152,9 +197,23 @@ def _classifier_data():
 def _train_mlp(ckpt=None, resume=False, on_epoch_end=None, loss=_ce, epochs=6, schedule="constant"):
     train, val = _classifier_data()
     torch.manual_seed(0)
-    net = MLP(12, (16,), 3, dropout=0.5)   # dropout: the random stream must resume exactly too
-    hist = fit(net, loss, train, val, epochs=epochs, batch_size=8, lr=0.01, schedule=schedule, patience=0, seed=5,
-               verbose=False, checkpoint=ckpt, resume=resume, on_epoch_end=on_epoch_end)
+    net = MLP(12, (16,), 3, dropout=0.5)  # dropout: the random stream must resume exactly too
+    hist = fit(
+        net,
+        loss,
+        train,
+        val,
+        epochs=epochs,
+        batch_size=8,
+        lr=0.01,
+        schedule=schedule,
+        patience=0,
+        seed=5,
+        verbose=False,
+        checkpoint=ckpt,
+        resume=resume,
+        on_epoch_end=on_epoch_end,
+    )
     return net, hist
 
 
@@ -184,12 +243,11 @@ def test_cosine_schedule_sets_each_epochs_learning_rate_and_resumes_exactly(tmp_
 
     monkeypatch.setattr(torch.optim.Adam, "step", recording_step)
     train, val = _conflicting_data(16)
-    fit(torch.nn.Linear(4, 4), _mse, train, val, epochs=4, batch_size=16, lr=0.08, schedule="cosine",
-        verbose=False)
-    assert seen == pytest.approx([0.08, 0.04 * (1 + 2 ** -0.5), 0.04, 0.04 * (1 - 2 ** -0.5)])
+    fit(torch.nn.Linear(4, 4), _mse, train, val, epochs=4, batch_size=16, lr=0.08, schedule="cosine", verbose=False)
+    assert seen == pytest.approx([0.08, 0.04 * (1 + 2**-0.5), 0.04, 0.04 * (1 - 2**-0.5)])
     seen.clear()
     _train_mlp(epochs=2)
-    assert set(seen) == {0.01}                       # constant: the default
+    assert set(seen) == {0.01}  # constant: the default
     ref, ref_hist = _train_mlp(schedule="cosine")
     ckpt = tmp_path / "mlp.pt"
 
@@ -202,7 +260,7 @@ def test_cosine_schedule_sets_each_epochs_learning_rate_and_resumes_exactly(tmp_
     net, hist = _train_mlp(ckpt, resume=True, schedule="cosine")
     assert _equal(_state(net), _state(ref))
     assert [h["val_loss"] for h in hist] == [h["val_loss"] for h in ref_hist]
-    assert not _equal(_state(ref), _state(_train_mlp()[0]))     # the schedule changed the model
+    assert not _equal(_state(ref), _state(_train_mlp()[0]))  # the schedule changed the model
 
 
 def test_unknown_learning_rate_schedule_is_a_clear_error(tiny_images):
@@ -217,7 +275,7 @@ def test_mlp_resume_after_kill_in_the_middle_of_an_epoch_is_exact(tmp_path):
 
     def dying_loss(model, x, y):
         calls["n"] += 1
-        if calls["n"] == 12 * 3 + 4:   # 4th batch of epoch 4 (8 training + 4 held-out batches an epoch)
+        if calls["n"] == 12 * 3 + 4:  # 4th batch of epoch 4 (8 training + 4 held-out batches an epoch)
             raise KeyboardInterrupt
         return _ce(model, x, y)
 
@@ -261,8 +319,20 @@ def _fit_linear(ckpt, every=0.0, resume=False, on_epoch_end=None):
     train, val = _conflicting_data()
     torch.manual_seed(0)
     model = torch.nn.Linear(4, 4)
-    fit(model, _mse, train, val, epochs=6, batch_size=16, lr=0.05, verbose=False, checkpoint=ckpt,
-        checkpoint_every=every, resume=resume, on_epoch_end=on_epoch_end)
+    fit(
+        model,
+        _mse,
+        train,
+        val,
+        epochs=6,
+        batch_size=16,
+        lr=0.05,
+        verbose=False,
+        checkpoint=ckpt,
+        checkpoint_every=every,
+        resume=resume,
+        on_epoch_end=on_epoch_end,
+    )
     return model
 
 
@@ -272,7 +342,7 @@ def test_a_checkpoint_interval_writes_less_often_and_resume_stays_exact(tmp_path
     clock = _fake_clock(monkeypatch)
     written = _spy_saves(monkeypatch)
 
-    def tick(epoch):          # the interval is 100 s, each epoch "takes" 40 s; stop after epoch 5
+    def tick(epoch):  # the interval is 100 s, each epoch "takes" 40 s; stop after epoch 5
         clock["t"] += 40.0
         if epoch == 5:
             raise KeyboardInterrupt
@@ -285,20 +355,20 @@ def test_a_checkpoint_interval_writes_less_often_and_resume_stays_exact(tmp_path
     assert load_checkpoint(ckpt)["best_file"] == "lin-best-1.pt"
     written.clear()
     model = _fit_linear(ckpt, every=100.0, resume=True)
-    assert written == [("lin.pt", 6)]                 # the last epoch is always written
-    assert _equal(_state(model), _state(ref))        # the weights of epoch 1, read back from its file
+    assert written == [("lin.pt", 6)]  # the last epoch is always written
+    assert _equal(_state(model), _state(ref))  # the weights of epoch 1, read back from its file
 
 
 def test_a_run_killed_between_the_best_weights_and_the_checkpoint_resumes_a_matching_pair(tmp_path, monkeypatch):
     import hep2.training as training_mod
 
-    ref, _ = _train_mlp()                   # its held-out loss falls every epoch: a new best file each epoch
+    ref, _ = _train_mlp()  # its held-out loss falls every epoch: a new best file each epoch
     ckpt = tmp_path / "mlp.pt"
     real_save = training_mod.save_checkpoint
 
     def dies_at_epoch_3(path, obj):
         if Path(path).name == "mlp.pt" and obj["epoch"] == 3:
-            raise KeyboardInterrupt           # after mlp-best-3.pt was written, before the checkpoint
+            raise KeyboardInterrupt  # after mlp-best-3.pt was written, before the checkpoint
         real_save(path, obj)
 
     monkeypatch.setattr(training_mod, "save_checkpoint", dies_at_epoch_3)
@@ -307,7 +377,7 @@ def test_a_run_killed_between_the_best_weights_and_the_checkpoint_resumes_a_matc
     monkeypatch.setattr(training_mod, "save_checkpoint", real_save)
     state = load_checkpoint(ckpt)
     assert state["epoch"] == 2 and state["best_file"] == "mlp-best-2.pt"
-    assert _equal(load_checkpoint(tmp_path / "mlp-best-2.pt"), state["model"])   # epoch 2's own best
+    assert _equal(load_checkpoint(tmp_path / "mlp-best-2.pt"), state["model"])  # epoch 2's own best
     net, _ = _train_mlp(ckpt, resume=True)
     assert _equal(_state(net), _state(ref))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mlp-best-6.pt", "mlp.pt"]
@@ -325,15 +395,25 @@ def test_resume_of_a_finished_run_trains_no_more(tmp_path):
 
 # ------------------------------------------------------------------- the DCAE, through DCAEFeatures
 
+
 @pytest.fixture(scope="module")
 def tiny_images(synthetic_set):
     return synthetic_set("synthetic:6", 32)[0]
 
 
 # augmentation and early stopping on: their random draws and counters must resume too
-DCAE_SETTINGS = {"ae_epochs": 5, "ae_batch": 8, "ae_augment": True, "ae_intensity": 0.3, "ae_noise": 0.05,
-                 "ae_rotation": 30.0, "ae_zoom": 0.1, "ae_mask": 0.25,
-                 "ae_patience": 2, "ae_lr": 3e-3}
+DCAE_SETTINGS = {
+    "ae_epochs": 5,
+    "ae_batch": 8,
+    "ae_augment": True,
+    "ae_intensity": 0.3,
+    "ae_noise": 0.05,
+    "ae_rotation": 30.0,
+    "ae_zoom": 0.1,
+    "ae_mask": 0.25,
+    "ae_patience": 2,
+    "ae_lr": 3e-3,
+}
 
 
 def _train_one_step(images, settings, monkeypatch):
@@ -341,8 +421,11 @@ def _train_one_step(images, settings, monkeypatch):
     the reconstruction with)."""
     seen, inputs = [], []
     real_mse = torch.nn.functional.mse_loss
-    monkeypatch.setattr(torch.nn.functional, "mse_loss",
-                        lambda rec, target: seen.append(target.detach().clone()) or real_mse(rec, target))
+    monkeypatch.setattr(
+        torch.nn.functional,
+        "mse_loss",
+        lambda rec, target: seen.append(target.detach().clone()) or real_mse(rec, target),
+    )
     real_init = estimators_mod.DCAE
 
     def dcae(*a, **kw):
@@ -353,32 +436,32 @@ def _train_one_step(images, settings, monkeypatch):
     monkeypatch.setattr(estimators_mod, "DCAE", dcae)
     DCAEFeatures("tiny", settings={"ae_epochs": 1, "ae_batch": 60, "ae_val_fraction": 0} | settings).fit(images)
     assert len(seen) == len(inputs) == 1
-    return inputs[0].cpu(), seen[0].cpu()      # on the training device (a GPU where there is one)
+    return inputs[0].cpu(), seen[0].cpu()  # on the training device (a GPU where there is one)
 
 
 def test_denoising_autoencoder_sees_noisy_input_and_learns_the_clean_image(tiny_images, monkeypatch):
     x, target = _train_one_step(tiny_images, {"ae_noise": 0.1}, monkeypatch)
     diff = (x - target).flatten()
-    assert 0.05 < float(diff.std()) < 0.12           # the input is the target plus noise of std 0.1 (clipped)
+    assert 0.05 < float(diff.std()) < 0.12  # the input is the target plus noise of std 0.1 (clipped)
     # the target is the clean image (no augmentation asked for)
-    torch.testing.assert_close(target.sort(0).values, (torch.from_numpy(tiny_images).float()[:, None] / 255)
-                               .sort(0).values)
+    torch.testing.assert_close(
+        target.sort(0).values, (torch.from_numpy(tiny_images).float()[:, None] / 255).sort(0).values
+    )
 
 
 def test_restoring_autoencoder_sees_jittered_grey_levels_and_learns_the_original(tiny_images, monkeypatch):
     clean = (torch.from_numpy(tiny_images).float()[:, None] / 255).sort(0).values
     x, target = _train_one_step(tiny_images, {"ae_intensity": 0.5, "ae_restore": True}, monkeypatch)
-    torch.testing.assert_close(target.sort(0).values, clean)          # the target: the images as they are
-    assert float((x - target).abs().mean()) > 0.01                     # the input: their grey levels jittered
+    torch.testing.assert_close(target.sort(0).values, clean)  # the target: the images as they are
+    assert float((x - target).abs().mean()) > 0.01  # the input: their grey levels jittered
     # each input is a monotone map of its target's grey levels (gamma and gain, clipped)
     for xi, ti in zip(x[:8], target[:8]):
         order = ti.flatten().argsort()
         assert bool((xi.flatten()[order].diff() >= -1e-6).all())
     x, target = _train_one_step(tiny_images, {"ae_intensity": 0.5}, monkeypatch)
-    torch.testing.assert_close(x, target)                              # without it: the jittered image is both
+    torch.testing.assert_close(x, target)  # without it: the jittered image is both
     # with noise too, the noise goes on the jittered input: each image's mean shift survives it
-    x, target = _train_one_step(tiny_images, {"ae_intensity": 0.5, "ae_restore": True, "ae_noise": 0.05},
-                                monkeypatch)
+    x, target = _train_one_step(tiny_images, {"ae_intensity": 0.5, "ae_restore": True, "ae_noise": 0.05}, monkeypatch)
     assert float((x - target).mean((1, 2, 3)).std()) > 0.02
     with pytest.raises(Hep2Error, match="ae_restore"):
         DCAEFeatures("tiny", settings={"ae_restore": True, "ae_epochs": 1}).fit(tiny_images)
@@ -391,7 +474,7 @@ def test_random_blur_blurs_each_image_by_its_own_amount_and_keeps_the_total():
     x = torch.zeros(16, 1, 15, 15)
     x[:, :, 7, 7] = 1.0
     y = random_blur(x, 2.0)
-    torch.testing.assert_close(y.sum((1, 2, 3)), torch.ones(16), atol=1e-4, rtol=0)   # a point stays one unit
+    torch.testing.assert_close(y.sum((1, 2, 3)), torch.ones(16), atol=1e-4, rtol=0)  # a point stays one unit
     peaks = y[:, 0, 7, 7]
     assert float(peaks.max()) <= 1.0 and float(peaks.min()) < 0.2 and len(set(peaks.tolist())) == 16
     assert torch.equal(random_blur(x, 0.0), x)
@@ -401,8 +484,11 @@ def test_restoring_autoencoder_learns_the_sharp_image_from_a_blurred_one(tiny_im
     x, target = _train_one_step(tiny_images, {"ae_blur": 1.5, "ae_restore": True}, monkeypatch)
     clean = (torch.from_numpy(tiny_images).float()[:, None] / 255).sort(0).values
     torch.testing.assert_close(target.sort(0).values, clean)
+
     # blurring lowers the contrast between neighbouring pixels
-    grad = lambda t: (t[..., 1:, :] - t[..., :-1, :]).abs().mean()
+    def grad(t):
+        return (t[..., 1:, :] - t[..., :-1, :]).abs().mean()
+
     assert float(grad(x)) < 0.9 * float(grad(target))
 
 
@@ -414,41 +500,51 @@ def test_masked_autoencoder_sees_blanked_squares_and_learns_the_whole_image(tiny
     kept = (x == target).reshape(n, 1, 4, 8, 4, 8).all(5).all(3)
     blank = (x == 0).reshape(n, 1, 4, 8, 4, 8).all(5).all(3)
     assert bool((kept | blank).all()) and not bool((blocks & kept).any())
-    content = ~(target == 0).reshape(n, 1, 4, 8, 4, 8).all(5).all(3)     # squares not 0 to begin with
+    content = ~(target == 0).reshape(n, 1, 4, 8, 4, 8).all(5).all(3)  # squares not 0 to begin with
     assert 0.35 < float((blank & content).sum() / content.sum()) < 0.65  # about half of them were blanked
-    torch.testing.assert_close(target.sort(0).values, (torch.from_numpy(tiny_images).float()[:, None] / 255)
-                               .sort(0).values)
+    torch.testing.assert_close(
+        target.sort(0).values, (torch.from_numpy(tiny_images).float()[:, None] / 255).sort(0).values
+    )
 
 
 def test_patch_autoencoder_trains_on_random_crops_and_reads_whole_cells(tiny_images, monkeypatch):
     settings = {"ae_crop": 16, "features": "pooled", "ae_augment": False, "ae_intensity": 0.0, "tta": False}
     x, target = _train_one_step(tiny_images, settings, monkeypatch)
     assert x.shape[1:] == (1, 16, 16) and torch.equal(x, target)
-    full = torch.from_numpy(tiny_images).float() / 255                      # (N, 32, 32)
-    windows = full.unfold(1, 16, 1).unfold(2, 16, 1)                       # (N, 17, 17, 16, 16)
+    full = torch.from_numpy(tiny_images).float() / 255  # (N, 32, 32)
+    windows = full.unfold(1, 16, 1).unfold(2, 16, 1)  # (N, 17, 17, 16, 16)
     places = set()
-    for k, crop in enumerate(x[:, 0]):                                     # each crop: a window of an image
-        hit = (windows == crop).all(-1).all(-1).nonzero()                  # (image, top, left) rows
+    for k, crop in enumerate(x[:, 0]):  # each crop: a window of an image
+        hit = (windows == crop).all(-1).all(-1).nonzero()  # (image, top, left) rows
         assert len(hit), f"training input {k} is no 16x16 window of a training image"
         places.add(tuple(hit[0, 1:].tolist()))
-    assert len(places) > 10                                                # each at a place of its own
+    assert len(places) > 10  # each at a place of its own
     monkeypatch.undo()
     ae = DCAEFeatures("tiny", settings=settings | {"ae_epochs": 1, "infer_amp": False}).fit(tiny_images)
     assert ae.model_.size == 16
     with torch.no_grad():
         net = ae.model_.float().set_channels_last(False)
-        torch.testing.assert_close(torch.from_numpy(ae.transform(tiny_images)), net.pooled(full[:, None]),
-                                   rtol=1e-4, atol=1e-5)               # features: the whole 32x32 cell
-        rec = torch.from_numpy(ae.reconstruct(tiny_images[:3]))          # given back tile by tile
-        torch.testing.assert_close(rec[:, 16:, :16], net(full[:3, None, 16:, :16].contiguous())[:, 0],
-                                   rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(
+            torch.from_numpy(ae.transform(tiny_images)), net.pooled(full[:, None]), rtol=1e-4, atol=1e-5
+        )  # features: the whole 32x32 cell
+        rec = torch.from_numpy(ae.reconstruct(tiny_images[:3]))  # given back tile by tile
+        torch.testing.assert_close(
+            rec[:, 16:, :16], net(full[:3, None, 16:, :16].contiguous())[:, 0], rtol=1e-4, atol=1e-5
+        )
     assert rec.shape == (3, 32, 32)
 
 
-@pytest.mark.parametrize("settings,message", [
-    ({"ae_crop": 24, "features": "pooled"}, "ae_crop=24: the crop side must be a multiple of 16 that divides size=32"),
-    ({"ae_crop": 32, "features": "pooled"}, "ae_crop=32: the crop side must be"),
-    ({"ae_crop": 16, "features": "conv5"}, "ae_crop=16 with features=conv5: .* set features=pooled")])
+@pytest.mark.parametrize(
+    "settings,message",
+    [
+        (
+            {"ae_crop": 24, "features": "pooled"},
+            "ae_crop=24: the crop side must be a multiple of 16 that divides size=32",
+        ),
+        ({"ae_crop": 32, "features": "pooled"}, "ae_crop=32: the crop side must be"),
+        ({"ae_crop": 16, "features": "conv5"}, "ae_crop=16 with features=conv5: .* set features=pooled"),
+    ],
+)
 def test_patch_autoencoder_settings_that_cannot_work_are_clear_errors(tiny_images, settings, message):
     with pytest.raises(Hep2Error, match=message):
         DCAEFeatures("tiny", settings=settings | {"ae_epochs": 1}).fit(tiny_images[:10])
@@ -464,6 +560,7 @@ def test_dcae_resume_after_interrupt_ends_with_identical_weights(tmp_path, tiny_
         def stop(epoch):
             if epoch == 2:
                 raise KeyboardInterrupt
+
         return real_fit(*a, **(kw | {"on_epoch_end": stop}))
 
     monkeypatch.setattr(estimators_mod, "fit", interrupted_fit)
@@ -473,8 +570,10 @@ def test_dcae_resume_after_interrupt_ends_with_identical_weights(tmp_path, tiny_
     assert load_checkpoint(ckpt)["epoch"] == 2
 
     resumed = DCAEFeatures("tiny", settings=DCAE_SETTINGS, checkpoint=ckpt, resume=True).fit(tiny_images)
-    assert resumed.history_ == [h | {k: r[k] for k in ("seconds", "samples_per_s", "data_seconds")}
-                                for h, r in zip(ref.history_, resumed.history_)]
+    assert resumed.history_ == [
+        h | {k: r[k] for k in ("seconds", "samples_per_s", "data_seconds")}
+        for h, r in zip(ref.history_, resumed.history_)
+    ]
     a, b = ref.model_.state_dict(), resumed.model_.state_dict()
     assert a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a)
@@ -494,8 +593,17 @@ def test_save_checkpoint_roundtrip(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["x.pt"]
 
 
-@pytest.mark.parametrize("key,value", [("ae_intensity", -0.1), ("ae_noise", 2.0), ("ae_zoom", 1.5), ("ae_blur", 6.0),
-                                       ("ae_rotation", 400.0), ("ae_mask", 1.0)])
+@pytest.mark.parametrize(
+    "key,value",
+    [
+        ("ae_intensity", -0.1),
+        ("ae_noise", 2.0),
+        ("ae_zoom", 1.5),
+        ("ae_blur", 6.0),
+        ("ae_rotation", 400.0),
+        ("ae_mask", 1.0),
+    ],
+)
 def test_augmentation_settings_out_of_range_are_clear_errors(tiny_images, key, value):
     with pytest.raises(Hep2Error, match=f"{key}=.*must lie in"):
         DCAEFeatures("tiny", settings={key: value, "ae_epochs": 1}).fit(tiny_images[:10])

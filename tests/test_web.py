@@ -35,8 +35,24 @@ def run_dir(tmp_path_factory, _session_cache):
     root = tmp_path_factory.mktemp("runs")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("HEP2_CACHE", str(_session_cache))
-        assert main(["run", "synthetic:20", "--method", "lbp-svm", "--protocol", "grouped", "--preset", "tiny",
-                     "--quiet", "--out", str(root / "lbp")]) == 0
+        assert (
+            main(
+                [
+                    "run",
+                    "synthetic:20",
+                    "--method",
+                    "lbp-svm",
+                    "--protocol",
+                    "grouped",
+                    "--preset",
+                    "tiny",
+                    "--quiet",
+                    "--out",
+                    str(root / "lbp"),
+                ]
+            )
+            == 0
+        )
     return root / "lbp"
 
 
@@ -107,33 +123,56 @@ def test_a_zip_of_cells_is_unpacked(client, known_cells):
     assert [x["filename"] for x in r.json()["results"]] == [f"batch.zip/cells/{p.name}" for p, _ in known_cells[:3]]
 
 
-def test_an_uploaded_mask_is_applied_to_its_cell_and_a_zips_notes_are_left_out(client, run_dir, known_cells, tmp_path,
-                                                                               _session_cache, monkeypatch):
+def test_an_uploaded_mask_is_applied_to_its_cell_and_a_zips_notes_are_left_out(
+    client, run_dir, known_cells, tmp_path, _session_cache, monkeypatch
+):
     from PIL import Image
 
     from hep2.data.synthetic import make_synthetic
 
     monkeypatch.setenv("HEP2_CACHE", str(_session_cache))
-    root = make_synthetic(tmp_path / "masked", per_class=10, specimens=10, seed=5)     # a model trained on masked cells
+    root = make_synthetic(tmp_path / "masked", per_class=10, specimens=10, seed=5)  # a model trained on masked cells
     for f in sorted(root.rglob("*.png")):
         m = np.zeros(np.asarray(Image.open(f)).shape, np.uint8)
         m[: m.shape[0] // 2] = 255
         Image.fromarray(m).save(f.with_name(f.stem + "_mask.png"))
     masked_run = tmp_path / "masked-run"
-    assert main(["run", f"folder:{root}", "--method", "shape-index", "--protocol", "grouped", "--preset", "tiny",
-                 "--quiet", "--out", str(masked_run)]) == 0
+    assert (
+        main(
+            [
+                "run",
+                f"folder:{root}",
+                "--method",
+                "shape-index",
+                "--protocol",
+                "grouped",
+                "--preset",
+                "tiny",
+                "--quiet",
+                "--out",
+                str(masked_run),
+            ]
+        )
+        == 0
+    )
     cell = known_cells[0][0]
     mask = np.zeros(np.asarray(Image.open(cell)).shape, np.uint8)
     mask[:, : mask.shape[1] // 3] = 255
     (tmp_path / cell.name).write_bytes(cell.read_bytes())
     Image.fromarray(mask).save(tmp_path / f"{cell.stem}_mask.png")
-    want = Predictor(masked_run).predict_files([tmp_path / cell.name])[0][0][2]          # hep2 predict, with the mask
+    want = Predictor(masked_run).predict_files([tmp_path / cell.name])[0][0][2]  # hep2 predict, with the mask
     plain = Predictor(masked_run).predict_files([cell])[0][0][2]
     assert np.abs(want - plain).max() > 1e-3
-    zipped = _zip({f"w/{cell.name}": cell.read_bytes(), f"w/{cell.stem}_mask.png": (tmp_path / f"{cell.stem}_mask.png")
-                   .read_bytes(), "w/notes.txt": b"plate 3, well B2"})
+    zipped = _zip(
+        {
+            f"w/{cell.name}": cell.read_bytes(),
+            f"w/{cell.stem}_mask.png": (tmp_path / f"{cell.stem}_mask.png").read_bytes(),
+            "w/notes.txt": b"plate 3, well B2",
+        }
+    )
     r = TestClient(create_app(masked_run, tmp_path / "work-m")).post(
-        "/api/predict", files=[("files", ("w.zip", zipped, "application/zip"))])
+        "/api/predict", files=[("files", ("w.zip", zipped, "application/zip"))]
+    )
     assert r.status_code == 200, r.text
     body = r.json()
     assert [x["filename"] for x in body["results"]] == [f"w.zip/w/{cell.name}"]
@@ -142,17 +181,28 @@ def test_an_uploaded_mask_is_applied_to_its_cell_and_a_zips_notes_are_left_out(c
     assert body["summary"]["notes"] == []
     # the same upload to a model trained without masks: not applied (as in its training), and said so
     body = client.post("/api/predict", files=[("files", ("w.zip", zipped, "application/zip"))]).json()
-    np.testing.assert_allclose(list(body["results"][0]["probabilities"].values()),
-                               Predictor(run_dir).predict_files([cell])[0][0][2], atol=1e-5)
+    np.testing.assert_allclose(
+        list(body["results"][0]["probabilities"].values()), Predictor(run_dir).predict_files([cell])[0][0][2], atol=1e-5
+    )
     assert body["summary"]["masks"] == 0 and "which is not applied" in body["summary"]["notes"][0]
     # a mask without its cell is named
-    r = client.post("/api/predict", files=[("files", ("x_mask.png", _png_bytes(mask), "image/png")),
-                                           ("files", (cell.name, cell.read_bytes(), "image/png"))])
+    r = client.post(
+        "/api/predict",
+        files=[
+            ("files", ("x_mask.png", _png_bytes(mask), "image/png")),
+            ("files", (cell.name, cell.read_bytes(), "image/png")),
+        ],
+    )
     assert r.status_code == 200 and "x_mask.png is a mask" in r.json()["summary"]["skipped"][0]
     assert [x["filename"] for x in r.json()["results"]] == [cell.name]
     # hidden and system folders in a zip are not cells
-    zipped = _zip({f"w/{cell.name}": cell.read_bytes(), f"w/.thumbnails/{cell.name}": cell.read_bytes(),
-                   f"w/@eaDir/{cell.name}/THUMB.png": cell.read_bytes()})
+    zipped = _zip(
+        {
+            f"w/{cell.name}": cell.read_bytes(),
+            f"w/.thumbnails/{cell.name}": cell.read_bytes(),
+            f"w/@eaDir/{cell.name}/THUMB.png": cell.read_bytes(),
+        }
+    )
     r = client.post("/api/predict", files=[("files", ("w.zip", zipped, "application/zip"))])
     assert [x["filename"] for x in r.json()["results"]] == [f"w.zip/w/{cell.name}"]
 
@@ -178,18 +228,28 @@ def test_bad_uploads_get_a_4xx_naming_the_file_and_the_server_goes_on(run_dir, w
     good = known_cells[0][0].read_bytes()
     cases = [
         ([("files", ("notes.png", b"this is not an image", "image/png"))], 422, "notes.png"),
-        ([("files", ("black.png", _png_bytes(np.zeros((40, 40), np.uint8)), "image/png"))], 422,
-         "black.png is blank (every pixel is 0): there is no cell in it to classify; upload single cell images"),
+        (
+            [("files", ("black.png", _png_bytes(np.zeros((40, 40), np.uint8)), "image/png"))],
+            422,
+            "black.png is blank (every pixel is 0): there is no cell in it to classify; upload single cell images",
+        ),
         ([("files", ("empty.png", b"", "image/png"))], 400, "empty.png: the file is empty"),
         ([("files", ("huge.png", b"\0" * 60_000, "image/png"))], 413, "huge.png"),
         ([("files", ("evil.zip", _zip({"../../evil.png": good}), "application/zip"))], 400, "climbs out"),
         ([("files", ("abs.zip", _zip({"/etc/evil.png": good}), "application/zip"))], 400, "climbs out"),
         ([("files", (f"c{i}.png", good, "image/png")) for i in range(4)], 413, "too many files"),
         ([("files", ("broken.zip", b"PK\x03\x04garbage", "application/zip"))], 400, "not a valid zip"),
-        ([], 400, "no files uploaded: choose one or more cell images (or a zip of them); the API reads them from "
-              "the multipart form field `files`"),
-        ([("files", ("notes.zip", _zip({"a.txt": b"x"}), "application/zip"))], 400,
-         "no cell images in the upload (not images: notes.zip/a.txt)"),
+        (
+            [],
+            400,
+            "no files uploaded: choose one or more cell images (or a zip of them); the API reads them from "
+            "the multipart form field `files`",
+        ),
+        (
+            [("files", ("notes.zip", _zip({"a.txt": b"x"}), "application/zip"))],
+            400,
+            "no cell images in the upload (not images: notes.zip/a.txt)",
+        ),
     ]
     for files, status, text in cases:
         r = client.post("/api/predict", files=files) if files else client.post("/api/predict")
@@ -197,14 +257,20 @@ def test_bad_uploads_get_a_4xx_naming_the_file_and_the_server_goes_on(run_dir, w
         assert text in r.json()["detail"] and "--skip-bad" not in r.json()["detail"], r.json()
         assert client.get("/api/health").status_code == 200
     # one bad file among readable cells: they are classified, it is listed
-    r = client.post("/api/predict", files=[("files", ("good.png", good, "image/png")),
-                                           ("files", ("notes.png", b"this is not an image", "image/png"))])
+    r = client.post(
+        "/api/predict",
+        files=[
+            ("files", ("good.png", good, "image/png")),
+            ("files", ("notes.png", b"this is not an image", "image/png")),
+        ],
+    )
     assert r.status_code == 200, r.text
     assert [x["filename"] for x in r.json()["results"]] == ["good.png"]
     skipped = r.json()["summary"]["skipped"]
     assert len(skipped) == 1 and "cannot decode image notes.png" in skipped[0] and "--skip-bad" not in skipped[0]
-    page = client.post("/predict", files=[("files", ("good.png", good, "image/png")),
-                                          ("files", ("notes.png", b"text", "image/png"))]).text
+    page = client.post(
+        "/predict", files=[("files", ("good.png", good, "image/png")), ("files", ("notes.png", b"text", "image/png"))]
+    ).text
     assert "id='results'" in page and "Not classified (1): cannot decode image notes.png" in page
     # nothing was written outside the working folder
     assert not list(tmp_path.rglob("evil.png")) and not Path("/etc/evil.png").exists()
@@ -227,7 +293,7 @@ def test_page_results_table_and_csv_download(client, known_cells):
 def test_run_pages_show_metrics_and_figures(client, run_dir):
     r = client.get("/runs")
     assert r.status_code == 200 and run_dir.name in r.text and "grouped" in r.text
-    row = r.text.split(f">{run_dir.name}</a></td>")[1].split("</tr>")[0]       # each run names its data and preset
+    row = r.text.split(f">{run_dir.name}</a></td>")[1].split("</tr>")[0]  # each run names its data and preset
     assert ">lbp-svm<" in row and ">synthetic:20<" in row and ">grouped<" in row and ">tiny<" in row
     r = client.get(f"/runs/{run_dir.name}")
     assert r.status_code == 200 and "accuracy" in r.text and "confusion.png" in r.text
@@ -257,9 +323,24 @@ def _free_port() -> int:
 def server(run_dir, tmp_path, _session_cache):
     port = _free_port()
     env = os.environ | {"HEP2_CACHE": str(_session_cache)}
-    proc = subprocess.Popen([sys.executable, "-m", "hep2", "serve", "--model", str(run_dir), "--port", str(port),
-                             "--workdir", str(tmp_path / "work")], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "hep2",
+            "serve",
+            "--model",
+            str(run_dir),
+            "--port",
+            str(port),
+            "--workdir",
+            str(tmp_path / "work"),
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     url = f"http://127.0.0.1:{port}"
     for _ in range(300):
         try:
@@ -286,9 +367,19 @@ def test_in_a_real_browser_upload_cells_see_patterns_and_a_bad_file_error(server
     bad.write_text("plain text, not an image")
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=chromium, headless=True, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync"])
+        browser = pw.chromium.launch(
+            executable_path=chromium,
+            headless=True,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
+        )
         page = browser.new_page(viewport={"width": 1200, "height": 900})
         page.goto(server + "/")
         page.set_input_files("#files", [str(p) for p in paths])
@@ -300,7 +391,7 @@ def test_in_a_real_browser_upload_cells_see_patterns_and_a_bad_file_error(server
         truth = {p.name: t for p, t in known_cells}
         assert sum(patterns[i] == truth[n] for i, n in enumerate(names)) >= 8
         assert page.locator("#dominant").inner_text() in expected.values()
-        page.locator("#results th", has_text="pattern").click()     # sort by pattern
+        page.locator("#results th", has_text="pattern").click()  # sort by pattern
         after = page.locator("#results tbody td.pattern").all_inner_texts()
         assert after == sorted(patterns)
         page.screenshot(path=str(ARTIFACTS / "web-results.png"), full_page=True)

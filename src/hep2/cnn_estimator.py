@@ -17,8 +17,14 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 
 from .base import init_defaults
 from .errors import Hep2Error
-from .estimators import (dihedral, image_tensor, labels_and_validation_split, random_dihedral,  # noqa: F401
-                         random_intensity, random_rotation)
+from .estimators import (
+    dihedral,
+    image_tensor,
+    labels_and_validation_split,
+    random_dihedral,  # noqa: F401
+    random_intensity,
+    random_rotation,
+)
 from .models.cnn import GaoCNN, SmallResNet
 from .training import fit, resolve_device, torch_threads
 
@@ -43,11 +49,30 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
     fold stopped at epoch 54 and lost 8 points). Runs end after 150-300 epochs.
     """
 
-    def __init__(self, size: int = 78, activation: str = "tanh", hidden: int = 150, dropout: float = 0.0,
-                 batchnorm: bool = False, epochs: int = 300, batch_size: int = 32, lr: float = 1e-3,
-                 weight_decay: float = 1e-4, patience: int = 60, val_fraction: float = 0.15, augment: bool = True,
-                 rotation: float = 45.0, tta: bool = True, seed: int = 0, device: str = "auto", verbose: bool = False,
-                 arch: str = "gao", widths: tuple = (32, 64, 128), intensity: float = 0.0, scale: float = 0.0):
+    def __init__(
+        self,
+        size: int = 78,
+        activation: str = "tanh",
+        hidden: int = 150,
+        dropout: float = 0.0,
+        batchnorm: bool = False,
+        epochs: int = 300,
+        batch_size: int = 32,
+        lr: float = 1e-3,
+        weight_decay: float = 1e-4,
+        patience: int = 60,
+        val_fraction: float = 0.15,
+        augment: bool = True,
+        rotation: float = 45.0,
+        tta: bool = True,
+        seed: int = 0,
+        device: str = "auto",
+        verbose: bool = False,
+        arch: str = "gao",
+        widths: tuple = (32, 64, 128),
+        intensity: float = 0.0,
+        scale: float = 0.0,
+    ):
         self.size = size
         self.arch = arch
         self.widths = widths
@@ -96,8 +121,14 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
         if self.arch == "resnet":
             self.net_ = SmallResNet(len(self.classes_), tuple(self.widths), dropout=self.dropout)
         elif self.arch == "gao":
-            self.net_ = GaoCNN(len(self.classes_), self.size, hidden=self.hidden, activation=self.activation,
-                               batchnorm=self.batchnorm, dropout=self.dropout)
+            self.net_ = GaoCNN(
+                len(self.classes_),
+                self.size,
+                hidden=self.hidden,
+                activation=self.activation,
+                batchnorm=self.batchnorm,
+                dropout=self.dropout,
+            )
         else:
             raise Hep2Error(f"CNNClassifier: unknown arch {self.arch!r}: use gao or resnet")
         yt = torch.from_numpy(yi.astype(np.int64))
@@ -112,10 +143,21 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
             return F.cross_entropy(model(self._normalise(xb)).float(), yb), len(yb)
 
         with self._threads(device):
-            self.history_ = fit(self.net_, loss, (x[tr], yt[tr]), (x[va], yt[va]) if va is not None else None,
-                                epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
-                                weight_decay=self.weight_decay, patience=self.patience if va is not None else 0,
-                                seed=self.seed, device=device, desc="cnn", verbose=self.verbose)
+            self.history_ = fit(
+                self.net_,
+                loss,
+                (x[tr], yt[tr]),
+                (x[va], yt[va]) if va is not None else None,
+                epochs=self.epochs,
+                batch_size=self.batch_size,
+                lr=self.lr,
+                weight_decay=self.weight_decay,
+                patience=self.patience if va is not None else 0,
+                seed=self.seed,
+                device=device,
+                desc="cnn",
+                verbose=self.verbose,
+            )
         self.net_.cpu().eval()
         self.n_features_in_ = self.size * self.size
         return self
@@ -132,7 +174,7 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
         try:
             with self._threads(device):
                 for i in range(0, len(x), batch_size):
-                    xb = self._normalise(self._scale(x[i:i + batch_size].to(device)))
+                    xb = self._normalise(self._scale(x[i : i + batch_size].to(device)))
                     p = sum(torch.softmax(self.net_(dihedral(xb, k)).float(), dim=1) for k in views) / len(views)
                     out.append(p.cpu())
         finally:

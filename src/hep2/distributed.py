@@ -18,7 +18,7 @@ import torch.distributed as dist
 
 from .errors import Hep2Error
 
-_OURS = False    # True when init_from_env created the process group (then shutdown destroys it)
+_OURS = False  # True when init_from_env created the process group (then shutdown destroys it)
 
 
 def active() -> bool:
@@ -74,7 +74,7 @@ def shutdown(ok: bool) -> None:
         if ok and active():
             dist.barrier()
         dist.destroy_process_group()
-    except Exception as e:      # leaving must not hide the command's own result behind a traceback
+    except Exception as e:  # leaving must not hide the command's own result behind a traceback
         print(f"hep2: warning: leaving the process group: {e}", file=sys.stderr)
     _OURS = False
 
@@ -92,12 +92,12 @@ def map_rows(fn, X):
     results come back to every process in the original row order."""
     if not active() or len(X) < world():
         return fn(X)
-    mine = fn(X[rank()::world()])
+    mine = fn(X[rank() :: world()])
     parts = [None] * world()
     dist.all_gather_object(parts, mine)
     out = np.empty((len(X), *parts[0].shape[1:]), parts[0].dtype)
     for r, p in enumerate(parts):
-        out[r::world()] = p
+        out[r :: world()] = p
     return out
 
 
@@ -110,5 +110,15 @@ def gather_lists(items: list) -> list:
     return [x for p in parts for x in p]
 
 
-__all__ = ["active", "rank", "world", "is_main", "barrier", "init_from_env", "shutdown", "all_reduce_sum", "map_rows",
-           "gather_lists"]
+__all__ = [
+    "active",
+    "rank",
+    "world",
+    "is_main",
+    "barrier",
+    "init_from_env",
+    "shutdown",
+    "all_reduce_sum",
+    "map_rows",
+    "gather_lists",
+]

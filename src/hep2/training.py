@@ -82,7 +82,7 @@ def _bf16_matmul_ratio(n: int = 128, repeats: int = 3) -> float:
     a16, b16 = a32.bfloat16(), b32.bfloat16()
     best = {"fp32": math.inf, "bf16": math.inf}
     with torch_threads(1):
-        for _ in range(repeats + 1):            # the first round warms both kernels up
+        for _ in range(repeats + 1):  # the first round warms both kernels up
             for name, (a, b) in (("fp32", (a32, b32)), ("bf16", (a16, b16))):
                 t = time.perf_counter()
                 torch.mm(a, b)
@@ -93,8 +93,10 @@ def _bf16_matmul_ratio(n: int = 128, repeats: int = 3) -> float:
 def precision(cfg, device: torch.device | str = "cpu") -> dict:
     """The arithmetic a preset's training and extraction use on ``device``: ``{"train": "bf16" | "fp32",
     "extract": ...}``, ``amp`` / ``infer_amp`` resolved as :func:`use_bf16` does."""
-    return {stage: "bf16" if use_bf16(setting, device) else "fp32"
-            for stage, setting in (("train", cfg.amp), ("extract", cfg.infer_amp))}
+    return {
+        stage: "bf16" if use_bf16(setting, device) else "fp32"
+        for stage, setting in (("train", cfg.amp), ("extract", cfg.infer_amp))
+    }
 
 
 def save_checkpoint(path, obj) -> None:
@@ -105,10 +107,14 @@ def save_checkpoint(path, obj) -> None:
 
 # where the classes and functions that models saved by hep2 0.1.0 pickled live now: 0.1.0 kept the pipeline's
 # modules in hep2 itself, and its pickles name them there
-MOVED_MODULES = {f"hep2.{m}": f"hep2.pipeline.{m}"
-                 for m in ("methods", "evaluation", "runner", "compare", "ensemble", "report", "predict", "export")}
-MOVED_NAMES = {("hep2.ensemble", "BatchNeighbours"): "hep2.pipeline.neighbours",
-               ("hep2.ensemble", "cell_features"): "hep2.pipeline.neighbours"}
+MOVED_MODULES = {
+    f"hep2.{m}": f"hep2.pipeline.{m}"
+    for m in ("methods", "evaluation", "runner", "compare", "ensemble", "report", "predict", "export")
+}
+MOVED_NAMES = {
+    ("hep2.ensemble", "BatchNeighbours"): "hep2.pipeline.neighbours",
+    ("hep2.ensemble", "cell_features"): "hep2.pipeline.neighbours",
+}
 
 
 class _Unpickler(pickle.Unpickler):
@@ -128,16 +134,35 @@ def load_checkpoint(path, fix: str = "delete it to start again"):
     try:
         return torch.load(path, map_location="cpu", weights_only=False, pickle_module=_pickle_module)
     except Exception as e:
-        raise Hep2Error(f"cannot load checkpoint {path} ({type(e).__name__}: {e}): it is damaged or "
-                        f"from another version; {fix}") from None
+        raise Hep2Error(
+            f"cannot load checkpoint {path} ({type(e).__name__}: {e}): it is damaged or from another version; {fix}"
+        ) from None
 
 
-def fit(model: torch.nn.Module, batch_loss: Callable, train: tuple, val: tuple | None = None, *,
-        epochs: int, batch_size: int, lr: float, schedule: str = "constant", weight_decay: float = 0.0,
-        patience: int = 0, seed: int = 0, device: torch.device | str = "cpu", amp: bool = False, fused: bool = True,
-        deterministic: bool = True, checkpoint: str | Path | None = None, checkpoint_every: float = 0.0,
-        resume: bool = False, desc: str = "training", verbose: bool = True,
-        on_epoch_end: Callable | None = None) -> list[dict]:
+def fit(
+    model: torch.nn.Module,
+    batch_loss: Callable,
+    train: tuple,
+    val: tuple | None = None,
+    *,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    schedule: str = "constant",
+    weight_decay: float = 0.0,
+    patience: int = 0,
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+    amp: bool = False,
+    fused: bool = True,
+    deterministic: bool = True,
+    checkpoint: str | Path | None = None,
+    checkpoint_every: float = 0.0,
+    resume: bool = False,
+    desc: str = "training",
+    verbose: bool = True,
+    on_epoch_end: Callable | None = None,
+) -> list[dict]:
     """Train ``model`` in place and leave it at its best held-out loss; return the history.
 
     ``batch_loss(model, *tensors) -> (loss, n)`` computes the mean loss of one batch of the
@@ -154,7 +179,7 @@ def fit(model: torch.nn.Module, batch_loss: Callable, train: tuple, val: tuple |
     and only rank 0 writes checkpoints.
     """
     device = torch.device(device) if isinstance(device, str) else device
-    if device.type == "cuda":   # TF32 for the fp32 parts on GPUs that have it (tolerance as bf16's)
+    if device.type == "cuda":  # TF32 for the fp32 parts on GPUs that have it (tolerance as bf16's)
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
         torch.backends.cudnn.deterministic = deterministic
     model.to(device)
@@ -170,8 +195,12 @@ def fit(model: torch.nn.Module, batch_loss: Callable, train: tuple, val: tuple |
         net = DistributedDataParallel(model, device_ids=gpus)
     verbose = verbose and rank == 0
     # fused: one kernel for the whole update (CPU and CUDA), the same arithmetic as the plain loop
-    opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay,
-                           **({"fused": True} if fused else {"foreach": device.type != "cpu"}))
+    opt = torch.optim.Adam(
+        model.parameters(),
+        lr=lr,
+        weight_decay=weight_decay,
+        **({"fused": True} if fused else {"foreach": device.type != "cpu"}),
+    )
     n = len(train[0])
     if n == 0:
         raise Hep2Error(f"{desc}: no training samples")
@@ -182,14 +211,18 @@ def fit(model: torch.nn.Module, batch_loss: Callable, train: tuple, val: tuple |
     if ckpt is not None and resume and ckpt.exists():
         state = load_checkpoint(ckpt)
         if state.get("n_train") != n:
-            raise Hep2Error(f"checkpoint {ckpt} was made on {state.get('n_train')} training samples, this run "
-                            f"has {n}: resume only the same run, or remove the checkpoint")
+            raise Hep2Error(
+                f"checkpoint {ckpt} was made on {state.get('n_train')} training samples, this run "
+                f"has {n}: resume only the same run, or remove the checkpoint"
+            )
         try:
             model.load_state_dict(state["model"])
             opt.load_state_dict(state["optimizer"])
         except (RuntimeError, ValueError, KeyError) as e:
-            raise Hep2Error(f"checkpoint {ckpt} does not fit this model ({str(e).splitlines()[0]}): it was made "
-                            "with other settings; resume only the same run, or remove the checkpoint") from None
+            raise Hep2Error(
+                f"checkpoint {ckpt} does not fit this model ({str(e).splitlines()[0]}): it was made "
+                "with other settings; resume only the same run, or remove the checkpoint"
+            ) from None
         history, best, bad, start = state["history"], state["best"], state["bad"], state["epoch"]
         best_epoch, best_file = state.get("best_epoch", 0), state.get("best_file", ckpt.stem + "-best.pt")
         best_state = load_checkpoint(ckpt.with_name(best_file)) if state["has_best"] else None
@@ -206,18 +239,19 @@ def fit(model: torch.nn.Module, batch_loss: Callable, train: tuple, val: tuple |
         order = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
         net.train()
         total, seen, waited = 0.0, 0, 0.0
-        bar = tqdm(range(0, n, batch_size), desc=f"{desc} {epoch + 1}/{epochs}", unit="batch",
-                   leave=False, disable=not verbose)
+        bar = tqdm(
+            range(0, n, batch_size), desc=f"{desc} {epoch + 1}/{epochs}", unit="batch", leave=False, disable=not verbose
+        )
         for i in bar:
             t_data = time.perf_counter()
-            idx = order[i:i + batch_size]
+            idx = order[i : i + batch_size]
             n_global = len(idx)
             if world > 1:
-                if n_global < world:   # a last batch too small to share: dropped by every process
+                if n_global < world:  # a last batch too small to share: dropped by every process
                     continue
                 idx = idx[rank::world]
             batch = [t[idx] for t in train]
-            if device.type == "cuda":   # pinned host memory: the copy overlaps the previous step's kernels
+            if device.type == "cuda":  # pinned host memory: the copy overlaps the previous step's kernels
                 batch = [b.pin_memory() for b in batch]
             batch = [b.to(device, non_blocking=True) for b in batch]
             waited += time.perf_counter() - t_data
@@ -234,11 +268,19 @@ def fit(model: torch.nn.Module, batch_loss: Callable, train: tuple, val: tuple |
         train_loss = total / seen
         val_loss = evaluate_loss(model, batch_loss, val, batch_size, device, amp) if val else train_loss
         seconds = time.perf_counter() - t0
-        history.append({"epoch": epoch + 1, "train_loss": train_loss, "val_loss": val_loss,
-                        "seconds": seconds, "samples_per_s": n / seconds, "data_seconds": waited})
+        history.append(
+            {
+                "epoch": epoch + 1,
+                "train_loss": train_loss,
+                "val_loss": val_loss,
+                "seconds": seconds,
+                "samples_per_s": n / seconds,
+                "data_seconds": waited,
+            }
+        )
         if val_loss < best - 1e-9:
             best, bad = val_loss, 0
-            if val is not None:      # without a held-out set the last epoch is kept: no copy to hold
+            if val is not None:  # without a held-out set the last epoch is kept: no copy to hold
                 # in host memory: on a GPU the paper model's copy would take 3.3 GB of the card
                 best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
                 best_epoch = epoch + 1
@@ -247,9 +289,11 @@ def fit(model: torch.nn.Module, batch_loss: Callable, train: tuple, val: tuple |
         stopped = bool(patience) and bad >= patience
         if verbose:
             left = (epochs - epoch - 1) * seconds
-            tqdm.write(f"{desc}: epoch {epoch + 1}/{epochs}  train {train_loss:.5g}  held-out {val_loss:.5g}  "
-                       f"{n / seconds:.1f} samples/s  {seconds:.1f}s"
-                       + ("  (early stop)" if stopped else f"  ~{left / 60:.1f} min left at most"))
+            tqdm.write(
+                f"{desc}: epoch {epoch + 1}/{epochs}  train {train_loss:.5g}  held-out {val_loss:.5g}  "
+                f"{n / seconds:.1f} samples/s  {seconds:.1f}s"
+                + ("  (early stop)" if stopped else f"  ~{left / 60:.1f} min left at most")
+            )
         due = stopped or epoch + 1 == epochs or time.perf_counter() - last_save >= checkpoint_every
         if ckpt is not None and rank == 0 and due:
             # the best weights go to a file named by their epoch, which the checkpoint names; older ones are
@@ -257,10 +301,22 @@ def fit(model: torch.nn.Module, batch_loss: Callable, train: tuple, val: tuple |
             if best_state is not None and best_file != f"{ckpt.stem}-best-{best_epoch}.pt":
                 best_file = f"{ckpt.stem}-best-{best_epoch}.pt"
                 save_checkpoint(ckpt.with_name(best_file), best_state)
-            save_checkpoint(ckpt, {"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch + 1,
-                                   "history": history, "best": best, "bad": bad, "has_best": best_state is not None,
-                                   "best_epoch": best_epoch, "best_file": best_file, "stopped": stopped,
-                                   "n_train": n})
+            save_checkpoint(
+                ckpt,
+                {
+                    "model": model.state_dict(),
+                    "optimizer": opt.state_dict(),
+                    "epoch": epoch + 1,
+                    "history": history,
+                    "best": best,
+                    "bad": bad,
+                    "has_best": best_state is not None,
+                    "best_epoch": best_epoch,
+                    "best_file": best_file,
+                    "stopped": stopped,
+                    "n_train": n,
+                },
+            )
             for old in ckpt.parent.glob(f"{ckpt.stem}-best*.pt"):
                 if old.name != best_file:
                     old.unlink(missing_ok=True)
@@ -280,7 +336,7 @@ def evaluate_loss(model, batch_loss, data: tuple, batch_size: int, device, amp: 
     model.eval()
     total, seen = 0.0, 0
     for i in range(0, len(data[0]), batch_size):
-        batch = [t[i:i + batch_size].to(device) for t in data]
+        batch = [t[i : i + batch_size].to(device) for t in data]
         with autocast(device, amp):
             loss, k = batch_loss(model, *batch)
         total, seen = total + float(loss) * k, seen + k

@@ -5,5 +5,15 @@ from .images import Preprocess, load_images, preprocess_image, read_image
 from .readers import open_dataset
 from .summary import summarize
 
-__all__ = ["KNOWN_CLASSES", "Cell", "CellSet", "normalise_class", "Preprocess", "load_images",
-           "preprocess_image", "read_image", "open_dataset", "summarize"]
+__all__ = [
+    "KNOWN_CLASSES",
+    "Cell",
+    "CellSet",
+    "normalise_class",
+    "Preprocess",
+    "load_images",
+    "preprocess_image",
+    "read_image",
+    "open_dataset",
+    "summarize",
+]

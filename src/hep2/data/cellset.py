@@ -48,9 +48,17 @@ _ALIASES = {
 }
 
 INTENSITIES = ("positive", "intermediate")
-_INTENSITY_ALIASES = {"positive": "positive", "pos": "positive", "hi": "positive", "high": "positive",
-                      "intermediate": "intermediate", "int": "intermediate", "lo": "intermediate",
-                      "low": "intermediate", "weak": "intermediate"}
+_INTENSITY_ALIASES = {
+    "positive": "positive",
+    "pos": "positive",
+    "hi": "positive",
+    "high": "positive",
+    "intermediate": "intermediate",
+    "int": "intermediate",
+    "lo": "intermediate",
+    "low": "intermediate",
+    "weak": "intermediate",
+}
 
 
 def snake_case(name: str) -> str:
@@ -149,8 +157,11 @@ class CellSet:
 
     def official_splits(self) -> list[str]:
         """Names K of the subsets 'K/train' that have a 'K/test' twin (e.g. 'split-50-1')."""
-        return sorted(n[: -len("/train")] for n in self.subsets
-                      if n.endswith("/train") and n[: -len("/train")] + "/test" in self.subsets)
+        return sorted(
+            n[: -len("/train")]
+            for n in self.subsets
+            if n.endswith("/train") and n[: -len("/train")] + "/test" in self.subsets
+        )
 
     def subset(self, key) -> "CellSet":
         """A new CellSet with the cells of a named subset, or of an index array / boolean mask."""
@@ -162,8 +173,9 @@ class CellSet:
             idx = np.asarray(key)
             idx = np.flatnonzero(idx) if idx.dtype == bool else idx.astype(np.int64)
             name = self.name
-        return CellSet(name, [self.cells[i] for i in idx], list(self.classes), {}, list(self.skipped),
-                       list(self.problems))
+        return CellSet(
+            name, [self.cells[i] for i in idx], list(self.classes), {}, list(self.skipped), list(self.problems)
+        )
 
     def drop(self, bad_paths) -> "CellSet":
         """The same set without the cells whose image path is in ``bad_paths``; subsets re-indexed."""
@@ -171,8 +183,14 @@ class CellSet:
         keep = np.array([str(c.path) not in bad for c in self.cells], dtype=bool)
         new_index = np.cumsum(keep) - 1
         subsets = {k: new_index[v[keep[v]]] for k, v in self.subsets.items()}
-        return CellSet(self.name, [c for c, k in zip(self.cells, keep) if k], list(self.classes),
-                       subsets, list(self.skipped), list(self.problems))
+        return CellSet(
+            self.name,
+            [c for c, k in zip(self.cells, keep) if k],
+            list(self.classes),
+            subsets,
+            list(self.skipped),
+            list(self.problems),
+        )
 
     def fingerprint(self) -> str:
         """A short hash of the file list, labels and image bytes: names the data a run used."""

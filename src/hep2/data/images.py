@@ -22,31 +22,31 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from ..errors import Hep2Error
-from ..limits import check_range      # the settings' own ranges
+from ..limits import check_range  # the settings' own ranges
 from .cellset import CellSet, file_digest
 
 IMAGE_EXTENSIONS = (".png", ".tif", ".tiff", ".bmp", ".jpg", ".jpeg", ".gif", ".webp")
-IMAGE_FORMATS = "PNG, TIFF, BMP, JPEG, GIF or WebP"      # what the extensions above are, for messages
-CACHE_VERSION = 2     # 2: NaN pixels refused, colour channel setting (session 18)
+IMAGE_FORMATS = "PNG, TIFF, BMP, JPEG, GIF or WebP"  # what the extensions above are, for messages
+CACHE_VERSION = 2  # 2: NaN pixels refused, colour channel setting
 
 
 @dataclass(frozen=True)
 class Preprocess:
     """How a raw cell image becomes a network input."""
 
-    size: int = 64                 # side of the square output
-    low_pct: float = 1.0           # intensity percentile mapped to 0
-    high_pct: float = 99.5         # intensity percentile mapped to 1
-    use_mask: bool = True          # multiply by the cell mask where the layout gives one
-    keep_aspect: bool = True       # pad to a square (True) or stretch (False)
-    scale: float = 0.0             # 0: fit the longest side to size; > 0: resize by this factor, centre, crop
-    highpass: float = 0.0          # > 0: the image minus its Gaussian blur of this sigma (pixels) before normalising
-    views: tuple = ()              # several input views, stacked (V, size, size): view v high-pass filtered at
-                                   # sigma views[v] (0: unfiltered) in place of ``highpass``
-    equalize: bool = False         # histogram equalisation (the grey levels' ranks) in place of the percentiles:
-                                   # any monotonic change of brightness / contrast / gamma leaves the result as it is
-    denoise: float = 0.0           # > 0: non-local means on the raw image first (``denoise_image``), h = this x its noise std
-    channel: str = "mean"          # a colour image's grey: mean (of R, G, B) | red | green | blue (FITC: green)
+    size: int = 64  # side of the square output
+    low_pct: float = 1.0  # intensity percentile mapped to 0
+    high_pct: float = 99.5  # intensity percentile mapped to 1
+    use_mask: bool = True  # multiply by the cell mask where the layout gives one
+    keep_aspect: bool = True  # pad to a square (True) or stretch (False)
+    scale: float = 0.0  # 0: fit the longest side to size; > 0: resize by this factor, centre, crop
+    highpass: float = 0.0  # > 0: the image minus its Gaussian blur of this sigma (pixels) before normalising
+    views: tuple = ()  # several input views, stacked (V, size, size): view v high-pass filtered at
+    # sigma views[v] (0: unfiltered) in place of ``highpass``
+    equalize: bool = False  # histogram equalisation (the grey levels' ranks) in place of the percentiles:
+    # any monotonic change of brightness / contrast / gamma leaves the result as it is
+    denoise: float = 0.0  # > 0: non-local means on the raw image first (``denoise_image``), h = this x its noise std
+    channel: str = "mean"  # a colour image's grey: mean (of R, G, B) | red | green | blue (FITC: green)
 
     def __post_init__(self):
 
@@ -55,16 +55,20 @@ class Preprocess:
         for name in ("low_pct", "high_pct", "scale", "highpass", "denoise"):
             check_range(name, getattr(self, name))
         if not isinstance(self.views, tuple):
-            raise Hep2Error(f"Preprocess views={self.views!r}: give a tuple of high-pass sigmas, e.g. (0.0, 5.0), or ()")
+            raise Hep2Error(
+                f"Preprocess views={self.views!r}: give a tuple of high-pass sigmas, e.g. (0.0, 5.0), or ()"
+            )
         check_range("views", self.views, "ae_views")
         if self.channel not in CHANNELS:
             raise Hep2Error(f"channel={self.channel!r}: a colour image's grey is one of {', '.join(CHANNELS)}")
         if not self.equalize and self.low_pct >= self.high_pct:
-            raise Hep2Error(f"low_pct={self.low_pct}, high_pct={self.high_pct}: the percentile mapped to black must be "
-                            "below the one mapped to white (the defaults are 1 and 99.5)")
+            raise Hep2Error(
+                f"low_pct={self.low_pct}, high_pct={self.high_pct}: the percentile mapped to black must be "
+                "below the one mapped to white (the defaults are 1 and 99.5)"
+            )
 
 
-CHANNELS = ("mean", "red", "green", "blue")     # Preprocess.channel: its index in an RGB image, mean for none
+CHANNELS = ("mean", "red", "green", "blue")  # Preprocess.channel: its index in an RGB image, mean for none
 
 
 def read_image(path, channel: str = "mean") -> np.ndarray:
@@ -76,19 +80,21 @@ def read_image(path, channel: str = "mean") -> np.ndarray:
         if path.stat().st_size == 0:
             raise Hep2Error(f"image file {path} is empty (0 bytes): replace it, delete it, or pass --skip-bad")
     except OSError as e:
-        raise Hep2Error(f"cannot open image file {path}: {e.strerror or e}; check the path and its permissions") from None
+        raise Hep2Error(
+            f"cannot open image file {path}: {e.strerror or e}; check the path and its permissions"
+        ) from None
     try:
         if path.suffix.lower() in (".tif", ".tiff"):
             import tifffile
 
             with tifffile.TiffFile(path) as tif:
-                page = tif.pages[0]         # every page and plane of the series counts, as asarray decodes them all
+                page = tif.pages[0]  # every page and plane of the series counts, as asarray decodes them all
                 planes = int(np.prod(tif.series[0].shape)) // (page.imagelength * page.imagewidth)
                 _check_pixels(path, (page.imagelength * planes, page.imagewidth))
                 arr = np.asarray(tif.asarray())
         else:
             with Image.open(path) as im:
-                _check_pixels(path, im.size[::-1])       # before decoding it
+                _check_pixels(path, im.size[::-1])  # before decoding it
                 im.load()
                 if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
                     arr = np.asarray(im)
@@ -96,61 +102,81 @@ def read_image(path, channel: str = "mean") -> np.ndarray:
                     arr = np.asarray(im.convert("L") if im.mode not in ("L", "RGB", "RGBA") else im)
     except Hep2Error:
         raise
-    except Image.DecompressionBombError as e:       # PIL refuses to open it at all
-        raise Hep2Error(f"image {path} is too large for a cell image ({e}); crop the cells from it, or pass "
-                        "--skip-bad to go on without it") from None
+    except Image.DecompressionBombError as e:  # PIL refuses to open it at all
+        raise Hep2Error(
+            f"image {path} is too large for a cell image ({e}); crop the cells from it, or pass "
+            "--skip-bad to go on without it"
+        ) from None
     except PermissionError:
-        raise Hep2Error(f"cannot read image file {path}: permission denied; fix its permissions, or pass "
-                        "--skip-bad to go on without it") from None
+        raise Hep2Error(
+            f"cannot read image file {path}: permission denied; fix its permissions, or pass "
+            "--skip-bad to go on without it"
+        ) from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, KeyError, IndexError, TypeError) as e:
         raise Hep2Error(
             f"cannot decode image {path} ({type(e).__name__}: {e}): the file is corrupt, truncated or not an "
-            "image; replace or delete it, or pass --skip-bad to go on without it") from None
+            "image; replace or delete it, or pass --skip-bad to go on without it"
+        ) from None
     arr = arr.astype(np.float32, copy=False)
     bad = int(np.size(arr) - np.isfinite(arr).sum())
-    if bad:         # a float TIFF's NaN would be read as black, a cell as blank or worse
-        raise Hep2Error(f"image {path} has {bad} NaN or infinite pixel values: export it with finite grey levels, or "
-                        "pass --skip-bad to go on without it")
+    if bad:  # a float TIFF's NaN would be read as black, a cell as blank or worse
+        raise Hep2Error(
+            f"image {path} has {bad} NaN or infinite pixel values: export it with finite grey levels, or "
+            "pass --skip-bad to go on without it"
+        )
     if arr.ndim == 3:
-        if arr.shape[-1] in (3, 4):        # H, W, RGB(A)
+        if arr.shape[-1] in (3, 4):  # H, W, RGB(A)
             arr = np.moveaxis(arr, -1, 0)
         if arr.shape[0] in (3, 4) and channel == "rgb":
             return arr[:3]
-        if arr.shape[0] in (3, 4):         # C, H, W (some TIFFs)
+        if arr.shape[0] in (3, 4):  # C, H, W (some TIFFs)
             arr = arr[:3].mean(axis=0) if channel == "mean" else arr[CHANNELS.index(channel) - 1]
         elif arr.shape[0] == 1:
             arr = arr[0]
     if arr.ndim != 2:
-        raise Hep2Error(f"image {path} has shape {arr.shape}: expected one 2-D grey or RGB cell image; "
-                        "replace it or pass --skip-bad")
+        raise Hep2Error(
+            f"image {path} has shape {arr.shape}: expected one 2-D grey or RGB cell image; "
+            "replace it or pass --skip-bad"
+        )
     if min(arr.shape) < 2:
-        raise Hep2Error(f"image {path} is {arr.shape[1]}x{arr.shape[0]} pixels: too small to hold a cell (cell "
-                        "images are usually 30 px a side or more); replace it or pass --skip-bad")
+        raise Hep2Error(
+            f"image {path} is {arr.shape[1]}x{arr.shape[0]} pixels: too small to hold a cell (cell "
+            "images are usually 30 px a side or more); replace it or pass --skip-bad"
+        )
     return arr
 
 
-MAX_PIXELS = 25_000_000     # 5000 x 5000: a cell image is a few hundred pixels a side; more is a whole field or slide
+MAX_PIXELS = 25_000_000  # 5000 x 5000: a cell image is a few hundred pixels a side; more is a whole field or slide
 
 
 def _check_pixels(path, shape) -> None:
     """Refuse an image of over MAX_PIXELS pixels before it is decoded (a 100 KB PNG can hold 10^8 pixels)."""
     h, w = shape[0], shape[1] if len(shape) > 1 else 1
     if h * w > MAX_PIXELS:
-        raise Hep2Error(f"image {path} is {w}x{h} pixels, over the {MAX_PIXELS:,} a cell image may have: it looks "
-                        "like a whole field or slide; crop the cells from it, or pass --skip-bad to go on without it")
+        raise Hep2Error(
+            f"image {path} is {w}x{h} pixels, over the {MAX_PIXELS:,} a cell image may have: it looks "
+            "like a whole field or slide; crop the cells from it, or pass --skip-bad to go on without it"
+        )
 
 
 def read_cell(path, channel: str = "mean") -> np.ndarray:
     """``read_image``, refusing an image with no cell in it: one grey level all over."""
     arr = read_image(path, channel)
     if arr.max() <= arr.min():
-        raise Hep2Error(f"image {path} is blank (every pixel is {arr.flat[0]:g}): there is no cell in it to "
-                        "classify; replace it, delete it, or pass --skip-bad")
+        raise Hep2Error(
+            f"image {path} is blank (every pixel is {arr.flat[0]:g}): there is no cell in it to "
+            "classify; replace it, delete it, or pass --skip-bad"
+        )
     return arr
 
 
-def normalise(arr: np.ndarray, low_pct: float = 1.0, high_pct: float = 99.5,
-              mask: np.ndarray | None = None, equalize: bool = False) -> np.ndarray:
+def normalise(
+    arr: np.ndarray,
+    low_pct: float = 1.0,
+    high_pct: float = 99.5,
+    mask: np.ndarray | None = None,
+    equalize: bool = False,
+) -> np.ndarray:
     """Map the [low, high] percentiles of the (masked) grey levels to [0, 1], clipped; with
     ``equalize``, each grey level to its rank among the (masked) grey levels (histogram
     equalisation, scikit-image), which no monotonic change of intensity alters."""
@@ -159,9 +185,12 @@ def normalise(arr: np.ndarray, low_pct: float = 1.0, high_pct: float = 99.5,
     if equalize:
         from skimage.exposure import equalize_hist
 
-        flat = values.max() <= values.min()   # a blank image stays blank (equalize_hist would make it 1)
-        out = np.zeros(arr.shape) if flat else equalize_hist(arr.astype(np.float64), nbins=256,
-                                                             mask=mask if masked else None)
+        flat = values.max() <= values.min()  # a blank image stays blank (equalize_hist would make it 1)
+        out = (
+            np.zeros(arr.shape)
+            if flat
+            else equalize_hist(arr.astype(np.float64), nbins=256, mask=mask if masked else None)
+        )
     else:
         lo, hi = np.percentile(values, [low_pct, high_pct])
         out = (arr - lo) / max(hi - lo, 1e-6)
@@ -186,12 +215,15 @@ def resize_square(arr: np.ndarray, size: int, keep_aspect: bool = True, scale: f
         nh, nw = max(1, round(h * s)), max(1, round(w * s))
     else:
         nh = nw = size
-    img = arr if (nh, nw) == (h, w) else np.asarray(
-        Image.fromarray(arr.astype(np.float32), mode="F").resize((nw, nh), Image.Resampling.BILINEAR))
+    img = (
+        arr
+        if (nh, nw) == (h, w)
+        else np.asarray(Image.fromarray(arr.astype(np.float32), mode="F").resize((nw, nh), Image.Resampling.BILINEAR))
+    )
     out = np.zeros((size, size), np.float32)
     top, left = (size - nh) // 2, (size - nw) // 2
-    src = img[max(0, -top):max(0, -top) + size, max(0, -left):max(0, -left) + size]
-    out[max(0, top):max(0, top) + src.shape[0], max(0, left):max(0, left) + src.shape[1]] = src
+    src = img[max(0, -top) : max(0, -top) + size, max(0, -left) : max(0, -left) + size]
+    out[max(0, top) : max(0, top) + src.shape[0], max(0, left) : max(0, left) + src.shape[1]] = src
     return np.clip(out, 0.0, 1.0)
 
 
@@ -199,11 +231,15 @@ def read_mask(mask_path, shape, image_path) -> np.ndarray:
     """A cell's mask (pixels above 0), which must match its image's ``shape`` and mark some pixel."""
     mask = read_image(mask_path) > 0
     if mask.shape != tuple(shape):
-        raise Hep2Error(f"mask {mask_path} is {mask.shape[1]}x{mask.shape[0]} but its image {image_path} is "
-                        f"{shape[1]}x{shape[0]}: fix or remove the mask, or pass --skip-bad")
+        raise Hep2Error(
+            f"mask {mask_path} is {mask.shape[1]}x{mask.shape[0]} but its image {image_path} is "
+            f"{shape[1]}x{shape[0]}: fix or remove the mask, or pass --skip-bad"
+        )
     if not mask.any():
-        raise Hep2Error(f"mask {mask_path} marks no pixel of its image {image_path} (it is all 0): fix or remove "
-                        "the mask, or pass --skip-bad")
+        raise Hep2Error(
+            f"mask {mask_path} marks no pixel of its image {image_path} (it is all 0): fix or remove "
+            "the mask, or pass --skip-bad"
+        )
     return mask
 
 
@@ -213,8 +249,11 @@ def preprocess_image(path, prep: Preprocess = Preprocess(), mask_path=None) -> n
     arr = read_cell(path, prep.channel)
     mask = read_mask(mask_path, arr.shape, path) if prep.use_mask and mask_path is not None else None
     arr = denoise_image(arr, prep.denoise, mask)
-    return (np.stack([_filtered(arr, mask, prep, s) for s in prep.views]) if prep.views
-            else _filtered(arr, mask, prep, prep.highpass))
+    return (
+        np.stack([_filtered(arr, mask, prep, s) for s in prep.views])
+        if prep.views
+        else _filtered(arr, mask, prep, prep.highpass)
+    )
 
 
 def denoise_image(arr: np.ndarray, strength: float, mask: np.ndarray | None = None) -> np.ndarray:
@@ -226,22 +265,25 @@ def denoise_image(arr: np.ndarray, strength: float, mask: np.ndarray | None = No
     if strength <= 0 or min(arr.shape) < 5:
         return arr
     try:
-        from skimage.restoration import denoise_nl_means, estimate_sigma
         import pywt  # noqa: F401  (estimate_sigma's wavelets)
+        from skimage.restoration import denoise_nl_means, estimate_sigma
     except ImportError as e:
-        raise Hep2Error(f"denoise={strength} needs PyWavelets ({e}): pip install PyWavelets, or set denoise=0") from None
+        raise Hep2Error(
+            f"denoise={strength} needs PyWavelets ({e}): pip install PyWavelets, or set denoise=0"
+        ) from None
 
     a = arr.astype(np.float64)
     part = a
     if mask is not None and mask.any():
         rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
-        box = a[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+        box = a[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
         part = box if min(box.shape) >= 5 else a
     sigma = float(estimate_sigma(part))
     if not np.isfinite(sigma) or sigma <= 0:
         return arr
-    return denoise_nl_means(a, h=strength * sigma, sigma=sigma, patch_size=3, patch_distance=4,
-                            fast_mode=True).astype(np.float32)
+    return denoise_nl_means(a, h=strength * sigma, sigma=sigma, patch_size=3, patch_distance=4, fast_mode=True).astype(
+        np.float32
+    )
 
 
 def _filtered(arr, mask, prep: Preprocess, highpass: float) -> np.ndarray:
@@ -249,8 +291,9 @@ def _filtered(arr, mask, prep: Preprocess, highpass: float) -> np.ndarray:
         from scipy.ndimage import gaussian_filter
 
         arr = arr - gaussian_filter(arr, highpass, mode="nearest")
-    return resize_square(normalise(arr, prep.low_pct, prep.high_pct, mask, prep.equalize), prep.size, prep.keep_aspect,
-                         prep.scale)
+    return resize_square(
+        normalise(arr, prep.low_pct, prep.high_pct, mask, prep.equalize), prep.size, prep.keep_aspect, prep.scale
+    )
 
 
 def plain_view(prep: Preprocess) -> int:
@@ -267,14 +310,17 @@ def as_uint8_images(X) -> np.ndarray:
     """Images (N, S, S) or (N, 1, S, S), uint8 0..255 or float 0..1, as a uint8 array (N, H, W)."""
     try:
         X = np.asarray(X)
-    except ValueError:      # a list of arrays of several sizes
-        raise Hep2Error("the images have several sizes: preprocess them to one (hep2.data.load_images does), or give "
-                        "image files") from None
+    except ValueError:  # a list of arrays of several sizes
+        raise Hep2Error(
+            "the images have several sizes: preprocess them to one (hep2.data.load_images does), or give image files"
+        ) from None
     if X.ndim == 4 and X.shape[1] == 1:
         X = X[:, 0]
     if X.ndim != 3 or min(X.shape[1:], default=0) < 2:
-        raise Hep2Error(f"expected images of shape (N, S, S) or (N, 1, S, S), got {X.shape}: pass the "
-                        "array hep2.data.load_images returns")
+        raise Hep2Error(
+            f"expected images of shape (N, S, S) or (N, 1, S, S), got {X.shape}: pass the "
+            "array hep2.data.load_images returns"
+        )
     if X.dtype == np.uint8:
         return X
     if X.dtype == bool or not (np.issubdtype(X.dtype, np.floating) or np.issubdtype(X.dtype, np.integer)):
@@ -286,8 +332,10 @@ def as_uint8_images(X) -> np.ndarray:
     if X.size and not np.isfinite(X).all():
         raise Hep2Error("images contain NaN or infinite values")
     if X.size and (X.min() < -1e-6 or X.max() > 1 + 1e-6):
-        raise Hep2Error(f"float images must lie in 0..1, got {X.min():.3g}..{X.max():.3g}: divide 8-bit "
-                        "images by 255 or pass them as uint8")
+        raise Hep2Error(
+            f"float images must lie in 0..1, got {X.min():.3g}..{X.max():.3g}: divide 8-bit "
+            "images by 255 or pass them as uint8"
+        )
     return np.round(np.clip(X, 0, 1) * 255).astype(np.uint8)
 
 
@@ -310,7 +358,7 @@ def atomic_write_bytes(path, data: bytes) -> None:
     except BaseException as e:
         if tmp is not None:
             Path(tmp).unlink(missing_ok=True)
-        if isinstance(e, OSError):      # named by the file the user asked for, not the temporary one
+        if isinstance(e, OSError):  # named by the file the user asked for, not the temporary one
             raise OSError(e.errno, e.strerror, str(path)) from None
         raise
 
@@ -321,8 +369,14 @@ def _umask() -> int:
     return m
 
 
-def load_images(cells: CellSet, prep: Preprocess = Preprocess(), *, skip_bad: bool = False,
-                cache: bool = True, progress: bool = False):
+def load_images(
+    cells: CellSet,
+    prep: Preprocess = Preprocess(),
+    *,
+    skip_bad: bool = False,
+    cache: bool = True,
+    progress: bool = False,
+):
     """Preprocess every image of a set into a uint8 array (N, size, size), or (N, V, size, size) with
     ``prep.views``.
 
@@ -331,8 +385,10 @@ def load_images(cells: CellSet, prep: Preprocess = Preprocess(), *, skip_bad: bo
     cached on disk keyed by the files' content and the settings, so a second run does not decode.
     """
     if not isinstance(cells, CellSet) or not isinstance(prep, Preprocess):
-        raise Hep2Error(f"load_images(cells, prep) takes a CellSet (hep2.data.open_dataset gives one) and a Preprocess, "
-                        f"got {type(cells).__name__} and {type(prep).__name__}")
+        raise Hep2Error(
+            f"load_images(cells, prep) takes a CellSet (hep2.data.open_dataset gives one) and a Preprocess, "
+            f"got {type(cells).__name__} and {type(prep).__name__}"
+        )
     if len(cells) == 0:
         raise Hep2Error(f"dataset {cells.name} has no images: check the path and its layout")
     # keys made before views / equalize / denoise / channel existed stay valid
@@ -372,13 +428,20 @@ def load_images(cells: CellSet, prep: Preprocess = Preprocess(), *, skip_bad: bo
         import io
 
         buf = io.BytesIO()
-        np.savez(buf, images=images, bad_paths=np.array([b[0] for b in bad], dtype=str),
-                 bad_reasons=np.array([b[1] for b in bad], dtype=str))
+        np.savez(
+            buf,
+            images=images,
+            bad_paths=np.array([b[0] for b in bad], dtype=str),
+            bad_reasons=np.array([b[1] for b in bad], dtype=str),
+        )
         try:
             atomic_write_bytes(cache_file, buf.getvalue())
         except OSError as e:  # the cache only saves time: a read-only cache folder is not fatal
-            warnings.warn(f"cannot write the image cache {cache_file} ({e.strerror or e}); images will be "
-                          "decoded again next time: set HEP2_CACHE to a writable folder", stacklevel=2)
+            warnings.warn(
+                f"cannot write the image cache {cache_file} ({e.strerror or e}); images will be "
+                "decoded again next time: set HEP2_CACHE to a writable folder",
+                stacklevel=2,
+            )
     return _finish(images, cells, bad, skip_bad)
 
 

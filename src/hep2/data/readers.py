@@ -36,10 +36,17 @@ def open_dataset(spec: str, *, skip_bad: bool = False) -> CellSet:
         kind, rest = _detect(spec), spec
     path = Path(rest).expanduser()
     if not path.exists():
-        raise Hep2Error(f"dataset path {path} does not exist: check the spelling, or give kind:PATH "
-                        f"with kind one of {', '.join(KINDS)}")
-    reader = {"snphep2": read_snphep2, "i3a": read_i3a, "icpr2012": read_icpr2012,
-              "folder": read_folder, "manifest": read_manifest}[kind]
+        raise Hep2Error(
+            f"dataset path {path} does not exist: check the spelling, or give kind:PATH "
+            f"with kind one of {', '.join(KINDS)}"
+        )
+    reader = {
+        "snphep2": read_snphep2,
+        "i3a": read_i3a,
+        "icpr2012": read_icpr2012,
+        "folder": read_folder,
+        "manifest": read_manifest,
+    }[kind]
     cells = reader(path, skip_bad=skip_bad)
     cells.name = f"{kind}:{path}"
     classes_of = {}
@@ -49,9 +56,11 @@ def open_dataset(spec: str, *, skip_bad: bool = False) -> CellSet:
     if cells.specimens is not None and {"train", "test"} <= set(cells.subsets):
         both = sorted(set(cells.specimens[cells.subsets["train"]]) & set(cells.specimens[cells.subsets["test"]]))
         if both:
-            cells.problems.append(f"{len(both)} specimen{'s' * (len(both) > 1)} have cells in both train/ and test/ "
-                                  f"(first: {both[0]}): figures on test/ are not specimen-disjoint; keep each "
-                                  "specimen on one side")
+            cells.problems.append(
+                f"{len(both)} specimen{'s' * (len(both) > 1)} have cells in both train/ and test/ "
+                f"(first: {both[0]}): figures on test/ are not specimen-disjoint; keep each "
+                "specimen on one side"
+            )
     mixed = {s: sorted(v) for s, v in classes_of.items() if len(v) > 1}
     if mixed:
         s0 = next(iter(mixed))
@@ -59,10 +68,13 @@ def open_dataset(spec: str, *, skip_bad: bool = False) -> CellSet:
             f"{len(mixed)} specimen IDs hold cells of several classes (first: {s0!r}: {', '.join(mixed[s0])}): "
             "if the IDs restart in each class (well 1, 2, ...) they merge different specimens, which --protocol "
             "grouped and the specimen-level figures (called by the most frequent class) treat as one; give IDs "
-            "unique across the dataset (e.g. plate3-B2)")
+            "unique across the dataset (e.g. plate3-B2)"
+        )
     if len(cells) == 0:
-        raise Hep2Error(f"dataset {cells.name} holds no cell images: check the path and that it has the "
-                        f"{kind} layout (see `hep2 data --help`)")
+        raise Hep2Error(
+            f"dataset {cells.name} holds no cell images: check the path and that it has the "
+            f"{kind} layout (see `hep2 data --help`)"
+        )
     return cells
 
 
@@ -70,8 +82,10 @@ def _detect(spec: str) -> str:
     p = Path(spec).expanduser()
     if not p.exists():
         if spec.partition(":")[0] and ":" in spec and spec.partition(":")[0] not in KINDS:
-            raise Hep2Error(f"unknown dataset kind {spec.partition(':')[0]!r} in {spec!r}: use one of "
-                            f"{', '.join(KINDS)}, e.g. folder:/path/to/cells")
+            raise Hep2Error(
+                f"unknown dataset kind {spec.partition(':')[0]!r} in {spec!r}: use one of "
+                f"{', '.join(KINDS)}, e.g. folder:/path/to/cells"
+            )
         raise Hep2Error(f"dataset path {p} does not exist: check the spelling")
     if p.is_file():
         if p.suffix.lower() == ".csv":
@@ -93,8 +107,9 @@ def _is_i3a_csv(path: Path) -> bool:
             header = {snake_case(c) for c in re.split(r"[,;\t]", f.readline())}
     except (OSError, UnicodeDecodeError):
         return False
-    return bool(header & {"image_id", "id", "cell_id", "imageid"}) and \
-        bool(header & {"image_class", "class", "pattern", "staining_pattern"})
+    return bool(header & {"image_id", "id", "cell_id", "imageid"}) and bool(
+        header & {"image_class", "class", "pattern", "staining_pattern"}
+    )
 
 
 def _listdir(path: Path):
@@ -143,13 +158,16 @@ def _missing(what: str, skip_bad: bool, skipped: list[str]) -> None:
 
 # ------------------------------------------------------------------------------------- SNPHEp-2
 
+
 def read_snphep2(root: Path, *, skip_bad: bool = False) -> CellSet:
     """train/NNN.png, test/NNN.png, split_information/Split-50-K_{train,test}[ _label, _hi, _lo]."""
     info = root / "split_information"
     for sub in ("train", "test", "split_information"):
         if not (root / sub).is_dir():
-            raise Hep2Error(f"{root} is not a SNPHEp-2 folder: {root / sub} is missing "
-                            "(expected train/, test/ and split_information/)")
+            raise Hep2Error(
+                f"{root} is not a SNPHEp-2 folder: {root / sub} is missing "
+                "(expected train/, test/ and split_information/)"
+            )
     cells, index, skipped = [], {}, []
     problems = []
     for split in ("train", "test"):
@@ -167,8 +185,7 @@ def read_snphep2(root: Path, *, skip_bad: bool = False) -> CellSet:
         if extra:
             problems.append(f"{root / split} has {len(extra)} images outside the documented ID range")
     intensity = {}
-    subsets = {s: np.array([i for (sp, _), i in index.items() if sp == s], dtype=np.int64)
-               for s in ("train", "test")}
+    subsets = {s: np.array([i for (sp, _), i in index.items() if sp == s], dtype=np.int64) for s in ("train", "test")}
     ks = sorted({int(m.group(1)) for f in _listdir(info) if (m := re.fullmatch(r"Split-50-(\d+)_train", f.name))})
     if not ks:
         raise Hep2Error(f"no Split-50-K_train files in {info}: the official splits are missing")
@@ -182,8 +199,9 @@ def read_snphep2(root: Path, *, skip_bad: bool = False) -> CellSet:
                     want = SNPHEP2_CLASSES[lab - 1] if 1 <= lab <= 5 else None
                     i = index.get((split, num))
                     if i is not None and cells[i].label != want:
-                        problems.append(f"{label_file.name}: ID {num:03d} labelled {lab}, its ID range says "
-                                        f"{cells[i].label}")
+                        problems.append(
+                            f"{label_file.name}: ID {num:03d} labelled {lab}, its ID range says {cells[i].label}"
+                        )
             for level, name in (("hi", "positive"), ("lo", "intermediate")):
                 f = info / f"Split-50-{k}_{split}_{level}"
                 if f.exists():
@@ -194,11 +212,14 @@ def read_snphep2(root: Path, *, skip_bad: bool = False) -> CellSet:
                 if (split, num) in index:
                     rows.append(index[(split, num)])
                 elif not 1 <= num < SNPHEP2_RANGES[split][-1]:  # in-range absences were reported above
-                    _missing(f"{info / f'Split-50-{k}_{split}'} lists ID {num:03d}, outside the documented "
-                             f"range of {split}/", skip_bad, skipped)
+                    _missing(
+                        f"{info / f'Split-50-{k}_{split}'} lists ID {num:03d}, outside the documented "
+                        f"range of {split}/",
+                        skip_bad,
+                        skipped,
+                    )
             subsets[f"split-50-{k}/{split}"] = np.array(rows, dtype=np.int64)
-    cells = [Cell(c.id, c.path, c.label, None, intensity.get((c.split, int(c.id[-3:]))), c.split)
-             for c in cells]
+    cells = [Cell(c.id, c.path, c.label, None, intensity.get((c.split, int(c.id[-3:]))), c.split) for c in cells]
     return CellSet("snphep2", cells, list(SNPHEP2_CLASSES), subsets, skipped, problems)
 
 
@@ -217,22 +238,40 @@ def _read_ids(path: Path) -> list[int]:
 
 # ------------------------------------------------------------------------------------- CSV help
 
+
 def _read_csv(path: Path, delimiter: str | None = None) -> list[list[str]]:
     try:
         text = path.read_text(encoding="utf-8-sig")
     except OSError as e:
         raise Hep2Error(f"cannot read {path}: {e.strerror}") from None
     except UnicodeDecodeError:
-        raise Hep2Error(f"{path} is not a UTF-8 text CSV file: save it again as CSV UTF-8 (in Excel: "
-                        "Save As, CSV UTF-8)") from None
+        raise Hep2Error(
+            f"{path} is not a UTF-8 text CSV file: save it again as CSV UTF-8 (in Excel: Save As, CSV UTF-8)"
+        ) from None
     if delimiter is None:
         first = text.split("\n", 1)[0]
-        delimiter = ";" if first.count(";") > first.count(",") else ("\t" if "\t" in first and "," not in first else ",")
-    return [[c.strip() for c in row] for row in csv.reader(text.splitlines(), delimiter=delimiter) if any(c.strip() for c in row)]
+        delimiter = (
+            ";" if first.count(";") > first.count(",") else ("\t" if "\t" in first and "," not in first else ",")
+        )
+    return [
+        [c.strip() for c in row]
+        for row in csv.reader(text.splitlines(), delimiter=delimiter)
+        if any(c.strip() for c in row)
+    ]
 
 
-SPECIMEN_COLUMNS = ("specimen", "specimen_id", "slide", "slide_id", "patient", "patient_id", "sample", "sample_id",
-                    "well", "well_id")
+SPECIMEN_COLUMNS = (
+    "specimen",
+    "specimen_id",
+    "slide",
+    "slide_id",
+    "patient",
+    "patient_id",
+    "sample",
+    "sample_id",
+    "well",
+    "well_id",
+)
 
 
 def _columns(header: list[str], path: Path, wanted: dict[str, tuple[str, ...]], required: tuple[str, ...]):
@@ -246,8 +285,10 @@ def _columns(header: list[str], path: Path, wanted: dict[str, tuple[str, ...]], 
                 break
     missing = [k for k in required if k not in found]
     if missing:
-        raise Hep2Error(f"{path}: no {' / '.join(missing)} column in header {header}; expected e.g. "
-                        + ", ".join(wanted[k][0] for k in required))
+        raise Hep2Error(
+            f"{path}: no {' / '.join(missing)} column in header {header}; expected e.g. "
+            + ", ".join(wanted[k][0] for k in required)
+        )
     return found
 
 
@@ -272,24 +313,30 @@ def is_mask(p: Path) -> bool:
 
 # ------------------------------------------------------------------------------------- I3A
 
+
 def read_i3a(root: Path, *, skip_bad: bool = False) -> CellSet:
     """ICPR 2014 / ICIP 2013 Task 1: a CSV of image ID -> class, NNNNN.png anywhere under root."""
     if root.is_file():
         csvs, root = [root], root.parent
     else:
-        csvs = sorted(p for p in root.rglob("*.csv")
-                      if not any(is_hidden(Path(part)) for part in p.relative_to(root).parts))
+        csvs = sorted(
+            p for p in root.rglob("*.csv") if not any(is_hidden(Path(part)) for part in p.relative_to(root).parts)
+        )
     if not csvs:
-        raise Hep2Error(f"no CSV file under {root}: the I3A layout needs one mapping image IDs to classes "
-                        "(e.g. header 'Image ID,Image class')")
+        raise Hep2Error(
+            f"no CSV file under {root}: the I3A layout needs one mapping image IDs to classes "
+            "(e.g. header 'Image ID,Image class')"
+        )
     images = {}
     for p in files_under(root):
         if p.suffix.lower() in IMAGE_EXTENSIONS and not is_mask(p) and p.stem.isdigit():
             images.setdefault(int(p.stem), p)
-    wanted = {"id": ("image_id", "id", "image", "cell_id", "imageid"),
-              "label": ("image_class", "class", "pattern", "label", "staining_pattern"),
-              "intensity": ("intensity", "intensity_level"),
-              "specimen": SPECIMEN_COLUMNS}
+    wanted = {
+        "id": ("image_id", "id", "image", "cell_id", "imageid"),
+        "label": ("image_class", "class", "pattern", "label", "staining_pattern"),
+        "intensity": ("intensity", "intensity_level"),
+        "specimen": SPECIMEN_COLUMNS,
+    }
     cells, skipped, seen, problems, other = [], [], {}, [], []
     for path in csvs:
         rows = _read_csv(path)
@@ -297,29 +344,43 @@ def read_i3a(root: Path, *, skip_bad: bool = False) -> CellSet:
             continue
         try:
             cols = _columns(rows[0], path, wanted, ("id", "label"))
-        except Hep2Error as e:      # another CSV in the folder (results, notes): not the ground truth
+        except Hep2Error as e:  # another CSV in the folder (results, notes): not the ground truth
             other.append((path, e))
             continue
         for n, row in enumerate(rows[1:], 2):
             where = f" in {path}, line {n}"
             num = _cell_id(_get(row, cols, "id") or "")
             if num is None:
-                raise Hep2Error(f"{path}, line {n}: image ID {_get(row, cols, 'id') or ''!r} is not a number; "
-                                "fix the line or delete it")
+                raise Hep2Error(
+                    f"{path}, line {n}: image ID {_get(row, cols, 'id') or ''!r} is not a number; "
+                    "fix the line or delete it"
+                )
             label = normalise_class(_get(row, cols, "label") or "", known_only=True, where=where)
             if num in seen:
                 if seen[num] != label:
-                    problems.append(f"{path}, line {n}: image ID {num} is listed again with another class "
-                                    f"({_get(row, cols, 'label')!r}); its first row is used")
+                    problems.append(
+                        f"{path}, line {n}: image ID {num} is listed again with another class "
+                        f"({_get(row, cols, 'label')!r}); its first row is used"
+                    )
                 continue
             seen[num] = label
             img = images.get(num)
             if img is None:
-                _missing(f"{path}, line {n}: image ID {num} has no image file {num:05d}.png under {root}",
-                         skip_bad, skipped)
+                _missing(
+                    f"{path}, line {n}: image ID {num} has no image file {num:05d}.png under {root}", skip_bad, skipped
+                )
                 continue
-            cells.append(Cell(f"{num:05d}", img, label, _get(row, cols, "specimen"),
-                              normalise_intensity(_get(row, cols, "intensity"), where), None, find_mask(img)))
+            cells.append(
+                Cell(
+                    f"{num:05d}",
+                    img,
+                    label,
+                    _get(row, cols, "specimen"),
+                    normalise_intensity(_get(row, cols, "intensity"), where),
+                    None,
+                    find_mask(img),
+                )
+            )
     if other and len(other) == len(csvs):
         raise other[0][1]
     problems += [f"{path} has no image ID / class columns, so it is not read ({e})" for path, e in other]
@@ -327,6 +388,7 @@ def read_i3a(root: Path, *, skip_bad: bool = False) -> CellSet:
 
 
 # ------------------------------------------------------------------------------------- ICPR 2012
+
 
 def read_icpr2012(root: Path, *, skip_bad: bool = False) -> CellSet:
     """MIVIA ICPR 2012: gt_training.csv / gt_test.csv ('ID;pattern'), 3-digit PNGs, optional masks."""
@@ -343,17 +405,22 @@ def read_icpr2012(root: Path, *, skip_bad: bool = False) -> CellSet:
             continue
         found_any = True
         folder = _split_folder(root, split)
-        images = {int(p.stem): p for p in _listdir(folder)
-                  if p.suffix.lower() in IMAGE_EXTENSIONS and p.stem.isdigit()}
+        images = {int(p.stem): p for p in _listdir(folder) if p.suffix.lower() in IMAGE_EXTENSIONS and p.stem.isdigit()}
         start = len(cells)
         for n, row in enumerate(_read_csv(gt_path, ";"), 1):
             num = _cell_id(row[0])
             if num is None:
                 if n == 1:
                     continue  # header
-                raise Hep2Error(f"{gt_path}, line {n}: ID {row[0]!r} is not a number" + (
-                    "; ICPR 2012's ground truth separates ID;pattern with ';' and this line has commas: if it is an "
-                    "I3A (ICPR 2014) CSV, give i3a:PATH" if "," in row[0] else ""))
+                raise Hep2Error(
+                    f"{gt_path}, line {n}: ID {row[0]!r} is not a number"
+                    + (
+                        "; ICPR 2012's ground truth separates ID;pattern with ';' and this line has commas: "
+                        "if it is an I3A (ICPR 2014) CSV, give i3a:PATH"
+                        if "," in row[0]
+                        else ""
+                    )
+                )
             if len(row) < 2:
                 raise Hep2Error(f"{gt_path}, line {n}: expected 'ID;pattern', got {';'.join(row)!r}")
             img = images.get(num)
@@ -361,9 +428,17 @@ def read_icpr2012(root: Path, *, skip_bad: bool = False) -> CellSet:
                 _missing(f"{gt_path}, line {n}: ID {num} has no image {folder / f'{num:03d}.png'}", skip_bad, skipped)
                 continue
             where = f" in {gt_path}, line {n}"
-            cells.append(Cell(f"{split}/{num:03d}", img, normalise_class(row[1], known_only=True, where=where), None,
-                              normalise_intensity(info.get(num), where) if split == "train" else None,
-                              split, find_mask(img)))
+            cells.append(
+                Cell(
+                    f"{split}/{num:03d}",
+                    img,
+                    normalise_class(row[1], known_only=True, where=where),
+                    None,
+                    normalise_intensity(info.get(num), where) if split == "train" else None,
+                    split,
+                    find_mask(img),
+                )
+            )
         subsets[split] = np.arange(start, len(cells))
     if not found_any:
         raise Hep2Error(f"{root} has neither gt_training.csv nor gt_test.csv: not the ICPR 2012 layout")
@@ -379,6 +454,7 @@ def _split_folder(root: Path, split: str) -> Path:
 
 # ------------------------------------------------------------------------------------- folder
 
+
 def read_folder(root: Path, *, skip_bad: bool = False, specimens: Path | None = None) -> CellSet:
     """One subfolder per class (or train/ and test/ each holding one per class); optional
     ``specimens.csv`` (columns path, specimen[, intensity]) at the root."""
@@ -390,14 +466,18 @@ def read_folder(root: Path, *, skip_bad: bool = False, specimens: Path | None = 
     cells, subsets, problems, spellings = [], {}, [], {}
     beside = [d.name for d in subdirs if d not in split_dirs]
     if split_dirs and beside:
-        problems.append(f"{len(beside)} folder{'s' * (len(beside) > 1)} beside {', '.join(d.name for d in split_dirs)} "
-                        f"{'are' if len(beside) > 1 else 'is'} not read (first: "
-                        f"{beside[0]}): move each class folder into one of them")
+        problems.append(
+            f"{len(beside)} folder{'s' * (len(beside) > 1)} beside {', '.join(d.name for d in split_dirs)} "
+            f"{'are' if len(beside) > 1 else 'is'} not read (first: "
+            f"{beside[0]}): move each class folder into one of them"
+        )
     for split, base in groups:
         loose = [p.name for p in _listdir(base) if p.is_file() and is_cell_image(p)]
         if loose:
-            problems.append(f"{len(loose)} images in {base} lie outside every class folder, so they are not used "
-                            f"(first: {loose[0]}): move each into its class's folder")
+            problems.append(
+                f"{len(loose)} images in {base} lie outside every class folder, so they are not used "
+                f"(first: {loose[0]}): move each into its class's folder"
+            )
         start = len(cells)
         for d in (x for x in _listdir(base) if x.is_dir() and not is_hidden(x)):
             label = normalise_class(d.name, where=f" (folder {d})")
@@ -414,15 +494,21 @@ def read_folder(root: Path, *, skip_bad: bool = False, specimens: Path | None = 
         where.setdefault(c.path.resolve(), []).append(c.id)
     twice = [ids for ids in where.values() if len(ids) > 1]
     if twice:
-        problems.append(f"{len(twice)} images are read more than once, through linked folders (first: "
-                        f"{' and '.join(twice[0])}): link each well into one class and split only")
+        problems.append(
+            f"{len(twice)} images are read more than once, through linked folders (first: "
+            f"{' and '.join(twice[0])}): link each well into one class and split only"
+        )
     masklike = [c.id for c in cells if "mask" in c.path.stem.lower()]
     if masklike:
-        problems.append(f"{len(masklike)} images whose names say mask are read as cells (first: {masklike[0]}): name "
-                        "a cell's mask NAME_mask.EXT beside its NAME.EXT")
+        problems.append(
+            f"{len(masklike)} images whose names say mask are read as cells (first: {masklike[0]}): name "
+            "a cell's mask NAME_mask.EXT beside its NAME.EXT"
+        )
     if not cells:
-        raise Hep2Error(f"no images found in the class subfolders of {root}: the folder layout is "
-                        f"{root}/<class>/<image>.png ({IMAGE_FORMATS})")
+        raise Hep2Error(
+            f"no images found in the class subfolders of {root}: the folder layout is "
+            f"{root}/<class>/<image>.png ({IMAGE_FORMATS})"
+        )
     specimens = specimens or (root / "specimens.csv" if (root / "specimens.csv").exists() else None)
     skipped: list[str] = []
     if specimens:
@@ -431,29 +517,49 @@ def read_folder(root: Path, *, skip_bad: bool = False, specimens: Path | None = 
         without = [c.id for c in cells if c.id not in listed]
         twice = sorted(i for i, lines in listed.items() if len(lines) > 1)
         if empty:
-            problems.append(f"{len(empty)} images have an empty specimen in {specimens} (first: {empty[0]}), so "
-                            "--protocol grouped cannot run: fill it in")
+            problems.append(
+                f"{len(empty)} images have an empty specimen in {specimens} (first: {empty[0]}), so "
+                "--protocol grouped cannot run: fill it in"
+            )
         if without:
-            problems.append(f"{len(without)} of {len(cells)} images have no row in {specimens} (first: {without[0]}), "
-                            "so --protocol grouped cannot run: add a row path,specimen for each")
+            problems.append(
+                f"{len(without)} of {len(cells)} images have no row in {specimens} (first: {without[0]}), "
+                "so --protocol grouped cannot run: add a row path,specimen for each"
+            )
         if twice:
-            problems.append(f"{len(twice)} images have several rows in {specimens} (first: {twice[0]}, lines "
-                            f"{', '.join(map(str, listed[twice[0]]))}); the last is used, which may name another "
-                            "specimen than the others: keep one row per image")
+            problems.append(
+                f"{len(twice)} images have several rows in {specimens} (first: {twice[0]}, lines "
+                f"{', '.join(map(str, listed[twice[0]]))}); the last is used, which may name another "
+                "specimen than the others: keep one row per image"
+            )
     return CellSet("folder", cells, subsets=subsets or {}, skipped=skipped, problems=problems)
 
 
 # the folders that hold a split (of the folder layout), as named on disk (snake_case) -> the split's name
-SPLIT_NAMES = {"train": "train", "training": "train", "training_set": "train", "train_set": "train", "test": "test",
-               "testing": "test", "test_set": "test", "testing_set": "test", "val": "val", "validation": "val",
-               "validation_set": "val", "val_set": "val"}
+SPLIT_NAMES = {
+    "train": "train",
+    "training": "train",
+    "training_set": "train",
+    "train_set": "train",
+    "test": "test",
+    "testing": "test",
+    "test_set": "test",
+    "testing_set": "test",
+    "val": "val",
+    "validation": "val",
+    "validation_set": "val",
+    "val_set": "val",
+}
 
 
 def merged_names(spellings: dict, what: str) -> list[str]:
     """A problem line for each class that several spellings were read as ({class: {names as written}})."""
-    return [f"{what} {', '.join(repr(n) for n in sorted(names))} are read as one class, {label}: rename them if they "
-            "are different patterns" for label, names in spellings.items()
-            if len({str(n).casefold().strip() for n in names}) > 1]     # not Homogeneous / homogeneous
+    return [
+        f"{what} {', '.join(repr(n) for n in sorted(names))} are read as one class, {label}: rename them if they "
+        "are different patterns"
+        for label, names in spellings.items()
+        if len({str(n).casefold().strip() for n in names}) > 1
+    ]  # not Homogeneous / homogeneous
 
 
 def is_cell_image(p: Path) -> bool:
@@ -465,10 +571,13 @@ def _attach_specimens(cells, csv_path: Path, root: Path, skip_bad: bool, skipped
     rows = _read_csv(csv_path)
     if not rows:
         raise Hep2Error(f"{csv_path} is empty: expected columns path,specimen[,intensity]")
-    cols = _columns(rows[0], csv_path, {"path": ("path", "file", "filename", "image"),
-                                        "specimen": SPECIMEN_COLUMNS,
-                                        "intensity": ("intensity",)}, ("path", "specimen"))
-    nfc = functools.partial(unicodedata.normalize, "NFC")     # 'ü' as one character or two (macOS names)
+    cols = _columns(
+        rows[0],
+        csv_path,
+        {"path": ("path", "file", "filename", "image"), "specimen": SPECIMEN_COLUMNS, "intensity": ("intensity",)},
+        ("path", "specimen"),
+    )
+    nfc = functools.partial(unicodedata.normalize, "NFC")  # 'ü' as one character or two (macOS names)
     by_rel = {nfc(c.id): i for i, c in enumerate(cells)}
     by_name = {}
     for i, c in enumerate(cells):
@@ -481,9 +590,18 @@ def _attach_specimens(cells, csv_path: Path, root: Path, skip_bad: bool, skipped
             i = by_name[Path(key).name][0]
         if i is None:
             same = len(by_name.get(Path(key).name, []))
-            _missing(f"{csv_path}, line {n}: {key!r} names no image under {root} (paths are relative to it, as "
-                     f"{cells[0].id!r} is" + (f"; the file name {Path(key).name} matches {same} images, so the path "
-                                              "must say which" if same > 1 else "") + ")", skip_bad, skipped)
+            _missing(
+                f"{csv_path}, line {n}: {key!r} names no image under {root} (paths are relative to it, as "
+                f"{cells[0].id!r} is"
+                + (
+                    f"; the file name {Path(key).name} matches {same} images, so the path must say which"
+                    if same > 1
+                    else ""
+                )
+                + ")",
+                skip_bad,
+                skipped,
+            )
             continue
         c = cells[i]
         inten = normalise_intensity(_get(row, cols, "intensity"), f" in {csv_path}, line {n}")
@@ -494,17 +612,26 @@ def _attach_specimens(cells, csv_path: Path, root: Path, skip_bad: bool, skipped
 
 # ------------------------------------------------------------------------------------- manifest
 
+
 def read_manifest(csv_path: Path, *, skip_bad: bool = False) -> CellSet:
     """A CSV with columns path, label and optionally specimen, intensity, split, mask
     (paths relative to the CSV's folder)."""
     rows = _read_csv(csv_path)
     if not rows:
         raise Hep2Error(f"manifest {csv_path} is empty: expected a header path,label[,specimen,intensity,split]")
-    cols = _columns(rows[0], csv_path, {"path": ("path", "file", "filename", "image"),
-                                        "label": ("label", "class", "pattern"),
-                                        "specimen": SPECIMEN_COLUMNS,
-                                        "intensity": ("intensity",), "split": ("split", "subset", "set"),
-                                        "mask": ("mask", "mask_path")}, ("path", "label"))
+    cols = _columns(
+        rows[0],
+        csv_path,
+        {
+            "path": ("path", "file", "filename", "image"),
+            "label": ("label", "class", "pattern"),
+            "specimen": SPECIMEN_COLUMNS,
+            "intensity": ("intensity",),
+            "split": ("split", "subset", "set"),
+            "mask": ("mask", "mask_path"),
+        },
+        ("path", "label"),
+    )
     cells, splits, skipped, spellings, rows_of = [], {}, [], {}, {}
 
     def get(row, key):
@@ -515,7 +642,7 @@ def read_manifest(csv_path: Path, *, skip_bad: bool = False) -> CellSet:
         rel = get(row, "path")
         if rel is None:
             raise Hep2Error(f"{csv_path}, line {n}: empty path")
-        rel = rel.replace("\\", "/")      # a path written on Windows
+        rel = rel.replace("\\", "/")  # a path written on Windows
         p = (csv_path.parent / rel).resolve() if not Path(rel).is_absolute() else Path(rel)
         if not p.is_file():
             _missing(f"{csv_path}, line {n}: image {p} does not exist", skip_bad, skipped)
@@ -528,20 +655,33 @@ def read_manifest(csv_path: Path, *, skip_bad: bool = False) -> CellSet:
         label = normalise_class(get(row, "label") or "", where=where)
         spellings.setdefault(label, set()).add(get(row, "label"))
         rows_of.setdefault(p, []).append((n, label))
-        cells.append(Cell(rel, p, label, get(row, "specimen"), normalise_intensity(get(row, "intensity"), where), split,
-                          (csv_path.parent / mask) if mask else None))
+        cells.append(
+            Cell(
+                rel,
+                p,
+                label,
+                get(row, "specimen"),
+                normalise_intensity(get(row, "intensity"), where),
+                split,
+                (csv_path.parent / mask) if mask else None,
+            )
+        )
     problems = merged_names(spellings, "labels")
     for p, listed in rows_of.items():
         if len(listed) > 1:
             labels = sorted({label for _, label in listed})
-            problems.append(f"{p} is listed {len(listed)} times (lines {', '.join(str(n) for n, _ in listed)})"
-                            + (f" with different labels ({', '.join(labels)})" if len(labels) > 1 else "")
-                            + ": each row counts as a cell; keep one row per image")
-    return CellSet("manifest", cells, subsets={k: np.array(v) for k, v in splits.items()}, skipped=skipped,
-                   problems=problems)
+            problems.append(
+                f"{p} is listed {len(listed)} times (lines {', '.join(str(n) for n, _ in listed)})"
+                + (f" with different labels ({', '.join(labels)})" if len(labels) > 1 else "")
+                + ": each row counts as a cell; keep one row per image"
+            )
+    return CellSet(
+        "manifest", cells, subsets={k: np.array(v) for k, v in splits.items()}, skipped=skipped, problems=problems
+    )
 
 
 # ------------------------------------------------------------------------------------- synthetic
+
 
 def read_synthetic(per_class: int = 100, *, specimens: int = 20, seed: int = 0, spec: str = "synthetic") -> CellSet:
     """The built-in generator's set, generated once into the cache and read as a folder."""
@@ -561,8 +701,10 @@ def read_synthetic(per_class: int = 100, *, specimens: int = 20, seed: int = 0, 
             # Another process (torchrun starts several) put its copy in place first: the set is
             # the same byte for byte, so use that one.
             if not (out / "specimens.csv").exists():
-                raise Hep2Error(f"cannot write the synthetic set to {out} ({e}): check the free space and "
-                                "permissions of $HEP2_CACHE") from None
+                raise Hep2Error(
+                    f"cannot write the synthetic set to {out} ({e}): check the free space and "
+                    "permissions of $HEP2_CACHE"
+                ) from None
     cells = read_folder(out)
     cells.name = spec
     return cells

@@ -10,7 +10,7 @@ from ..errors import Hep2Error
 from .cellset import CellSet, file_digest
 from .images import read_cell, read_mask
 
-FEW = 5       # cells in a class: fewer cannot fill the default cv folds (the presets' cv_folds)
+FEW = 5  # cells in a class: fewer cannot fill the default cv folds (the presets' cv_folds)
 
 
 def colour_share(arr: np.ndarray) -> np.ndarray | None:
@@ -24,11 +24,17 @@ def colour_share(arr: np.ndarray) -> np.ndarray | None:
 def colour_problem(shares: list, sample: str = "") -> str:
     """The problem line for colour images with these signal shares (``colour_share`` of each)."""
     share = np.mean(shares, axis=0)
-    return (f"{len(shares)} colour images{sample}: their signal is red {share[0]:.2f}, green {share[1]:.2f}, blue "
-            f"{share[2]:.2f}; hep2 reads a colour image's grey as the mean of the three (setting channel)"
-            + (": where one channel holds the stain (FITC: green) and another a counterstain or a nuclear dye, train "
-               "with --set channel=green (or the stain's); hep2 predict and the web page then read that channel, as "
-               "the model says" if mixed(share) else ""))
+    return (
+        f"{len(shares)} colour images{sample}: their signal is red {share[0]:.2f}, green {share[1]:.2f}, blue "
+        f"{share[2]:.2f}; hep2 reads a colour image's grey as the mean of the three (setting channel)"
+        + (
+            ": where one channel holds the stain (FITC: green) and another a counterstain or a nuclear dye, train "
+            "with --set channel=green (or the stain's); hep2 predict and the web page then read that channel, as "
+            "the model says"
+            if mixed(share)
+            else ""
+        )
+    )
 
 
 def mixed(share) -> bool:
@@ -74,9 +80,11 @@ def summarize(cells: CellSet, *, skip_bad: bool = False) -> dict:
     total = Counter(c.label for c in cells.cells if c.label is not None)
     few = [f"{c} ({total[c]})" for c in cells.classes if total[c] < FEW]
     if few:
-        problems.append(f"{'class' if len(few) == 1 else 'classes'} {', '.join(few)} {'has' if len(few) == 1 else 'have'} "
-                        f"fewer than {FEW} cells, too few to train on or to score (a misspelt class name makes a class "
-                        "of its own)")
+        problems.append(
+            f"{'class' if len(few) == 1 else 'classes'} {', '.join(few)} {'has' if len(few) == 1 else 'have'} "
+            f"fewer than {FEW} cells, too few to train on or to score (a misspelt class name makes a class "
+            "of its own)"
+        )
     if colour:
         problems.append(colour_problem(colour))
     small = sum(1 for h, w in sizes if min(h, w) < 16)
@@ -91,8 +99,11 @@ def summarize(cells: CellSet, *, skip_bad: bool = False) -> dict:
         "fingerprint": cells.fingerprint(),
         "classes": list(cells.classes),
         "splits": splits,
-        "image_size": {"min": [int(w.min()), int(h.min())], "max": [int(w.max()), int(h.max())],
-                       "median": [int(np.median(w)), int(np.median(h))]},
+        "image_size": {
+            "min": [int(w.min()), int(h.min())],
+            "max": [int(w.max()), int(h.max())],
+            "median": [int(np.median(w)), int(np.median(h))],
+        },
         "intensity": {k: int(intensity.get(k, 0)) for k in ("positive", "intermediate", "unknown")},
         "specimens": len(specimens) if specimens else None,
         "problems": problems,
@@ -108,13 +119,17 @@ def format_summary(s: dict) -> str:
     lines = [f"dataset: {s['dataset']}  (fingerprint {s['fingerprint']})", ""]
     lines.append(f"{'split':<{width}}  {'total':>6}  " + "  ".join(f"{c:>{w}}" for c, w in zip(classes, cw)))
     for name, sp in s["splits"].items():
-        lines.append(f"{name:<{width}}  {sp['total']:>6}  "
-                     + "  ".join(f"{sp['classes'][c]:>{w}}" for c, w in zip(classes, cw)))
+        lines.append(
+            f"{name:<{width}}  {sp['total']:>6}  " + "  ".join(f"{sp['classes'][c]:>{w}}" for c, w in zip(classes, cw))
+        )
     size = s["image_size"]
-    lines += ["", f"image size (w x h): min {size['min'][0]}x{size['min'][1]}, median "
-                  f"{size['median'][0]}x{size['median'][1]}, max {size['max'][0]}x{size['max'][1]}",
-              "intensity: " + ", ".join(f"{k} {v}" for k, v in s["intensity"].items()),
-              f"specimens: {s['specimens'] if s['specimens'] is not None else 'not given'}"]
+    lines += [
+        "",
+        f"image size (w x h): min {size['min'][0]}x{size['min'][1]}, median "
+        f"{size['median'][0]}x{size['median'][1]}, max {size['max'][0]}x{size['max'][1]}",
+        "intensity: " + ", ".join(f"{k} {v}" for k, v in s["intensity"].items()),
+        f"specimens: {s['specimens'] if s['specimens'] is not None else 'not given'}",
+    ]
     lines.append("problems: " + ("none" if not s["problems"] else ""))
     lines += [f"  - {p}" for p in s["problems"]]
     if s["skipped"]["count"]:

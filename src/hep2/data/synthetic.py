@@ -51,6 +51,7 @@ _SALT = 0x4E9F2  # keeps these streams apart from other uses of the same seed
 # specimen-level parameters
 # --------------------------------------------------------------------------------------------
 
+
 def specimen_style(rng: np.random.Generator) -> dict:
     """Draw the parameters shared by all cells of one specimen (slide).
 
@@ -100,6 +101,7 @@ def _cell_style(rng: np.random.Generator, style: dict | None) -> dict:
 # building blocks
 # --------------------------------------------------------------------------------------------
 
+
 def _smooth_noise(shape, sigma: float, rng: np.random.Generator) -> np.ndarray:
     """Gaussian-filtered white noise scaled to zero mean and unit sd."""
     n = ndi.gaussian_filter(rng.standard_normal(shape), sigma, mode="reflect")
@@ -119,7 +121,7 @@ def _blobs(shape, centres, radii, amps, sharp: float = 1.0) -> np.ndarray:
         if y0 >= y1 or x0 >= x1:
             continue
         d2 = ((yy[y0:y1] - cy) ** 2 + (xx[:, x0:x1] - cx) ** 2) / (r * r)
-        out[y0:y1, x0:x1] += a * np.exp(-0.5 * d2 ** sharp)
+        out[y0:y1, x0:x1] += a * np.exp(-0.5 * d2**sharp)
     return out
 
 
@@ -176,8 +178,18 @@ def _geometry(rng: np.random.Generator, style: dict) -> dict:
         edge += rng.normal(0.0, 0.035 / (k - 1)) * np.cos(k * phi + rng.uniform(0, 2 * np.pi))
     dist = (edge - rho) * np.sqrt(a * b)  # ~ px inside the outline (negative outside)
     mask = np.clip(dist / 1.6 + 0.5, 0.0, 1.0)
-    return {"h": h, "w": w, "cy": cy, "cx": cx, "a": a, "b": b, "theta": th, "rho": rho / edge,
-            "dist": dist, "mask": mask}
+    return {
+        "h": h,
+        "w": w,
+        "cy": cy,
+        "cx": cx,
+        "a": a,
+        "b": b,
+        "theta": th,
+        "rho": rho / edge,
+        "dist": dist,
+        "mask": mask,
+    }
 
 
 def _dark_nucleoli(geo, rng, n_range=(1, 4), depth=0.65) -> np.ndarray:
@@ -193,6 +205,7 @@ def _dark_nucleoli(geo, rng, n_range=(1, 4), depth=0.65) -> np.ndarray:
 # --------------------------------------------------------------------------------------------
 # the patterns: each returns the stain map (about 0..1) inside the nucleus
 # --------------------------------------------------------------------------------------------
+
 
 def _homogeneous(geo, rng, st):
     shape = (geo["h"], geo["w"])
@@ -291,6 +304,7 @@ def generate_cell(pattern: str, rng: np.random.Generator, specimen_style: dict |
 # a whole set on disk
 # --------------------------------------------------------------------------------------------
 
+
 def _whole(x) -> bool:
     return isinstance(x, (int, np.integer)) and not isinstance(x, bool)
 
@@ -301,20 +315,24 @@ def _check_args(out_dir: Path, per_class, specimens, seed, classes) -> list[str]
         raise Hep2Error("make_synthetic needs at least one class")
     bad = [c for c in classes if c not in PATTERNS]
     if bad:
-        raise Hep2Error(f"unknown synthetic class(es) {', '.join(map(repr, bad))}: "
-                        f"expected a subset of {', '.join(PATTERNS)}")
+        raise Hep2Error(
+            f"unknown synthetic class(es) {', '.join(map(repr, bad))}: expected a subset of {', '.join(PATTERNS)}"
+        )
     if len(set(classes)) != len(classes):
         raise Hep2Error(f"duplicate class in classes={classes!r}: list each class once")
     if not _whole(per_class) or per_class < 1:
         raise Hep2Error(f"per_class={per_class!r}: need a whole number >= 1 of cells per class")
     if not _whole(specimens) or specimens < len(classes):
-        raise Hep2Error(f"specimens={specimens!r} is fewer than the {len(classes)} classes (or not a "
-                        f"whole number): each specimen has one pattern, so use specimens >= {len(classes)}")
+        raise Hep2Error(
+            f"specimens={specimens!r} is fewer than the {len(classes)} classes (or not a "
+            f"whole number): each specimen has one pattern, so use specimens >= {len(classes)}"
+        )
     if not _whole(seed) or seed < 0:
         raise Hep2Error(f"seed={seed!r}: need a whole number >= 0")
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
-        raise Hep2Error(f"output folder {out_dir} already exists and is not empty: choose a new "
-                        "folder or delete it first")
+        raise Hep2Error(
+            f"output folder {out_dir} already exists and is not empty: choose a new folder or delete it first"
+        )
     return classes
 
 
@@ -324,8 +342,7 @@ def _png_bytes(img: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def make_synthetic(out_dir, per_class: int = 100, specimens: int = 20, seed: int = 0,
-                   classes=PATTERNS) -> Path:
+def make_synthetic(out_dir, per_class: int = 100, specimens: int = 20, seed: int = 0, classes=PATTERNS) -> Path:
     """Write a synthetic HEp-2 set in the folder layout and return its path.
 
     Layout: ``out_dir/<class>/<specimen>_<NNNN>.png`` (8-bit grayscale) and
@@ -357,8 +374,7 @@ def make_synthetic(out_dir, per_class: int = 100, specimens: int = 20, seed: int
         for ci, cls in enumerate(classes):
             (tmp / cls).mkdir()
             mine = [i for i in range(specimens) if i % n_cls == ci]
-            counts = [per_class // len(mine) + (1 if j < per_class % len(mine) else 0)
-                      for j in range(len(mine))]
+            counts = [per_class // len(mine) + (1 if j < per_class % len(mine) else 0) for j in range(len(mine))]
             for i, count in zip(mine, counts):
                 for k in range(count):
                     rng = np.random.default_rng([_SALT, seed, i, 1, k])

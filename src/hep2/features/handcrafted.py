@@ -39,8 +39,8 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 from sklearn.utils.validation import check_is_fitted
 
-from ..data.images import as_uint8_images
 from ..base import init_defaults
+from ..data.images import as_uint8_images
 from ..errors import Hep2Error
 from ..models.bands import BANDS, band_count, centre_distance  # noqa: F401  (BANDS: the features' default)
 
@@ -55,21 +55,24 @@ _PERCENTILES = (5, 25, 50, 75, 95)
 # helpers
 # --------------------------------------------------------------------------------------------
 
+
 def cell_crop(img: np.ndarray) -> np.ndarray:
     """The bounding box of the non-zero rows and columns: the cell without its zero padding."""
     rows = np.flatnonzero(img.any(axis=1))
     cols = np.flatnonzero(img.any(axis=0))
     if rows.size == 0:  # an all-black image: nothing to crop to
         return img
-    return img[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+    return img[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
 
 
 def check_rings(owner: str, rings) -> list[float]:
     """The band edges as floats, after checking they increase within (0, 1.5)."""
     edges = [float(r) for r in rings]
     if not all(a < b for a, b in zip([0.0, *edges], [*edges, 1.5])):
-        raise Hep2Error(f"{owner} rings={tuple(rings)}: the band edges are fractions of the cell's "
-                        "half-side, increasing, between 0 and 1.5 (e.g. 0.3,0.55,0.8; empty: the whole cell only)")
+        raise Hep2Error(
+            f"{owner} rings={tuple(rings)}: the band edges are fractions of the cell's "
+            "half-side, increasing, between 0 and 1.5 (e.g. 0.3,0.55,0.8; empty: the whole cell only)"
+        )
     return edges
 
 
@@ -96,7 +99,7 @@ def intensity_stats(values: np.ndarray) -> np.ndarray:
     m2 = float(np.mean(d * d))
     if m2 > 1e-24:  # the moments scipy.stats.skew / kurtosis (Fisher, biased) give, without their overhead
         d2 = d * d
-        skew, kurt = float(np.mean(d2 * d)) / m2 ** 1.5, float(np.mean(d2 * d2)) / m2 ** 2 - 3.0
+        skew, kurt = float(np.mean(d2 * d)) / m2**1.5, float(np.mean(d2 * d2)) / m2**2 - 3.0
     else:
         skew = kurt = 0.0
     return np.concatenate([[mean, np.sqrt(m2), skew, kurt], np.percentile(v, _PERCENTILES)])
@@ -107,7 +110,7 @@ INTENSITY_NAMES = ["mean", "std", "skewness", "kurtosis"] + [f"p{p}" for p in _P
 
 def _foreground(crop: np.ndarray, threshold: float) -> np.ndarray:
     """Pixels of the crop above ``threshold`` (a fraction of 255); all of it if none are."""
-    if not 0 <= threshold < 1:      # 2 or -1 read as 0 before: every pixel kept
+    if not 0 <= threshold < 1:  # 2 or -1 read as 0 before: every pixel kept
         raise Hep2Error(f"threshold={threshold}: a fraction of the grey range in [0, 1) (0 keeps every pixel)")
     mask = crop > threshold * 255 if threshold > 0 else np.ones(crop.shape, bool)
     return mask if mask.any() else np.ones(crop.shape, bool)
@@ -116,6 +119,7 @@ def _foreground(crop: np.ndarray, threshold: float) -> np.ndarray:
 # --------------------------------------------------------------------------------------------
 # LBP
 # --------------------------------------------------------------------------------------------
+
 
 class LBPFeatures(TransformerMixin, BaseEstimator):
     """Multi-scale rotation-invariant uniform LBP histograms of the cell (Table II "LBP + SVM").
@@ -133,8 +137,13 @@ class LBPFeatures(TransformerMixin, BaseEstimator):
     faster; radii 1, 2, 3, 4 were no better; intensity statistics add about 0.01-0.02).
     """
 
-    def __init__(self, radii: Sequence[float] = (1, 2, 3), points: Sequence[int] | None = None,
-                 threshold: float = 0.0, intensity: bool = False):
+    def __init__(
+        self,
+        radii: Sequence[float] = (1, 2, 3),
+        points: Sequence[int] | None = None,
+        threshold: float = 0.0,
+        intensity: bool = False,
+    ):
         self.radii = radii
         self.points = points
         self.threshold = threshold
@@ -144,11 +153,13 @@ class LBPFeatures(TransformerMixin, BaseEstimator):
         radii = list(self.radii)
         points = [min(int(round(8 * r)), 16) for r in radii] if self.points is None else list(self.points)
         if not radii or len(points) != len(radii):
-            raise Hep2Error(f"LBPFeatures needs one point count per radius, got radii={self.radii} and "
-                            f"points={self.points}")
+            raise Hep2Error(
+                f"LBPFeatures needs one point count per radius, got radii={self.radii} and points={self.points}"
+            )
         if any(r <= 0 for r in radii) or any(p < 2 for p in points):
-            raise Hep2Error(f"LBP radii must be > 0 and point counts >= 2, got radii={self.radii}, "
-                            f"points={self.points}")
+            raise Hep2Error(
+                f"LBP radii must be > 0 and point counts >= 2, got radii={self.radii}, points={self.points}"
+            )
         return list(zip(points, radii))
 
     def fit(self, X, y=None):
@@ -190,6 +201,7 @@ class LBPFeatures(TransformerMixin, BaseEstimator):
 # GLCM texture
 # --------------------------------------------------------------------------------------------
 
+
 class TextureFeatures(TransformerMixin, BaseEstimator):
     """Grey-level co-occurrence (Haralick) statistics plus intensity statistics of the cell
     (Table II "texture features + SVM").
@@ -206,8 +218,14 @@ class TextureFeatures(TransformerMixin, BaseEstimator):
     or 1, 3, 5 were no better); intensity statistics on (without them about 0.02 lower).
     """
 
-    def __init__(self, distances: Sequence[int] = (1, 2, 4), levels: int = 64,
-                 props: Sequence[str] = GLCM_PROPS, threshold: float = 0.0, intensity: bool = True):
+    def __init__(
+        self,
+        distances: Sequence[int] = (1, 2, 4),
+        levels: int = 64,
+        props: Sequence[str] = GLCM_PROPS,
+        threshold: float = 0.0,
+        intensity: bool = True,
+    ):
         self.distances = distances
         self.levels = levels
         self.props = props
@@ -271,6 +289,7 @@ class TextureFeatures(TransformerMixin, BaseEstimator):
 # bag of visual words
 # --------------------------------------------------------------------------------------------
 
+
 class BoWFeatures(TransformerMixin, BaseEstimator):
     """A bag of visual words of dense DAISY descriptors, with a cell pyramid (the codebook family
     of SNPHEp-2's own paper, Wiliem et al. 2013).
@@ -288,22 +307,30 @@ class BoWFeatures(TransformerMixin, BaseEstimator):
     of each of the cell's 8 flips / 90-degree rotations are averaged (DAISY is not rotation-
     invariant; the patterns have no orientation), then square-rooted (Hellinger):
     (2 + len(rings)) x ``words`` values (``words`` with no rings). ``progress`` shows a bar per pass
-    over the images. A model saved before ``rings`` existed (session 10's ``inner``: whole cell,
-    inner part, outer ring) loads as ``rings=(inner,)``, which counts the same.
+    over the images. A model saved before ``rings`` existed (with ``inner``: whole cell, inner
+    part, outer ring) loads as ``rings=(inner,)``, which counts the same.
 
     Chosen on SNPHEp-2 train/ only (benchmarks/inner_validation.py's probes: 4 contiguous ID blocks
     per class, cell-level 5-fold, positive <-> intermediate; never test/): logistic regression
     (C 0.01) rather than an RBF SVM; 1024 words rather than 256 or 512; DAISY radius 8 at 128 px
     rather than 5, 6, 12, 5 + 10, a step of 3 or 96 px input; bands at 0.3 / 0.55 / 0.8 rather than
-    one edge at 0.6 (session 10's), two (0.4 / 0.75), four or six. Fisher vectors, soft assignment,
+    one edge at 0.6 (the first bow's), two (0.4 / 0.75), four or six. Fisher vectors, soft assignment,
     square-rooted descriptors and 3-ring DAISY were no better. ``smooth`` 1.5 (at 128 px) won those
-    probes in session 12 but gained nothing under ``official`` (and lost under ``cv``), so the default
-    went back to 0 after that look at the test splits. docs/issue6-record.md has the figures.
+    probes but gained nothing under ``official`` (and lost under ``cv``), so the default
+    went back to 0 after that look at the test splits. docs/record.md has the figures.
     """
 
-    def __init__(self, words: int = 1024, step: int = 4, radius: int = 8,
-                 rings: Sequence[float] = BANDS, per_cell: int = 60, seed: int = 0,
-                 progress: bool = False, smooth: float = 0.0):
+    def __init__(
+        self,
+        words: int = 1024,
+        step: int = 4,
+        radius: int = 8,
+        rings: Sequence[float] = BANDS,
+        per_cell: int = 60,
+        seed: int = 0,
+        progress: bool = False,
+        smooth: float = 0.0,
+    ):
         self.words = words
         self.smooth = smooth
         self.step = step
@@ -315,17 +342,20 @@ class BoWFeatures(TransformerMixin, BaseEstimator):
 
     def __setstate__(self, state):
 
-        if "inner" in state and "rings" not in state:     # saved by session 10's version
+        if "inner" in state and "rings" not in state:  # saved before rings existed: inner was one edge
             state = {k: v for k, v in state.items() if k != "inner"} | {"rings": (state["inner"],)}
         super().__setstate__(init_defaults(self) | state)
 
     def _check(self) -> None:
         if int(self.words) < 2 or int(self.step) < 1 or int(self.radius) < 1 or int(self.per_cell) < 1:
-            raise Hep2Error(f"BoWFeatures needs words >= 2, step >= 1, radius >= 1 and per_cell >= 1, got "
-                            f"words={self.words}, step={self.step}, radius={self.radius}, per_cell={self.per_cell}")
+            raise Hep2Error(
+                f"BoWFeatures needs words >= 2, step >= 1, radius >= 1 and per_cell >= 1, got "
+                f"words={self.words}, step={self.step}, radius={self.radius}, per_cell={self.per_cell}"
+            )
         if not 0 <= float(self.smooth) <= 10:
-            raise Hep2Error(f"BoWFeatures smooth={self.smooth}: the Gaussian sigma in pixels must lie in [0, 10] "
-                            "(0: no smoothing)")
+            raise Hep2Error(
+                f"BoWFeatures smooth={self.smooth}: the Gaussian sigma in pixels must lie in [0, 10] (0: no smoothing)"
+            )
         check_rings("BoWFeatures", self.rings)
 
     def _descriptors(self, img: np.ndarray, views: int = 8) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -334,7 +364,7 @@ class BoWFeatures(TransformerMixin, BaseEstimator):
 
         r = int(self.radius)
         crop = cell_crop(img).astype(np.float32) / 255
-        if float(self.smooth) > 0:      # zero outside the cell, as the padding is: more padding changes nothing
+        if float(self.smooth) > 0:  # zero outside the cell, as the padding is: more padding changes nothing
             from skimage.filters import gaussian
 
             blurred = gaussian(crop, float(self.smooth), mode="constant", preserve_range=True)
@@ -361,9 +391,13 @@ class BoWFeatures(TransformerMixin, BaseEstimator):
         self._check()
         X = as_uint8_images(X)
         self.codebook_ = learn_codebook(
-            (self._descriptors(img, views=1)[0][0] for img in self._iter(X, "codebook")), int(self.words), self.seed,
-            int(self.per_cell), f"BoWFeatures: {len(X)} images give {{n}} descriptors, fewer than words={self.words}: "
-            "give more training images or fewer words")
+            (self._descriptors(img, views=1)[0][0] for img in self._iter(X, "codebook")),
+            int(self.words),
+            self.seed,
+            int(self.per_cell),
+            f"BoWFeatures: {len(X)} images give {{n}} descriptors, fewer than words={self.words}: "
+            "give more training images or fewer words",
+        )
         return self
 
     def transform(self, X) -> np.ndarray:
@@ -409,19 +443,25 @@ class ShapeIndexFeatures(TransformerMixin, BaseEstimator):
     bins x (len(``curvedness``) + 1) relative-curvedness bins (edges ``curvedness``); the counts over
     the whole cell and over the bands that ``rings`` cuts it into (as :class:`BoWFeatures`'s), each
     normalised to sum 1, are square-rooted (Hellinger): len(scales) x bins x (len(curvedness) + 1)
-    x (2 + len(rings)) values (1 instead of 2 + len(rings) with no rings), 800 with the defaults. The shape index and the bands are invariant to
-    rotation and flips, so no views are averaged. Nothing is learnt (``fit`` checks the settings).
+    x (2 + len(rings)) values (1 instead of 2 + len(rings) with no rings), 800 with the defaults. The shape
+    index and the bands are invariant to rotation and flips, so no views are averaged. Nothing is learnt
+    (``fit`` checks the settings).
 
-    Chosen on SNPHEp-2 train/ only (benchmarks/inner_validation.py's probes, session 14; never test/):
+    Chosen on SNPHEp-2 train/ only (benchmarks/inner_validation.py's probes; never test/):
     scales 2, 3, 4, 6, 8 rather than 1, 2, 4, 8, 2, 4, 8 or 2, 4, 8, 16; joint bins rather than a
     shape-index histogram weighted by curvedness. Alone it is weak where intensity changes (positive <->
     intermediate 0.59 against bow's 0.70) and strong on contiguous ID blocks (5 blocks: 0.896 against
     0.866). Averaged with ``bow`` it lost to ``bow`` positive <-> intermediate with these Platt
-    probabilities (0.65 against 0.70), so no ensemble uses it by default. docs/issue6-record.md has the figures.
+    probabilities (0.65 against 0.70), so no ensemble uses it by default. docs/record.md has the figures.
     """
 
-    def __init__(self, scales: Sequence[float] = (2, 3, 4, 6, 8), bins: int = 8,
-                 curvedness: Sequence[float] = (0.5, 1.0, 2.0), rings: Sequence[float] = BANDS):
+    def __init__(
+        self,
+        scales: Sequence[float] = (2, 3, 4, 6, 8),
+        bins: int = 8,
+        curvedness: Sequence[float] = (0.5, 1.0, 2.0),
+        rings: Sequence[float] = BANDS,
+    ):
         self.scales = scales
         self.bins = bins
         self.curvedness = curvedness
@@ -432,14 +472,20 @@ class ShapeIndexFeatures(TransformerMixin, BaseEstimator):
             scales, bins = [float(v) for v in self.scales], int(self.bins)
             edges = [float(v) for v in self.curvedness]
         except (TypeError, ValueError):
-            raise Hep2Error(f"ShapeIndexFeatures needs numbers: scales={self.scales!r} (pixels), bins={self.bins!r} "
-                            f"(an integer), curvedness={self.curvedness!r} (e.g. 0.5,1,2)") from None
+            raise Hep2Error(
+                f"ShapeIndexFeatures needs numbers: scales={self.scales!r} (pixels), bins={self.bins!r} "
+                f"(an integer), curvedness={self.curvedness!r} (e.g. 0.5,1,2)"
+            ) from None
         if not scales or not all(np.isfinite(v) and v > 0 for v in scales) or bins < 2:
-            raise Hep2Error(f"ShapeIndexFeatures needs at least one scale > 0 and bins >= 2, got "
-                            f"scales={tuple(self.scales)}, bins={self.bins}")
+            raise Hep2Error(
+                f"ShapeIndexFeatures needs at least one scale > 0 and bins >= 2, got "
+                f"scales={tuple(self.scales)}, bins={self.bins}"
+            )
         if not all(np.isfinite(v) and v > 0 for v in edges) or any(a >= b for a, b in zip(edges, edges[1:])):
-            raise Hep2Error(f"ShapeIndexFeatures curvedness={tuple(self.curvedness)}: the edges are multiples of "
-                            "the cell's mean curvedness, positive and increasing (e.g. 0.5,1,2)")
+            raise Hep2Error(
+                f"ShapeIndexFeatures curvedness={tuple(self.curvedness)}: the edges are multiples of "
+                "the cell's mean curvedness, positive and increasing (e.g. 0.5,1,2)"
+            )
         check_rings("ShapeIndexFeatures", self.rings)
 
     def n_features(self) -> int:
@@ -454,7 +500,7 @@ class ShapeIndexFeatures(TransformerMixin, BaseEstimator):
         from skimage.feature import hessian_matrix, hessian_matrix_eigvals
 
         crop = cell_crop(img).astype(np.float64) / 255
-        crop = np.pad(crop, [(0, max(0, 3 - n)) for n in crop.shape])     # a 1- or 2-pixel-thin cell has a Hessian too
+        crop = np.pad(crop, [(0, max(0, 3 - n)) for n in crop.shape])  # a 1- or 2-pixel-thin cell has a Hessian too
         inside = crop > 0
         band = np.digitize(centre_distance(*crop.shape), [float(r) for r in self.rings])[inside]
         regions = [slice(None)] + [band == b for b in range(band_count(self.rings))]
@@ -467,7 +513,7 @@ class ShapeIndexFeatures(TransformerMixin, BaseEstimator):
             k1, k2 = hessian_matrix_eigvals(H)
             k1, k2 = k1[inside], k2[inside]
             si = (2 / np.pi) * np.arctan((k2 + k1) / (k2 - k1 - 1e-12))
-            curved = float(sigma) ** 2 * np.sqrt((k1 ** 2 + k2 ** 2) / 2)
+            curved = float(sigma) ** 2 * np.sqrt((k1**2 + k2**2) / 2)
             relative = curved / max(float(curved.mean()) if curved.size else 0.0, 1e-12)
             si_bin = np.clip(((si + 1) / 2 * int(self.bins)).astype(np.intp), 0, int(self.bins) - 1)
             code = si_bin * n_c + np.digitize(np.log(relative + 1e-12), log_edges)
@@ -487,21 +533,30 @@ class ShapeIndexFeatures(TransformerMixin, BaseEstimator):
 
     def get_feature_names_out(self, input_features=None) -> np.ndarray:
         parts = ["cell"] + [f"band{b}" for b in range(band_count(self.rings))]
-        return np.array([f"si_s{float(s):g}_{part}_si{b}_c{c}" for s in self.scales for part in parts
-                         for b in range(int(self.bins)) for c in range(len(self.curvedness) + 1)], dtype=object)
+        return np.array(
+            [
+                f"si_s{float(s):g}_{part}_si{b}_c{c}"
+                for s in self.scales
+                for part in parts
+                for b in range(int(self.bins))
+                for c in range(len(self.curvedness) + 1)
+            ],
+            dtype=object,
+        )
 
 
 # --------------------------------------------------------------------------------------------
 # SVM
 # --------------------------------------------------------------------------------------------
 
+
 class SVMClassifier(ClassifierMixin, BaseEstimator):
     """StandardScaler + RBF SVC; C and gamma chosen by inner stratified CV on the training data.
 
     ``GridSearchCV`` over ``C_grid`` x gamma (``inner_folds`` stratified folds shuffled with
     ``seed``, accuracy) picks the pair (a grid of one pair is taken as it is, with no search, and
-    ``best_score_`` / ``cv_results_`` are then None); the pipeline is then refit on all the training data, and Platt sigmoids
-    fitted on its out-of-fold decision values (``CalibratedClassifierCV(ensemble=False)``, what
+    ``best_score_`` / ``cv_results_`` are then None); the pipeline is then refit on all the training data, and
+    Platt sigmoids fitted on its out-of-fold decision values (``CalibratedClassifierCV(ensemble=False)``, what
     ``SVC(probability=True)`` did before scikit-learn 1.9 deprecated it) give ``predict_proba``. ``gamma_grid=None``
     uses ``m / n_features`` for the multipliers m in :attr:`GAMMA_SCALES` (the
     features are standardised, so 1/n_features is sklearn's ``gamma="scale"``); explicit values
@@ -512,8 +567,13 @@ class SVMClassifier(ClassifierMixin, BaseEstimator):
 
     GAMMA_SCALES = (0.03, 0.1, 0.3, 1.0, 3.0)
 
-    def __init__(self, C_grid: Sequence[float] = (0.1, 1.0, 10.0, 100.0, 1000.0),
-                 gamma_grid: Sequence[float] | None = None, inner_folds: int = 3, seed: int = 0):
+    def __init__(
+        self,
+        C_grid: Sequence[float] = (0.1, 1.0, 10.0, 100.0, 1000.0),
+        gamma_grid: Sequence[float] | None = None,
+        inner_folds: int = 3,
+        seed: int = 0,
+    ):
         self.C_grid = C_grid
         self.gamma_grid = gamma_grid
         self.inner_folds = inner_folds
@@ -532,30 +592,44 @@ class SVMClassifier(ClassifierMixin, BaseEstimator):
         if len(classes) < 2:
             raise Hep2Error(f"SVMClassifier needs at least two classes, got {list(classes)}")
         if counts.min() < int(self.inner_folds):
-            raise Hep2Error(f"class {np.asarray(classes[counts.argmin()]).item()!r} has {counts.min()} training cells, "
-                            f"fewer than the {self.inner_folds} folds of the inner cross-validation that chooses C "
-                            "and gamma: add cells of that class (or, in Python, lower inner_folds)")
+            raise Hep2Error(
+                f"class {np.asarray(classes[counts.argmin()]).item()!r} has {counts.min()} training cells, "
+                f"fewer than the {self.inner_folds} folds of the inner cross-validation that chooses C "
+                "and gamma: add cells of that class (or, in Python, lower inner_folds)"
+            )
         gammas = list(np.asarray(self.GAMMA_SCALES) / X.shape[1]) if self.gamma_grid is None else self.gamma_grid
         for name, grid in (("C_grid", self.C_grid), ("gamma_grid", gammas)):
-            if isinstance(grid, str) or not np.iterable(grid) or not len(grid) or not all(
-                    isinstance(v, numbers.Real) and v > 0 for v in grid):
+            if (
+                isinstance(grid, str)
+                or not np.iterable(grid)
+                or not len(grid)
+                or not all(isinstance(v, numbers.Real) and v > 0 for v in grid)
+            ):
                 raise Hep2Error(f"{name}={grid!r}: give a list of positive numbers, e.g. (0.1, 1.0, 10.0)")
         gammas = [float(g) for g in gammas]
         grid = {"svc__C": [float(c) for c in self.C_grid], "svc__gamma": gammas}
         inner = StratifiedKFold(int(self.inner_folds), shuffle=True, random_state=self.seed)
-        if len(grid["svc__C"]) * len(gammas) == 1:      # nothing to choose: no search
+        if len(grid["svc__C"]) * len(gammas) == 1:  # nothing to choose: no search
             self.best_params_ = {"C": grid["svc__C"][0], "gamma": gammas[0]}
             self.best_score_ = self.cv_results_ = None
         else:
             search = GridSearchCV(
-                Pipeline([("scale", StandardScaler()), ("svc", SVC(kernel="rbf"))]), grid,
-                cv=inner, scoring="accuracy", refit=False)
+                Pipeline([("scale", StandardScaler()), ("svc", SVC(kernel="rbf"))]),
+                grid,
+                cv=inner,
+                scoring="accuracy",
+                refit=False,
+            )
             search.fit(X, y)
             self.best_params_ = {"C": search.best_params_["svc__C"], "gamma": search.best_params_["svc__gamma"]}
             self.best_score_ = float(search.best_score_)
             self.cv_results_ = search.cv_results_
-        best = Pipeline([("scale", StandardScaler()),
-                         ("svc", SVC(kernel="rbf", C=self.best_params_["C"], gamma=self.best_params_["gamma"]))])
+        best = Pipeline(
+            [
+                ("scale", StandardScaler()),
+                ("svc", SVC(kernel="rbf", C=self.best_params_["C"], gamma=self.best_params_["gamma"])),
+            ]
+        )
         # Platt scaling (what SVC(probability=True) did; deprecated in scikit-learn 1.9): sigmoids
         # fitted on out-of-fold decision values, then the SVM refit on all the training data.
         self.calibrated_ = CalibratedClassifierCV(best, method="sigmoid", cv=inner, ensemble=False).fit(X, y)
@@ -572,7 +646,7 @@ class SVMClassifier(ClassifierMixin, BaseEstimator):
         return X
 
     def predict(self, X) -> np.ndarray:
-        X = self._features(X)       # first: it checks that the classifier is fitted
+        X = self._features(X)  # first: it checks that the classifier is fitted
         return self.pipeline_.predict(X)
 
     def predict_proba(self, X) -> np.ndarray:
@@ -583,6 +657,15 @@ class SVMClassifier(ClassifierMixin, BaseEstimator):
         return self.pipeline_.decision_function(X)
 
 
-__all__ = ["PREFERRED_SIZE", "GLCM_PROPS", "LBPFeatures", "TextureFeatures", "BoWFeatures", "ShapeIndexFeatures",
-           "SVMClassifier",
-           "as_uint8_images", "cell_crop", "intensity_stats"]
+__all__ = [
+    "PREFERRED_SIZE",
+    "GLCM_PROPS",
+    "LBPFeatures",
+    "TextureFeatures",
+    "BoWFeatures",
+    "ShapeIndexFeatures",
+    "SVMClassifier",
+    "as_uint8_images",
+    "cell_crop",
+    "intensity_stats",
+]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 # the concentric bands ("donuts") the cell pyramids count over, besides the whole cell: edges as fractions of the
-# cell's half-side (chosen for `bow` on SNPHEp-2 train/ in session 11; `shape-index` and the autoencoders' words too)
+# cell's half-side (chosen for `bow` on SNPHEp-2 train/, docs/record.md; `shape-index` and the autoencoders' words too)
 BANDS = (0.3, 0.55, 0.8)
 
 

@@ -32,8 +32,18 @@ class GaoCNN(nn.Module):
     """Three convolution + max-pooling stages, one fully connected hidden layer, class logits
     (softmax is left to the loss / the caller)."""
 
-    def __init__(self, n_classes: int, size: int = 78, maps=(6, 16, 32), kernels=(7, 4, 3), pools=(2, 3, 3),
-                 hidden: int = 150, activation: str = "tanh", batchnorm: bool = False, dropout: float = 0.0):
+    def __init__(
+        self,
+        n_classes: int,
+        size: int = 78,
+        maps=(6, 16, 32),
+        kernels=(7, 4, 3),
+        pools=(2, 3, 3),
+        hidden: int = 150,
+        activation: str = "tanh",
+        batchnorm: bool = False,
+        dropout: float = 0.0,
+    ):
         super().__init__()
         if not (len(maps) == len(kernels) == len(pools)):
             raise Hep2Error(f"GaoCNN: maps {maps}, kernels {kernels} and pools {pools} must have the same length")
@@ -46,8 +56,10 @@ class GaoCNN(nn.Module):
         for m, k, p in zip(maps, kernels, pools):
             side = (side - k + 1) // p
             if side < 1:
-                raise Hep2Error(f"GaoCNN: input {size}x{size} is too small for kernels {kernels} and pools {pools}: "
-                                "use a larger size (the paper's is 78)")
+                raise Hep2Error(
+                    f"GaoCNN: input {size}x{size} is too small for kernels {kernels} and pools {pools}: "
+                    "use a larger size (the paper's is 78)"
+                )
             layers += [nn.Conv2d(prev, m, k), act(), nn.MaxPool2d(p)]
             if batchnorm:
                 layers.append(nn.BatchNorm2d(m))
@@ -55,8 +67,13 @@ class GaoCNN(nn.Module):
         self.size = size
         self.features = nn.Sequential(*layers)
         self.n_flat = prev * side * side
-        self.classifier = nn.Sequential(nn.Flatten(), nn.Linear(self.n_flat, hidden), act(),
-                                        *([nn.Dropout(dropout)] if dropout else []), nn.Linear(hidden, n_classes))
+        self.classifier = nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(self.n_flat, hidden),
+            act(),
+            *([nn.Dropout(dropout)] if dropout else []),
+            nn.Linear(hidden, n_classes),
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(N, 1, S, S) float images -> (N, n_classes) logits."""
@@ -68,11 +85,18 @@ class _Block(nn.Module):
 
     def __init__(self, cin: int, cout: int, stride: int):
         super().__init__()
-        self.body = nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout),
-                                  nn.ReLU(inplace=True), nn.Conv2d(cout, cout, 3, 1, 1, bias=False),
-                                  nn.BatchNorm2d(cout))
-        self.short = (nn.Identity() if stride == 1 and cin == cout else
-                      nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout)))
+        self.body = nn.Sequential(
+            nn.Conv2d(cin, cout, 3, stride, 1, bias=False),
+            nn.BatchNorm2d(cout),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(cout, cout, 3, 1, 1, bias=False),
+            nn.BatchNorm2d(cout),
+        )
+        self.short = (
+            nn.Identity()
+            if stride == 1 and cin == cout
+            else nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+        )
 
     def forward(self, x):
         return torch.relu(self.body(x) + self.short(x))
@@ -85,20 +109,26 @@ class SmallResNet(nn.Module):
     about 4x less compute than at full resolution, 2x faster training on 2 CPU cores at 64x64 with
     the same parameters). Widths 32-64-128 with 2 blocks each: 0.7 M parameters."""
 
-    def __init__(self, n_classes: int, widths=(32, 64, 128), blocks: int = 2, dropout: float = 0.2,
-                 stem_stride: int = 2):
+    def __init__(
+        self, n_classes: int, widths=(32, 64, 128), blocks: int = 2, dropout: float = 0.2, stem_stride: int = 2
+    ):
         super().__init__()
         if n_classes < 2:
             raise Hep2Error(f"SmallResNet: n_classes must be at least 2, got {n_classes}")
-        layers = [nn.Conv2d(1, widths[0], 3, stem_stride, 1, bias=False), nn.BatchNorm2d(widths[0]), nn.ReLU(inplace=True)]
+        layers = [
+            nn.Conv2d(1, widths[0], 3, stem_stride, 1, bias=False),
+            nn.BatchNorm2d(widths[0]),
+            nn.ReLU(inplace=True),
+        ]
         prev = widths[0]
         for i, w in enumerate(widths):
             for b in range(blocks):
                 layers.append(_Block(prev, w, 2 if (i > 0 and b == 0) else 1))
                 prev = w
         self.features = nn.Sequential(*layers)
-        self.classifier = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout),
-                                        nn.Linear(prev, n_classes))
+        self.classifier = nn.Sequential(
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout), nn.Linear(prev, n_classes)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(x))

@@ -19,13 +19,24 @@ from .bands import BANDS, band_count, centre_distance
 
 def n_features(kind: str, latent: int, widths, words: int = 0) -> int:
     """How many values ``DCAE.features(x, kind)`` (``DCAE.words`` for ``words``) gives per image."""
-    return {"conv5": latent, "pooled": 2 * sum(widths), "both": latent + 2 * sum(widths),
-            "words": (1 + band_count(BANDS)) * words}[kind]
+    return {
+        "conv5": latent,
+        "pooled": 2 * sum(widths),
+        "both": latent + 2 * sum(widths),
+        "words": (1 + band_count(BANDS)) * words,
+    }[kind]
 
 
 class DCAE(nn.Module):
-    def __init__(self, size: int = 224, widths=(64, 128, 256, 512), latent: int = 4096,
-                 in_channels: int = 1, latent_activation: str = "relu", output: str = "sigmoid"):
+    def __init__(
+        self,
+        size: int = 224,
+        widths=(64, 128, 256, 512),
+        latent: int = 4096,
+        in_channels: int = 1,
+        latent_activation: str = "relu",
+        output: str = "sigmoid",
+    ):
         super().__init__()
         if size % 16:
             raise ValueError(f"input size {size} must be divisible by 16 (four 2x2 poolings)")
@@ -74,7 +85,7 @@ class DCAE(nn.Module):
     # traffic, not arithmetic: they run in fp32 even under bf16 autocast, which would otherwise
     # copy all their weights to bf16 on every step.
     def _conv5(self, x):
-        if not torch.is_grad_enabled():     # inference: no weight gradients, autocast pays on large batches
+        if not torch.is_grad_enabled():  # inference: no weight gradients, autocast pays on large batches
             return F.linear(x.contiguous().flatten(1), self.conv5.weight.flatten(1), self.conv5.bias)[:, :, None, None]
         with torch.autocast(x.device.type, enabled=False):
             x = x.float().contiguous().flatten(1)
@@ -82,7 +93,7 @@ class DCAE(nn.Module):
 
     def _deconv5(self, z):
         with torch.autocast(z.device.type, enabled=False):
-            w = self.deconv5.weight                      # (latent, C, k, k)
+            w = self.deconv5.weight  # (latent, C, k, k)
             y = z.float().flatten(1) @ w.flatten(1)
             return y.view(len(z), *w.shape[1:]) + self.deconv5.bias[:, None, None]
 
@@ -131,12 +142,12 @@ class DCAE(nn.Module):
         for x in views:
             maps, mask = self.activations(x, layer)
             n, _, h, w = maps.shape
-            d = self.descriptors(maps)                                   # (N, P, C)
-            word = (c2 - 2 * d.double() @ c.T).argmin(2)                 # nearest word (+ |d|^2, the same for all)
+            d = self.descriptors(maps)  # (N, P, C)
+            word = (c2 - 2 * d.double() @ c.T).argmin(2)  # nearest word (+ |d|^2, the same for all)
             band = torch.as_tensor(1 + np.digitize(centre_distance(int(h), int(w)).ravel(), BANDS), device=x.device)
-            inside = mask.flatten(1).float()                             # (N, P)
+            inside = mask.flatten(1).float()  # (N, P)
             counts = torch.zeros(n, n_regions * K, device=x.device)
-            counts.scatter_add_(1, word, inside)                         # region 0: the whole cell
+            counts.scatter_add_(1, word, inside)  # region 0: the whole cell
             counts.scatter_add_(1, word + band[None] * K, inside)
             counts = counts.view(n, n_regions, K)
             total = total + counts / counts.sum(2, keepdim=True).clamp_min(1)
@@ -148,7 +159,7 @@ class DCAE(nn.Module):
             return self.encode(x)
         if kind == "pooled":
             return self.pooled(x)
-        if kind != "both":      # words need a codebook: DCAE.words
+        if kind != "both":  # words need a codebook: DCAE.words
             raise ValueError(f"features kind {kind!r}: conv5, pooled or both here")
         return torch.cat([self.encode(x).float(), self.pooled(x).float()], 1)
 

@@ -23,15 +23,15 @@ from ..errors import Hep2Error
 
 PROTOCOLS = ("official", "cv", "grouped", "blocked")
 
-HOLDOUT = "train/ -> test/"      # the one split of `official` on a layout without Split-50-K: its own test set
+HOLDOUT = "train/ -> test/"  # the one split of `official` on a layout without Split-50-K: its own test set
 PROTOCOL_TEXT = {
     "official": "official specimen-disjoint split (train on Split-50-K train, test on Split-50-K test, K = 1..5)",
     "holdout": "the dataset's own test set: trained on train/, tested once on test/ (specimen-disjoint where the "
-               "lab kept each specimen on one side)",
+    "lab kept each specimen on one side)",
     "cv": "cell-level stratified k-fold cross-validation (cells of one specimen on both sides: optimistic)",
     "grouped": "specimen-grouped k-fold cross-validation (no specimen on both sides)",
     "blocked": "k-fold over contiguous ID blocks of each class (cells stored specimen by specimen: close to "
-               "specimen-disjoint)",
+    "specimen-disjoint)",
 }
 
 
@@ -43,11 +43,13 @@ def check_protocol(protocol: str) -> None:
 # The DCAE paper's Figure 2 (SNPHEp-2), percent; rows predicted, columns true class.
 PAPER_CONFUSION = {
     "classes": ["homogeneous", "coarse_speckled", "fine_speckled", "nucleolar", "centromere"],
-    "matrix": [[91.07, 0.53, 9.97, 0, 0],
-               [0.46, 88.27, 0, 5.77, 6.54],
-               [6.11, 2.24, 86.42, 0, 0.10],
-               [1.38, 3.79, 0.94, 85.09, 0.17],
-               [0.98, 5.17, 2.67, 9.14, 93.19]],
+    "matrix": [
+        [91.07, 0.53, 9.97, 0, 0],
+        [0.46, 88.27, 0, 5.77, 6.54],
+        [6.11, 2.24, 86.42, 0, 0.10],
+        [1.38, 3.79, 0.94, 85.09, 0.17],
+        [0.98, 5.17, 2.67, 9.14, 93.19],
+    ],
     "accuracy": 0.8808,
 }
 
@@ -59,10 +61,12 @@ def protocol_splits(cells: CellSet, protocol: str, *, subset: str = "train", fol
     if protocol == "official":
         ks = cells.official_splits()
         if "train" not in cells.subsets or not ks and "test" not in cells.subsets:
-            raise Hep2Error(f"protocol 'official' needs a dataset with a test set apart from its training set (train/ "
-                            f"and test/ folders, a manifest's split column, or SNPHEp-2's Split-50-K); {cells.name} "
-                            "has none: use --protocol grouped (or cv)")
-        if not ks:      # the layout's own train/ -> test/, once
+            raise Hep2Error(
+                f"protocol 'official' needs a dataset with a test set apart from its training set (train/ "
+                f"and test/ folders, a manifest's split column, or SNPHEp-2's Split-50-K); {cells.name} "
+                "has none: use --protocol grouped (or cv)"
+            )
+        if not ks:  # the layout's own train/ -> test/, once
             return [(HOLDOUT, cells.subsets["train"], cells.subsets["test"])], cells.subsets["train"]
         splits = [(k, cells.subsets[f"{k}/train"], cells.subsets[f"{k}/test"]) for k in ks]
         return splits, cells.subsets["train"]
@@ -75,22 +79,28 @@ def protocol_splits(cells: CellSet, protocol: str, *, subset: str = "train", fol
         pool = cells.subsets[subset]
     else:
         names = [k for k in cells.subsets if k != "all"]
-        raise Hep2Error(f"--subset {subset!r}: {cells.name} has " + (
-            f"the subsets {', '.join(names)} and all" if names else "no named subsets: leave --subset out (all)"))
+        raise Hep2Error(
+            f"--subset {subset!r}: {cells.name} has "
+            + (f"the subsets {', '.join(names)} and all" if names else "no named subsets: leave --subset out (all)")
+        )
     pool = np.asarray(pool)
-    pool = pool[cells.y[pool] >= 0]     # unlabelled cells cannot be scored
+    pool = pool[cells.y[pool] >= 0]  # unlabelled cells cannot be scored
     y = cells.y[pool]
     if protocol == "blocked" and cells.specimens is not None:
-        raise Hep2Error(f"{cells.name} has specimen IDs: use --protocol grouped, which holds out whole specimens "
-                        "(blocked only approximates that, for data without them)")
-    if protocol in ("cv", "blocked", "grouped"):       # every fold holds some cells of every class
+        raise Hep2Error(
+            f"{cells.name} has specimen IDs: use --protocol grouped, which holds out whole specimens "
+            "(blocked only approximates that, for data without them)"
+        )
+    if protocol in ("cv", "blocked", "grouped"):  # every fold holds some cells of every class
         counts = np.bincount(y)
         smallest = counts[counts > 0].min()
         if smallest < folds:
             few = [f"{cells.classes[c]} ({n})" for c, n in enumerate(counts) if 0 < n < folds]
-            raise Hep2Error(f"{protocol} with {folds} folds needs at least {folds} cells per class in {subset}; "
-                            f"{', '.join(few)} {'has' if len(few) == 1 else 'have'} fewer: add cells, correct a "
-                            f"misspelt class name (it makes a class of its own), or lower cv_folds (at least 2)")
+            raise Hep2Error(
+                f"{protocol} with {folds} folds needs at least {folds} cells per class in {subset}; "
+                f"{', '.join(few)} {'has' if len(few) == 1 else 'have'} fewer: add cells, correct a "
+                f"misspelt class name (it makes a class of its own), or lower cv_folds (at least 2)"
+            )
     if protocol == "cv":
         kf = StratifiedKFold(folds, shuffle=True, random_state=seed).split(pool, y)
     elif protocol == "blocked":
@@ -99,16 +109,26 @@ def protocol_splits(cells: CellSet, protocol: str, *, subset: str = "train", fol
         groups = cells.specimens
         if groups is None:
             without = [c.id for c in cells.cells if c.specimen is None]
-            has = "has none" if len(without) == len(cells) else \
-                f"{len(without)} of its {len(cells)} cells have none (first: {', '.join(without[:3])})"
-            raise Hep2Error(f"protocol 'grouped' needs specimen IDs for every cell, and {cells.name} {has}: "
-                            + ("add a specimens.csv (folder layout) or a specimen column (manifest)" if has == "has none"
-                               else "give them a specimen in specimens.csv or the manifest (`hep2 data summary` lists "
-                                    "them)") + ", or use --protocol cv")
+            has = (
+                "has none"
+                if len(without) == len(cells)
+                else f"{len(without)} of its {len(cells)} cells have none (first: {', '.join(without[:3])})"
+            )
+            raise Hep2Error(
+                f"protocol 'grouped' needs specimen IDs for every cell, and {cells.name} {has}: "
+                + (
+                    "add a specimens.csv (folder layout) or a specimen column (manifest)"
+                    if has == "has none"
+                    else "give them a specimen in specimens.csv or the manifest (`hep2 data summary` lists them)"
+                )
+                + ", or use --protocol cv"
+            )
         groups = groups[pool]
         if len(set(groups)) < folds:
-            raise Hep2Error(f"grouped cv with {folds} folds needs at least {folds} specimens; {cells.name} has "
-                            f"{len(set(groups))}: lower cv_folds (--set cv_folds=N)")
+            raise Hep2Error(
+                f"grouped cv with {folds} folds needs at least {folds} specimens; {cells.name} has "
+                f"{len(set(groups))}: lower cv_folds (--set cv_folds=N)"
+            )
         # Stratified and shuffled: plain GroupKFold can put every specimen of a class in one fold.
         kf = StratifiedGroupKFold(folds, shuffle=True, random_state=seed).split(pool, y, groups)
     splits = [(f"fold-{i + 1}", pool[a], pool[b]) for i, (a, b) in enumerate(kf)]
@@ -151,10 +171,17 @@ def classification_metrics(y_true, y_pred, classes: list[str]) -> dict:
     return {
         "accuracy": float(accuracy_score(y_true, y_pred)),
         "mca": float(r[present].mean()),
-        "per_class": {c: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(s[i])}
-                      for i, c in enumerate(classes)},
-        "confusion": {"classes": list(classes), "rows": "predicted", "columns": "true",
-                      "percent": np.round(pct, 2).tolist(), "counts": cm.T.tolist()},
+        "per_class": {
+            c: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(s[i])}
+            for i, c in enumerate(classes)
+        },
+        "confusion": {
+            "classes": list(classes),
+            "rows": "predicted",
+            "columns": "true",
+            "percent": np.round(pct, 2).tolist(),
+            "counts": cm.T.tolist(),
+        },
     }
 
 
@@ -170,9 +197,13 @@ def batch_summary(proba: np.ndarray, classes: list[str]) -> dict:
     counts = np.bincount(proba.argmax(1), minlength=len(classes))
     mean_p = proba.mean(0)
     top = max(range(len(classes)), key=lambda c: (counts[c], mean_p[c]))
-    return {"n": len(proba), "dominant": classes[top], "agreement": float(counts[top] / len(proba)),
-            "counts": {c: int(n) for c, n in zip(classes, counts)},
-            "mean_probability": {c: float(v) for c, v in zip(classes, mean_p)}}
+    return {
+        "n": len(proba),
+        "dominant": classes[top],
+        "agreement": float(counts[top] / len(proba)),
+        "counts": {c: int(n) for c, n in zip(classes, counts)},
+        "mean_probability": {c: float(v) for c, v in zip(classes, mean_p)},
+    }
 
 
 def specimen_metrics(y_true, proba, specimens, classes: list[str]) -> dict:
@@ -186,9 +217,15 @@ def specimen_metrics(y_true, proba, specimens, classes: list[str]) -> dict:
         true.append(int(np.bincount(y_true[idx], minlength=len(classes)).argmax()))
         pred.append(classes.index(batch_summary(proba[idx], classes)["dominant"]))
     true, pred = np.array(true), np.array(pred)
-    return {"accuracy": float((true == pred).mean()), "n": len(groups),
-            "wrong": [{"specimen": str(s), "true": classes[t], "predicted": classes[p]}
-                      for s, t, p in zip(groups, true, pred) if t != p]}
+    return {
+        "accuracy": float((true == pred).mean()),
+        "n": len(groups),
+        "wrong": [
+            {"specimen": str(s), "true": classes[t], "predicted": classes[p]}
+            for s, t, p in zip(groups, true, pred)
+            if t != p
+        ],
+    }
 
 
 def split_metrics(y_true, proba, classes: list[str], specimens=None) -> dict:
@@ -203,7 +240,8 @@ def split_metrics(y_true, proba, classes: list[str], specimens=None) -> dict:
 def split_figures(m: dict) -> str:
     """'accuracy 0.9000  MCA 0.8900  specimens 1.0000 of 4': one split's line of progress."""
     return f"accuracy {m['accuracy']:.4f}  MCA {m['mca']:.4f}" + (
-        f"  specimens {m['specimens']['accuracy']:.4f} of {m['specimens']['n']}" if "specimens" in m else "")
+        f"  specimens {m['specimens']['accuracy']:.4f} of {m['specimens']['n']}" if "specimens" in m else ""
+    )
 
 
 def specimen_figure(metrics: dict) -> str:
@@ -220,18 +258,29 @@ def summarize_protocol(protocol: str, per_split: dict[str, dict], pooled: dict, 
     out = {
         "protocol": protocol,
         "protocol_description": PROTOCOL_TEXT["holdout" if list(per_split) == [HOLDOUT] else protocol],
-        "accuracy": {"mean": float(acc.mean()), "std": float(acc.std(ddof=1)) if len(acc) > 1 else 0.0,
-                     "per_split": {k: m["accuracy"] for k, m in per_split.items()}},
-        "mca": {"mean": float(mca.mean()), "std": float(mca.std(ddof=1)) if len(mca) > 1 else 0.0,
-                "per_split": {k: m["mca"] for k, m in per_split.items()}},
+        "accuracy": {
+            "mean": float(acc.mean()),
+            "std": float(acc.std(ddof=1)) if len(acc) > 1 else 0.0,
+            "per_split": {k: m["accuracy"] for k, m in per_split.items()},
+        },
+        "mca": {
+            "mean": float(mca.mean()),
+            "std": float(mca.std(ddof=1)) if len(mca) > 1 else 0.0,
+            "per_split": {k: m["mca"] for k, m in per_split.items()},
+        },
         "per_class": pooled["per_class"],
         "confusion": pooled["confusion"],
     }
     if per_split and all("specimens" in m for m in per_split.values()):
         sp = np.array([m["specimens"]["accuracy"] for m in per_split.values()])
-        out["specimens"] = {"accuracy": {"mean": float(sp.mean()), "std": float(sp.std(ddof=1)) if len(sp) > 1 else 0.0,
-                                         "per_split": {k: m["specimens"]["accuracy"] for k, m in per_split.items()}},
-                            "n": {k: m["specimens"]["n"] for k, m in per_split.items()},
-                            "wrong": {k: m["specimens"]["wrong"] for k, m in per_split.items()}}
+        out["specimens"] = {
+            "accuracy": {
+                "mean": float(sp.mean()),
+                "std": float(sp.std(ddof=1)) if len(sp) > 1 else 0.0,
+                "per_split": {k: m["specimens"]["accuracy"] for k, m in per_split.items()},
+            },
+            "n": {k: m["specimens"]["n"] for k, m in per_split.items()},
+            "wrong": {k: m["specimens"]["wrong"] for k, m in per_split.items()},
+        }
     out.update(extra or {})
     return out

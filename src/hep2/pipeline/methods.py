@@ -24,15 +24,17 @@ from ..presets import Preset, as_setting
 
 METHODS: dict[str, type["Method"]] = {}
 # what only the autoencoder and its classifier read: a method without them ignores these settings
-DCAE_SETTINGS = frozenset({"widths", "latent", "latent_activation", "output", "features", "tta", "tta_samples", "head", "hidden", "dropout"}
-                          | {k for k in Preset.__dataclass_fields__ if k.startswith(("ae_", "mlp_"))})
+DCAE_SETTINGS = frozenset(
+    {"widths", "latent", "latent_activation", "output", "features", "tta", "tta_samples", "head", "hidden", "dropout"}
+    | {k for k in Preset.__dataclass_fields__ if k.startswith(("ae_", "mlp_"))}
+)
 # the baselines (cnn5, lbp-svm, texture-svm) keep their published input: each cell fitted to the size, unfiltered
 PUBLISHED_INPUT = {"scale": 0.0, "highpass": 0.0, "equalize": False, "denoise": 0.0}
 
 
 def logistic_head():
     """Standardised features, then multinomial logistic regression (C 0.01, chosen on SNPHEp-2 train/ for `bow`
-    in session 10 and for the autoencoders' bag of words in session 16)."""
+    and for the autoencoders' bag of words; docs/record.md)."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
@@ -59,9 +61,9 @@ class Method:
     """The default: no feature stage; the classifier works on the preprocessed images."""
 
     name = ""
-    paper_accuracy: float | None = None   # the DCAE paper's Table II figure on SNPHEp-2
-    unsupervised = False                  # True when fit_features learns from images
-    ignores: frozenset = frozenset()      # settings it never reads (`hep2 compare --resume` lets them differ)
+    paper_accuracy: float | None = None  # the DCAE paper's Table II figure on SNPHEp-2
+    unsupervised = False  # True when fit_features learns from images
+    ignores: frozenset = frozenset()  # settings it never reads (`hep2 compare --resume` lets them differ)
     description = ""
 
     def __init__(self, cfg: Preset):
@@ -105,16 +107,18 @@ class DCAEMLP(Method):
 
     def __init__(self, cfg: Preset):
         super().__init__(cfg)
-        if cfg.size % 16:      # checked before any work (the other methods take other sides)
-            raise Hep2Error(f"size={cfg.size}: the autoencoder halves its maps four times, so the side must be a "
-                            f"multiple of 16 (e.g. {-(-cfg.size // 16) * 16})")
+        if cfg.size % 16:  # checked before any work (the other methods take other sides)
+            raise Hep2Error(
+                f"size={cfg.size}: the autoencoder halves its maps four times, so the side must be a "
+                f"multiple of 16 (e.g. {-(-cfg.size // 16) * 16})"
+            )
 
     def fit_features(self, images, *, checkpoint=None, resume=False, verbose=False):
         from ..estimators import DCAEFeatures
 
         n = self.cfg.ae_ensemble
         self.aes_ = []
-        for k in range(n):   # autoencoder k: seed + k, its own checkpoint, input view k % V
+        for k in range(n):  # autoencoder k: seed + k, its own checkpoint, input view k % V
             ckpt = checkpoint
             if n > 1 and checkpoint is not None:
                 p = Path(checkpoint)
@@ -123,8 +127,9 @@ class DCAEMLP(Method):
             if verbose and n > 1:
                 view = f", the cell high-pass filtered at sigma {cfg.highpass}" if cfg.highpass else ""
                 print(f"autoencoder {k + 1} of {n} (seed {cfg.seed}{view})", flush=True)
-            self.aes_.append(DCAEFeatures(cfg, checkpoint=ckpt, resume=resume, verbose=verbose).fit(
-                self._view(images, k)))
+            self.aes_.append(
+                DCAEFeatures(cfg, checkpoint=ckpt, resume=resume, verbose=verbose).fit(self._view(images, k))
+            )
         self.ae_ = self.aes_[0]
         self.history_ = self.ae_.history_
         return self
@@ -151,15 +156,16 @@ class DCAEMLP(Method):
             return images
         images = np.asarray(images)
         if images.ndim != 4 or images.shape[1] != len(views):
-            raise Hep2Error(f"ae_views={as_setting(views)} asks for images of shape (N, {len(views)}, S, S), "
-                            f"one per view, got {images.shape}: preprocess them as the model's `preprocess()` "
-                            "says (hep2.pipeline.predict.Predictor.load_files does), or give image files")
+            raise Hep2Error(
+                f"ae_views={as_setting(views)} asks for images of shape (N, {len(views)}, S, S), "
+                f"one per view, got {images.shape}: preprocess them as the model's `preprocess()` "
+                "says (hep2.pipeline.predict.Predictor.load_files does), or give image files"
+            )
         return images[:, k % len(views)]
 
     def transform(self, images):
         # the autoencoders' codes side by side; the classifier keeps them apart (MLPHead groups)
-        return np.concatenate([ae.transform(self._view(images, k)) for k, ae in enumerate(self.autoencoders)],
-                              axis=1)
+        return np.concatenate([ae.transform(self._view(images, k)) for k, ae in enumerate(self.autoencoders)], axis=1)
 
     def classifier(self):
         from ..estimators import MLPHead
@@ -181,7 +187,7 @@ class DCAEMLP(Method):
 @register_method("lbp-svm")
 class LBPSVM(Method):
     paper_accuracy = 0.8571
-    fixed_input = PUBLISHED_INPUT                         # input settings kept whatever the preset says
+    fixed_input = PUBLISHED_INPUT  # input settings kept whatever the preset says
     ignores = DCAE_SETTINGS | frozenset(fixed_input)
     description = "multi-scale rotation-invariant uniform LBP histograms + RBF SVM (C, gamma by inner cv)"
 
@@ -215,10 +221,12 @@ class TextureSVM(LBPSVM):
 @register_method("shape-index")
 class ShapeIndex(LBPSVM):
     paper_accuracy = None
-    fixed_input = {k: v for k, v in PUBLISHED_INPUT.items() if k != "denoise"}   # denoised where `denoise` asks
+    fixed_input = {k: v for k, v in PUBLISHED_INPUT.items() if k != "denoise"}  # denoised where `denoise` asks
     ignores = DCAE_SETTINGS | frozenset(fixed_input)
-    description = ("joint shape-index / curvedness histograms at 5 scales over the cell and four concentric bands "
-                   "(Larsen et al. 2014's family) + RBF SVM (C 10, gamma 1 / features), Platt probabilities")
+    description = (
+        "joint shape-index / curvedness histograms at 5 scales over the cell and four concentric bands "
+        "(Larsen et al. 2014's family) + RBF SVM (C 10, gamma 1 / features), Platt probabilities"
+    )
 
     def transform(self, images):
         from ..features.handcrafted import ShapeIndexFeatures
@@ -234,11 +242,13 @@ class ShapeIndex(LBPSVM):
 @register_method("bow")
 class BoW(LBPSVM):
     paper_accuracy = None
-    fixed_input, ignores = ShapeIndex.fixed_input, ShapeIndex.ignores     # denoised where `denoise` asks
+    fixed_input, ignores = ShapeIndex.fixed_input, ShapeIndex.ignores  # denoised where `denoise` asks
     unsupervised = True
-    description = ("a bag of visual words: dense DAISY descriptors, a 1024-word codebook learnt from the training "
-                   "images without labels, counted over the whole cell and four concentric bands, 8 flips / rotations averaged; "
-                   "logistic regression")
+    description = (
+        "a bag of visual words: dense DAISY descriptors, a 1024-word codebook learnt from the training "
+        "images without labels, counted over the whole cell and four concentric bands, 8 flips / rotations averaged; "
+        "logistic regression"
+    )
 
     def fit_features(self, images, *, checkpoint=None, resume=False, verbose=False):
         from ..features.handcrafted import BoWFeatures
@@ -255,7 +265,7 @@ class BoW(LBPSVM):
         out = copy.copy(self)
         if hasattr(self, "bow_"):
             out.bow_ = copy.copy(self.bow_)
-            out.bow_.progress = False       # no progress bars where the model serves
+            out.bow_.progress = False  # no progress bars where the model serves
         return out
 
     def classifier(self):
@@ -280,12 +290,30 @@ class CNN5(Method):
 @register_method("resnet")
 class ResNet(Method):
     ignores = DCAE_SETTINGS
-    description = ("a small residual CNN trained from scratch with strong augmentation (any-angle rotation, flips, "
-                   "zoom, gamma / gain), probabilities averaged over 8 flips / rotations")
+    description = (
+        "a small residual CNN trained from scratch with strong augmentation (any-angle rotation, flips, "
+        "zoom, gamma / gain), probabilities averaged over 8 flips / rotations"
+    )
 
     def classifier(self):
         from ..cnn_estimator import CNNClassifier
 
-        return CNNClassifier(**({"size": self.cfg.size, "arch": "resnet", "widths": (32, 64, 128), "dropout": 0.2,
-                                 "epochs": 100, "batch_size": 32, "lr": 1e-3, "weight_decay": 1e-4, "patience": 25,
-                                 "rotation": 45.0, "scale": 0.1, "intensity": 0.3} | self._cnn_settings()))
+        return CNNClassifier(
+            **(
+                {
+                    "size": self.cfg.size,
+                    "arch": "resnet",
+                    "widths": (32, 64, 128),
+                    "dropout": 0.2,
+                    "epochs": 100,
+                    "batch_size": 32,
+                    "lr": 1e-3,
+                    "weight_decay": 1e-4,
+                    "patience": 25,
+                    "rotation": 45.0,
+                    "scale": 0.1,
+                    "intensity": 0.3,
+                }
+                | self._cnn_settings()
+            )
+        )

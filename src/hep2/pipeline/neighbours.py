@@ -13,7 +13,7 @@ import numpy as np
 
 from ..errors import Hep2Error
 
-NEIGHBOUR_WEIGHT = 0.5      # a cell's own probabilities vs its neighbours' mean (chosen on SNPHEp-2 train/)
+NEIGHBOUR_WEIGHT = 0.5  # a cell's own probabilities vs its neighbours' mean (chosen on SNPHEp-2 train/)
 COMPONENTS = 50
 
 
@@ -33,9 +33,11 @@ class BatchNeighbours:
 
     def __init__(self, k: int, weight: float = NEIGHBOUR_WEIGHT, members: list[int] | None = None):
         if not isinstance(k, numbers.Integral) or k < 1:
-            raise Hep2Error(f"--neighbours {k!r}: give the number of nearest cells to average with, a whole number >= 1")
+            raise Hep2Error(
+                f"--neighbours {k!r}: give the number of nearest cells to average with, a whole number >= 1"
+            )
         self.k, self.weight = int(k), float(weight)
-        self.members = members      # which of an ensemble's members give features (`Predictor`); None: all
+        self.members = members  # which of an ensemble's members give features (`Predictor`); None: all
 
     def uses(self, member: int) -> bool:
         return self.members is None or member in self.members
@@ -51,8 +53,9 @@ class BatchNeighbours:
         from sklearn.pipeline import make_pipeline
         from sklearn.preprocessing import StandardScaler
 
-        self.spaces_ = [make_pipeline(StandardScaler(), PCA(min(COMPONENTS, *F.shape), random_state=0)).fit(F)
-                        for F in blocks]
+        self.spaces_ = [
+            make_pipeline(StandardScaler(), PCA(min(COMPONENTS, *F.shape), random_state=0)).fit(F) for F in blocks
+        ]
         return self
 
     def smooth(self, proba: np.ndarray, blocks: list[np.ndarray]) -> np.ndarray:

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import __version__
 from ..data.images import IMAGE_EXTENSIONS, IMAGE_FORMATS, image_shape, plain_view, preprocess_image
 from ..errors import Hep2Error
-from .. import __version__
 from ..training import load_checkpoint, save_checkpoint
 
 FORMAT = 2
@@ -18,20 +18,45 @@ def save_model(folder, method, clf, classes: list[str], masks: bool | None = Non
     """``folder/pipeline.pt``: the fitted method (with the DCAE weights), the classifier, the class
     names, the settings and ``masks`` (whether its training cells were read with masks), in one file
     written atomically. Load only files you trust (pickle)."""
-    save_checkpoint(Path(folder) / "pipeline.pt", {
-        "format": FORMAT, "hep2": __version__, "method": method.name, "preset": method.cfg.to_dict(),
-        "features": method.for_prediction(), "classifier": clf, "classes": list(classes), "masks": masks})
+    save_checkpoint(
+        Path(folder) / "pipeline.pt",
+        {
+            "format": FORMAT,
+            "hep2": __version__,
+            "method": method.name,
+            "preset": method.cfg.to_dict(),
+            "features": method.for_prediction(),
+            "classifier": clf,
+            "classes": list(classes),
+            "masks": masks,
+        },
+    )
 
 
 def save_ensemble(folder, members: list[dict], classes: list[str], neighbours=None) -> None:
     """``folder/pipeline.pt`` for an ensemble: the members' saved pipelines (each a dict as
     `save_model` writes it), whose probabilities `Predictor` averages with equal weights; with
     ``neighbours`` (a fitted `hep2.pipeline.neighbours.BatchNeighbours`) then smooths over each batch."""
-    save_checkpoint(Path(folder) / "pipeline.pt", {
-        "format": FORMAT, "hep2": __version__, "method": "ensemble", "classes": list(classes),
-        "members": [{"method": m["method"], "preset": m["preset"], "features": m["features"].for_prediction(),
-                     "classifier": m["classifier"], "masks": m.get("masks")} for m in members],
-        "neighbours": neighbours})
+    save_checkpoint(
+        Path(folder) / "pipeline.pt",
+        {
+            "format": FORMAT,
+            "hep2": __version__,
+            "method": "ensemble",
+            "classes": list(classes),
+            "members": [
+                {
+                    "method": m["method"],
+                    "preset": m["preset"],
+                    "features": m["features"].for_prediction(),
+                    "classifier": m["classifier"],
+                    "masks": m.get("masks"),
+                }
+                for m in members
+            ],
+            "neighbours": neighbours,
+        },
+    )
 
 
 def comparison_folder(d: Path) -> None:
@@ -39,8 +64,11 @@ def comparison_folder(d: Path) -> None:
     its subfolders (given where one run folder is wanted)."""
     if (d / "comparison.json").is_file():
         runs = sorted(str(r) for r in d.iterdir() if (r / "model" / "pipeline.pt").is_file())
-        raise Hep2Error(f"{d} is a comparison of `hep2 compare`, not one run: give one of its run folders ("
-                        + (", ".join(runs) or "none has finished") + ")")
+        raise Hep2Error(
+            f"{d} is a comparison of `hep2 compare`, not one run: give one of its run folders ("
+            + (", ".join(runs) or "none has finished")
+            + ")"
+        )
 
 
 def full_proba(clf, X, n_classes: int) -> np.ndarray:
@@ -59,23 +87,30 @@ class Predictor:
     def __init__(self, model_dir):
         d = Path(model_dir)
         if d.is_file() and d.suffix != ".pt":
-            raise Hep2Error(f"--model {d} is a file, not a model: give the run folder that `hep2 run` wrote (or its "
-                            "model/pipeline.pt)")
-        if d.is_file():         # the model file itself
+            raise Hep2Error(
+                f"--model {d} is a file, not a model: give the run folder that `hep2 run` wrote (or its "
+                "model/pipeline.pt)"
+            )
+        if d.is_file():  # the model file itself
             d = d.parent.parent if d.parent.name == "model" else d.parent
             f = Path(model_dir)
         else:
-            f = d / "pipeline.pt" if (d / "pipeline.pt").is_file() else d / "model" / "pipeline.pt"    # model/ or a run
+            f = d / "pipeline.pt" if (d / "pipeline.pt").is_file() else d / "model" / "pipeline.pt"  # model/ or a run
             d = d.parent if f.parent == d and d.name == "model" else d
         if not d.exists():
             raise Hep2Error(f"--model {d} does not exist: give the run folder that `hep2 run` wrote")
-        self.model_dir = d      # the run folder (its metrics and settings), however the model was named
+        self.model_dir = d  # the run folder (its metrics and settings), however the model was named
         if not f.exists():
             unfinished = (d / "config.json").is_file()
             comparison_folder(d)
-            raise Hep2Error(f"{d} holds no model ({f.relative_to(d)}): " + (
-                "its run did not finish; continue it with `hep2 run ... --resume` and the same --out" if unfinished else
-                "--model must be a run folder written by `hep2 run`, `hep2 compare` or `hep2 ensemble`"))
+            raise Hep2Error(
+                f"{d} holds no model ({f.relative_to(d)}): "
+                + (
+                    "its run did not finish; continue it with `hep2 run ... --resume` and the same --out"
+                    if unfinished
+                    else "--model must be a run folder written by `hep2 run`, `hep2 compare` or `hep2 ensemble`"
+                )
+            )
         state = load_checkpoint(f, fix="train the model again with `hep2 run`")
         if not isinstance(state, dict) or state.get("format") != FORMAT:
             raise Hep2Error(f"{f} is not a model of this hep2 version (format {FORMAT}): retrain it with `hep2 run`")
@@ -85,7 +120,7 @@ class Predictor:
         self.masks = masks.pop() if len(masks) == 1 else None
         # transductive (`hep2 ensemble --neighbours`): a batch's cells smoothed over their nearest in it
         self.neighbours = state.get("neighbours")
-        self.method, self.classifier = self.members[0]   # the first (the only one, but for an ensemble)
+        self.method, self.classifier = self.members[0]  # the first (the only one, but for an ensemble)
         self.classes, self.method_name = state["classes"], state["method"]
         self.config = self.method.cfg
         self.prep = self.method.preprocess()
@@ -96,14 +131,22 @@ class Predictor:
         """Preprocessed uint8 images (N, S, S), or (N, V, S, S) for a model whose autoencoders read
         several views (setting ae_views) -> class probabilities (N, len(classes))."""
         if len(self.preps) > 1:
-            raise Hep2Error(f"the ensemble in {self.model_dir} has members that preprocess images differently "
-                            "(" + "; ".join(f"size {p.size}, scale {p.scale}, highpass {p.views or p.highpass}, equalize {p.equalize}, "
-                                             f"denoise {p.denoise}, channel {p.channel}" for p in self.preps)
-                            + "): classify image files (predict_files / classify), not preprocessed arrays")
+            raise Hep2Error(
+                f"the ensemble in {self.model_dir} has members that preprocess images differently "
+                "("
+                + "; ".join(
+                    f"size {p.size}, scale {p.scale}, highpass {p.views or p.highpass}, equalize {p.equalize}, "
+                    f"denoise {p.denoise}, channel {p.channel}"
+                    for p in self.preps
+                )
+                + "): classify image files (predict_files / classify), not preprocessed arrays"
+            )
         images, want = np.asarray(images), image_shape(self.prep)
         if images.ndim != len(want) + 1 or images.shape[1:] != want:
-            raise Hep2Error(f"images of shape {images.shape} given; this model reads (N, {', '.join(map(str, want))}): "
-                            "preprocess them as the model's `prep` says (load_files does), or give image files")
+            raise Hep2Error(
+                f"images of shape {images.shape} given; this model reads (N, {', '.join(map(str, want))}): "
+                "preprocess them as the model's `prep` says (load_files does), or give image files"
+            )
         return self._average({self.prep: images})
 
     def _average(self, by_prep: dict) -> np.ndarray:
@@ -127,22 +170,26 @@ class Predictor:
         if isinstance(paths, (str, Path)):
             raise Hep2Error(f"paths={str(paths)!r}: give a list of image files (expand_inputs lists a folder's)")
         groups = by_folder(paths)
-        if self.neighbours is not None and len(groups) > 1:     # transductive: each folder (well) a batch of its own
+        if self.neighbours is not None and len(groups) > 1:  # transductive: each folder (well) a batch of its own
             parts = [self.classify([paths[i] for i in idx], skip_bad=skip_bad) for idx in groups.values()]
             ok, position = [q for part in parts for q in part[2]], {Path(x): i for i, x in enumerate(paths)}
-            order = np.argsort([position[q] for q in ok], kind="stable")       # back to the order given
-            return (np.concatenate([part[0] for part in parts])[order], np.concatenate([part[1] for part in parts])[order],
-                    [ok[i] for i in order], [b for part in parts for b in part[3]])
+            order = np.argsort([position[q] for q in ok], kind="stable")  # back to the order given
+            return (
+                np.concatenate([part[0] for part in parts])[order],
+                np.concatenate([part[1] for part in parts])[order],
+                [ok[i] for i in order],
+                [b for part in parts for b in part[3]],
+            )
         by_prep, ok, bad = {}, [Path(p) for p in paths], []
         for prep in self.preps:
             images, kept, more = self.load_files(ok, skip_bad=skip_bad, prep=prep)
-            if len(kept) < len(ok):     # unreadable under this preprocessing: drop it from the earlier ones too
+            if len(kept) < len(ok):  # unreadable under this preprocessing: drop it from the earlier ones too
                 left, idx = iter(enumerate(ok)), []
                 for p in kept:
                     idx.append(next(i for i, q in left if q == p))
                 by_prep = {k: v[idx] for k, v in by_prep.items()}
             by_prep[prep], ok, bad = images, kept, bad + more
-        first = by_prep[self.prep]      # with several views, the unfiltered one
+        first = by_prep[self.prep]  # with several views, the unfiltered one
         return self._average(by_prep), first[:, plain_view(self.prep)] if first.ndim == 4 else first, ok, bad
 
     def load_files(self, paths, *, skip_bad: bool = False, prep=None):
@@ -175,11 +222,15 @@ class Predictor:
             return []
         found = sum(find_mask(Path(p)) is not None for p in paths)
         if self.masks and found < len(paths):
-            return [f"{len(paths) - found} of {len(paths)} cells have no mask beside them (NAME_mask.EXT) and are "
-                    "classified unmasked, though the model was trained on masked cells"]
+            return [
+                f"{len(paths) - found} of {len(paths)} cells have no mask beside them (NAME_mask.EXT) and are "
+                "classified unmasked, though the model was trained on masked cells"
+            ]
         if not self.masks and found:
-            return [f"{found} of {len(paths)} cells have a mask beside them, which is not applied: the model was "
-                    "trained on cells without masks"]
+            return [
+                f"{found} of {len(paths)} cells have a mask beside them, which is not applied: the model was "
+                "trained on cells without masks"
+            ]
         return []
 
     def predict_files(self, paths, *, skip_bad: bool = False):
@@ -202,8 +253,10 @@ def folder_summaries(rows, classes: list[str]) -> list[tuple[Path, dict]]:
     """`predict_files` rows grouped `by_folder`: (folder, `hep2.pipeline.evaluation.batch_summary` of its cells)."""
     from .evaluation import batch_summary
 
-    return [(folder, batch_summary(np.stack([rows[i][2] for i in idx]), classes))
-            for folder, idx in by_folder([r[0] for r in rows]).items()]
+    return [
+        (folder, batch_summary(np.stack([rows[i][2] for i in idx]), classes))
+        for folder, idx in by_folder([r[0] for r in rows]).items()
+    ]
 
 
 def expand_inputs(items, skipped: list | None = None) -> list[Path]:
@@ -217,7 +270,7 @@ def expand_inputs(items, skipped: list | None = None) -> list[Path]:
     out, masks = [], []
     for item in items:
         p = Path(item)
-        if p.is_dir():      # the images `hep2 run` would read in a class folder (no masks, hidden or system files)
+        if p.is_dir():  # the images `hep2 run` would read in a class folder (no masks, hidden or system files)
             found = [f for f in files_under(p) if is_cell_image(f)]
             if not found:
                 raise Hep2Error(f"folder {p} holds no images ({IMAGE_FORMATS})")
@@ -229,12 +282,14 @@ def expand_inputs(items, skipped: list | None = None) -> list[Path]:
             if skipped is None:
                 raise Hep2Error(msg + ": leave it out, or pass --skip-bad")
             skipped.append(msg)
-        elif is_mask(p) and any(f.suffix.lower() in IMAGE_EXTENSIONS and not is_mask(f)
-                                for f in p.parent.glob(glob.escape(p.stem[:-5]) + ".*")):
-            masks.append(p)     # a cell's mask: read with the cell
+        elif is_mask(p) and any(
+            f.suffix.lower() in IMAGE_EXTENSIONS and not is_mask(f)
+            for f in p.parent.glob(glob.escape(p.stem[:-5]) + ".*")
+        ):
+            masks.append(p)  # a cell's mask: read with the cell
         else:
             out.append(p)
-    for m in masks:         # given beside its cell (a shell glob): fine; alone: say so
+    for m in masks:  # given beside its cell (a shell glob): fine; alone: say so
         if not any(c.parent == m.parent and c.stem == m.stem[:-5] for c in out):
             msg = f"{m} is the mask of a cell image beside it, not a cell: give the cell image, which is read with it"
             if skipped is None:

@@ -30,34 +30,50 @@ def write_json(path, obj) -> None:
 def environment() -> dict:
     import sklearn
 
-    return {"hep2": __version__, "python": sys.version.split()[0], "torch": torch.__version__,
-            "numpy": np.__version__, "scikit-learn": sklearn.__version__, "platform": platform.platform(),
-            "processor": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
-            "torch_threads": torch.get_num_threads(), "cuda": torch.cuda.is_available(),
-            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-            "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    return {
+        "hep2": __version__,
+        "python": sys.version.split()[0],
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "scikit-learn": sklearn.__version__,
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "cuda": torch.cuda.is_available(),
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
 
 
-COMPARE_FILES = {"ensemble", "comparison.json", "comparison.md", "comparison.png"}     # beside one folder a method
+DEMO_FILES = {"paper", "words", "bow", "recommended", "comparison.json", "comparison.md", "comparison.png"}
+COMPARE_FILES = {"ensemble", "comparison.json", "comparison.md", "comparison.png"}  # beside one folder a method
 
 
 def prepare_out(out: Path, resume: bool, kind: str = "run") -> None:
-    """Make the folder of a run (kind "run"), a comparison ("compare") or an ensemble ("ensemble"), after checking
-    that it is new, or, with ``resume``, one that kind of command made."""
+    """Make the folder of a run (kind "run"), a comparison ("compare"), an ensemble ("ensemble") or the demo
+    ("demo"), after checking that it is new, or, with ``resume``, one that kind of command made."""
     if out.exists() and not out.is_dir():
         raise Hep2Error(f"--out {out} is a file: give the name of a folder to write the {kind} into")
     names = {p.name for p in out.iterdir() if not p.name.startswith(".")} if out.exists() else set()
     if names and not resume:
-        again = "choose another --out, or delete it" if kind == "ensemble" else \
-            f"pass --resume to continue that {kind}, or choose another --out"
+        again = (
+            "choose another --out, or delete it"
+            if kind == "ensemble"
+            else f"pass --resume to continue that {kind}, or choose another --out"
+        )
         raise Hep2Error(f"{kind} folder {out} already exists and is not empty: {again}")
     if names and kind == "run" and "config.json" not in names:
-        raise Hep2Error(f"--resume: {out} holds files but no config.json, so no run of `hep2 run` to continue: choose "
-                        "another --out")
+        raise Hep2Error(
+            f"--resume: {out} holds files but no config.json, so no run of `hep2 run` to continue: choose another --out"
+        )
     if names and kind == "compare" and not names <= set(METHODS) | COMPARE_FILES:
-        raise Hep2Error(f"--resume: {out} is not a folder of `hep2 compare` (it holds {', '.join(sorted(names - set(METHODS) - COMPARE_FILES)[:3])}): "
-                        "choose another --out")
-    dd.barrier()            # every process has checked before rank 0 creates anything
+        foreign = ", ".join(sorted(names - set(METHODS) - COMPARE_FILES)[:3])
+        raise Hep2Error(f"--resume: {out} is not a folder of `hep2 compare` (it holds {foreign}): choose another --out")
+    if names and kind == "demo" and not names <= DEMO_FILES:
+        foreign = ", ".join(sorted(names - DEMO_FILES)[:3])
+        raise Hep2Error(f"--resume: {out} is not a folder of `hep2 demo` (it holds {foreign}): choose another --out")
+    dd.barrier()  # every process has checked before rank 0 creates anything
     if dd.is_main():
         out.mkdir(parents=True, exist_ok=True)
     dd.barrier()
@@ -71,16 +87,18 @@ def check_disk_space(out: Path, cfg: Preset) -> None:
 
     from ..models.dcae import layer_table
 
-    n = layer_table(cfg.size, cfg.widths, cfg.latent)["total_params"] * 4        # bytes of one fp32 copy
+    n = layer_table(cfg.size, cfg.widths, cfg.latent)["total_params"] * 4  # bytes of one fp32 copy
     need = max(cfg.ae_ensemble, 1) * 4 * n + 3 * n
     have = sum(f.stat().st_size for f in (out / "checkpoints").glob("*.pt")) if (out / "checkpoints").is_dir() else 0
     where = next(q for q in (out, *out.parents) if q.exists())
     free = shutil.disk_usage(where).free
     if need - have > free:
-        raise Hep2Error(f"run folder {out}: the autoencoder checkpoints need about {(need - have) / 1e9:.1f} GB "
-                        f"more ({max(cfg.ae_ensemble, 1)} x {4 * n / 1e9:.2f} GB: weights, Adam state and best "
-                        f"weights, + {3 * n / 1e9:.2f} GB while one is rewritten) but its disk has "
-                        f"{free / 1e9:.1f} GB free: free space or choose --out on another disk")
+        raise Hep2Error(
+            f"run folder {out}: the autoencoder checkpoints need about {(need - have) / 1e9:.1f} GB "
+            f"more ({max(cfg.ae_ensemble, 1)} x {4 * n / 1e9:.2f} GB: weights, Adam state and best "
+            f"weights, + {3 * n / 1e9:.2f} GB while one is rewritten) but its disk has "
+            f"{free / 1e9:.1f} GB free: free space or choose --out on another disk"
+        )
 
 
 def run_subset(cells, protocol: str, subset: str) -> str | None:
@@ -96,24 +114,38 @@ def check_same_run(out: Path, config: dict) -> None:
     try:
         old = json.loads((out / "config.json").read_text())
     except (OSError, ValueError) as e:
-        raise Hep2Error(f"--resume: cannot read {out / 'config.json'} ({e}): it is not a run folder of "
-                        "`hep2 run`; choose another --out") from None
-    old = {"method": "dcae-mlp"} | old          # folders from before other methods existed
-    diff = [f"{k}: {old.get(k)!r} -> {config[k]!r}" for k in ("method", "dataset", "protocol", "subset",
-            "autoencoder_saw_test_images") if k in config and old.get(k) != config[k]]
+        raise Hep2Error(
+            f"--resume: cannot read {out / 'config.json'} ({e}): it is not a run folder of "
+            "`hep2 run`; choose another --out"
+        ) from None
+    old = {"method": "dcae-mlp"} | old  # folders from before other methods existed
+    diff = [
+        f"{k}: {old.get(k)!r} -> {config[k]!r}"
+        for k in ("method", "dataset", "protocol", "subset", "autoencoder_saw_test_images")
+        if k in config and old.get(k) != config[k]
+    ]
     # a setting added since the folder was made had its default then
     before = Preset().to_dict() | (old.get("preset") or {})
     # the settings the method never reads may differ (the baselines ignore the autoencoder's)
     ignored = METHODS[config["method"]].ignores if config.get("method") in METHODS else frozenset()
-    changed = {k: before.get(k) for k, v in config["preset"].items()
-               if k not in ("description", "threads", "checkpoint_minutes", "deterministic")
-               and k not in ignored and before.get(k) != v}
+    changed = {
+        k: before.get(k)
+        for k, v in config["preset"].items()
+        if k not in ("description", "threads", "checkpoint_minutes", "deterministic")
+        and k not in ignored
+        and before.get(k) != v
+    }
     diff += [f"{k}: {before[k]!r} -> {config['preset'][k]!r}" for k in changed]
     if diff:
-        hint = (" (to go on as it was made: " + " ".join(f"--set {k}={as_setting(v)}" for k, v in changed.items())
-                + ")") if changed else ""
-        raise Hep2Error(f"--resume: run folder {out} was made with other settings ({'; '.join(diff)}): resume "
-                        f"with the same dataset, protocol and settings{hint}, or choose another --out")
+        hint = (
+            (" (to go on as it was made: " + " ".join(f"--set {k}={as_setting(v)}" for k, v in changed.items()) + ")")
+            if changed
+            else ""
+        )
+        raise Hep2Error(
+            f"--resume: run folder {out} was made with other settings ({'; '.join(diff)}): resume "
+            f"with the same dataset, protocol and settings{hint}, or choose another --out"
+        )
 
 
 def write_csv(path, header, rows) -> None:
@@ -124,5 +156,13 @@ def write_csv(path, header, rows) -> None:
     atomic_write_bytes(path, buf.getvalue().encode())
 
 
-__all__ = ["COMPARE_FILES", "check_disk_space", "check_same_run", "environment", "prepare_out", "run_subset",
-           "write_csv", "write_json"]
+__all__ = [
+    "COMPARE_FILES",
+    "check_disk_space",
+    "check_same_run",
+    "environment",
+    "prepare_out",
+    "run_subset",
+    "write_csv",
+    "write_json",
+]
