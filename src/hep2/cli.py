@@ -107,68 +107,31 @@ def cmd_compare(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    from .pipeline.runner import run
-    from .presets import get_preset
+    from .pipeline.demo import demo, demo_lines
 
     print(
-        "hep2 demo: the whole method on the built-in synthetic HEp-2 set (5 patterns, 20 specimens), "
-        "preset tiny, specimen-grouped 5-fold cross-validation"
+        "hep2 demo: the paper's method beside the recommended method on the built-in synthetic HEp-2 set "
+        f"(synthetic:{args.per_class}: 5 patterns, 20 specimens), preset tiny, specimen-grouped 5-fold cross-validation"
     )
-    run(
-        f"synthetic:{args.per_class}",
-        protocol="grouped",
-        cfg=get_preset("tiny"),
-        out=args.out,
-        subset="all",
-        resume=args.resume,
-        verbose=True,
-    )
-    print(f"classify new images with: hep2 predict --model {args.out} IMAGE_OR_FOLDER...")
+    result = demo(args.out, per_class=args.per_class, resume=args.resume, verbose=not args.quiet)
+    if dd.is_main():
+        print("\n".join(demo_lines(result)))
+        print(f"report: {Path(args.out) / 'comparison.md'}")
+        print(f"classify new images with: hep2 predict --model {Path(args.out) / 'recommended'} IMAGE_OR_FOLDER...")
     return 0
 
 
 def cmd_predict(args) -> int:
-    from .pipeline.predict import Predictor, by_folder, expand_inputs, folder_summaries
-    from .pipeline.runfolder import write_csv
+    from .pipeline.predict import Predictor, expand_inputs, folder_summaries
 
-    for opt, value, name in (("--out", args.out, "predictions.csv"), ("--summary", args.summary, "wells.csv")):
-        if value and Path(value).is_dir():  # found before the classifying, not after it
-            raise Hep2Error(f"{opt} {value} is a folder: give the CSV file to write, e.g. {Path(value) / name}")
-    if args.out and args.summary and Path(args.out).resolve() == Path(args.summary).resolve():
-        raise Hep2Error(f"--out and --summary name the same file {args.out}: give two files")
+    _check_prediction_outputs(args.out, args.summary)
     pred = Predictor(args.model)
     not_images = [] if args.skip_bad else None
     paths = expand_inputs(args.inputs, not_images)
     for note in pred.mask_notes(paths) if dd.is_main() else ():
         print(f"hep2: warning: {note}", file=sys.stderr)
-    if pred.neighbours is not None:
-        if dd.world() > 1:
-            raise Hep2Error(
-                f"{args.model} smooths each cell over its nearest cells of the batch (--neighbours): "
-                "classify the batch in one process, without torchrun"
-            )
-        rows, bad = pred.predict_files(paths, skip_bad=args.skip_bad)  # each folder's cells a batch of their own
-        for folder, idx in by_folder([r[0] for r in rows]).items():
-            k, n = pred.neighbours.k, len(idx)
-            print(
-                f"transductive model: {folder}: "
-                + (
-                    f"each of its {n} cells averaged with its {k} nearest of them"
-                    if pred.neighbours.applies(n)
-                    else f"{n} cell{'s' * (n != 1)}, not the {k + 1} a smoothing needs: the members' plain average"
-                ),
-                file=sys.stderr,
-            )
-        print(
-            "transductive model: each folder's cells are a batch; keep each specimen's (each well's) cells in a "
-            "folder of their own",
-            file=sys.stderr,
-        )
-    else:  # under torchrun each process classifies every W-th file; rank 0 prints and writes, in input order
-        rows, bad = pred.predict_files(paths[dd.rank() :: dd.world()], skip_bad=args.skip_bad)
-    order = {p: i for i, p in enumerate(paths)}
-    rows = sorted(dd.gather_lists(rows), key=lambda r: order[r[0]])
-    bad = (not_images or []) + dd.gather_lists(bad)
+    rows, bad = _classify(pred, paths, args.model, args.skip_bad)
+    bad = (not_images or []) + bad
     if not rows:
         raise Hep2Error(
             f"nothing to classify: none of the {len(bad)} files could be read (first: {bad[0]})"
@@ -177,48 +140,94 @@ def cmd_predict(args) -> int:
         )
     if not dd.is_main():
         return 0
+    wells = folder_summaries(rows, pred.classes)
+    _print_predictions(rows, wells, show_wells=bool(args.summary) or any(s["n"] > 1 for _, s in wells))
+    for b in bad:
+        print(f"skipped: {b}", file=sys.stderr)
+    if args.out:
+        _write_predictions(args.out, rows, pred.classes)
+        print(f"wrote {len(rows)} predictions to {args.out}" + (f" ({len(bad)} files skipped)" if bad else ""))
+    if args.summary:
+        _write_wells(args.summary, wells, pred.classes)
+        print(f"wrote {len(wells)} folder summaries to {args.summary}")
+    return 0
+
+
+def _check_prediction_outputs(out, summary) -> None:
+    """Refuse, before any classifying, CSV paths that are folders or the same file."""
+    for opt, value, name in (("--out", out, "predictions.csv"), ("--summary", summary, "wells.csv")):
+        if value and Path(value).is_dir():
+            raise Hep2Error(f"{opt} {value} is a folder: give the CSV file to write, e.g. {Path(value) / name}")
+    if out and summary and Path(out).resolve() == Path(summary).resolve():
+        raise Hep2Error(f"--out and --summary name the same file {out}: give two files")
+
+
+def _classify(pred, paths: list, model, skip_bad: bool) -> tuple[list, list]:
+    """(path, pattern, probabilities) rows in input order and the files skipped, from every process. A
+    transductive model smooths each folder's cells as a batch, in one process; otherwise each process classifies
+    every W-th file under torchrun."""
+    from .pipeline.predict import by_folder
+
+    if pred.neighbours is None:
+        rows, bad = pred.predict_files(paths[dd.rank() :: dd.world()], skip_bad=skip_bad)
+    else:
+        if dd.world() > 1:
+            raise Hep2Error(
+                f"{model} smooths each cell over its nearest cells of the batch (--neighbours): "
+                "classify the batch in one process, without torchrun"
+            )
+        rows, bad = pred.predict_files(paths, skip_bad=skip_bad)
+        k = pred.neighbours.k
+        for folder, idx in by_folder([r[0] for r in rows]).items():
+            n = len(idx)
+            what = (
+                f"each of its {n} cells averaged with its {k} nearest of them"
+                if pred.neighbours.applies(n)
+                else f"{n} cell{'s' * (n != 1)}, not the {k + 1} a smoothing needs: the members' plain average"
+            )
+            print(f"transductive model: {folder}: {what}", file=sys.stderr)
+        print(
+            "transductive model: each folder's cells are a batch; keep each specimen's (each well's) cells in a "
+            "folder of their own",
+            file=sys.stderr,
+        )
+    order = {p: i for i, p in enumerate(paths)}
+    return sorted(dd.gather_lists(rows), key=lambda r: order[r[0]]), dd.gather_lists(bad)
+
+
+def _print_predictions(rows: list, wells: list, *, show_wells: bool) -> None:
     width = max([len(str(r[0])) for r in rows] + [4])
     print(f"{'file':<{width}}  {'pattern':<18} {'probability':>11}")
     for path, pattern, proba in rows:
         print(f"{str(path):<{width}}  {pattern:<18} {proba.max():>11.3f}")
-    wells = folder_summaries(rows, pred.classes)
-    if args.summary or any(s["n"] > 1 for _, s in wells):
-        width = max(len(str(f)) for f, _ in wells + [("folder", None)])
-        print(
-            f"\nby folder (one well, one specimen): the dominant pattern, the share of its cells that show it\n"
-            f"{'folder':<{width}}  {'cells':>5}  {'pattern':<18} {'agreement':>9}"
-        )
-        for folder, s in wells:
-            print(f"{str(folder):<{width}}  {s['n']:>5}  {s['dominant']:<18} {s['agreement']:>9.3f}")
-    for b in bad:
-        print(f"skipped: {b}", file=sys.stderr)
-    if args.out:
-        write_csv(
-            args.out,
-            ["path", "predicted"] + [f"p_{c}" for c in pred.classes],
-            [[str(p), c, *[f"{v:.5f}" for v in pr]] for p, c, pr in rows],
-        )
-        print(f"wrote {len(rows)} predictions to {args.out}" + (f" ({len(bad)} files skipped)" if bad else ""))
-    if args.summary:
-        write_csv(
-            args.summary,
-            ["folder", "cells", "pattern", "agreement"]
-            + [f"n_{c}" for c in pred.classes]
-            + [f"p_{c}" for c in pred.classes],
-            [
-                [
-                    str(f),
-                    s["n"],
-                    s["dominant"],
-                    f"{s['agreement']:.4f}",
-                    *s["counts"].values(),
-                    *[f"{v:.5f}" for v in s["mean_probability"].values()],
-                ]
-                for f, s in wells
-            ],
-        )
-        print(f"wrote {len(wells)} folder summaries to {args.summary}")
-    return 0
+    if not show_wells:
+        return
+    width = max(len(str(f)) for f, _ in wells + [("folder", None)])
+    print(
+        f"\nby folder (one well, one specimen): the dominant pattern, the share of its cells that show it\n"
+        f"{'folder':<{width}}  {'cells':>5}  {'pattern':<18} {'agreement':>9}"
+    )
+    for folder, s in wells:
+        print(f"{str(folder):<{width}}  {s['n']:>5}  {s['dominant']:<18} {s['agreement']:>9.3f}")
+
+
+def _write_predictions(path, rows: list, classes: list[str]) -> None:
+    from .pipeline.runfolder import write_csv
+
+    header = ["path", "predicted"] + [f"p_{c}" for c in classes]
+    write_csv(path, header, [[str(p), c, *[f"{v:.5f}" for v in pr]] for p, c, pr in rows])
+
+
+def _write_wells(path, wells: list, classes: list[str]) -> None:
+    from .pipeline.runfolder import write_csv
+
+    header = ["folder", "cells", "pattern", "agreement"] + [f"n_{c}" for c in classes] + [f"p_{c}" for c in classes]
+    body = [
+        [str(f), s["n"], s["dominant"], f"{s['agreement']:.4f}", *s["counts"].values()]
+        + [f"{v:.5f}" for v in s["mean_probability"].values()]
+        for f, s in wells
+    ]
+    write_csv(path, header, body)
 
 
 def cmd_ensemble(args) -> int:
@@ -260,11 +269,28 @@ def cmd_serve(args) -> int:
     return 0
 
 
+SKIP_BAD_HELP = "go on without unreadable images and list them"
+PROTOCOL_HELP = (
+    "official: SNPHEp-2 specimen-disjoint Split-50-K, or the dataset's own train/ -> test/; cv: cell-level "
+    "stratified k-fold (optimistic); grouped: k-fold over specimens; blocked: k-fold over contiguous ID blocks of "
+    "each class (data stored specimen by specimen, without specimen IDs: SNPHEp-2's train/)"
+)
+SUBSET_HELP = (
+    "for cv/grouped/blocked: the subset to cross-validate (train, test or all; default train, or all where the "
+    "dataset has no train split)"
+)
+
+
 def _add_preset_args(p) -> None:
+    from .presets import PRESETS
+
     p.add_argument(
         "--preset",
         default="cpu",
-        help="paper (Table I, 224x224), cpu (64x64, default), improved (the best autoencoder features, 64x64) or tiny",
+        metavar="{" + ",".join(PRESETS) + "}",
+        help="paper (Table I, 224x224), cpu (64x64, the default), improved (the best autoencoder features), words "
+        "(improved's autoencoders read as a bag of words: with --method bow, the recommended method) or tiny (tests "
+        "and the demo); `hep2 model summary --preset NAME` describes one",
     )
     p.add_argument("--config", help="a JSON or YAML file of settings that override the preset")
     p.add_argument(
@@ -280,6 +306,179 @@ def _add_preset_args(p) -> None:
     )
 
 
+def _add_evaluation_args(p, *, protocol_help: str | None = PROTOCOL_HELP) -> None:
+    """The arguments `hep2 run` and `hep2 compare` share: the data, protocol, subset, settings and output."""
+    from .pipeline.evaluation import PROTOCOLS
+
+    p.add_argument("dataset", help=DATASET_HELP)
+    p.add_argument("--protocol", choices=PROTOCOLS, default="cv", help=protocol_help)
+    p.add_argument("--subset", default="train", help=SUBSET_HELP)
+    _add_preset_args(p)
+    p.add_argument("--skip-bad", action="store_true", help=SKIP_BAD_HELP)
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+
+
+def _method_help() -> str:
+    """Every registered method and what it is: the registry is what --method and --methods accept (an unknown
+    name is refused by it, with the names it knows)."""
+    from .pipeline.methods import METHODS
+
+    return "; ".join(f"{name}: {cls.description}" for name, cls in METHODS.items())
+
+
+def _add_data_parsers(sub) -> None:
+    data = sub.add_parser("data", help="inspect datasets and make the built-in synthetic set")
+    actions = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
+    summary = actions.add_parser("summary", help="counts per split and class, image sizes, problems found")
+    summary.add_argument("dataset", help=DATASET_HELP)
+    summary.add_argument("--format", choices=["text", "json"], default="text")
+    summary.add_argument("--skip-bad", action="store_true", help=SKIP_BAD_HELP)
+    summary.set_defaults(func=cmd_data_summary)
+    synthetic = actions.add_parser("make-synthetic", help="write the built-in synthetic HEp-2 set in the folder layout")
+    synthetic.add_argument("out", help="a new folder to write")
+    synthetic.add_argument("--per-class", type=int, default=100, help="cells per class (default 100)")
+    synthetic.add_argument("--specimens", type=int, default=20, help="specimens in all, one pattern each (default 20)")
+    synthetic.add_argument("--seed", type=int, default=0)
+    synthetic.set_defaults(func=cmd_data_make_synthetic)
+
+
+def _add_model_parsers(sub) -> None:
+    model = sub.add_parser("model", help="describe the networks")
+    actions = model.add_subparsers(dest="model_command", required=True, metavar="ACTION")
+    summary = actions.add_parser("summary", help="each DCAE layer's output shape and parameters (Table I)")
+    _add_preset_args(summary)
+    summary.add_argument("--format", choices=["text", "json"], default="text")
+    summary.set_defaults(func=cmd_model_summary)
+
+
+def _add_run_parser(sub) -> None:
+    from .pipeline.methods import METHODS
+
+    run = sub.add_parser("run", help="train the DCAE and classifier, evaluate under a protocol, write a report")
+    _add_evaluation_args(run)
+    run.add_argument("--out", required=True, help="the run folder to write")
+    run.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
+    run.add_argument(
+        "--ae-on-test",
+        action="store_true",
+        help="official protocol: also train the autoencoder (without labels) on the test images",
+    )
+    run.add_argument(
+        "--method",
+        default="dcae-mlp",
+        metavar="{" + ",".join(METHODS) + "}",
+        help=f"default dcae-mlp. {_method_help()}",
+    )
+    run.set_defaults(func=cmd_run)
+
+
+def _add_compare_parser(sub) -> None:
+    from .pipeline.methods import METHODS
+
+    compare = sub.add_parser("compare", help="several methods on identical splits, beside the paper's Table II")
+    _add_evaluation_args(compare, protocol_help=None)
+    table2 = [m for m, cls in METHODS.items() if cls.paper_accuracy is not None]
+    compare.add_argument(
+        "--methods",
+        nargs="+",
+        metavar="METHOD",
+        help=f"methods to run (default: Table II's: {', '.join(table2)}). {_method_help()}",
+    )
+    compare.add_argument("--out", required=True, help="the folder to write (one run folder per method inside)")
+    compare.add_argument(
+        "--ensemble",
+        action="store_true",
+        help="also average the methods' probabilities (equal weights) into OUT/ensemble, a model `hep2 predict` "
+        "loads (as `hep2 ensemble` does)",
+    )
+    compare.add_argument(
+        "--neighbours",
+        type=int,
+        default=0,
+        metavar="K",
+        help="with --ensemble: transductive smoothing of each test cell over its K nearest test cells (as "
+        "`hep2 ensemble --neighbours K`)",
+    )
+    compare.add_argument("--resume", action="store_true", help="reuse finished methods' runs and continue the others")
+    compare.set_defaults(func=cmd_compare)
+
+
+def _add_demo_parser(sub) -> None:
+    demo = sub.add_parser(
+        "demo", help="the paper's method beside the recommended method on the built-in synthetic data (2 minutes)"
+    )
+    demo.add_argument("--out", default="runs/demo", help="the folder to write (default runs/demo)")
+    demo.add_argument("--per-class", type=int, default=60, help="synthetic cells per class (default 60)")
+    demo.add_argument("--resume", action="store_true", help="reuse the finished runs in --out")
+    demo.add_argument("--quiet", action="store_true", help="no progress output")
+    demo.set_defaults(func=cmd_demo)
+
+
+def _add_predict_parser(sub) -> None:
+    predict = sub.add_parser("predict", help="classify cell images with a trained run's model")
+    predict.add_argument("--model", required=True, help="a run folder written by hep2 run")
+    predict.add_argument("inputs", nargs="+", metavar="IMAGE_OR_FOLDER")
+    predict.add_argument("--out", help="write a CSV of predictions and probabilities")
+    predict.add_argument(
+        "--summary",
+        metavar="FILE.csv",
+        help="write a CSV with a row per folder of cells (one well, one specimen): its dominant pattern, the share "
+        "of its cells that show it, the cells each pattern got and the mean probabilities",
+    )
+    predict.add_argument("--skip-bad", action="store_true", help=SKIP_BAD_HELP)
+    predict.set_defaults(func=cmd_predict)
+
+
+def _add_ensemble_parser(sub) -> None:
+    ensemble = sub.add_parser(
+        "ensemble", help="one model from several finished runs on the same splits (their probabilities averaged)"
+    )
+    ensemble.add_argument(
+        "runs",
+        nargs="+",
+        metavar="RUN",
+        help="run folders of `hep2 run` / `hep2 compare` (same data, protocol and splits)",
+    )
+    ensemble.add_argument("--out", required=True, help="the run folder to write (figures, report, model/)")
+    ensemble.add_argument(
+        "--neighbours",
+        type=int,
+        default=0,
+        metavar="K",
+        help="transductive: then average each test cell's probabilities with those of its K nearest cells of the "
+        "same test split (in the members' features; K = 10 was chosen on SNPHEp-2's train/); the saved model does "
+        "the same over each batch `hep2 predict` gets",
+    )
+    ensemble.add_argument("--quiet", action="store_true", help="no progress output")
+    ensemble.set_defaults(func=cmd_ensemble)
+
+
+def _add_export_parser(sub) -> None:
+    export = sub.add_parser("export", help="write a run's model as one ONNX or TorchScript graph, with a model card")
+    export.add_argument("--model", required=True, help="a run folder written by `hep2 run`")
+    export.add_argument(
+        "--format",
+        choices=["onnx", "torchscript"],
+        help="default: what --out's name says (.onnx: ONNX; .pt, .pth, .ts: TorchScript)",
+    )
+    export.add_argument("--out", required=True, help="the file to write (its model card goes beside it: FILE.md)")
+    export.set_defaults(func=cmd_export)
+
+
+def _add_serve_parser(sub) -> None:
+    serve = sub.add_parser("serve", help="a local web page and JSON API: upload cells, see patterns, read run reports")
+    serve.add_argument("--model", required=True, help="a run folder written by `hep2 run`")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument(
+        "--workdir",
+        default="hep2-serve",
+        help="the only folder the server writes to (uploads, CSVs); default ./hep2-serve",
+    )
+    serve.add_argument("--runs", help="the folder of run folders to show (default: the model's parent folder)")
+    serve.set_defaults(func=cmd_serve)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -289,157 +488,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--version", action="version", version=f"hep2 {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    data = sub.add_parser("data", help="inspect datasets and make the built-in synthetic set")
-    dsub = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
-    s = dsub.add_parser("summary", help="counts per split and class, image sizes, problems found")
-    s.add_argument("dataset", help=DATASET_HELP)
-    s.add_argument("--format", choices=["text", "json"], default="text")
-    s.add_argument("--skip-bad", action="store_true", help="go on without unreadable images and list them")
-    s.set_defaults(func=cmd_data_summary)
-    m = dsub.add_parser("make-synthetic", help="write the built-in synthetic HEp-2 set in the folder layout")
-    m.add_argument("out", help="a new folder to write")
-    m.add_argument("--per-class", type=int, default=100, help="cells per class (default 100)")
-    m.add_argument("--specimens", type=int, default=20, help="specimens in all, one pattern each (default 20)")
-    m.add_argument("--seed", type=int, default=0)
-    m.set_defaults(func=cmd_data_make_synthetic)
-
-    model = sub.add_parser("model", help="describe the networks")
-    msub = model.add_subparsers(dest="model_command", required=True, metavar="ACTION")
-    ms = msub.add_parser("summary", help="each DCAE layer's output shape and parameters (Table I)")
-    _add_preset_args(ms)
-    ms.add_argument("--format", choices=["text", "json"], default="text")
-    ms.set_defaults(func=cmd_model_summary)
-
-    r = sub.add_parser("run", help="train the DCAE and classifier, evaluate under a protocol, write a report")
-    r.add_argument("dataset", help=DATASET_HELP)
-    r.add_argument(
-        "--protocol",
-        choices=["official", "cv", "grouped", "blocked"],
-        default="cv",
-        help="official: SNPHEp-2 specimen-disjoint Split-50-K, or the dataset's own train/ -> test/; cv: "
-        "cell-level stratified k-fold "
-        "(optimistic); grouped: k-fold over specimens; blocked: k-fold over contiguous ID blocks "
-        "of each class (data stored specimen by specimen, without specimen IDs: SNPHEp-2's train/)",
-    )
-    r.add_argument(
-        "--subset",
-        default="train",
-        help="for cv/grouped/blocked: the subset to cross-validate "
-        "(train, test or all; default train, or all where the dataset has no train split)",
-    )
-    _add_preset_args(r)
-    r.add_argument("--out", required=True, help="the run folder to write")
-    r.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
-    r.add_argument("--skip-bad", action="store_true", help="go on without unreadable images and list them")
-    r.add_argument(
-        "--ae-on-test",
-        action="store_true",
-        help="official protocol: also train the autoencoder (without labels) on the test images",
-    )
-    r.add_argument(
-        "--method",
-        default="dcae-mlp",
-        help="dcae-mlp (the paper, default), lbp-svm, texture-svm, cnn5 (Table II's), resnet, bow (a bag "
-        "of visual words) or shape-index (shape-index histograms)",
-    )
-    r.add_argument("--quiet", action="store_true", help="no progress output")
-    r.set_defaults(func=cmd_run)
-
-    c = sub.add_parser("compare", help="several methods on identical splits, beside the paper's Table II")
-    c.add_argument("dataset", help=DATASET_HELP)
-    c.add_argument("--protocol", choices=["official", "cv", "grouped", "blocked"], default="cv")
-    c.add_argument("--subset", default="train", help="for cv/grouped/blocked: the subset to cross-validate")
-    c.add_argument(
-        "--methods",
-        nargs="+",
-        help="methods to run (default: Table II's four: dcae-mlp, lbp-svm, texture-svm, cnn5; "
-        "resnet, bow, shape-index and methods registered by you when named)",
-    )
-    _add_preset_args(c)
-    c.add_argument("--out", required=True, help="the folder to write (one run folder per method inside)")
-    c.add_argument(
-        "--ensemble",
-        action="store_true",
-        help="also average the methods' probabilities (equal weights) "
-        "into OUT/ensemble, a model `hep2 predict` loads (as `hep2 ensemble` does)",
-    )
-    c.add_argument(
-        "--neighbours",
-        type=int,
-        default=0,
-        metavar="K",
-        help="with --ensemble: transductive smoothing "
-        "of each test cell over its K nearest test cells (as `hep2 ensemble --neighbours K`)",
-    )
-    c.add_argument("--resume", action="store_true", help="reuse finished methods' runs and continue the others")
-    c.add_argument("--skip-bad", action="store_true")
-    c.add_argument("--quiet", action="store_true")
-    c.set_defaults(func=cmd_compare)
-
-    d = sub.add_parser("demo", help="the whole method on the built-in synthetic data (a few minutes)")
-    d.add_argument("--out", default="runs/demo", help="the run folder (default runs/demo)")
-    d.add_argument("--per-class", type=int, default=100, help="synthetic cells per class (default 100)")
-    d.add_argument("--resume", action="store_true")
-    d.set_defaults(func=cmd_demo)
-
-    pr = sub.add_parser("predict", help="classify cell images with a trained run's model")
-    pr.add_argument("--model", required=True, help="a run folder written by hep2 run")
-    pr.add_argument("inputs", nargs="+", metavar="IMAGE_OR_FOLDER")
-    pr.add_argument("--out", help="write a CSV of predictions and probabilities")
-    pr.add_argument(
-        "--summary",
-        metavar="FILE.csv",
-        help="write a CSV with a row per folder of cells (one well, one specimen): its dominant pattern, the "
-        "share of its cells that show it, the cells each pattern got and the mean probabilities",
-    )
-    pr.add_argument("--skip-bad", action="store_true", help="go on without unreadable images and list them")
-    pr.set_defaults(func=cmd_predict)
-
-    en = sub.add_parser(
-        "ensemble",
-        help="one model from several finished runs on the same splits (their probabilities averaged, equal weights)",
-    )
-    en.add_argument(
-        "runs",
-        nargs="+",
-        metavar="RUN",
-        help="run folders of `hep2 run` / `hep2 compare` (same data, protocol and splits)",
-    )
-    en.add_argument("--out", required=True, help="the run folder to write (figures, report, model/)")
-    en.add_argument(
-        "--neighbours",
-        type=int,
-        default=0,
-        metavar="K",
-        help="transductive: then average each test cell's probabilities with those of its K nearest "
-        "cells of the same test split (in the members' features; K = 10 was chosen on SNPHEp-2's "
-        "train/); the saved model does the same over each batch `hep2 predict` gets",
-    )
-    en.add_argument("--quiet", action="store_true")
-    en.set_defaults(func=cmd_ensemble)
-
-    ex = sub.add_parser("export", help="write a run's model as one ONNX or TorchScript graph, with a model card")
-    ex.add_argument("--model", required=True, help="a run folder written by `hep2 run`")
-    ex.add_argument(
-        "--format",
-        choices=["onnx", "torchscript"],
-        help="default: what --out's name says (.onnx: ONNX; .pt, .pth, .ts: TorchScript)",
-    )
-    ex.add_argument("--out", required=True, help="the file to write (its model card goes beside it: FILE.md)")
-    ex.set_defaults(func=cmd_export)
-
-    sv = sub.add_parser("serve", help="a local web page and JSON API: upload cells, see patterns, read run reports")
-    sv.add_argument("--model", required=True, help="a run folder written by `hep2 run`")
-    sv.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
-    sv.add_argument("--port", type=int, default=8000)
-    sv.add_argument(
-        "--workdir",
-        default="hep2-serve",
-        help="the only folder the server writes to (uploads, CSVs); default ./hep2-serve",
-    )
-    sv.add_argument("--runs", help="the folder of run folders to show (default: the model's parent folder)")
-    sv.set_defaults(func=cmd_serve)
+    for add in (
+        _add_data_parsers,
+        _add_model_parsers,
+        _add_run_parser,
+        _add_compare_parser,
+        _add_demo_parser,
+        _add_predict_parser,
+        _add_ensemble_parser,
+        _add_export_parser,
+        _add_serve_parser,
+    ):
+        add(sub)
     return p
 
 

@@ -183,3 +183,6 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
 
     def predict(self, X) -> np.ndarray:
         return self.classes_[self.predict_proba(X).argmax(1)]
+
+
+__all__ = ["CNNClassifier"]

@@ -7,3 +7,6 @@ class Hep2Error(Exception):
     The message names the file or value at fault and says what to do; the command line
     prints it without a traceback and exits with status 2.
     """
+
+
+__all__ = ["Hep2Error"]

@@ -239,6 +239,9 @@ _CPU = Preset(
     tta=True,
     ae_ensemble=3,
     mlp_ensemble=2,
+    # training in fp32 on every machine: bf16 training of these small networks was no faster on an AVX-512 BF16 CPU
+    # (benchmarks/run.py: 98.8 vs 103.8 images/s), and fp32 keeps a run's figures the same across CPU kinds
+    amp=False,
     channels_last=True,
     infer_channels_last=True,
 )

@@ -341,3 +341,19 @@ def evaluate_loss(model, batch_loss, data: tuple, batch_size: int, device, amp: 
             loss, k = batch_loss(model, *batch)
         total, seen = total + float(loss) * k, seen + k
     return total / max(seen, 1)
+
+
+__all__ = [
+    "MOVED_MODULES",
+    "MOVED_NAMES",
+    "autocast",
+    "bf16_is_native",
+    "evaluate_loss",
+    "fit",
+    "load_checkpoint",
+    "precision",
+    "resolve_device",
+    "save_checkpoint",
+    "torch_threads",
+    "use_bf16",
+]

@@ -211,3 +211,16 @@ def file_digest(path: Path) -> str:
     if key not in _digest_cache:
         _digest_cache[key] = hashlib.sha256(Path(path).read_bytes()).hexdigest()
     return _digest_cache[key]
+
+
+__all__ = [
+    "Cell",
+    "CellSet",
+    "INTENSITIES",
+    "KNOWN_CLASSES",
+    "file_digest",
+    "normalise_class",
+    "normalise_intensity",
+    "order_classes",
+    "snake_case",
+]

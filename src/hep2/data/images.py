@@ -465,3 +465,26 @@ def _finish(images, cells: CellSet, bad: list[tuple[str, str]], skip_bad: bool):
     if len(kept) == 0:
         raise Hep2Error(f"no readable image left in {cells.name} after skipping {len(bad)} bad files")
     return images[keep], kept
+
+
+__all__ = [
+    "CACHE_VERSION",
+    "CHANNELS",
+    "IMAGE_EXTENSIONS",
+    "IMAGE_FORMATS",
+    "MAX_PIXELS",
+    "Preprocess",
+    "as_uint8_images",
+    "atomic_write_bytes",
+    "cache_dir",
+    "denoise_image",
+    "image_shape",
+    "load_images",
+    "normalise",
+    "plain_view",
+    "preprocess_image",
+    "read_cell",
+    "read_image",
+    "read_mask",
+    "resize_square",
+]

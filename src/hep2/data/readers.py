@@ -25,7 +25,33 @@ KINDS = ("snphep2", "i3a", "icpr2012", "folder", "manifest", "synthetic")
 
 
 def open_dataset(spec: str, *, skip_bad: bool = False) -> CellSet:
-    """Read a dataset named ``kind:PATH``, ``synthetic[:N]`` or a bare path (layout detected)."""
+    """Read a dataset named ``kind:PATH``, ``synthetic[:N]`` or a bare path (layout detected).
+
+    Parameters
+    ----------
+    spec : str
+        ``snphep2:PATH``, ``i3a:PATH``, ``icpr2012:PATH``, ``folder:PATH``, ``manifest:FILE.csv``,
+        ``synthetic[:N]`` (N cells per class, 20 specimens) or a bare PATH whose layout is recognised.
+    skip_bad : bool
+        Leave out unreadable images and list them in ``cells.skipped`` instead of stopping at the first.
+
+    Returns
+    -------
+    CellSet
+        The cells: paths, labels, specimens, intensities and the dataset's own splits.
+
+    Raises
+    ------
+    Hep2Error
+        The path does not exist, the layout is not recognised, or a file is bad (naming it).
+
+    Examples
+    --------
+    >>> from hep2.data import open_dataset
+    >>> cells = open_dataset("synthetic:4")
+    >>> len(cells), cells.classes
+    (20, ['homogeneous', 'coarse_speckled', 'fine_speckled', 'nucleolar', 'centromere'])
+    """
     spec = str(spec)
     kind, _, rest = spec.partition(":")
     if kind == "synthetic":
@@ -708,3 +734,25 @@ def read_synthetic(per_class: int = 100, *, specimens: int = 20, seed: int = 0, 
     cells = read_folder(out)
     cells.name = spec
     return cells
+
+
+__all__ = [
+    "KINDS",
+    "SNPHEP2_CLASSES",
+    "SNPHEP2_RANGES",
+    "SPECIMEN_COLUMNS",
+    "SPLIT_NAMES",
+    "files_under",
+    "find_mask",
+    "is_cell_image",
+    "is_hidden",
+    "is_mask",
+    "merged_names",
+    "open_dataset",
+    "read_folder",
+    "read_i3a",
+    "read_icpr2012",
+    "read_manifest",
+    "read_snphep2",
+    "read_synthetic",
+]

@@ -136,3 +136,6 @@ def format_summary(s: dict) -> str:
         lines.append(f"skipped (--skip-bad): {s['skipped']['count']}")
         lines += [f"  - {f}" for f in s["skipped"]["files"]]
     return "\n".join(lines)
+
+
+__all__ = ["FEW", "colour_problem", "colour_share", "format_summary", "mixed", "summarize"]

@@ -400,3 +400,6 @@ def _umask() -> int:
     m = os.umask(0)
     os.umask(m)
     return m
+
+
+__all__ = ["PATTERNS", "generate_cell", "make_synthetic", "specimen_style"]

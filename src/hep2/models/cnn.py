@@ -132,3 +132,6 @@ class SmallResNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(x))
+
+
+__all__ = ["ACTIVATIONS", "GaoCNN", "SmallResNet"]

@@ -28,6 +28,31 @@ def n_features(kind: str, latent: int, widths, words: int = 0) -> int:
 
 
 class DCAE(nn.Module):
+    """The deep convolutional autoencoder of the paper's Table I, for any input side divisible by 16.
+
+    Parameters
+    ----------
+    size : int
+        The input's side in pixels (224 in Table I).
+    widths : tuple of 4 ints
+        The maps of Conv 1..4 (64, 128, 256, 512 in Table I).
+    latent : int
+        Conv 5's maps: the length of the feature vector (4,096 in Table I).
+    in_channels : int
+        Views of each cell read side by side (1: the cell).
+    latent_activation, output : str
+        Conv 5's activation (relu | linear) and the output's (sigmoid | linear).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from hep2.models import DCAE
+    >>> model = DCAE(size=32, widths=(16, 32, 64, 128), latent=1024)
+    >>> x = torch.rand(2, 1, 32, 32)
+    >>> model.encode(x).shape, model(x).shape
+    (torch.Size([2, 1024]), torch.Size([2, 1, 32, 32]))
+    """
+
     def __init__(
         self,
         size: int = 224,
@@ -210,3 +235,6 @@ def layer_table(size: int = 224, widths=(64, 128, 256, 512), latent: int = 4096,
 
 def _count(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
+
+
+__all__ = ["DCAE", "layer_table", "n_features"]

@@ -15,3 +15,6 @@ class MLP(nn.Sequential):
             prev = h
         layers.append(nn.Linear(prev, n_out))
         super().__init__(*layers)
+
+
+__all__ = ["MLP"]

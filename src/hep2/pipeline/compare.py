@@ -203,3 +203,6 @@ def comparison_figure(result: dict, path: Path) -> None:
     ax.legend(fontsize=8)
     ax.set_title(f"{result['dataset']} | protocol {result['protocol']} | preset {result['preset']}", fontsize=9)
     save_figure(fig, path)
+
+
+__all__ = ["check_methods", "compare", "comparison_figure", "comparison_markdown", "comparison_row"]

@@ -387,3 +387,6 @@ def make_ensemble(runs, out, *, verbose: bool = True, neighbours: int = 0) -> di
         + f") -> {out}"
     )
     return metrics
+
+
+__all__ = ["FULL", "make_ensemble"]

@@ -284,3 +284,23 @@ def summarize_protocol(protocol: str, per_split: dict[str, dict], pooled: dict, 
         }
     out.update(extra or {})
     return out
+
+
+__all__ = [
+    "HOLDOUT",
+    "PAPER_CONFUSION",
+    "PROTOCOLS",
+    "PROTOCOL_TEXT",
+    "SPECIMEN_PROTOCOLS",
+    "batch_summary",
+    "blocked_folds",
+    "blocks",
+    "check_protocol",
+    "classification_metrics",
+    "protocol_splits",
+    "specimen_figure",
+    "specimen_metrics",
+    "split_figures",
+    "split_metrics",
+    "summarize_protocol",
+]

@@ -43,6 +43,38 @@ def logistic_head():
 
 
 def register_method(name: str):
+    """Add a :class:`Method` subclass to the registry under ``name``, for `hep2 run --method`, `hep2 compare
+    --methods` and :func:`get_method`.
+
+    Parameters
+    ----------
+    name : str
+        The method's name on the command line and in run folders.
+
+    Returns
+    -------
+    callable
+        A class decorator that sets ``cls.name`` and registers the class.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> from hep2.pipeline.methods import METHODS, Method, get_method, register_method
+    >>> from hep2.presets import get_preset
+    >>> @register_method("mean-grey")
+    ... class MeanGrey(Method):
+    ...     description = "each cell's mean grey level, logistic regression"
+    ...     def transform(self, images):
+    ...         return images.reshape(len(images), -1).mean(1, keepdims=True)
+    ...     def classifier(self):
+    ...         return LogisticRegression()
+    >>> method = get_method("mean-grey", get_preset("tiny"))
+    >>> method.name, method.transform(np.full((2, 4, 4), 7, np.uint8)).ravel().tolist()
+    ('mean-grey', [7.0, 7.0])
+    >>> del METHODS["mean-grey"]
+    """
+
     def deco(cls):
         cls.name = name
         METHODS[name] = cls
@@ -317,3 +349,20 @@ class ResNet(Method):
                 | self._cnn_settings()
             )
         )
+
+
+__all__ = [
+    "BoW",
+    "CNN5",
+    "DCAEMLP",
+    "DCAE_SETTINGS",
+    "LBPSVM",
+    "Method",
+    "PUBLISHED_INPUT",
+    "ResNet",
+    "ShapeIndex",
+    "TextureSVM",
+    "get_method",
+    "logistic_head",
+    "register_method",
+]

@@ -82,7 +82,35 @@ def full_proba(clf, X, n_classes: int) -> np.ndarray:
 
 class Predictor:
     """A trained pipeline loaded from a run folder (or its ``model/`` subfolder); for an ensemble
-    (`hep2 ensemble`), its members' pipelines, whose probabilities are averaged."""
+    (`hep2 ensemble`), its members' pipelines, whose probabilities are averaged.
+
+    Parameters
+    ----------
+    model_dir : str or Path
+        A run folder of `hep2 run`, `hep2 ensemble` or `hep2 demo`'s runs, its ``model/`` folder or its
+        ``model/pipeline.pt``. Load only files you trust (pickle).
+
+    Attributes
+    ----------
+    classes : list of str
+        The patterns, in the order of the probabilities' columns.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from hep2.data import open_dataset
+    >>> from hep2.pipeline.predict import Predictor
+    >>> from hep2.pipeline.runner import run
+    >>> from hep2.presets import get_preset
+    >>> out = Path(tempfile.mkdtemp()) / "run"
+    >>> _ = run("synthetic:6", protocol="cv", cfg=get_preset("tiny"), out=out, method="shape-index", verbose=False)
+    >>> pred = Predictor(out)
+    >>> files = [cell.path for cell in open_dataset("synthetic:6").cells[:3]]
+    >>> rows, skipped = pred.predict_files(files)
+    >>> [(Path(path).name, pattern in pred.classes, proba.shape) for path, pattern, proba in rows]
+    [('s05_0001.png', True, (5,)), ('s05_0002.png', True, (5,)), ('s10_0001.png', True, (5,))]
+    """
 
     def __init__(self, model_dir):
         d = Path(model_dir)
@@ -296,3 +324,16 @@ def expand_inputs(items, skipped: list | None = None) -> list[Path]:
                 raise Hep2Error(msg)
             skipped.append(msg)
     return out
+
+
+__all__ = [
+    "FORMAT",
+    "Predictor",
+    "by_folder",
+    "comparison_folder",
+    "expand_inputs",
+    "folder_summaries",
+    "full_proba",
+    "save_ensemble",
+    "save_model",
+]

@@ -419,3 +419,19 @@ def write_report(out: Path, *, metrics: dict, config: dict, cells, history: dict
         md = md.replace("![curves](curves.png)\n", "")
     atomic_write_bytes(out / "report.md", md.encode())
     atomic_write_bytes(out / "report.html", html_page(md, out).encode())
+
+
+__all__ = [
+    "LEVERS",
+    "SCALE",
+    "confusion_figure",
+    "curves_figure",
+    "dcae_description",
+    "html_page",
+    "levers",
+    "markdown",
+    "reconstructions_figure",
+    "results_markdown",
+    "save_figure",
+    "write_report",
+]

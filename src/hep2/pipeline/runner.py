@@ -264,3 +264,6 @@ def run(
     )
     say(f"report: {out / 'report.html'}")
     return metrics
+
+
+__all__ = ["run"]
