@@ -63,21 +63,8 @@ def run(
             "every cell of the subset (no labels): drop it"
         )
     cells = open_dataset(dataset, skip_bad=skip_bad)
-    if main and m.preprocess().channel == "mean":  # colour cells mixing two stains: said, from a sample
-        from ..data.images import read_image
-        from ..data.summary import colour_problem, colour_share, mixed
-
-        sample = cells.cells[:: max(len(cells) // 20, 1)][:20]
-        shares = []
-        for c in sample:
-            try:
-                share = colour_share(read_image(c.path, "rgb"))
-            except Hep2Error:  # an unreadable file: named below, where the images are read
-                continue
-            if share is not None:
-                shares.append(share)
-        if shares and mixed(np.mean(shares, axis=0)):
-            cells.problems.append(colour_problem(shares, f" among {len(sample)} cells sampled"))
+    if main and m.preprocess().channel == "mean":
+        cells.problems += sampled_colour_problems(cells)
     for problem in cells.problems if main else ():
         print(f"hep2: warning: {problem}", file=sys.stderr)
     subset = run_subset(cells, protocol, subset)
@@ -98,7 +85,6 @@ def run(
     split_k = protocol == "official" and bool(cells.official_splits())  # else official is train/ -> test/ once
     full_test = [cells.subsets["test"]] if split_k else []
     used = np.unique(np.concatenate([ae_idx, *full_test] + [np.concatenate([a, b]) for _, a, b in splits]))
-    y = cells.y
     config = {
         "dataset": dataset,
         "protocol": protocol,
@@ -114,30 +100,9 @@ def run(
     if resume and (out / "config.json").exists():
         check_same_run(out, config)
     if main:
-        write_json(out / "config.json", config)
-        write_json(
-            out / "environment.json",
-            environment()
-            | {
-                "device": str(device),
-                "processes": dd.world(),
-                "bf16_native": bf16_is_native(device.type),
-                "precision": precision(cfg, device),
-            },
-        )
-        write_json(
-            out / "data.json",
-            {
-                "dataset": cells.name,
-                "fingerprint": cells.fingerprint(),
-                "n_cells": len(cells),
-                "classes": cells.classes,
-                "subsets": {k: len(v) for k, v in cells.subsets.items()},
-                "skipped": {"count": len(cells.skipped), "files": cells.skipped},
-            },
-        )
+        write_run_description(out, config, cells, cfg, device)
 
-    # 1. the unsupervised stage (the autoencoder), without labels
+    # the unsupervised stage (the autoencoder), without labels
     t0 = time.perf_counter()
     if m.unsupervised and main:
         (out / "checkpoints").mkdir(exist_ok=True)
@@ -148,69 +113,35 @@ def run(
         verbose=verbose,
     )
     t_ae = time.perf_counter() - t0
-    # 2. features of every cell the protocol uses
+    # features of every cell the protocol uses
     t0 = time.perf_counter()
     f_used = dd.map_rows(m.transform, images[used]) if m.unsupervised else m.transform(images[used])
     feats = np.zeros((len(cells), *f_used.shape[1:]), f_used.dtype)
     feats[used] = f_used
     t_feat = time.perf_counter() - t0
     if f_used.ndim == 2 and main:  # a feature vector per cell (not images, as for the CNN)
-        buf = io.BytesIO()
-        np.save(buf, f_used.astype(np.float32))
-        atomic_write_bytes(out / "features.npy", buf.getvalue())
-        write_csv(
-            out / "features_ids.csv",
-            ["row", "id", "label"],
-            [[r, cells.cells[i].id, cells.cells[i].label] for r, i in enumerate(used)],
-        )
+        write_features(out, f_used, [cells.cells[i] for i in used])
         say(f"features: {len(used)} x {f_used.shape[1]} in {t_feat:.1f}s")
 
-    # 3. the classifier under the protocol
+    # the classifier under the protocol, then the final one on all labelled training cells
     t0 = time.perf_counter()
-    per_split, rows, all_true, all_pred = {}, [], [], []
-
     # each test specimen's call too, where the protocol holds whole specimens out and the cells name theirs
     specimens = cells.specimens if protocol in SPECIMEN_PROTOCOLS else None
-
-    def prediction_rows(split, idx, proba, pred):
-        return [
-            [
-                split,
-                cells.cells[i].id,
-                *([cells.cells[i].specimen] if specimens is not None else []),
-                cells.classes[y[i]],
-                cells.classes[p],
-                *np.round(pr, 5),
-            ]
-            for i, p, pr in zip(idx, pred, proba)
-        ]
-
-    def evaluate(idx, proba):
-        return split_metrics(y[idx], proba, cells.classes, None if specimens is None else specimens[idx])
-
-    for name, a, b in splits:
-        clf = m.classifier().fit(feats[a], y[a])
-        proba = full_proba(clf, feats[b], len(cells.classes))
-        pred = proba.argmax(1)
-        per_split[name] = evaluate(b, proba)
-        all_true.append(y[b])
-        all_pred.append(pred)
-        rows += prediction_rows(name, b, proba, pred)
-        say(f"  {name}: {split_figures(per_split[name])}  (train {len(a)}, test {len(b)})")
-    pooled = classification_metrics(np.concatenate(all_true), np.concatenate(all_pred), cells.classes)
-    extra = {}
     train_idx = cells.subsets["train"] if protocol == "official" else ae_idx
-    # official on a layout's own train/ -> test/: its one split's classifier is the final one
-    final = clf if protocol == "official" and not split_k else m.classifier().fit(feats[train_idx], y[train_idx])
-    if split_k:  # also all of train/ against all of test/
-        test = cells.subsets["test"]
-        full_p = full_proba(final, feats[test], len(cells.classes))
-        full_pred = full_p.argmax(1)
-        extra["full"] = evaluate(test, full_p)
-        rows += prediction_rows("full", test, full_p, full_pred)
-        say(f"  full (train/ -> test/): {split_figures(extra['full'])}")
+    test_idx = cells.subsets["test"] if split_k else None
+    per_split, pooled, full, rows, final = evaluate_classifier(
+        m,
+        feats,
+        cells,
+        splits,
+        train_idx,
+        test_idx,
+        specimens,
+        final_is_split=protocol == "official" and not split_k,
+        say=say,
+    )
     t_clf = time.perf_counter() - t0
-    extra |= {
+    extra = ({"full": full} if full is not None else {}) | {
         "dataset": cells.name,
         "preset": cfg.name,
         "method": method,
@@ -231,30 +162,9 @@ def run(
     history = {"autoencoder": m.history_, "classifier": getattr(final, "history_", [])}
     if not main:
         return metrics
-    write_json(out / "metrics.json", metrics)
-    write_csv(
-        out / "predictions.csv",
-        ["split", "id", *(["specimen"] if specimens is not None else []), "true", "predicted"]
-        + [f"p_{c}" for c in cells.classes],
-        rows,
-    )
-    save_model(out / "model", m, final, cells.classes, masks=prep.use_mask and any(c.mask for c in cells.cells))
-    write_json(out / "history.json", history)
-
-    # 4. figures and the report
-    from .report import write_report
-
-    recon_idx = ae_idx[np.linspace(0, len(ae_idx) - 1, min(8, len(ae_idx))).astype(int)]
-    originals = images[recon_idx]  # with several views, the first autoencoder's (the one reconstructed)
-    write_report(
-        out,
-        metrics=metrics,
-        config=config,
-        cells=cells,
-        history=history,
-        originals=(originals[:, 0] if originals.ndim == 4 else originals) / 255.0,
-        reconstructions=m.reconstruct(images[recon_idx]),
-    )
+    masks = prep.use_mask and any(c.mask for c in cells.cells)
+    write_results(out, metrics, rows, cells, specimens is not None, m, final, history, masks)
+    write_figures_and_report(out, m, images, ae_idx, metrics=metrics, config=config, cells=cells, history=history)
     metrics["seconds"]["total"] = round(time.perf_counter() - t_start, 1)
     write_json(out / "metrics.json", metrics)
     say(
@@ -266,4 +176,139 @@ def run(
     return metrics
 
 
-__all__ = ["run"]
+def sampled_colour_problems(cells, n: int = 20) -> list[str]:
+    """The problem of colour cells whose signal mixes two stains, judged from up to ``n`` cells spread over the
+    dataset (read as the mean of R, G and B they would mix); none when they do not, or are grey."""
+    from ..data.images import read_image
+    from ..data.summary import colour_problem, colour_share, mixed
+
+    sample = cells.cells[:: max(len(cells) // n, 1)][:n]
+    shares = []
+    for c in sample:
+        try:
+            share = colour_share(read_image(c.path, "rgb"))
+        except Hep2Error:  # an unreadable file: named where the images are read
+            continue
+        if share is not None:
+            shares.append(share)
+    if shares and mixed(np.mean(shares, axis=0)):
+        return [colour_problem(shares, f" among {len(sample)} cells sampled")]
+    return []
+
+
+def write_run_description(out: Path, config: dict, cells, cfg: Preset, device) -> None:
+    """config.json (what was asked), environment.json (the machine and its precision) and data.json (the cells)."""
+    write_json(out / "config.json", config)
+    write_json(
+        out / "environment.json",
+        environment()
+        | {
+            "device": str(device),
+            "processes": dd.world(),
+            "bf16_native": bf16_is_native(device.type),
+            "precision": precision(cfg, device),
+        },
+    )
+    write_json(
+        out / "data.json",
+        {
+            "dataset": cells.name,
+            "fingerprint": cells.fingerprint(),
+            "n_cells": len(cells),
+            "classes": cells.classes,
+            "subsets": {k: len(v) for k, v in cells.subsets.items()},
+            "skipped": {"count": len(cells.skipped), "files": cells.skipped},
+        },
+    )
+
+
+def write_features(out: Path, features: np.ndarray, cells: list) -> None:
+    """features.npy (a row a cell, float32) and features_ids.csv (which cell each row is)."""
+    buf = io.BytesIO()
+    np.save(buf, features.astype(np.float32))
+    atomic_write_bytes(out / "features.npy", buf.getvalue())
+    write_csv(out / "features_ids.csv", ["row", "id", "label"], [[r, c.id, c.label] for r, c in enumerate(cells)])
+
+
+def evaluate_classifier(m, feats, cells, splits, train_idx, test_idx, specimens, *, final_is_split: bool, say):
+    """A fresh classifier fitted and tested on each split, then the final one on ``train_idx`` (under official on a
+    layout's own train/ -> test/, the one split's classifier is the final one) and, where ``test_idx`` is given,
+    tested on all of it ("full"). Returns the per-split metrics, the pooled metrics, the full metrics (or None),
+    the prediction rows and the final classifier."""
+    y, n_classes = cells.y, len(cells.classes)
+
+    def prediction_rows(split, idx, proba, pred):
+        return [
+            [
+                split,
+                cells.cells[i].id,
+                *([cells.cells[i].specimen] if specimens is not None else []),
+                cells.classes[y[i]],
+                cells.classes[p],
+                *np.round(pr, 5),
+            ]
+            for i, p, pr in zip(idx, pred, proba)
+        ]
+
+    def evaluate(idx, proba):
+        return split_metrics(y[idx], proba, cells.classes, None if specimens is None else specimens[idx])
+
+    per_split, rows, all_true, all_pred = {}, [], [], []
+    for name, a, b in splits:
+        clf = m.classifier().fit(feats[a], y[a])
+        proba = full_proba(clf, feats[b], n_classes)
+        pred = proba.argmax(1)
+        per_split[name] = evaluate(b, proba)
+        all_true.append(y[b])
+        all_pred.append(pred)
+        rows += prediction_rows(name, b, proba, pred)
+        say(f"  {name}: {split_figures(per_split[name])}  (train {len(a)}, test {len(b)})")
+    pooled = classification_metrics(np.concatenate(all_true), np.concatenate(all_pred), cells.classes)
+    final = clf if final_is_split else m.classifier().fit(feats[train_idx], y[train_idx])
+    full = None
+    if test_idx is not None:  # also all of train/ against all of test/
+        full_p = full_proba(final, feats[test_idx], n_classes)
+        full = evaluate(test_idx, full_p)
+        rows += prediction_rows("full", test_idx, full_p, full_p.argmax(1))
+        say(f"  full (train/ -> test/): {split_figures(full)}")
+    return per_split, pooled, full, rows, final
+
+
+def write_results(out: Path, metrics, rows, cells, with_specimens: bool, m, final, history, masks: bool) -> None:
+    """metrics.json, predictions.csv (a row a test cell of each split), the model (model/pipeline.pt) and
+    history.json (the training curves)."""
+    write_json(out / "metrics.json", metrics)
+    write_csv(
+        out / "predictions.csv",
+        ["split", "id", *(["specimen"] if with_specimens else []), "true", "predicted"]
+        + [f"p_{c}" for c in cells.classes],
+        rows,
+    )
+    save_model(out / "model", m, final, cells.classes, masks=masks)
+    write_json(out / "history.json", history)
+
+
+def write_figures_and_report(out: Path, m, images, ae_idx, **report) -> None:
+    """report.md / report.html with the confusion, the training curves and up to 8 reconstructions of the
+    autoencoder's cells (with several views, the first autoencoder's, the one reconstructed)."""
+    from .report import write_report
+
+    recon_idx = ae_idx[np.linspace(0, len(ae_idx) - 1, min(8, len(ae_idx))).astype(int)]
+    originals = images[recon_idx]
+    write_report(
+        out,
+        **report,
+        originals=(originals[:, 0] if originals.ndim == 4 else originals) / 255.0,
+        reconstructions=m.reconstruct(images[recon_idx]),
+    )
+
+
+__all__ = [
+    "evaluate_classifier",
+    "run",
+    "sampled_colour_problems",
+    "write_features",
+    "write_figures_and_report",
+    "write_results",
+    "write_run_description",
+]
