@@ -116,7 +116,7 @@ def cmd_demo(args) -> int:
     result = demo(args.out, per_class=args.per_class, resume=args.resume, verbose=not args.quiet)
     if dd.is_main():
         print("\n".join(demo_lines(result)))
-        print(f"report: {Path(args.out) / 'comparison.md'}")
+        print(f"report: {Path(args.out) / 'comparison.md'} ({result['seconds']:.0f} s)")
         print(f"classify new images with: hep2 predict --model {Path(args.out) / 'recommended'} IMAGE_OR_FOLDER...")
     return 0
 
