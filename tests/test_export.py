@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import SNPHEP2_ROOT
 
+from conftest import SNPHEP2_ROOT
 from hep2.cli import main
 from hep2.data import load_images, open_dataset
 from hep2.errors import Hep2Error
