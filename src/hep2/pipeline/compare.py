@@ -104,10 +104,15 @@ def compare(
         "rows": rows,
     }
     if dd.is_main():  # under torchrun: rank 0 writes
-        write_json(out / "comparison.json", result)
-        atomic_write_bytes(out / "comparison.md", comparison_markdown(result).encode())
-        comparison_figure(result, out / "comparison.png")
+        write_comparison(out, result)
     return result
+
+
+def write_comparison(out: Path, result: dict) -> None:
+    """comparison.json, comparison.md (the table) and comparison.png (the bars) of a comparison's rows."""
+    write_json(out / "comparison.json", result)
+    atomic_write_bytes(out / "comparison.md", comparison_markdown(result).encode())
+    comparison_figure(result, out / "comparison.png")
 
 
 def check_methods(methods, ensemble: bool, neighbours: int) -> None:
@@ -205,4 +210,4 @@ def comparison_figure(result: dict, path: Path) -> None:
     save_figure(fig, path)
 
 
-__all__ = ["check_methods", "compare", "comparison_figure", "comparison_markdown", "comparison_row"]
+__all__ = ["check_methods", "compare", "comparison_figure", "comparison_markdown", "comparison_row", "write_comparison"]

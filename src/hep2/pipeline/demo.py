@@ -20,11 +20,10 @@ import time
 from pathlib import Path
 
 from .. import distributed as dd
-from ..data.images import atomic_write_bytes
 from ..presets import get_preset
-from .compare import comparison_figure, comparison_markdown, comparison_row
+from .compare import comparison_row, write_comparison
 from .ensemble import make_ensemble
-from .runfolder import prepare_out, write_json
+from .runfolder import prepare_out
 from .runner import run
 
 PROTOCOL = "grouped"
@@ -82,9 +81,7 @@ def demo(out, *, per_class: int = 60, resume: bool = False, verbose: bool = True
         "seconds": time.perf_counter() - t0,
     }
     if dd.is_main():
-        write_json(out / "comparison.json", result)
-        atomic_write_bytes(out / "comparison.md", comparison_markdown(result).encode())
-        comparison_figure(result, out / "comparison.png")
+        write_comparison(out, result)
     return result
 
 

@@ -67,12 +67,10 @@ def prepare_out(out: Path, resume: bool, kind: str = "run") -> None:
         raise Hep2Error(
             f"--resume: {out} holds files but no config.json, so no run of `hep2 run` to continue: choose another --out"
         )
-    if names and kind == "compare" and not names <= set(METHODS) | COMPARE_FILES:
-        foreign = ", ".join(sorted(names - set(METHODS) - COMPARE_FILES)[:3])
-        raise Hep2Error(f"--resume: {out} is not a folder of `hep2 compare` (it holds {foreign}): choose another --out")
-    if names and kind == "demo" and not names <= DEMO_FILES:
-        foreign = ", ".join(sorted(names - DEMO_FILES)[:3])
-        raise Hep2Error(f"--resume: {out} is not a folder of `hep2 demo` (it holds {foreign}): choose another --out")
+    allowed = {"compare": set(METHODS) | COMPARE_FILES, "demo": DEMO_FILES}.get(kind)
+    if names and allowed is not None and not names <= allowed:
+        foreign = ", ".join(sorted(names - allowed)[:3])
+        raise Hep2Error(f"--resume: {out} is not a folder of `hep2 {kind}` (it holds {foreign}): choose another --out")
     dd.barrier()  # every process has checked before rank 0 creates anything
     if dd.is_main():
         out.mkdir(parents=True, exist_ok=True)
