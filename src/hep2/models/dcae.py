@@ -89,16 +89,17 @@ class DCAE(nn.Module):
 
     def _encode(self, x, decode: bool = True):
         """Conv 5's activations, and the pooling indices and map sizes the decoder needs (``decode``;
-        without them pooling skips its indices, which take a third of a CPU's encoding time)."""
+        without them pooling skips its indices, which take a third of a CPU's encoding time, and each
+        ReLU follows its pooling)."""
         indices, sizes = [], []
         for conv in self.encoder:
-            x = torch.relu(conv(x))
             if decode:
+                x = torch.relu(conv(x))
                 sizes.append(x.shape)
                 x, idx = self.pool(x)
                 indices.append(idx)
-            else:
-                x = F.max_pool2d(x, 2, 2)
+            else:  # max then ReLU: the same values (ReLU is monotonic), the ReLU on a quarter of them
+                x = torch.relu_(F.max_pool2d(conv(x), 2, 2))
         z = self._conv5(x)
         if self.latent_activation == "relu":
             z = torch.relu(z)
