@@ -12,15 +12,21 @@ from .errors import Hep2Error
 
 DATASET_HELP = (
     "a dataset: snphep2:PATH, i3a:PATH, icpr2012:PATH, folder:PATH, manifest:FILE.csv, "
-    "synthetic[:N] (N cells per class), or a bare PATH whose layout is recognised"
+    "synthetic[:N] (N cells per class), or a bare PATH whose layout is recognised; several are read as one, "
+    "each cell keeping its source"
 )
+
+
+def _datasets(names: list[str]):
+    """One dataset argument as a string, several as a list (`hep2.data.open_dataset` takes both)."""
+    return names[0] if len(names) == 1 else names
 
 
 def cmd_data_summary(args) -> int:
     from .data import open_dataset
     from .data.summary import format_summary, summarize
 
-    s = summarize(open_dataset(args.dataset, skip_bad=args.skip_bad), skip_bad=args.skip_bad)
+    s = summarize(open_dataset(_datasets(args.dataset), skip_bad=args.skip_bad), skip_bad=args.skip_bad)
     print(json.dumps(s, indent=2) if args.format == "json" else format_summary(s))
     return 0
 
@@ -65,7 +71,7 @@ def cmd_run(args) -> int:
     from .pipeline.runner import run
 
     run(
-        args.dataset,
+        _datasets(args.dataset),
         protocol=args.protocol,
         cfg=_preset(args),
         out=args.out,
@@ -75,6 +81,7 @@ def cmd_run(args) -> int:
         verbose=not args.quiet,
         ae_on_test=args.ae_on_test,
         method=args.method,
+        target=_datasets(args.target) if args.target else None,
     )
     return 0
 
@@ -85,7 +92,7 @@ def cmd_compare(args) -> int:
 
     methods = args.methods or [m for m, cls in METHODS.items() if cls.paper_accuracy is not None]
     result = compare(
-        args.dataset,
+        _datasets(args.dataset),
         protocol=args.protocol,
         methods=methods,
         cfg=_preset(args),
@@ -273,7 +280,8 @@ SKIP_BAD_HELP = "go on without unreadable images and list them"
 PROTOCOL_HELP = (
     "official: SNPHEp-2 specimen-disjoint Split-50-K, or the dataset's own train/ -> test/; cv: cell-level "
     "stratified k-fold (optimistic); grouped: k-fold over specimens; blocked: k-fold over contiguous ID blocks of "
-    "each class (data stored specimen by specimen, without specimen IDs: SNPHEp-2's train/)"
+    "each class (data stored specimen by specimen, without specimen IDs: SNPHEp-2's train/); transfer: trained on "
+    "the datasets given, tested once on --target (another lab's cells) at the depth of the pattern tree both share"
 )
 SUBSET_HELP = (
     "for cv/grouped/blocked: the subset to cross-validate (train, test or all; default train, or all where the "
@@ -310,7 +318,7 @@ def _add_evaluation_args(p, *, protocol_help: str | None = PROTOCOL_HELP) -> Non
     """The arguments `hep2 run` and `hep2 compare` share: the data, protocol, subset, settings and output."""
     from .pipeline.evaluation import PROTOCOLS
 
-    p.add_argument("dataset", help=DATASET_HELP)
+    p.add_argument("dataset", nargs="+", help=DATASET_HELP)
     p.add_argument("--protocol", choices=PROTOCOLS, default="cv", help=protocol_help)
     p.add_argument("--subset", default="train", help=SUBSET_HELP)
     _add_preset_args(p)
@@ -330,7 +338,7 @@ def _add_data_parsers(sub) -> None:
     data = sub.add_parser("data", help="inspect datasets and make the built-in synthetic set")
     actions = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
     summary = actions.add_parser("summary", help="counts per split and class, image sizes, problems found")
-    summary.add_argument("dataset", help=DATASET_HELP)
+    summary.add_argument("dataset", nargs="+", help=DATASET_HELP)
     summary.add_argument("--format", choices=["text", "json"], default="text")
     summary.add_argument("--skip-bad", action="store_true", help=SKIP_BAD_HELP)
     summary.set_defaults(func=cmd_data_summary)
@@ -361,7 +369,14 @@ def _add_run_parser(sub) -> None:
     run.add_argument(
         "--ae-on-test",
         action="store_true",
-        help="official protocol: also train the autoencoder (without labels) on the test images",
+        help="official or transfer protocol: also fit the unsupervised stage (the autoencoder, bow's codebook; "
+        "without labels) on the test images: under transfer, the target lab's unlabelled cells",
+    )
+    run.add_argument(
+        "--target",
+        nargs="+",
+        metavar="DATASET",
+        help="--protocol transfer: the dataset to test on (another lab's cells), named as the datasets are",
     )
     run.add_argument(
         "--method",

@@ -113,6 +113,7 @@ class Cell:
     intensity: str | None = None
     split: str | None = None  # the source split of the dataset ('train' / 'test'), if any
     mask: Path | None = None
+    source: str | None = None  # the dataset it comes from, where a set joins several (`combine`)
 
 
 @dataclass
@@ -154,6 +155,11 @@ class CellSet:
         """Specimen IDs, or None when the layout does not give them for every cell."""
         s = [c.specimen for c in self.cells]
         return None if any(v is None for v in s) else np.array(s, dtype=object)
+
+    @property
+    def sources(self) -> list[str]:
+        """The datasets the cells come from, in order (one name for a set read from one dataset)."""
+        return list(dict.fromkeys(c.source or self.name for c in self.cells))
 
     def official_splits(self) -> list[str]:
         """Names K of the subsets 'K/train' that have a 'K/test' twin (e.g. 'split-50-1')."""

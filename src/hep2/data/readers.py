@@ -24,14 +24,16 @@ SNPHEP2_RANGES = {"train": (1, 178, 350, 550, 750, 906), "test": (1, 197, 389, 5
 KINDS = ("snphep2", "i3a", "icpr2012", "folder", "manifest", "synthetic")
 
 
-def open_dataset(spec: str, *, skip_bad: bool = False) -> CellSet:
-    """Read a dataset named ``kind:PATH``, ``synthetic[:N]`` or a bare path (layout detected).
+def open_dataset(spec: str | list[str], *, skip_bad: bool = False) -> CellSet:
+    """Read a dataset named ``kind:PATH``, ``synthetic[:N]`` or a bare path (layout detected), or several
+    datasets as one set (`combine`).
 
     Parameters
     ----------
-    spec : str
+    spec : str or list of str
         ``snphep2:PATH``, ``i3a:PATH``, ``icpr2012:PATH``, ``folder:PATH``, ``manifest:FILE.csv``,
-        ``synthetic[:N]`` (N cells per class, 20 specimens) or a bare PATH whose layout is recognised.
+        ``synthetic[:N]`` (N cells per class, 20 specimens) or a bare PATH whose layout is recognised; a list
+        of them reads each and joins them, every cell keeping its source.
     skip_bad : bool
         Leave out unreadable images and list them in ``cells.skipped`` instead of stopping at the first.
 
@@ -51,7 +53,19 @@ def open_dataset(spec: str, *, skip_bad: bool = False) -> CellSet:
     >>> cells = open_dataset("synthetic:4")
     >>> len(cells), cells.classes
     (20, ['homogeneous', 'coarse_speckled', 'fine_speckled', 'nucleolar', 'centromere'])
+    >>> both = open_dataset(["synthetic:4", "synthetic:2"])
+    >>> len(both), both.sources, len(both.subsets["source:synthetic-2"])
+    (30, ['synthetic:4', 'synthetic:2'], 10)
     """
+    if not isinstance(spec, (str, Path)):
+        specs = [str(s) for s in spec]
+        if not specs:
+            raise Hep2Error("no dataset given: name at least one, e.g. snphep2:../shared/data/snphep2")
+        if len(specs) == 1:
+            return open_dataset(specs[0], skip_bad=skip_bad)
+        if len(set(specs)) < len(specs):
+            raise Hep2Error(f"dataset {next(s for s in specs if specs.count(s) > 1)!r} is given twice: name it once")
+        return combine([open_dataset(s, skip_bad=skip_bad) for s in specs])
     spec = str(spec)
     kind, _, rest = spec.partition(":")
     if kind == "synthetic":
@@ -102,6 +116,49 @@ def open_dataset(spec: str, *, skip_bad: bool = False) -> CellSet:
             f"{kind} layout (see `hep2 data --help`)"
         )
     return cells
+
+
+def combine(sets: list[CellSet]) -> CellSet:
+    """Several datasets as one: each cell keeps its source (``Cell.source``); IDs and specimens are prefixed
+    by the source's short name (``i3a:00001``), so that they stay unique. Subsets: ``train`` (each source's
+    train split, or all of a source without one), ``test`` (each source's test split), ``source:NAME`` (a
+    source's cells) and each source's own Split-K pairs (``snphep2:split-50-1/train`` adds the other sources'
+    training cells)."""
+    tags, cells, subsets, skipped, problems, start = [], [], {}, [], [], 0
+    for s in sets:
+        tag = s.name.partition(":")[0] or "data"
+        tag = tag if tag not in tags else f"{tag}-{sum(t.partition('-')[0] == tag for t in tags) + 1}"
+        tags.append(tag)
+        for c in s.cells:
+            cells.append(
+                Cell(
+                    f"{tag}:{c.id}",
+                    c.path,
+                    c.label,
+                    None if c.specimen is None else f"{tag}:{c.specimen}",
+                    c.intensity,
+                    c.split,
+                    c.mask,
+                    s.name,
+                )
+            )
+        idx = lambda key: start + np.asarray(s.subsets[key], dtype=np.int64)  # noqa: E731
+        subsets[f"source:{tag}"] = start + np.arange(len(s))
+        subsets.setdefault("train", []).append(idx("train") if "train" in s.subsets else start + np.arange(len(s)))
+        if "test" in s.subsets:
+            subsets.setdefault("test", []).append(idx("test"))
+        for k in s.official_splits():
+            subsets[f"{tag}:{k}/train"], subsets[f"{tag}:{k}/test"] = idx(f"{k}/train"), idx(f"{k}/test")
+        skipped += s.skipped
+        problems += [f"{tag}: {p}" for p in s.problems]
+        start += len(s)
+    subsets = {k: np.concatenate(v) if isinstance(v, list) else v for k, v in subsets.items()}
+    for k in [k for k in subsets if k.endswith("/train") and ":" in k]:  # the other sources' training cells too
+        tag = k.partition(":")[0]
+        others = [subsets["train"][np.isin(subsets["train"], subsets[f"source:{t}"])] for t in tags if t != tag]
+        subsets[k] = np.concatenate([subsets[k], *others])
+    subsets["all"] = np.arange(len(cells))
+    return CellSet(" + ".join(s.name for s in sets), cells, [], subsets, skipped, problems)
 
 
 def _detect(spec: str) -> str:
@@ -747,6 +804,7 @@ __all__ = [
     "is_cell_image",
     "is_hidden",
     "is_mask",
+    "combine",
     "merged_names",
     "open_dataset",
     "read_folder",

@@ -5,6 +5,8 @@
 - ``cv``: stratified k-fold at cell level inside one subset: cells of one specimen fall on both
   sides of a fold, so it is optimistic (the paper's reading).
 - ``grouped``: k-fold over specimens (StratifiedGroupKFold), for layouts that carry specimen IDs.
+- ``transfer``: trained on one or several datasets, tested once on another (a lab's cells that no training
+  cell comes from), at the depth of the pattern tree both share (`hep2.pipeline.tree.Scoring`).
 - ``blocked``: for a subset without specimen IDs whose cells are stored specimen by specimen (SNPHEp-2's
   train/): each class's cells, in ID order, cut into k contiguous blocks; fold i holds out block i of
   every class. It approximates specimen-disjoint folds, for choosing settings on training data only.
@@ -21,7 +23,8 @@ from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 from ..data.cellset import CellSet
 from ..errors import Hep2Error
 
-PROTOCOLS = ("official", "cv", "grouped", "blocked")
+PROTOCOLS = ("official", "cv", "grouped", "blocked", "transfer")
+TRANSFER = "source -> target"  # the one split of `transfer`
 
 HOLDOUT = "train/ -> test/"  # the one split of `official` on a layout without Split-50-K: its own test set
 PROTOCOL_TEXT = {
@@ -30,6 +33,8 @@ PROTOCOL_TEXT = {
     "lab kept each specimen on one side)",
     "cv": "cell-level stratified k-fold cross-validation (cells of one specimen on both sides: optimistic)",
     "grouped": "specimen-grouped k-fold cross-validation (no specimen on both sides)",
+    "transfer": "across datasets: trained on the source datasets, tested once on another dataset (another lab's "
+    "cells), at the depth of the pattern tree both share",
     "blocked": "k-fold over contiguous ID blocks of each class (cells stored specimen by specimen: close to "
     "specimen-disjoint)",
 }
@@ -71,6 +76,14 @@ def protocol_splits(cells: CellSet, protocol: str, *, subset: str = "train", fol
         splits = [(k, cells.subsets[f"{k}/train"], cells.subsets[f"{k}/test"]) for k in ks]
         return splits, cells.subsets["train"]
     check_protocol(protocol)
+    if protocol == "transfer":
+        if "transfer:source" not in cells.subsets:
+            raise Hep2Error("protocol 'transfer' needs a target dataset: give --target DATASET (another lab's cells)")
+        train, test = cells.subsets["transfer:source"], cells.subsets["transfer:target"]
+        train, test = train[cells.y[train] >= 0], test[cells.y[test] >= 0]
+        if not len(test):
+            raise Hep2Error("the target dataset of --protocol transfer has no labelled cells to score")
+        return [(TRANSFER, train, test)], train
     if subset == "train" and "train" not in cells.subsets:
         subset = "all"  # the default, for a layout without a train split
     if subset == "all":
@@ -288,6 +301,7 @@ def summarize_protocol(protocol: str, per_split: dict[str, dict], pooled: dict, 
 
 __all__ = [
     "HOLDOUT",
+    "TRANSFER",
     "PAPER_CONFUSION",
     "PROTOCOLS",
     "PROTOCOL_TEXT",

@@ -102,7 +102,7 @@ def check_disk_space(out: Path, cfg: Preset) -> None:
 def run_subset(cells, protocol: str, subset: str) -> str | None:
     """The subset a run evaluates, as its config.json records it: none under official; the default
     ``train`` is ``all`` for a layout without a train split."""
-    if protocol == "official":
+    if protocol in ("official", "transfer"):
         return None
     return "all" if subset == "train" and "train" not in cells.subsets else subset
 

@@ -29,10 +29,11 @@ from .evaluation import (
 from .methods import get_method
 from .predict import full_proba, save_model
 from .runfolder import check_disk_space, check_same_run, environment, prepare_out, run_subset, write_csv, write_json
+from .tree import fit_classifier
 
 
 def run(
-    dataset: str,
+    dataset: str | list[str],
     *,
     protocol: str = "cv",
     cfg: Preset,
@@ -43,10 +44,15 @@ def run(
     verbose: bool = True,
     ae_on_test: bool = False,
     method: str = "dcae-mlp",
+    target: str | list[str] | None = None,
 ) -> dict:
     """Fit the method's unsupervised stage (the DCAE, no labels), extract features, evaluate the
     classifier under ``protocol``, train the final classifier on all labelled training cells, and
-    write the run folder."""
+    write the run folder.
+
+    ``dataset`` may name several datasets, read as one (`hep2.data.readers.combine`). Under ``protocol``
+    ``transfer`` the classifier learns from ``dataset`` and is scored once on ``target`` (another lab's cells);
+    with ``ae_on_test`` the unsupervised stage also reads the target's images (never its labels)."""
     t_start = time.perf_counter()
     check_preset(cfg)
     out = Path(out)
@@ -57,12 +63,15 @@ def run(
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     m = get_method(method, cfg)
-    if ae_on_test and protocol != "official":
+    if ae_on_test and protocol not in ("official", "transfer"):
         raise Hep2Error(
-            f"--ae-on-test is for --protocol official; under {protocol} the autoencoder already reads "
+            f"--ae-on-test is for --protocol official or transfer; under {protocol} the autoencoder already reads "
             "every cell of the subset (no labels): drop it"
         )
-    cells = open_dataset(dataset, skip_bad=skip_bad)
+    cells = open_transfer(dataset, target, skip_bad) if protocol == "transfer" else None
+    if target is not None and protocol != "transfer":
+        raise Hep2Error(f"--target is for --protocol transfer; under {protocol} drop it, or use --protocol transfer")
+    cells = cells or open_dataset(dataset, skip_bad=skip_bad)
     if main and m.preprocess().channel == "mean":
         cells.problems += sampled_colour_problems(cells)
     for problem in cells.problems if main else ():
@@ -79,7 +88,7 @@ def run(
         say(f"skipped {len(cells) - len(kept)} unreadable images (listed in data.json)")
         cells = kept
         splits, ae_idx = protocol_splits(cells, protocol, subset=subset, folds=cfg.cv_folds, seed=cfg.seed)
-    if ae_on_test and protocol == "official":
+    if ae_on_test and protocol in ("official", "transfer"):
         ae_idx = np.arange(len(cells))
     # the cells that get features: the autoencoder's, every split's, and all of test/ for `full`
     split_k = protocol == "official" and bool(cells.official_splits())  # else official is train/ -> test/ once
@@ -93,7 +102,10 @@ def run(
         "method_description": m.description,
         "input_size": prep.size,
         "preprocess": asdict(prep),
-        "autoencoder_saw_test_images": bool(m.unsupervised and (protocol != "official" or ae_on_test)),
+        "autoencoder_saw_test_images": bool(
+            m.unsupervised and (protocol not in ("official", "transfer") or ae_on_test)
+        ),
+        **({"target": target} if target is not None else {}),
         "preset": cfg.to_dict(),
         "command": " ".join(sys.argv),
     }
@@ -127,8 +139,9 @@ def run(
     t0 = time.perf_counter()
     # each test specimen's call too, where the protocol holds whole specimens out and the cells name theirs
     specimens = cells.specimens if protocol in SPECIMEN_PROTOCOLS else None
-    train_idx = cells.subsets["train"] if protocol == "official" else ae_idx
+    train_idx = cells.subsets["train"] if protocol == "official" else splits[0][1] if protocol == "transfer" else ae_idx
     test_idx = cells.subsets["test"] if split_k else None
+    scoring = scoring_for(cells, np.concatenate([train_idx, *[a for _, a, _ in splits]]), splits, test_idx)
     per_split, pooled, full, rows, final = evaluate_classifier(
         m,
         feats,
@@ -137,8 +150,9 @@ def run(
         train_idx,
         test_idx,
         specimens,
-        final_is_split=protocol == "official" and not split_k,
+        final_is_split=protocol in ("official", "transfer") and not split_k,
         say=say,
+        scoring=scoring,
     )
     t_clf = time.perf_counter() - t0
     extra = ({"full": full} if full is not None else {}) | {
@@ -148,6 +162,7 @@ def run(
         # the paper's figure is on SNPHEp-2: beside another dataset's it would compare nothing
         "paper_accuracy": m.paper_accuracy if cells.name.startswith("snphep2:") else None,
         "n_splits": len(splits),
+        **(scoring_extra(scoring, cells, splits) if scoring else {}),
         "autoencoder_saw_test_images": config["autoencoder_saw_test_images"],
         # the held-out loss of the model kept (the best epoch), not of the last epoch
         "reconstruction_mse": min(h["val_loss"] for h in m.history_) if m.history_ else None,
@@ -163,7 +178,7 @@ def run(
     if not main:
         return metrics
     masks = prep.use_mask and any(c.mask for c in cells.cells)
-    write_results(out, metrics, rows, cells, specimens is not None, m, final, history, masks)
+    write_results(out, metrics, rows, cells, specimens is not None, m, final, history, masks, scoring)
     write_figures_and_report(out, m, images, ae_idx, metrics=metrics, config=config, cells=cells, history=history)
     metrics["seconds"]["total"] = round(time.perf_counter() - t_start, 1)
     write_json(out / "metrics.json", metrics)
@@ -230,58 +245,127 @@ def write_features(out: Path, features: np.ndarray, cells: list) -> None:
     write_csv(out / "features_ids.csv", ["row", "id", "label"], [[r, c.id, c.label] for r, c in enumerate(cells)])
 
 
-def evaluate_classifier(m, feats, cells, splits, train_idx, test_idx, specimens, *, final_is_split: bool, say):
+def evaluate_classifier(
+    m, feats, cells, splits, train_idx, test_idx, specimens, *, final_is_split: bool, say, scoring=None
+):
     """A fresh classifier fitted and tested on each split, then the final one on ``train_idx`` (under official on a
     layout's own train/ -> test/, the one split's classifier is the final one) and, where ``test_idx`` is given,
     tested on all of it ("full"). Returns the per-split metrics, the pooled metrics, the full metrics (or None),
-    the prediction rows and the final classifier."""
+    the prediction rows and the final classifier. With a ``scoring`` (`hep2.pipeline.tree.Scoring`) the cells
+    are scored at the depth it gives, and those it leaves out are not scored."""
     y, n_classes = cells.y, len(cells.classes)
+    classes = scoring.classes if scoring else cells.classes
 
-    def prediction_rows(split, idx, proba, pred):
+    def scored(idx, proba):
+        """The cells scored, their labels and probabilities over ``classes``."""
+        if not scoring:
+            return idx, y[idx], proba
+        p, yy, keep = scoring.apply(proba, cells.classes, [cells.classes[k] for k in y[idx]])
+        return idx[keep], yy[keep], p[keep]
+
+    def prediction_rows(split, idx, y_true, proba):
         return [
             [
                 split,
                 cells.cells[i].id,
                 *([cells.cells[i].specimen] if specimens is not None else []),
-                cells.classes[y[i]],
-                cells.classes[p],
+                classes[t],
+                classes[p],
                 *np.round(pr, 5),
             ]
-            for i, p, pr in zip(idx, pred, proba)
+            for i, t, p, pr in zip(idx, y_true, proba.argmax(1), proba)
         ]
 
-    def evaluate(idx, proba):
-        return split_metrics(y[idx], proba, cells.classes, None if specimens is None else specimens[idx])
+    def evaluate(idx, y_true, proba):
+        return split_metrics(y_true, proba, classes, None if specimens is None else specimens[idx])
+
+    def fit(a):
+        return fit_classifier(m.classifier, feats[a], y[a], cells.classes)
 
     per_split, rows, all_true, all_pred = {}, [], [], []
     for name, a, b in splits:
-        clf = m.classifier().fit(feats[a], y[a])
-        proba = full_proba(clf, feats[b], n_classes)
-        pred = proba.argmax(1)
-        per_split[name] = evaluate(b, proba)
-        all_true.append(y[b])
-        all_pred.append(pred)
-        rows += prediction_rows(name, b, proba, pred)
-        say(f"  {name}: {split_figures(per_split[name])}  (train {len(a)}, test {len(b)})")
-    pooled = classification_metrics(np.concatenate(all_true), np.concatenate(all_pred), cells.classes)
-    final = clf if final_is_split else m.classifier().fit(feats[train_idx], y[train_idx])
+        clf = fit(a)
+        idx, y_true, proba = scored(b, full_proba(clf, feats[b], n_classes))
+        per_split[name] = evaluate(idx, y_true, proba)
+        all_true.append(y_true)
+        all_pred.append(proba.argmax(1))
+        rows += prediction_rows(name, idx, y_true, proba)
+        say(f"  {name}: {split_figures(per_split[name])}  (train {len(a)}, test {len(idx)})")
+    pooled = classification_metrics(np.concatenate(all_true), np.concatenate(all_pred), classes)
+    final = clf if final_is_split else fit(train_idx)
     full = None
     if test_idx is not None:  # also all of train/ against all of test/
-        full_p = full_proba(final, feats[test_idx], n_classes)
-        full = evaluate(test_idx, full_p)
-        rows += prediction_rows("full", test_idx, full_p, full_p.argmax(1))
+        idx, y_true, full_p = scored(test_idx, full_proba(final, feats[test_idx], n_classes))
+        full = evaluate(idx, y_true, full_p)
+        rows += prediction_rows("full", idx, y_true, full_p)
         say(f"  full (train/ -> test/): {split_figures(full)}")
     return per_split, pooled, full, rows, final
 
 
-def write_results(out: Path, metrics, rows, cells, with_specimens: bool, m, final, history, masks: bool) -> None:
+def open_transfer(dataset, target, skip_bad: bool):
+    """The source datasets and the target as one set whose subsets ``transfer:source`` / ``transfer:target``
+    say which is which."""
+    from ..data.readers import combine
+
+    if target is None:
+        raise Hep2Error("--protocol transfer needs --target DATASET: the cells (another lab's) to test on")
+    sources = [dataset] if isinstance(dataset, (str, Path)) else list(dataset)
+    targets = [target] if isinstance(target, (str, Path)) else list(target)
+    same = [t for t in targets if t in sources]
+    if same:
+        raise Hep2Error(f"{same[0]} is both a source and the target of --protocol transfer: test on another dataset")
+    sets = [open_dataset(s, skip_bad=skip_bad) for s in sources + targets]
+    cells = combine(sets)
+    n_source = sum(len(s) for s in sets[: len(sources)])
+    cells.subsets["transfer:source"] = np.arange(n_source)
+    cells.subsets["transfer:target"] = np.arange(n_source, len(cells))
+    cells.subsets.pop("test", None)  # the sources' own test sets are training cells here
+    cells.subsets["train"] = cells.subsets["transfer:source"]
+    return cells
+
+
+def scoring_for(cells, train_idx, splits, test_idx):
+    """The `Scoring` of a run whose labels nest or whose test labels differ from its training labels (transfer),
+    else None (every cell scored over the dataset's classes)."""
+    from ..data.patterns import leaf_sets
+    from .tree import Scoring
+
+    y = cells.y
+    tested = np.concatenate([b for _, _, b in splits] + ([test_idx] if test_idx is not None else []))
+    learnt = leaf_sets([cells.classes[k] for k in np.unique(y[train_idx]) if k >= 0])[0]
+    labels = [cells.classes[k] for k in np.unique(y[tested]) if k >= 0]
+    scoring = Scoring.between(learnt, labels)
+    return None if scoring.is_identity(cells.classes) else scoring
+
+
+def scoring_extra(scoring, cells, splits) -> dict:
+    """metrics.json's account of the scoring: the depth, the folds and the cells left out."""
+    left = {}
+    for _, _, b in splits:
+        for k in cells.y[b]:
+            if k >= 0 and scoring.label_fold.get(cells.classes[k]) is None:
+                left[cells.classes[k]] = left.get(cells.classes[k], 0) + 1
+    return {
+        "scoring": {
+            "classes": scoring.classes,
+            "shared": scoring.shared,
+            "folded": scoring.notes,
+            "left_out": left,
+            "description": scoring.description(left),
+        }
+    }
+
+
+def write_results(
+    out: Path, metrics, rows, cells, with_specimens: bool, m, final, history, masks: bool, scoring=None
+) -> None:
     """metrics.json, predictions.csv (a row a test cell of each split), the model (model/pipeline.pt) and
     history.json (the training curves)."""
     write_json(out / "metrics.json", metrics)
     write_csv(
         out / "predictions.csv",
         ["split", "id", *(["specimen"] if with_specimens else []), "true", "predicted"]
-        + [f"p_{c}" for c in cells.classes],
+        + [f"p_{c}" for c in (scoring.classes if scoring else cells.classes)],
         rows,
     )
     save_model(out / "model", m, final, cells.classes, masks=masks)
