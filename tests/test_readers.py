@@ -13,8 +13,9 @@ from hep2.data.cellset import normalise_class, normalise_intensity, order_classe
 from hep2.errors import Hep2Error
 
 SNP_CLASSES = ["homogeneous", "coarse_speckled", "fine_speckled", "nucleolar", "centromere"]
-SNP_TRAIN = {"homogeneous": 177, "coarse_speckled": 172, "fine_speckled": 200, "nucleolar": 200, "centromere": 156}
-SNP_TEST = {"homogeneous": 196, "coarse_speckled": 192, "fine_speckled": 200, "nucleolar": 200, "centromere": 191}
+SNP_BY_LABEL = ["fine_speckled", "coarse_speckled", "homogeneous", "nucleolar", "centromere"]  # labels 1..5
+SNP_TRAIN = {"homogeneous": 200, "coarse_speckled": 172, "fine_speckled": 177, "nucleolar": 200, "centromere": 156}
+SNP_TEST = {"homogeneous": 200, "coarse_speckled": 192, "fine_speckled": 196, "nucleolar": 200, "centromere": 191}
 
 
 def class_counts(cells: CellSet, subset: str | None = None) -> dict[str, int]:
@@ -61,29 +62,29 @@ def test_snphep2_source_split_and_ids(snp, snphep2_root):
 @pytest.mark.parametrize(
     "cell_id, label",
     [
-        ("train/001", "homogeneous"),
-        ("train/177", "homogeneous"),
+        ("train/001", "fine_speckled"),
+        ("train/177", "fine_speckled"),
         ("train/178", "coarse_speckled"),
         ("train/349", "coarse_speckled"),
-        ("train/350", "fine_speckled"),
-        ("train/549", "fine_speckled"),
+        ("train/350", "homogeneous"),
+        ("train/549", "homogeneous"),
         ("train/550", "nucleolar"),
         ("train/749", "nucleolar"),
         ("train/750", "centromere"),
         ("train/905", "centromere"),
-        ("test/001", "homogeneous"),
-        ("test/196", "homogeneous"),
+        ("test/001", "fine_speckled"),
+        ("test/196", "fine_speckled"),
         ("test/197", "coarse_speckled"),
         ("test/388", "coarse_speckled"),
-        ("test/389", "fine_speckled"),
-        ("test/588", "fine_speckled"),
+        ("test/389", "homogeneous"),
+        ("test/588", "homogeneous"),
         ("test/589", "nucleolar"),
         ("test/788", "nucleolar"),
         ("test/789", "centromere"),
         ("test/979", "centromere"),
     ],
 )
-def test_snphep2_labels_follow_readme_ranges(snp, cell_id, label):
+def test_snphep2_labels_follow_the_id_ranges(snp, cell_id, label):
     cell = by_id(snp)[cell_id]
     assert cell.label == label
     assert snp.y[snp.ids.index(cell_id)] == SNP_CLASSES.index(label)
@@ -108,7 +109,7 @@ def test_snphep2_official_splits(snp, snphep2_root, k):
     assert [int(snp.cells[i].id[-3:]) for i in tr] == _ids_in(info / f"Split-50-{k}_train")
     assert [int(snp.cells[i].id[-3:]) for i in te] == _ids_in(info / f"Split-50-{k}_test")
     # and the labels given by the _label files
-    want = [SNP_CLASSES[n - 1] for n in _ids_in(info / f"Split-50-{k}_train_label")]
+    want = [SNP_BY_LABEL[n - 1] for n in _ids_in(info / f"Split-50-{k}_train_label")]
     assert [snp.cells[i].label for i in tr] == want
 
 

@@ -135,7 +135,7 @@ def cmd_predict(args) -> int:
     pred = Predictor(args.model)
     not_images = [] if args.skip_bad else None
     paths = expand_inputs(args.inputs, not_images)
-    for note in pred.mask_notes(paths) if dd.is_main() else ():
+    for note in ([pred.naming_note] if pred.naming_note else []) + pred.mask_notes(paths) if dd.is_main() else ():
         print(f"hep2: warning: {note}", file=sys.stderr)
     rows, bad = _classify(pred, paths, args.model, args.skip_bad)
     bad = (not_images or []) + bad

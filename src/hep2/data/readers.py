@@ -15,10 +15,20 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import Hep2Error
-from .cellset import Cell, CellSet, normalise_class, normalise_intensity, snake_case
+from .cellset import Cell, CellSet, normalise_class, normalise_intensity, order_classes, snake_case
 from .images import IMAGE_EXTENSIONS, IMAGE_FORMATS, cache_dir
 
-SNPHEP2_CLASSES = ["homogeneous", "coarse_speckled", "fine_speckled", "nucleolar", "centromere"]
+# The class of labels 1..5. Labels 1 and 3 follow the dataset's README in reverse: its README (and hep2 before
+# 0.3.0) names label 1 homogeneous and label 3 fine speckled, but label 1's cells are granular with dark nucleoli
+# and label 3's smooth, and models trained on I3A (which names homogeneous and speckled) and on another lab's
+# cells read them that way round (docs/record.md, "SNPHEp-2's labels 1 and 3").
+SNPHEP2_CLASSES = ["fine_speckled", "coarse_speckled", "homogeneous", "nucleolar", "centromere"]
+# what a model trained on SNPHEp-2 before this naming called labels 1 and 3 (`hep2.pipeline.predict` says so)
+SNPHEP2_OLD_NAMES = {
+    "homogeneous": "label 1 (fine speckled since hep2 0.3.0)",
+    "fine_speckled": "label 3 (homogeneous since hep2 0.3.0)",
+}
+SNPHEP2_NAMING = "hep2 0.3.0: label 1 fine_speckled, label 3 homogeneous"
 # First ID of each class (labels 1..5) in train/ and test/, from the dataset's README.
 SNPHEP2_RANGES = {"train": (1, 178, 350, 550, 750, 906), "test": (1, 197, 389, 589, 789, 980)}
 KINDS = ("snphep2", "i3a", "icpr2012", "folder", "manifest", "synthetic")
@@ -303,7 +313,7 @@ def read_snphep2(root: Path, *, skip_bad: bool = False) -> CellSet:
                     )
             subsets[f"split-50-{k}/{split}"] = np.array(rows, dtype=np.int64)
     cells = [Cell(c.id, c.path, c.label, None, intensity.get((c.split, int(c.id[-3:]))), c.split) for c in cells]
-    return CellSet("snphep2", cells, list(SNPHEP2_CLASSES), subsets, skipped, problems)
+    return CellSet("snphep2", cells, order_classes(SNPHEP2_CLASSES), subsets, skipped, problems)
 
 
 def _read_ids(path: Path) -> list[int]:
@@ -796,6 +806,8 @@ def read_synthetic(per_class: int = 100, *, specimens: int = 20, seed: int = 0, 
 __all__ = [
     "KINDS",
     "SNPHEP2_CLASSES",
+    "SNPHEP2_NAMING",
+    "SNPHEP2_OLD_NAMES",
     "SNPHEP2_RANGES",
     "SPECIMEN_COLUMNS",
     "SPLIT_NAMES",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -14,10 +15,11 @@ from ..training import load_checkpoint, save_checkpoint
 FORMAT = 2
 
 
-def save_model(folder, method, clf, classes: list[str], masks: bool | None = None) -> None:
+def save_model(folder, method, clf, classes: list[str], masks: bool | None = None, naming: str | None = None) -> None:
     """``folder/pipeline.pt``: the fitted method (with the DCAE weights), the classifier, the class
-    names, the settings and ``masks`` (whether its training cells were read with masks), in one file
-    written atomically. Load only files you trust (pickle)."""
+    names, the settings, ``masks`` (whether its training cells were read with masks) and ``naming`` (the class
+    naming of its training data, where a reader changed one), in one file written atomically. Load only files you
+    trust (pickle)."""
     save_checkpoint(
         Path(folder) / "pipeline.pt",
         {
@@ -29,6 +31,7 @@ def save_model(folder, method, clf, classes: list[str], masks: bool | None = Non
             "classifier": clf,
             "classes": list(classes),
             "masks": masks,
+            "naming": naming,
         },
     )
 
@@ -78,6 +81,24 @@ def full_proba(clf, X, n_classes: int) -> np.ndarray:
     full = np.zeros((len(X), n_classes), np.float32)
     full[:, np.asarray(clf.classes_).astype(int)] = p
     return full
+
+
+def old_naming_note(run_folder: Path, state: dict) -> str | None:
+    """A line for a model trained on SNPHEp-2 under the names of hep2 before 0.3.0 (labels 1 and 3 the other way
+    round), else None."""
+    from ..data.readers import SNPHEP2_OLD_NAMES
+
+    try:
+        dataset = json.loads((Path(run_folder) / "config.json").read_text()).get("dataset")
+    except (OSError, ValueError):
+        return None
+    if state.get("naming") or "snphep2:" not in str(dataset) or state.get("method") == "ensemble":
+        return None
+    return (
+        f"{run_folder} was trained on SNPHEp-2 under the names of hep2 before 0.3.0: its "
+        + " and its ".join(f"{k} means SNPHEp-2's {v}" for k, v in SNPHEP2_OLD_NAMES.items())
+        + "; train it again for the current names"
+    )
 
 
 class Predictor:
@@ -154,6 +175,7 @@ class Predictor:
         self.prep = self.method.preprocess()
         # the distinct preprocessings the members ask for, the first member's first
         self.preps = list(dict.fromkeys(m.preprocess() for m, _ in self.members))
+        self.naming_note = old_naming_note(d, state)
 
     def predict_images(self, images: np.ndarray) -> np.ndarray:
         """Preprocessed uint8 images (N, S, S), or (N, V, S, S) for a model whose autoencoders read

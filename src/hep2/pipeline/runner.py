@@ -14,6 +14,7 @@ import torch
 from .. import distributed as dd
 from ..data import load_images, open_dataset
 from ..data.images import atomic_write_bytes
+from ..data.readers import SNPHEP2_NAMING
 from ..errors import Hep2Error
 from ..presets import Preset, check_preset
 from ..training import bf16_is_native, precision, resolve_device
@@ -368,7 +369,8 @@ def write_results(
         + [f"p_{c}" for c in (scoring.classes if scoring else cells.classes)],
         rows,
     )
-    save_model(out / "model", m, final, cells.classes, masks=masks)
+    naming = SNPHEP2_NAMING if any(s.startswith("snphep2:") for s in cells.sources) else None
+    save_model(out / "model", m, final, cells.classes, masks=masks, naming=naming)
     write_json(out / "history.json", history)
 
 
