@@ -391,7 +391,7 @@ def test_snphep2_damaged(damaged_snphep2, capsys):
     assert any(str(root / "train" / "124.png") in f for f in s["skipped"]["files"])
     assert any(str(root / "train" / "123.png") in f for f in s["skipped"]["files"])
     assert s["splits"]["train"]["total"] == 903
-    assert s["splits"]["train"]["classes"]["homogeneous"] == 175
+    assert s["splits"]["train"]["classes"]["fine_speckled"] == 175  # 123 and 124 are label 1
     assert s["splits"]["test"]["total"] == 979
 
 

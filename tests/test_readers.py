@@ -115,16 +115,16 @@ def test_snphep2_official_splits(snp, snphep2_root, k):
 
 def test_snphep2_official_split_class_counts(snp):
     assert class_counts(snp, "split-50-1/train") == {
-        "homogeneous": 89,
+        "homogeneous": 100,
         "coarse_speckled": 86,
-        "fine_speckled": 100,
+        "fine_speckled": 89,
         "nucleolar": 100,
         "centromere": 78,
     }
     assert class_counts(snp, "split-50-3/test") == {
-        "homogeneous": 98,
+        "homogeneous": 100,
         "coarse_speckled": 96,
-        "fine_speckled": 100,
+        "fine_speckled": 98,
         "nucleolar": 100,
         "centromere": 96,
     }
@@ -290,6 +290,32 @@ def test_icpr2012(tmp_path, images, header, subfolders):
     assert [cells.cells[i].split for i in cells.subsets["test"]] == ["test"] * 3
     if subfolders:
         assert got["test/008"].path == root / "test" / "008.png"
+
+
+def test_icpr2012_as_the_contest_distributes_it(tmp_path, images, capsys):
+    """training/ and test/ each with its gt_*.csv and NNN_mask.png beside each cell, and the top-level cells.csv
+    naming each cell's field image (its specimen) and intensity."""
+    root = tmp_path / "ICPR2012"
+    for split, gt, rows in (("training", "gt_training.csv", ICPR_TRAIN), ("test", "gt_test.csv", ICPR_TEST)):
+        for num, _ in rows:
+            images.png(root / split / f"{num:03d}.png", seed=num)
+            images.png(root / split / f"{num:03d}_mask.png", np.full((24, 24), 255, np.uint8))
+        images.text(root / split / gt, "ID;pattern\n" + "".join(f"{n};{c}\n" for n, c in rows))
+    header = "ICPR2012Contest_Cell_ID;Set;Image;Intensity;Original_cell_ID;Cell_class\n"
+    lines = [f"{n};training;{1 + n % 2};{'positive' if n < 4 else 'intermediate'};{n};{c}\n" for n, c in ICPR_TRAIN]
+    lines += [f"{n};test;{3 + n % 2};positive;{n};{c}\n" for n, c in ICPR_TEST]
+    images.text(root / "cells.csv", header + "".join(lines))
+    for spec in (f"icpr2012:{root}", str(root)):  # named, or recognised from the top folder
+        cells = open_dataset(spec)
+        assert len(cells) == 9 and len(cells.subsets["train"]) == 6 and len(cells.subsets["test"]) == 3
+        got = by_id(cells)
+        assert got["train/001"].specimen == "field-2" and got["train/002"].specimen == "field-1"
+        assert got["test/008"].specimen == "field-3" and got["test/008"].intensity == "positive"
+        assert got["train/005"].intensity == "intermediate"
+        assert all(c.mask is not None and c.mask.name.endswith("_mask.png") for c in cells.cells)
+    images.text(root / "cells.csv", "ICPR2012Contest_Cell_ID;Set;Image\nx;training;1\n")
+    with pytest.raises(Hep2Error, match="line 2: expected a cell ID and a set"):
+        open_dataset(f"icpr2012:{root}")
 
 
 def test_icpr2012_bare_path_is_detected(tmp_path, images):

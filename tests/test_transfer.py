@@ -124,6 +124,8 @@ def test_one_run_on_two_datasets_with_labels_at_two_depths(tmp_path):
     # the model learns the leaves (fine, coarse from synthetic:12; golgi from the lab); scored where the labels meet
     assert "speckled" in m["confusion"]["classes"] and "fine_speckled" not in m["confusion"]["classes"]
     assert m["accuracy"]["mean"] > 0.5
+    assert list(m["per_source"]) == ["synthetic:12", f"folder:{lab}"]  # each dataset's own figure
+    assert m["per_source"]["synthetic:12"]["n"] == 60 and 0 <= m["per_source"][f"folder:{lab}"]["accuracy"] <= 1
     pred = Predictor(out)
     assert {"fine_speckled", "coarse_speckled", "golgi"} <= set(pred.classes)
 

@@ -27,6 +27,7 @@ class Preset:
     use_mask: bool = True
     channel: str = "mean"  # a colour image's grey: mean of R, G, B | red | green | blue (FITC: green)
     scale: float = 0.0  # 0: each cell's longest side fitted to size; > 0: one magnification for all
+    fit_cell: bool = False  # crop each image to its cell (mask, else Otsu foreground) before fitting it to size
     highpass: float = 0.0  # > 0: each image minus its Gaussian blur of this sigma (native pixels)
     equalize: bool = False  # histogram equalisation in place of low_pct / high_pct (blind to brightness,
     # contrast and gamma)
@@ -171,6 +172,7 @@ class Preset:
             equalize=self.equalize,
             denoise=self.denoise,
             channel=self.channel,
+            fit_cell=self.fit_cell,
         )
 
     def to_dict(self) -> dict:

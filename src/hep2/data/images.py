@@ -47,6 +47,8 @@ class Preprocess:
     # any monotonic change of brightness / contrast / gamma leaves the result as it is
     denoise: float = 0.0  # > 0: non-local means on the raw image first (``denoise_image``), h = this x its noise std
     channel: str = "mean"  # a colour image's grey: mean (of R, G, B) | red | green | blue (FITC: green)
+    fit_cell: bool = False  # crop to the cell first (`cell_box`): the cell, not the crop, fills the output, so
+    # cells cut with wide or tight margins (by different labs) come out at one size
 
     def __post_init__(self):
 
@@ -248,11 +250,37 @@ def preprocess_image(path, prep: Preprocess = Preprocess(), mask_path=None) -> n
     (V, size, size), one view a high-pass sigma, the file read once."""
     arr = read_cell(path, prep.channel)
     mask = read_mask(mask_path, arr.shape, path) if prep.use_mask and mask_path is not None else None
+    if prep.fit_cell:
+        box = cell_box(arr, mask)
+        arr, mask = arr[box], None if mask is None else mask[box]
     arr = denoise_image(arr, prep.denoise, mask)
     return (
         np.stack([_filtered(arr, mask, prep, s) for s in prep.views])
         if prep.views
         else _filtered(arr, mask, prep, prep.highpass)
+    )
+
+
+def cell_box(arr: np.ndarray, mask: np.ndarray | None = None, margin: float = 0.05) -> tuple[slice, slice]:
+    """The bounding box of the cell in a crop, with ``margin`` (a share of its size) around it: the mask's where
+    one is given, else the largest region above the crop's Otsu threshold (a crop holds one cell, maybe parts of
+    its neighbours at the edges). The whole crop where neither finds one."""
+    from skimage.filters import threshold_otsu
+    from skimage.measure import label, regionprops
+
+    fg = mask if mask is not None and mask.any() else None
+    if fg is None and np.ptp(arr) > 0:
+        labels = label(arr > threshold_otsu(arr))
+        regions = regionprops(labels)
+        if regions:
+            fg = labels == max(regions, key=lambda r: r.area).label
+    if fg is None or not fg.any():
+        return slice(None), slice(None)
+    rows, cols = np.flatnonzero(fg.any(1)), np.flatnonzero(fg.any(0))
+    pad = int(round(margin * max(rows[-1] - rows[0], cols[-1] - cols[0])))
+    return (
+        slice(max(rows[0] - pad, 0), rows[-1] + pad + 1),
+        slice(max(cols[0] - pad, 0), cols[-1] + pad + 1),
     )
 
 
@@ -392,7 +420,7 @@ def load_images(
     if len(cells) == 0:
         raise Hep2Error(f"dataset {cells.name} has no images: check the path and its layout")
     # keys made before views / equalize / denoise / channel existed stay valid
-    added = {"views": (), "equalize": False, "denoise": 0.0, "channel": "mean"}
+    added = {"views": (), "equalize": False, "denoise": 0.0, "channel": "mean", "fit_cell": False}
     settings = {k: v for k, v in asdict(prep).items() if k not in added or v != added[k]}
     key = hashlib.sha256(json.dumps([CACHE_VERSION, settings]).encode())
     for c in cells.cells:
@@ -477,6 +505,7 @@ __all__ = [
     "as_uint8_images",
     "atomic_write_bytes",
     "cache_dir",
+    "cell_box",
     "denoise_image",
     "image_shape",
     "load_images",

@@ -186,7 +186,7 @@ def _detect(spec: str) -> str:
         raise Hep2Error(f"{p} is a file but not a CSV manifest: give a folder, or manifest:FILE.csv")
     if (p / "split_information").is_dir() and (p / "train").is_dir():
         return "snphep2"
-    if (p / "gt_training.csv").exists() or (p / "gt_test.csv").exists():
+    if icpr2012_ground_truth(p):
         return "icpr2012"
     if any(_is_i3a_csv(f) for f in _listdir(p) if f.suffix.lower() == ".csv"):
         return "i3a"
@@ -483,21 +483,48 @@ def read_i3a(root: Path, *, skip_bad: bool = False) -> CellSet:
 # ------------------------------------------------------------------------------------- ICPR 2012
 
 
+ICPR2012_GT = (("train", "gt_training.csv"), ("test", "gt_test.csv"))
+# cells.csv of the contest's distribution: each cell's set, its field image (the specimen) and its intensity
+ICPR2012_CELL_COLUMNS = {
+    "id": ("icpr2012_contest_cell_id", "cell_id", "id"),
+    "set": ("set", "split"),
+    "image": ("image", "image_id", "field"),
+    "intensity": ("intensity",),
+}
+
+
+def icpr2012_ground_truth(root: Path) -> dict[str, Path]:
+    """The ground-truth files of an ICPR 2012 folder, by split: beside the images (``training/gt_training.csv``,
+    as the contest distributes them) or at the top."""
+    found = {}
+    for split, gt in ICPR2012_GT:
+        folder = _split_folder(root, split) if root.is_dir() else None
+        for place in (root / gt, *([folder / gt] if folder is not None and folder.is_dir() else [])):
+            if place.is_file():
+                found[split] = place
+                break
+    return found
+
+
 def read_icpr2012(root: Path, *, skip_bad: bool = False) -> CellSet:
-    """MIVIA ICPR 2012: gt_training.csv / gt_test.csv ('ID;pattern'), 3-digit PNGs, optional masks."""
+    """MIVIA ICPR 2012: gt_training.csv / gt_test.csv ('ID;pattern') at the top or in the training/ and test/
+    folders beside their 3-digit PNGs and ``NNN_mask.png`` masks; with the contest's ``cells.csv`` (each cell's
+    set, field image and intensity) the field image is the cell's specimen."""
     cells, subsets, skipped = [], {}, []
     info = {}
     if (root / "training.csv").exists():
         for row in _read_csv(root / "training.csv", ";"):
             if row and _cell_id(row[0]) is not None and len(row) > 1:
                 info[_cell_id(row[0])] = row[1]
-    found_any = False
-    for split, gt in (("train", "gt_training.csv"), ("test", "gt_test.csv")):
-        gt_path = root / gt
-        if not gt_path.exists():
-            continue
-        found_any = True
-        folder = _split_folder(root, split)
+    fields = _icpr2012_cells_csv(root / "cells.csv") if (root / "cells.csv").is_file() else {}
+    gts = icpr2012_ground_truth(root)
+    if not gts:
+        raise Hep2Error(
+            f"{root} has no gt_training.csv nor gt_test.csv, at the top or in its training/ and test/ folders: "
+            "not the ICPR 2012 layout"
+        )
+    for split, gt_path in gts.items():
+        folder = gt_path.parent if gt_path.parent != root else _split_folder(root, split)
         images = {int(p.stem): p for p in _listdir(folder) if p.suffix.lower() in IMAGE_EXTENSIONS and p.stem.isdigit()}
         start = len(cells)
         for n, row in enumerate(_read_csv(gt_path, ";"), 1):
@@ -521,21 +548,44 @@ def read_icpr2012(root: Path, *, skip_bad: bool = False) -> CellSet:
                 _missing(f"{gt_path}, line {n}: ID {num} has no image {folder / f'{num:03d}.png'}", skip_bad, skipped)
                 continue
             where = f" in {gt_path}, line {n}"
+            field, intensity = fields.get((split, num), (None, None))
+            intensity = intensity or (info.get(num) if split == "train" else None)
             cells.append(
                 Cell(
                     f"{split}/{num:03d}",
                     img,
                     normalise_class(row[1], known_only=True, where=where),
-                    None,
-                    normalise_intensity(info.get(num), where) if split == "train" else None,
+                    field,
+                    normalise_intensity(intensity, where),
                     split,
                     find_mask(img),
                 )
             )
         subsets[split] = np.arange(start, len(cells))
-    if not found_any:
-        raise Hep2Error(f"{root} has neither gt_training.csv nor gt_test.csv: not the ICPR 2012 layout")
-    return CellSet("icpr2012", cells, subsets=subsets, skipped=skipped)
+    problems = []
+    if fields and any(c.specimen is None for c in cells):
+        without = [c.id for c in cells if c.specimen is None]
+        problems.append(
+            f"{root / 'cells.csv'} names no field image for {len(without)} cells (first: {without[0]}): "
+            "they have no specimen, so --protocol grouped refuses the set"
+        )
+    return CellSet("icpr2012", cells, subsets=subsets, skipped=skipped, problems=problems)
+
+
+def _icpr2012_cells_csv(path: Path) -> dict[tuple[str, int], tuple[str, str | None]]:
+    """(split, cell ID) -> (the field image, the intensity) from the contest's cells.csv."""
+    rows = _read_csv(path, ";")
+    if not rows:
+        raise Hep2Error(f"{path} is empty: remove it, or give the contest's cells.csv")
+    cols = _columns(rows[0], path, ICPR2012_CELL_COLUMNS, ("id", "set", "image"))
+    out = {}
+    for n, row in enumerate(rows[1:], 2):
+        num, split = _cell_id(_get(row, cols, "id") or ""), SPLIT_NAMES.get(snake_case(_get(row, cols, "set") or ""))
+        if num is None or split is None:
+            raise Hep2Error(f"{path}, line {n}: expected a cell ID and a set (training or test), got {';'.join(row)!r}")
+        image = _get(row, cols, "image")
+        out[(split, num)] = (f"field-{image}" if image else None, _get(row, cols, "intensity"))
+    return out
 
 
 def _split_folder(root: Path, split: str) -> Path:

@@ -164,6 +164,7 @@ def run(
         "paper_accuracy": m.paper_accuracy if cells.name.startswith("snphep2:") else None,
         "n_splits": len(splits),
         **(scoring_extra(scoring, cells, splits) if scoring else {}),
+        **({"per_source": pooled.pop("per_source")} if "per_source" in pooled else {}),
         "autoencoder_saw_test_images": config["autoencoder_saw_test_images"],
         # the held-out loss of the model kept (the best epoch), not of the last epoch
         "reconstruction_mse": min(h["val_loss"] for h in m.history_) if m.history_ else None,
@@ -283,16 +284,25 @@ def evaluate_classifier(
     def fit(a):
         return fit_classifier(m.classifier, feats[a], y[a], cells.classes)
 
-    per_split, rows, all_true, all_pred = {}, [], [], []
+    per_split, rows, all_idx, all_true, all_pred = {}, [], [], [], []
     for name, a, b in splits:
         clf = fit(a)
         idx, y_true, proba = scored(b, full_proba(clf, feats[b], n_classes))
         per_split[name] = evaluate(idx, y_true, proba)
+        all_idx.append(idx)
         all_true.append(y_true)
         all_pred.append(proba.argmax(1))
         rows += prediction_rows(name, idx, y_true, proba)
         say(f"  {name}: {split_figures(per_split[name])}  (train {len(a)}, test {len(idx)})")
     pooled = classification_metrics(np.concatenate(all_true), np.concatenate(all_pred), classes)
+    sources = np.array([c.source or cells.name for c in cells.cells], dtype=object)[np.concatenate(all_idx)]
+    if len(set(sources)) > 1:  # several datasets tested: each one's figures, over all splits
+        pooled["per_source"] = {}
+        for src in dict.fromkeys(sources):
+            pick = sources == src
+            m_src = classification_metrics(np.concatenate(all_true)[pick], np.concatenate(all_pred)[pick], classes)
+            pooled["per_source"][src] = {"n": int(pick.sum()), "accuracy": m_src["accuracy"], "mca": m_src["mca"]}
+            say(f"  {src}: accuracy {m_src['accuracy']:.4f}  MCA {m_src['mca']:.4f}  ({pick.sum()} cells, all splits)")
     final = clf if final_is_split else fit(train_idx)
     full = None
     if test_idx is not None:  # also all of train/ against all of test/
