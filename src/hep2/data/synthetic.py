@@ -283,21 +283,28 @@ def generate_cell(pattern: str, rng: np.random.Generator, specimen_style: dict |
     ``specimen_style`` is a dict from :func:`specimen_style` (the slide's gain, blur, noise and
     pattern shifts); without it a fresh one is drawn from ``rng``.
     """
-    if pattern not in _RENDER:
-        raise Hep2Error(f"unknown synthetic pattern {pattern!r}: expected one of {', '.join(PATTERNS)}")
     st = _cell_style(rng, specimen_style)
-    geo = _geometry(rng, st)
-    stain = np.clip(_RENDER[pattern](geo, rng, st), 0.0, None) * geo["mask"]
-    # out-of-focus glow around the nucleus (cytoplasm / neighbouring light)
-    if st["haze"] > 0:
-        stain += st["haze"] * ndi.gaussian_filter(geo["mask"], 4.0) * (1.0 - geo["mask"])
-    blur = st["blur"] * float(np.exp(rng.normal(0.0, 0.12)))
-    stain = ndi.gaussian_filter(stain, blur, mode="constant")
-    peak = st["peak"] * float(np.exp(rng.normal(0.0, 0.15)))  # cell-to-cell brightness
-    ref = np.percentile(stain[geo["mask"] > 0.5], 99.5) if (geo["mask"] > 0.5).any() else 1.0
-    img = 1.5 + st["background"] * st["peak"] + peak * stain / max(ref, 1e-6)
+    stain, _, peak = cell_stain(pattern, rng, st)
+    img = 1.5 + st["background"] * st["peak"] + stain
     img += rng.standard_normal(img.shape) * np.sqrt((st["noise"] * peak) ** 2 + st["shot"] * np.maximum(img, 0.0))
     return np.clip(np.round(img), 0, 255).astype(np.uint8)
+
+
+def cell_stain(pattern: str, rng: np.random.Generator, style: dict) -> tuple[np.ndarray, np.ndarray, float]:
+    """One nucleus of ``pattern`` without background or noise, on the crop `generate_cell` draws: its stain in
+    grey levels (float), its mask (bool) and its brightness (the level of its brightest structures)."""
+    if pattern not in _RENDER:
+        raise Hep2Error(f"unknown synthetic pattern {pattern!r}: expected one of {', '.join(PATTERNS)}")
+    geo = _geometry(rng, style)
+    stain = np.clip(_RENDER[pattern](geo, rng, style), 0.0, None) * geo["mask"]
+    # out-of-focus glow around the nucleus (cytoplasm / neighbouring light)
+    if style["haze"] > 0:
+        stain += style["haze"] * ndi.gaussian_filter(geo["mask"], 4.0) * (1.0 - geo["mask"])
+    blur = style["blur"] * float(np.exp(rng.normal(0.0, 0.12)))
+    stain = ndi.gaussian_filter(stain, blur, mode="constant")
+    peak = style["peak"] * float(np.exp(rng.normal(0.0, 0.15)))  # cell-to-cell brightness
+    ref = np.percentile(stain[geo["mask"] > 0.5], 99.5) if (geo["mask"] > 0.5).any() else 1.0
+    return peak * stain / max(ref, 1e-6), geo["mask"] > 0.5, peak
 
 
 # --------------------------------------------------------------------------------------------
@@ -396,10 +403,144 @@ def make_synthetic(out_dir, per_class: int = 100, specimens: int = 20, seed: int
     return out_dir
 
 
+# --------------------------------------------------------------------------------------------
+# whole fields
+# --------------------------------------------------------------------------------------------
+
+FIELD_PATTERNS = PATTERNS + ("negative",)
+
+
+def make_field(
+    pattern: str,
+    rng: np.random.Generator,
+    *,
+    shape: tuple[int, int] = (1040, 1388),
+    cells: int = 70,
+    touching: float = 0.5,
+    mitotic: int = 3,
+    debris: int = 12,
+    bit_depth: int = 8,
+    scale_bar: bool = True,
+) -> tuple[np.ndarray, np.ndarray, dict[int, str]]:
+    """A whole field of one pattern, as a microscope writes it: ``cells`` nuclei of one specimen, a share
+    ``touching`` of them placed against a neighbour, ``mitotic`` condensed bright mitotic-like figures, ``debris``
+    small bright specks, an uneven background, noise, a burned-in scale bar and its label, 8 or 16 bit.
+    ``negative``: the nuclei barely above the background.
+
+    Returns the image (uint8 or uint16), its true label image (int32: each nucleus and mitotic figure; debris
+    and the scale bar are 0) and each label's kind ('interphase' or 'mitotic')."""
+    if pattern not in FIELD_PATTERNS:
+        raise Hep2Error(f"unknown field pattern {pattern!r}: expected one of {', '.join(FIELD_PATTERNS)}")
+    if bit_depth not in (8, 16):
+        raise Hep2Error(f"bit_depth={bit_depth!r}: a field is 8 or 16 bit")
+    h, w = shape
+    style = specimen_style(rng) | {"haze": 0.0}
+    if pattern == "negative":
+        style["peak"] = float(rng.uniform(4.0, 8.0))
+    signal = np.zeros(shape)
+    labels = np.zeros(shape, np.int32)
+    kinds: dict[int, str] = {}
+
+    def place(stain, mask, kind, near=None) -> bool:
+        mh, mw = mask.shape
+        if near is not None:  # against a placed nucleus: centre at about the sum of the two radii
+            (cy, cx), r = near
+            ang = rng.uniform(0, 2 * np.pi)
+            d = r + 0.45 * max(mh, mw)
+            y0, x0 = int(cy + d * np.sin(ang) - mh / 2), int(cx + d * np.cos(ang) - mw / 2)
+        else:
+            y0, x0 = int(rng.integers(-mh // 3, h - 2 * mh // 3)), int(rng.integers(-mw // 3, w - 2 * mw // 3))
+        ys, xs = slice(max(y0, 0), min(y0 + mh, h)), slice(max(x0, 0), min(x0 + mw, w))
+        if ys.stop - ys.start < mh // 2 or xs.stop - xs.start < mw // 2:  # mostly outside the field
+            return False
+        sub = (slice(ys.start - y0, ys.stop - y0), slice(xs.start - x0, xs.stop - x0))
+        m = mask[sub]
+        if not m.any() or m.sum() < 0.6 * mask.sum() or (labels[ys, xs][m] > 0).mean() > 0.02:
+            return False
+        signal[ys, xs] += stain[sub]
+        k = len(kinds) + 1
+        labels[ys, xs][m & (labels[ys, xs] == 0)] = k
+        kinds[k] = kind
+        return True
+
+    render = "homogeneous" if pattern == "negative" else pattern
+    centres = []
+    for _ in range(cells * 20):
+        if len(centres) >= cells:
+            break
+        stain, mask, _ = cell_stain(render, rng, style)
+        near = centres[int(rng.integers(len(centres)))] if centres and rng.random() < touching else None
+        if place(stain, mask, "interphase", near):
+            k = len(kinds)
+            yy, xx = np.nonzero(labels == k)
+            centres.append(((yy.mean(), xx.mean()), 0.5 * max(mask.shape)))
+    for _ in range(mitotic * 20):
+        if sum(v == "mitotic" for v in kinds.values()) >= mitotic:
+            break
+        small = style | {"size": style["size"] * 0.55, "aspect": 1.8, "peak": style["peak"] * 2.5}
+        stain, mask, _ = cell_stain("homogeneous", rng, small)
+        place(stain, mask, "mitotic")
+    for _ in range(debris):  # specks: bright, a few px, not cells
+        y, x, r = int(rng.integers(4, h - 4)), int(rng.integers(4, w - 4)), rng.uniform(1.0, 2.5)
+        yy, xx = np.ogrid[-4:5, -4:5]
+        signal[y - 4 : y + 5, x - 4 : x + 5] += style["peak"] * 1.5 * np.exp(-(yy**2 + xx**2) / (2 * r**2))
+    yy, xx = np.mgrid[0:h, 0:w]
+    uneven = (
+        1.0 + 0.4 * (xx / w) + 0.3 * np.exp(-(((yy - h * 0.3) / (0.5 * h)) ** 2 + ((xx - w * 0.7) / (0.5 * w)) ** 2))
+    )
+    img = 2.0 + style["background"] * style["peak"] * 3 * uneven + signal
+    img += rng.standard_normal(shape) * np.sqrt((style["noise"] * style["peak"]) ** 2 + style["shot"] * img)
+    img = np.clip(np.round(img), 0, 255)
+    if bit_depth == 16:  # the same light on a 16-bit sensor: finer steps
+        img = img * 257 + rng.integers(0, 257, shape) * (img > 0)
+    if scale_bar:  # a flat bar and its label strokes, top left, as microscopes burn them in
+        level = round(min(0.62 * float(np.percentile(img, 99.9)), 0.9 * img.max()))
+        img[h // 30 : h // 30 + 20, w // 40 : w // 40 + 200] = level
+        for i in range(4):
+            img[h // 30 - 22 : h // 30 - 6, w // 40 + 60 + 18 * i : w // 40 + 63 + 18 * i] = level
+    return img.astype(np.uint16 if bit_depth == 16 else np.uint8), labels, kinds
+
+
+def make_synthetic_fields(out_dir, per_pattern: int = 2, seed: int = 0, patterns=FIELD_PATTERNS, **field_kw) -> Path:
+    """Write whole synthetic fields: ``out_dir/<pattern>-<n>.png`` (every other one 16 bit), its true label image
+    ``<pattern>-<n>_mask.png`` (16-bit PNG, 0 background, a value a nucleus) and ``fields.csv`` (field, pattern,
+    bit_depth, nuclei, mitotic). ``out_dir`` may not exist, or be empty. Same arguments -> identical files."""
+    out_dir = Path(out_dir)
+    known = [p for p in patterns if p != "negative"]
+    _check_args(out_dir, per_pattern, max(len(known), 1), seed, known or list(PATTERNS))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for pi, pattern in enumerate(patterns):
+        for n in range(int(per_pattern)):
+            depth = 16 if n % 2 else 8
+            img, labels, kinds = make_field(
+                pattern, np.random.default_rng([_SALT, int(seed), 2, pi, n]), bit_depth=depth, **field_kw
+            )
+            name = f"{pattern}-{n + 1}"
+            (out_dir / f"{name}.png").write_bytes(_png_bytes(img))
+            (out_dir / f"{name}_mask.png").write_bytes(_png_bytes(labels.astype(np.uint16)))
+            mitotic = sum(v == "mitotic" for v in kinds.values())
+            rows.append((f"{name}.png", pattern, depth, len(kinds) - mitotic, mitotic))
+    with open(out_dir / "fields.csv", "w", newline="", encoding="utf-8") as fh:
+        wr = csv.writer(fh, lineterminator="\n")
+        wr.writerow(["field", "pattern", "bit_depth", "nuclei", "mitotic"])
+        wr.writerows(rows)
+    return out_dir
+
+
 def _umask() -> int:
     m = os.umask(0)
     os.umask(m)
     return m
 
 
-__all__ = ["PATTERNS", "generate_cell", "make_synthetic", "specimen_style"]
+__all__ = [
+    "FIELD_PATTERNS",
+    "PATTERNS",
+    "cell_stain",
+    "generate_cell",
+    "make_field",
+    "make_synthetic",
+    "make_synthetic_fields",
+    "specimen_style",
+]
