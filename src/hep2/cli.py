@@ -31,6 +31,14 @@ def cmd_data_summary(args) -> int:
     return 0
 
 
+def cmd_data_make_fields(args) -> int:
+    from .data.synthetic import make_synthetic_fields
+
+    out = make_synthetic_fields(args.out, per_pattern=args.per_pattern, seed=args.seed)
+    print(f"wrote synthetic fields, their masks (NAME_mask.png) and fields.csv to {out}")
+    return 0
+
+
 def cmd_data_make_synthetic(args) -> int:
     from .data.synthetic import make_synthetic
 
@@ -129,12 +137,23 @@ def cmd_demo(args) -> int:
 
 
 def cmd_predict(args) -> int:
+    from .pipeline.fields import is_field
     from .pipeline.predict import Predictor, expand_inputs, folder_summaries
 
     _check_prediction_outputs(args.out, args.summary)
     pred = Predictor(args.model)
     not_images = [] if args.skip_bad else None
     paths = expand_inputs(args.inputs, not_images)
+    fields = [p for p in paths if args.fields or is_field(p)]
+    if fields:
+        if len(fields) < len(paths):
+            crops = [p for p in paths if p not in set(fields)]
+            raise Hep2Error(
+                f"the images given mix {len(fields)} whole fields (first: {fields[0]}) and {len(crops)} cut-out "
+                f"cells (first: {crops[0]}): classify them in two calls (a field is an image of at least "
+                "400 px a side; --fields reads every image as one)"
+            )
+        return _predict_fields(pred, fields, args, not_images or [])
     for note in ([pred.naming_note] if pred.naming_note else []) + pred.mask_notes(paths) if dd.is_main() else ():
         print(f"hep2: warning: {note}", file=sys.stderr)
     rows, bad = _classify(pred, paths, args.model, args.skip_bad)
@@ -157,6 +176,91 @@ def cmd_predict(args) -> int:
     if args.summary:
         _write_wells(args.summary, wells, pred.classes)
         print(f"wrote {len(wells)} folder summaries to {args.summary}")
+    return 0
+
+
+def _predict_fields(pred, paths, args, bad) -> int:
+    from .pipeline.fields import call_fields, overlay
+
+    th = {"negative_below": args.negative_below}
+    cell_rows, field_calls, well_calls, fields, skipped = call_fields(
+        pred, paths, channel=args.channel, skip_bad=args.skip_bad, progress=sys.stderr.isatty(), **th
+    )
+    bad = bad + skipped
+    if not field_calls:
+        raise Hep2Error(f"no field could be read (first: {bad[0]})" if bad else "no field given")
+    if not dd.is_main():
+        return 0
+    print(f"{'field':28} {'call':34} {'ICAP':10} {'share':>6} {'cells':>6} {'signal':>7}  mixed")
+    for c in field_calls:
+        share = f"{c['share']:.0%}" if c.get("share") is not None else "-"
+        print(
+            f"{c['field'][:28]:28} {c['call'][:34]:34} {c['icap']:10} {share:>6} {c['cells']:>6} "
+            f"{c['signal_index']:>7.2f}  {c.get('mixed', '')}"
+        )
+    if len(well_calls) > 1 or args.summary:
+        print("\nwells:")
+        for w in well_calls:
+            share = f"{w['share']:.0%}" if w.get("share") is not None else "-"
+            print(f"{w['well'][-40:]:40} {w['call'][:34]:34} {w['icap']:10} {share:>6} {w['cells']:>6}")
+    for b in bad:
+        print(f"skipped: {b}", file=sys.stderr)
+    from .pipeline.fields import CELL_COLUMNS, write_rows
+
+    if args.out:
+        columns = [c for c in CELL_COLUMNS if c != "crop"] + ["pattern", "icap"] + [f"p_{k}" for k in pred.classes]
+        write_rows(Path(args.out), cell_rows, columns)
+        fields_csv = Path(args.out).with_name(Path(args.out).stem + "_fields.csv")
+        write_rows(fields_csv, field_calls, FIELD_CALL_COLUMNS)
+        print(f"wrote {len(cell_rows)} cells to {args.out} and {len(field_calls)} field calls to {fields_csv}")
+    if args.summary:
+        write_rows(Path(args.summary), well_calls, ["well", "fields"] + FIELD_CALL_COLUMNS[3:])
+        print(f"wrote {len(well_calls)} well calls to {args.summary}")
+    if args.overlays:
+        from .data.images import atomic_write_bytes, png_bytes
+
+        Path(args.overlays).mkdir(parents=True, exist_ok=True)
+        for name, (fld, calls) in fields.items():
+            atomic_write_bytes(Path(args.overlays) / f"{name}.png", png_bytes(overlay(fld, calls, list(pred.classes))))
+        print(f"wrote {len(fields)} overlays (outlines coloured by pattern) to {args.overlays}")
+    return 0
+
+
+FIELD_CALL_COLUMNS = ["field", "path", "seconds", "call", "icap", "positive", "share", "mixed", "confidence", "cells",
+                      "signal_index", "note"]  # fmt: skip
+
+
+def cmd_segment(args) -> int:
+    from .pipeline.fields import segment_fields
+
+    summary = segment_fields(
+        args.inputs,
+        args.out,
+        label=args.label,
+        labels_csv=args.labels,
+        channel=args.channel,
+        skip_bad=args.skip_bad,
+        progress=sys.stderr.isatty(),
+        truth=args.truth,
+    )
+    print(f"{'field':28} {'objects':>8} {'cells':>6} {'flagged':>8} {'nucleus px':>11} {'signal':>7} {'s':>6}")
+    for f in summary["fields"]:
+        print(
+            f"{f['field'][:28]:28} {f['objects']:>8} {f['cells']:>6} {f['flagged']:>8} "
+            f"{f['nucleus_diameter_px']:>11} {f['signal_index']:>7.2f} {f['seconds']:>6.2f}"
+            + (f"  {f['notes']}" if f["notes"] else "")
+        )
+    for b in summary["skipped"]:
+        print(f"skipped: {b}", file=sys.stderr)
+    if args.truth:
+        m = summary["segmentation"]
+        p = m["pooled"]
+        print(
+            f"against the masks beside the fields ({len(m['fields'])} fields): precision {p['precision']:.3f}, recall "
+            f"{p['recall']:.3f}, F1 {p['f1']:.3f} at IoU 0.5; mean IoU {p['mean_iou']:.3f}; {p['splits']} splits, "
+            f"{p['merges']} merges (segmentation.json)"
+        )
+    print(f"wrote {summary['cells']} cells of {len(summary['fields'])} fields to {args.out} (cells.csv, overlays/)")
     return 0
 
 
@@ -348,6 +452,13 @@ def _add_data_parsers(sub) -> None:
     synthetic.add_argument("--specimens", type=int, default=20, help="specimens in all, one pattern each (default 20)")
     synthetic.add_argument("--seed", type=int, default=0)
     synthetic.set_defaults(func=cmd_data_make_synthetic)
+    fields = actions.add_parser(
+        "make-fields", help="write synthetic whole fields (one pattern each) with their true masks, for tests and demos"
+    )
+    fields.add_argument("out", help="a new folder to write")
+    fields.add_argument("--per-pattern", type=int, default=2, help="fields per pattern (default 2)")
+    fields.add_argument("--seed", type=int, default=0)
+    fields.set_defaults(func=cmd_data_make_fields)
 
 
 def _add_model_parsers(sub) -> None:
@@ -441,7 +552,57 @@ def _add_predict_parser(sub) -> None:
         "of its cells that show it, the cells each pattern got and the mean probabilities",
     )
     predict.add_argument("--skip-bad", action="store_true", help=SKIP_BAD_HELP)
+    fields = predict.add_argument_group(
+        "whole fields",
+        "an image of at least 400 px a side is a field: its cells are found (as `hep2 segment` finds them), "
+        "classified, and each field and well (folder of fields) called; --out then gets a row per cell and "
+        "OUT_fields.csv a row per field, --summary a row per well",
+    )
+    fields.add_argument("--fields", action="store_true", help="read every image as a whole field, whatever its size")
+    _add_channel_arg(fields)
+    fields.add_argument(
+        "--negative-below",
+        type=float,
+        default=1.0,
+        metavar="X",
+        help="a field or well whose signal index (the cells' median grey level above the background, in background "
+        "units) is below X is negative (default 1.0: cells less than twice as bright as the background)",
+    )
+    fields.add_argument(
+        "--overlays", metavar="DIR", help="write each field with its cells outlined, coloured by pattern"
+    )
     predict.set_defaults(func=cmd_predict)
+
+
+def _add_channel_arg(p) -> None:
+    p.add_argument(
+        "--channel",
+        choices=["auto", "mean", "red", "green", "blue"],
+        default="auto",
+        help="a colour field's grey: auto takes the channel holding most of the signal (FITC: green)",
+    )
+
+
+def _add_segment_parser(sub) -> None:
+    seg = sub.add_parser(
+        "segment",
+        help="cut the cells of whole fields (microscope images of a well) into the folder layout, with masks",
+    )
+    seg.add_argument("inputs", nargs="+", metavar="FIELD_OR_FOLDER")
+    seg.add_argument(
+        "--out", required=True, help="a new folder: class folders of crops and masks, cells.csv, overlays/"
+    )
+    seg.add_argument("--label", metavar="PATTERN", help="every field's pattern: its cells go to a class folder")
+    seg.add_argument("--labels", metavar="FILE.csv", help="a CSV field,pattern: each field's cells to its class folder")
+    _add_channel_arg(seg)
+    seg.add_argument(
+        "--truth",
+        action="store_true",
+        help="measure the segmentation against each field's masks beside it (NAME_mask.png: a label image, or "
+        "NAME_Edges.png: drawn outlines): object precision, recall, F1 at IoU 0.5, mean IoU, splits and merges",
+    )
+    seg.add_argument("--skip-bad", action="store_true", help=SKIP_BAD_HELP)
+    seg.set_defaults(func=cmd_segment)
 
 
 def _add_ensemble_parser(sub) -> None:
@@ -510,6 +671,7 @@ def build_parser() -> argparse.ArgumentParser:
         _add_compare_parser,
         _add_demo_parser,
         _add_predict_parser,
+        _add_segment_parser,
         _add_ensemble_parser,
         _add_export_parser,
         _add_serve_parser,

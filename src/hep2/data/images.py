@@ -10,6 +10,7 @@ on the square and cropped where the cell is larger.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import numbers
 import os
@@ -250,6 +251,11 @@ def preprocess_image(path, prep: Preprocess = Preprocess(), mask_path=None) -> n
     (V, size, size), one view a high-pass sigma, the file read once."""
     arr = read_cell(path, prep.channel)
     mask = read_mask(mask_path, arr.shape, path) if prep.use_mask and mask_path is not None else None
+    return preprocess_array(arr, prep, mask)
+
+
+def preprocess_array(arr: np.ndarray, prep: Preprocess = Preprocess(), mask: np.ndarray | None = None) -> np.ndarray:
+    """`preprocess_image` of a grey image already in memory (raw grey levels) and its mask (bool, or None)."""
     if prep.fit_cell:
         box = cell_box(arr, mask)
         arr, mask = arr[box], None if mask is None else mask[box]
@@ -259,6 +265,13 @@ def preprocess_image(path, prep: Preprocess = Preprocess(), mask_path=None) -> n
         if prep.views
         else _filtered(arr, mask, prep, prep.highpass)
     )
+
+
+def png_bytes(arr: np.ndarray) -> bytes:
+    """An image array (uint8 grey or RGB, uint16 grey) encoded as PNG."""
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="PNG")
+    return buf.getvalue()
 
 
 def cell_box(arr: np.ndarray, mask: np.ndarray | None = None, margin: float = 0.05) -> tuple[slice, slice]:
@@ -506,6 +519,8 @@ __all__ = [
     "atomic_write_bytes",
     "cache_dir",
     "cell_box",
+    "png_bytes",
+    "preprocess_array",
     "denoise_image",
     "image_shape",
     "load_images",

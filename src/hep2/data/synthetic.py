@@ -29,17 +29,16 @@ Public API: :data:`PATTERNS`, :func:`make_synthetic`, :func:`generate_cell`,
 from __future__ import annotations
 
 import csv
-import io
 import os
 import shutil
 import tempfile
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 from scipy import ndimage as ndi
 
 from ..errors import Hep2Error
+from .images import png_bytes
 
 PATTERNS = ("homogeneous", "coarse_speckled", "fine_speckled", "nucleolar", "centromere")
 
@@ -343,12 +342,6 @@ def _check_args(out_dir: Path, per_class, specimens, seed, classes) -> list[str]
     return classes
 
 
-def _png_bytes(img: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(img).save(buf, format="PNG")
-    return buf.getvalue()
-
-
 def make_synthetic(out_dir, per_class: int = 100, specimens: int = 20, seed: int = 0, classes=PATTERNS) -> Path:
     """Write a synthetic HEp-2 set in the folder layout and return its path.
 
@@ -387,7 +380,7 @@ def make_synthetic(out_dir, per_class: int = 100, specimens: int = 20, seed: int
                     rng = np.random.default_rng([_SALT, seed, i, 1, k])
                     img = generate_cell(cls, rng, styles[i])
                     rel = f"{cls}/{names[i]}_{k + 1:04d}.png"
-                    (tmp / rel).write_bytes(_png_bytes(img))
+                    (tmp / rel).write_bytes(png_bytes(img))
                     rows.append((rel, names[i], styles[i]["intensity"]))
         with open(tmp / "specimens.csv", "w", newline="", encoding="utf-8") as fh:
             wr = csv.writer(fh, lineterminator="\n")
@@ -435,8 +428,13 @@ def make_field(
         raise Hep2Error(f"bit_depth={bit_depth!r}: a field is 8 or 16 bit")
     h, w = shape
     style = specimen_style(rng) | {"haze": 0.0}
-    if pattern == "negative":
-        style["peak"] = float(rng.uniform(4.0, 8.0))
+    yy, xx = np.mgrid[0:h, 0:w]
+    uneven = (
+        1.0 + 0.4 * (xx / w) + 0.3 * np.exp(-(((yy - h * 0.3) / (0.5 * h)) ** 2 + ((xx - w * 0.7) / (0.5 * w)) ** 2))
+    )
+    base = 2.0 + style["background"] * style["peak"] * 3 * uneven
+    if pattern == "negative":  # nuclei at most half the background's level above it
+        style["peak"] = float(rng.uniform(0.3, 0.5) * base.mean())
     signal = np.zeros(shape)
     labels = np.zeros(shape, np.int32)
     kinds: dict[int, str] = {}
@@ -484,11 +482,7 @@ def make_field(
         y, x, r = int(rng.integers(4, h - 4)), int(rng.integers(4, w - 4)), rng.uniform(1.0, 2.5)
         yy, xx = np.ogrid[-4:5, -4:5]
         signal[y - 4 : y + 5, x - 4 : x + 5] += style["peak"] * 1.5 * np.exp(-(yy**2 + xx**2) / (2 * r**2))
-    yy, xx = np.mgrid[0:h, 0:w]
-    uneven = (
-        1.0 + 0.4 * (xx / w) + 0.3 * np.exp(-(((yy - h * 0.3) / (0.5 * h)) ** 2 + ((xx - w * 0.7) / (0.5 * w)) ** 2))
-    )
-    img = 2.0 + style["background"] * style["peak"] * 3 * uneven + signal
+    img = base + signal
     img += rng.standard_normal(shape) * np.sqrt((style["noise"] * style["peak"]) ** 2 + style["shot"] * img)
     img = np.clip(np.round(img), 0, 255)
     if bit_depth == 16:  # the same light on a 16-bit sensor: finer steps
@@ -517,8 +511,8 @@ def make_synthetic_fields(out_dir, per_pattern: int = 2, seed: int = 0, patterns
                 pattern, np.random.default_rng([_SALT, int(seed), 2, pi, n]), bit_depth=depth, **field_kw
             )
             name = f"{pattern}-{n + 1}"
-            (out_dir / f"{name}.png").write_bytes(_png_bytes(img))
-            (out_dir / f"{name}_mask.png").write_bytes(_png_bytes(labels.astype(np.uint16)))
+            (out_dir / f"{name}.png").write_bytes(png_bytes(img))
+            (out_dir / f"{name}_mask.png").write_bytes(png_bytes(labels.astype(np.uint16)))
             mitotic = sum(v == "mitotic" for v in kinds.values())
             rows.append((f"{name}.png", pattern, depth, len(kinds) - mitotic, mitotic))
     with open(out_dir / "fields.csv", "w", newline="", encoding="utf-8") as fh:

@@ -8,7 +8,14 @@ from pathlib import Path
 import numpy as np
 
 from .. import __version__
-from ..data.images import IMAGE_EXTENSIONS, IMAGE_FORMATS, image_shape, plain_view, preprocess_image
+from ..data.images import (
+    IMAGE_EXTENSIONS,
+    IMAGE_FORMATS,
+    image_shape,
+    plain_view,
+    preprocess_array,
+    preprocess_image,
+)
 from ..errors import Hep2Error
 from ..training import load_checkpoint, save_checkpoint
 
@@ -213,6 +220,22 @@ class Predictor:
                 blocks.append(cell_features(m, F))
         proba = proba / len(self.members)
         return self.neighbours.smooth(proba, blocks) if self.neighbours is not None else proba
+
+    def predict_crops(self, crops) -> np.ndarray:
+        """Cells cut from a field, ``(grey, mask)`` pairs of raw grey levels and a bool mask -> class
+        probabilities (N, len(classes)); masks are applied as in training (not where the model was trained
+        without them)."""
+        by_prep = {}
+        for prep in self.preps:
+            use = prep.use_mask and self.masks is not False
+            by_prep[prep] = (
+                np.stack(
+                    [np.round(preprocess_array(g, prep, m if use else None) * 255).astype(np.uint8) for g, m in crops]
+                )
+                if len(crops)
+                else np.zeros((0, *image_shape(prep)), np.uint8)
+            )
+        return self._average(by_prep)
 
     def classify(self, paths, *, skip_bad: bool = False):
         """Files -> (class probabilities (N, C), the images as the first member sees them (N, S, S)
