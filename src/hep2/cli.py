@@ -260,7 +260,10 @@ def cmd_segment(args) -> int:
             f"{p['recall']:.3f}, F1 {p['f1']:.3f} at IoU 0.5; mean IoU {p['mean_iou']:.3f}; {p['splits']} splits, "
             f"{p['merges']} merges (segmentation.json)"
         )
-    print(f"wrote {summary['cells']} cells of {len(summary['fields'])} fields to {args.out} (cells.csv, overlays/)")
+    print(
+        f"wrote {summary['cells']} cells of {len(summary['fields'])} fields to {Path(args.out) / 'cells'} "
+        f"(train on them with `hep2 run folder:{Path(args.out) / 'cells'}`), cells.csv, fields.csv and overlays/"
+    )
     return 0
 
 

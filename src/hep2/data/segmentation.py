@@ -237,7 +237,7 @@ def cell_crop(fld: Field, cell: dict, margin: float = 0.15) -> tuple[np.ndarray,
 
 
 def match_objects(pred: np.ndarray, truth: np.ndarray, iou: float = 0.5) -> dict:
-    """Object-level agreement of two label images (0 background): true positives are pairs with IoU >= ``iou``
+    """Object-level agreement of two label images (0 background): true positives are pairs with IoU > ``iou``
     (each object in one pair at most, which IoU > 0.5 makes unique); precision, recall and F1 over objects; the
     mean IoU of the matched pairs; splits (true objects that 2 or more predicted objects each cover by at least
     half of themselves) and merges (predicted objects that cover 2 or more true objects by at least half of each).
@@ -264,7 +264,7 @@ def match_objects(pred: np.ndarray, truth: np.ndarray, iou: float = 0.5) -> dict
     inter, p_area, t_area = inter[keep_p][:, keep_t], p_area[keep_p], t_area[keep_t]
     union = p_area[:, None] + t_area[None, :] - inter
     ious = np.divide(inter, union, out=np.zeros(inter.shape), where=union > 0)
-    matched = ious >= iou
+    matched = ious > iou
     tp = int(matched.sum())
     n_pred, n_true = len(p_area), len(t_area)
     precision = tp / n_pred if n_pred else 0.0

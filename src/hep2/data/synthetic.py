@@ -506,7 +506,7 @@ def make_synthetic_fields(out_dir, per_pattern: int = 2, seed: int = 0, patterns
     rows = []
     for pi, pattern in enumerate(patterns):
         for n in range(int(per_pattern)):
-            depth = 16 if n % 2 else 8
+            depth = 16 if (pi * int(per_pattern) + n) % 2 else 8
             img, labels, kinds = make_field(
                 pattern, np.random.default_rng([_SALT, int(seed), 2, pi, n]), bit_depth=depth, **field_kw
             )

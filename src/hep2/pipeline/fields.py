@@ -1,10 +1,11 @@
 """Whole fields to cells, and to a well's call: `hep2 segment` and the field path of `hep2 predict`.
 
-- `segment_fields` cuts every cell of each field (`hep2.data.segmentation.segment_field`) into the folder layout:
-  ``OUT/<pattern or cells>/<field>_<cell>.png`` with its mask ``..._mask.png`` beside it, ``cells.csv`` (a row per
-  object found, flagged or not), ``fields.csv`` (a row per field), ``specimens.csv`` (each cell's well) and
-  ``overlays/<field>.png``. Fields labelled by well (``label`` or a CSV of field -> pattern) put their cells in
-  class folders, so that ``hep2 run folder:OUT`` trains on a lab's own fields.
+- `segment_fields` cuts every cell of each field (`hep2.data.segmentation.segment_field`) into the folder layout
+  ``OUT/cells/<pattern or unlabelled>/<field>_<cell>.png``, its mask ``..._mask.png`` beside it and
+  ``OUT/cells/specimens.csv`` (each cell's well), and writes ``OUT/cells.csv`` (a row per object found, flagged or
+  not), ``OUT/fields.csv`` (a row per field) and ``OUT/overlays/<field>.png``. Fields labelled by well (``label``
+  or a CSV of field -> pattern) put their cells in class folders, so that ``hep2 run folder:OUT/cells`` trains on
+  a lab's own fields.
 - `call_fields` classifies each field's unflagged cells with a trained model and calls each field and each
   well (a folder of fields):
   - **positive / negative**: the field's signal index (`Field.signal_index`: the cells' median grey level over
@@ -197,14 +198,14 @@ def segment_fields(
                 skipped.append(f"{path}: {e}")
                 continue
             pattern = fixed or table.get(path.stem)
-            folder = out / (pattern or "cells")
-            folder.mkdir(exist_ok=True)
+            folder = out / "cells" / (pattern or "unlabelled")
+            folder.mkdir(parents=True, exist_ok=True)
             bits16 = float(grey.max()) > 255
             for c in fld.cells:
                 crop = ""
                 if not c["flags"]:
                     g, m = cell_crop(fld, c)
-                    crop = f"{folder.name}/{name}_{c['cell']:04d}.png"
+                    crop = f"cells/{folder.name}/{name}_{c['cell']:04d}.png"
                     atomic_write_bytes(out / crop, png_bytes(_as_stored(g, bits16)))
                     atomic_write_bytes(out / crop.replace(".png", "_mask.png"), png_bytes(m.astype(np.uint8) * 255))
                     specimen_rows.append((crop, well_of(path, inputs, name)))
@@ -231,9 +232,8 @@ def segment_fields(
         write_rows(out / "cells.csv", cell_rows, CELL_COLUMNS)
         write_rows(out / "fields.csv", field_rows, FIELD_COLUMNS)
         if specimen_rows:
-            write_rows(
-                out / "specimens.csv", [dict(zip(("path", "specimen"), r)) for r in specimen_rows], ["path", "specimen"]
-            )
+            rows = [{"path": path[len("cells/") :], "specimen": well} for path, well in specimen_rows]
+            write_rows(out / "cells" / "specimens.csv", rows, ["path", "specimen"])
     summary = {"fields": field_rows, "cells": len(specimen_rows), "skipped": skipped, "out": str(out)}
     if truth:
         if not measured:

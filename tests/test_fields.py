@@ -1,0 +1,159 @@
+"""Whole fields: synthetic fields, segmentation and its measurement, hep2 segment, hep2 predict on fields."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from hep2.cli import main
+from hep2.data.images import read_image
+from hep2.data.segmentation import field_grey, match_objects, outlines_to_labels, segment_field
+from hep2.data.synthetic import make_field, make_synthetic_fields
+from hep2.errors import Hep2Error
+
+SMALL = {"shape": (420, 560), "cells": 16, "mitotic": 1, "debris": 4}
+
+
+def rows(path):
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+@pytest.fixture(scope="module")
+def fields(tmp_path_factory):
+    """One small synthetic field of three patterns (8 bit, then 16 bit, then 8 bit), masks and fields.csv."""
+    out = tmp_path_factory.mktemp("fields") / "plate"
+    make_synthetic_fields(out, per_pattern=1, patterns=("homogeneous", "centromere", "negative"), **SMALL)
+    return out
+
+
+def test_synthetic_fields_have_true_masks_and_kinds():
+    img, labels, kinds = make_field("centromere", np.random.default_rng(1), bit_depth=16, **SMALL)
+    assert img.dtype == np.uint16 and img.shape == labels.shape == SMALL["shape"]
+    assert set(kinds.values()) == {"interphase", "mitotic"} and labels.max() == len(kinds)
+    again, _, _ = make_field("centromere", np.random.default_rng(1), bit_depth=16, **SMALL)
+    assert (img == again).all()  # deterministic for a seed
+    with pytest.raises(Hep2Error, match="unknown field pattern"):
+        make_field("fibrillar", np.random.default_rng(1))
+
+
+@pytest.mark.parametrize("name", ["homogeneous-1", "centromere-1"])
+def test_segmentation_finds_the_nuclei_and_sets_the_scale_bar_aside(fields, name):
+    fld = segment_field(field_grey(fields / f"{name}.png"))
+    truth = read_image(fields / f"{name}_mask.png").astype(int)
+    pred = fld.labels.copy()
+    pred[np.isin(pred, [c["cell"] for c in fld.cells if "debris" in c["flags"]])] = 0
+    m = match_objects(pred, truth)
+    assert m["f1"] >= 0.85 and m["mean_iou"] > 0.6, m
+    assert fld.annotation is not None and fld.annotation[20:40, 20:200].any()  # the bar, top left
+    assert not any(fld.annotation[fld.labels == c["cell"]].any() for c in fld.kept)
+
+
+def test_a_negative_field_has_a_low_signal_index(fields):
+    neg = segment_field(field_grey(fields / "negative-1.png"))
+    pos = segment_field(field_grey(fields / "homogeneous-1.png"))
+    assert neg.signal_index() < 1.0 < pos.signal_index()
+
+
+def test_match_objects_counts_splits_and_merges():
+    truth = np.zeros((20, 30), int)
+    truth[2:10, 2:10], truth[2:10, 12:20] = 1, 2
+    merged = (truth > 0).astype(int)
+    merged[2:10, 10:12] = 1  # one object over both
+    m = match_objects(merged, truth)
+    assert m["merges"] == 1 and m["tp"] == 0
+    split = truth.copy()
+    split[2:10, 6:10] = 3  # the first cut in two
+    m = match_objects(split, truth)
+    assert m["splits"] == 1 and m["tp"] == 1 and m["predicted"] == 3
+
+
+def test_outlines_become_filled_regions():
+    lines = np.zeros((40, 40), np.uint8)
+    lines[5, 5:20] = lines[19, 5:20] = lines[5:20, 5] = lines[5:20, 19] = 255  # a closed square
+    lines[25:28, 25:28] = 255  # a speck
+    lab = outlines_to_labels(lines)
+    assert lab.max() == 1 and (lab == 1).sum() >= 13 * 13
+
+
+def test_hep2_segment_writes_the_folder_layout_and_measures(fields, tmp_path, capsys):
+    labels = tmp_path / "labels.csv"
+    labels.write_text("field,pattern\nhomogeneous-1.png,homogeneous\ncentromere-1,centromere\nnegative-1,negative\n")
+    out = tmp_path / "cells"
+    assert main(["segment", str(fields), "--out", str(out), "--labels", str(labels), "--truth"]) == 0
+    text = capsys.readouterr().out
+    assert "F1" in text and "centromere-1" in text
+    crops = sorted((out / "cells" / "homogeneous").glob("homogeneous-1_*[0-9].png"))
+    assert len(crops) >= 10 and all(c.with_name(c.stem + "_mask.png").exists() for c in crops)
+    assert Image.open(next((out / "cells" / "centromere").glob("*[0-9].png"))).mode in (
+        "I;16",
+        "I",
+    )  # 16 bit stays 16 bit
+    cells = rows(out / "cells.csv")
+    assert {r["field"] for r in cells} == {"homogeneous-1", "centromere-1", "negative-1"}
+    assert any(r["flags"] for r in cells) and all(r["crop"] == "" for r in cells if r["flags"])
+    assert {r["specimen"] for r in rows(out / "cells" / "specimens.csv")} == {
+        "homogeneous-1",
+        "centromere-1",
+        "negative-1",
+    }
+    seg = json.loads((out / "segmentation.json").read_text())
+    assert seg["pooled"]["f1"] >= 0.85 and set(seg["fields"]) == {"homogeneous-1", "centromere-1", "negative-1"}
+    assert len(list((out / "overlays").glob("*.png"))) == 3
+    # the cells of labelled fields train a model as any folder of cells does
+    two = tmp_path / "two"
+    fields_in = [str(fields / "homogeneous-1.png"), str(fields / "centromere-1.png")]
+    assert main(["segment", *fields_in, "--out", str(two), "--labels", str(labels)]) == 0
+    run = tmp_path / "run"
+    args = ["run", f"folder:{two / 'cells'}", "--method", "shape-index", "--protocol", "cv", "--set", "cv_folds=3"]
+    assert main([*args, "--out", str(run), "--quiet"]) == 0
+    assert json.loads((run / "metrics.json").read_text())["accuracy"]["mean"] > 0.6
+
+
+def test_hep2_segment_refuses_bad_fields_and_keeps_what_is_done(fields, tmp_path, capsys):
+    bad = tmp_path / "in"
+    bad.mkdir()
+    (bad / "a.png").write_bytes((fields / "homogeneous-1.png").read_bytes())
+    Image.fromarray(np.full((50, 60), 7, np.uint8)).save(bad / "b_tiny.png")
+    out = tmp_path / "out"
+    assert main(["segment", str(bad), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "b_tiny.png is 60x50 px: too small for a field" in err and "the 1 fields before it are written" in err
+    assert len(rows(out / "fields.csv")) == 1 and any((out / "cells" / "unlabelled").glob("a_*.png"))
+    out2 = tmp_path / "out2"
+    assert main(["segment", str(bad), "--out", str(out2), "--skip-bad"]) == 0
+    assert "skipped:" in capsys.readouterr().err
+    assert main(["segment", str(bad), "--out", str(out2)]) == 2  # not over a folder already written
+    assert "exists and is not an empty folder" in capsys.readouterr().err
+    blank = tmp_path / "blank"
+    blank.mkdir()
+    Image.fromarray(np.full((500, 600), 9, np.uint8)).save(blank / "empty.png")
+    assert main(["segment", str(blank), "--out", str(tmp_path / "out3")]) == 0
+    assert rows(tmp_path / "out3" / "fields.csv")[0]["notes"] == "the field is blank"
+
+
+def test_hep2_predict_calls_fields_and_wells(fields, tmp_path, capsys):
+    model = tmp_path / "model"
+    assert main(["run", "synthetic:12", "--method", "shape-index", "--out", str(model), "--quiet"]) == 0
+    out, wells, ov = tmp_path / "cells.csv", tmp_path / "wells.csv", tmp_path / "ov"
+    args = ["predict", "--model", str(model), str(fields), "--out", str(out), "--summary", str(wells)]
+    assert main([*args, "--overlays", str(ov)]) == 0
+    text = capsys.readouterr().out
+    calls = {r["field"]: r for r in rows(tmp_path / "cells_fields.csv")}
+    assert calls["negative-1"]["call"] == "negative" and calls["negative-1"]["icap"] == "AC-0"
+    assert calls["homogeneous-1"]["positive"] == "True" and calls["homogeneous-1"]["icap"].startswith("AC-")
+    assert float(calls["homogeneous-1"]["signal_index"]) > 1.0 and "negative" in text
+    cells = rows(out)
+    assert {"pattern", "icap", "p_homogeneous"} <= set(cells[0]) and len(cells) > 20
+    assert len(rows(wells)) == 1 and len(list(ov.glob("*.png"))) == 3
+    # fields and cut-out cells in one call: refused
+    crop_dir = tmp_path / "mixed"
+    crop_dir.mkdir()
+    (crop_dir / "f.png").write_bytes((fields / "homogeneous-1.png").read_bytes())
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 40), dtype=np.uint8)).save(crop_dir / "c.png")
+    assert main(["predict", "--model", str(model), str(crop_dir)]) == 2
+    assert "mix 1 whole fields" in capsys.readouterr().err
