@@ -420,3 +420,26 @@ def test_serve_names_a_busy_port_a_bad_port_and_a_bad_host(run_dir, capsys):
     assert main(["serve", "--model", str(run_dir), "--host", "not_a_host.invalid", "--port", "0"]) == 2
     err = capsys.readouterr().err
     assert "--host not_a_host.invalid: not a name or address" in err and "Traceback" not in err
+
+
+def test_a_whole_field_is_segmented_called_and_shown(client, tmp_path):
+    """An uploaded field: its cells found and classified, its call with the ICAP code, its overlay on the page."""
+    from hep2.data.synthetic import make_synthetic_fields
+
+    fields = make_synthetic_fields(
+        tmp_path / "f", per_pattern=1, patterns=("homogeneous", "negative"), shape=(420, 560), cells=14, debris=2
+    )
+    paths = [fields / "homogeneous-1.png", fields / "negative-1.png"]
+    r = client.post("/api/predict", files=_files(paths))
+    assert r.status_code == 200, r.text
+    s = r.json()["summary"]
+    calls = {c["field"]: c for c in s["fields"]}
+    assert calls["negative-1.png"]["call"] == "negative" and calls["negative-1.png"]["icap"] == "AC-0"
+    assert calls["homogeneous-1.png"]["positive"] and calls["homogeneous-1.png"]["icap"].startswith("AC-")
+    assert len(r.json()["results"]) >= 8 and r.json()["results"][0]["filename"].startswith("homogeneous-1.png cell")
+    page = client.post("/predict", files=_files(paths))
+    assert page.status_code == 200 and "id='fields'" in page.text and "class='overlay'" in page.text
+    cell = tmp_path / "cell.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 40), dtype=np.uint8)).save(cell)
+    mixed = client.post("/api/predict", files=_files([paths[0], cell]))
+    assert mixed.status_code == 422 and "mixes 1 whole fields" in mixed.text

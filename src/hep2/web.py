@@ -27,8 +27,10 @@ import numpy as np
 
 from .data.images import IMAGE_EXTENSIONS, IMAGE_FORMATS
 from .data.readers import is_hidden, is_mask
+from .data.segmentation import cell_crop
 from .errors import Hep2Error
 from .pipeline.evaluation import batch_summary
+from .pipeline.fields import call_fields, field_names, is_field, overlay
 from .pipeline.predict import Predictor, by_folder
 
 MAX_FILE_MB = 20  # one uploaded file (a zip counts as one; its members count below)
@@ -206,6 +208,9 @@ class Service:
                 msg = msg.replace(written, name)
             return msg
 
+        fields = [p for p in paths if is_field(p)]
+        if fields:
+            return self._predict_fields(batch_id, folder, paths, fields, dict(zip(paths, names)), unpaired)
         try:  # the readable cells are classified, the others listed (one bad file does not sink the upload)
             with self.lock:
                 proba, arrays, ok, bad = self.predictor.classify(paths, skip_bad=True)
@@ -254,6 +259,69 @@ class Service:
         self._write_csv(folder / "predictions.csv", results, classes)
         with self.lock:
             self.batches[batch_id] = {"results": results, "summary": summary, "thumbs": arrays, "folder": folder}
+            self._forget_old()
+        return {"batch": batch_id, "results": results, "summary": summary}
+
+    def _predict_fields(self, batch_id, folder, paths, fields, name_of, unpaired) -> dict:
+        """An upload of whole fields: each field's cells found, classified and called, and the upload's wells."""
+        if len(fields) < len(paths):
+            shutil.rmtree(folder, ignore_errors=True)
+            raise UploadError(
+                422,
+                f"the upload mixes {len(fields)} whole fields (first: {name_of[fields[0]]}) and "
+                f"{len(paths) - len(fields)} cut-out cells: upload them apart",
+            )
+        classes = list(self.predictor.classes)
+        with self.lock:
+            cell_rows, calls, wells, segmented, bad = call_fields(self.predictor, fields, skip_bad=True)
+        if not calls:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise UploadError(422, bad[0] if bad else "no field could be read")
+        by_name = dict(zip(field_names(fields), fields))
+        results, thumbs, overlays = [], [], {}
+        for r in cell_rows:
+            fld, calls_of = segmented[r["field"]]
+            cell = next(c for c in fld.cells if c["cell"] == r["cell"])
+            g, _ = cell_crop(fld, cell)
+            thumbs.append(np.clip(255 * (g - g.min()) / max(float(np.ptp(g)), 1e-6), 0, 255).astype(np.uint8))
+            results.append(
+                {
+                    "filename": f"{name_of[by_name[r['field']]]} cell {r['cell']}",
+                    "pattern": r["pattern"],
+                    "probabilities": {c: r[f"p_{c}"] for c in classes},
+                }
+            )
+        for name, (fld, calls_of) in segmented.items():
+            overlays[name] = overlay(fld, calls_of, classes)[::2, ::2]
+        proba = np.array([[r["probabilities"][c] for c in classes] for r in results]) if results else None
+        summary = (
+            batch_summary(proba, classes)
+            if proba is not None
+            else {"n": 0, "dominant": "-", "agreement": 0, "counts": {}}
+        ) | {  # fmt: skip
+            "fields": [
+                {"field": name_of[by_name[c["field"]]]} | {k: v for k, v in c.items() if k != "field"} for c in calls
+            ],  # fmt: skip
+            "wells": wells if len(wells) > 1 else [],
+            "masks": 0,
+            "ignored": [],
+            "skipped": unpaired + bad,
+            "neighbours": None,
+            "notes": [],
+        }
+        for c in summary["fields"]:
+            c.pop("path", None)
+        for w in summary["wells"]:
+            w["well"] = Path(w["well"]).name
+        self._write_csv(folder / "predictions.csv", results, classes)
+        with self.lock:
+            self.batches[batch_id] = {
+                "results": results,
+                "summary": summary,
+                "thumbs": thumbs,
+                "folder": folder,
+                "overlays": overlays,
+            }
             self._forget_old()
         return {"batch": batch_id, "results": results, "summary": summary}
 
@@ -367,7 +435,8 @@ def _results_html(svc: Service, out: dict) -> str:
             f"{probs}</tr>"
         )
     return (
-        f"<div class='summary' id='summary'>{s['n']} cells. Dominant pattern: <b id='dominant'>"
+        _fields_html(s, batch)
+        + f"<div class='summary' id='summary'>{s['n']} cells. Dominant pattern: <b id='dominant'>"
         f"{html.escape(s['dominant'])}</b> ({s['agreement']:.0%} of the cells). Counts: {counts}."
         + (f" {s['masks']} read with their masks." if s["masks"] else "")
         + (
@@ -401,6 +470,26 @@ def _results_html(svc: Service, out: dict) -> str:
         "<table class='sortable' id='results'><thead><tr><th class='l'>cell</th><th class='l'>file</th>"
         f"<th class='l'>pattern</th><th>probability</th>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
     )
+
+
+def _fields_html(s: dict, batch: dict) -> str:
+    """Each uploaded field's call and its overlay (cells outlined, coloured by pattern), for an upload of fields."""
+    if not s.get("fields"):
+        return ""
+    parts = []
+    for c, img in zip(s["fields"], batch.get("overlays", {}).values()):
+        share = f", {c['share']:.0%} of its {c['cells']} cells" if c.get("share") is not None else ""
+        mixed = f"; mixed: {html.escape(c['mixed'])}" if c.get("mixed") else ""
+        parts.append(
+            f"<div class='field'><p><b>{html.escape(c['field'])}</b>: <span class='call'>{html.escape(c['call'])}"
+            f"</span> {html.escape(c['icap'])}{share}; signal index {c['signal_index']:.2f}{mixed}</p>"
+            f"<img class='overlay' src='{_thumb(img)}' alt='{html.escape(c['field'])} with its cells outlined'></div>"
+        )
+    wells = "".join(
+        f"<li>{html.escape(w['well'])}: <b>{html.escape(w['call'])}</b> {html.escape(w['icap'])}</li>"
+        for w in s.get("wells", [])
+    )
+    return "<div id='fields'>" + "".join(parts) + (f"<p>Wells:</p><ul>{wells}</ul>" if wells else "") + "</div>"
 
 
 def _fmt(d: dict | None) -> str:
