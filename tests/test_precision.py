@@ -57,3 +57,21 @@ def test_the_probe_finds_bf16_emulated_when_onednn_is_capped_at_avx2():
     if not has_flags:
         assert bf16_is_native("cpu") is False
     assert bf16_is_native("meta") is False
+
+
+def test_a_model_saved_by_0_1_0_with_infer_amp_true_extracts_as_auto(tmp_path):
+    """0.1.0 saved infer_amp=True (its default on every machine): such a model extracts as `auto` does now, so an
+    AVX2-only CPU does not emulate bf16; a model of this version keeps an explicit True."""
+    from hep2.cli import main
+    from hep2.pipeline.predict import Predictor
+    from hep2.training import load_checkpoint, save_checkpoint
+
+    out = tmp_path / "run"
+    args = ["run", "synthetic:6", "--preset", "tiny", "--set", "ae_epochs=1", "--set", "infer_amp=true"]
+    assert main([*args, "--out", str(out), "--quiet"]) == 0
+    assert Predictor(out).method.aes_[0].config_.infer_amp is True  # this version: as asked
+    f = out / "model" / "pipeline.pt"
+    state = load_checkpoint(f)
+    save_checkpoint(f, state | {"hep2": "0.1.0"})
+    old = Predictor(out)
+    assert old.method.cfg.infer_amp == "auto" and old.method.aes_[0].config_.infer_amp == "auto"

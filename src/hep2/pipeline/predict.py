@@ -90,6 +90,18 @@ def full_proba(clf, X, n_classes: int) -> np.ndarray:
     return full
 
 
+def legacy_precision(method) -> None:
+    """A model saved by hep2 0.1.0 holds ``infer_amp=True``, that version's default for every machine: it extracts
+    as ``auto`` does now (bf16 only where the machine computes it natively), not in bf16 emulated hundreds of
+    times slower on an AVX2-only CPU."""
+    cfgs = [method] + [ae for ae in getattr(method, "aes_", []) if hasattr(ae, "config_")]
+    for holder in cfgs:
+        for attr in ("cfg", "config_"):
+            cfg = getattr(holder, attr, None)
+            if cfg is not None and getattr(cfg, "infer_amp", None) is True:
+                setattr(holder, attr, cfg.override({"infer_amp": "auto"}))
+
+
 def old_naming_note(run_folder: Path, state: dict) -> str | None:
     """A line for a model trained on SNPHEp-2 under the names of hep2 before 0.3.0 (labels 1 and 3 the other way
     round), else None."""
@@ -171,6 +183,9 @@ class Predictor:
         if not isinstance(state, dict) or state.get("format") != FORMAT:
             raise Hep2Error(f"{f} is not a model of this hep2 version (format {FORMAT}): retrain it with `hep2 run`")
         self.members = [(m["features"], m["classifier"]) for m in state.get("members", [state])]
+        if str(state.get("hep2", "0.1.0")).startswith("0.1."):
+            for method, _ in self.members:
+                legacy_precision(method)
         # True / False: its training cells were / were not read with masks; None: a model saved before that was kept
         masks = {m.get("masks") for m in state.get("members", [state])}
         self.masks = masks.pop() if len(masks) == 1 else None
