@@ -7,7 +7,7 @@ scale bar burned in) becomes a label image of its nuclei and a table of them:
 2. **Burned-in annotations** (scale bars and their text): a flat plateau of one grey level, at least 150 px, below
    the field's saturation and filling its bounding box as a rectangle does. No stained cell is flat; the bar's
    box, widened to take its text, is excluded from the field.
-3. **Background**: the 5th percentile in windows of about four nuclei (on a field shrunk 8 times), subtracted, so
+3. **Background**: the 5th percentile in windows of a sixth of the field (on the field shrunk 16 times), subtracted, so
    that an uneven illumination does not move the threshold.
 4. **Foreground**: Otsu's threshold of the background-free field (Gaussian sigma 1 px), raised to at least 5 times the
    background's noise (its median absolute deviation), so that a field with no stained cells is not cut into
@@ -39,6 +39,7 @@ MIN_FIELD_SIDE = 128  # a smaller image is a cell crop, not a field
 DEBRIS, CLUMP, MITOTIC = 0.25, 3.0, 1.8  # shares of the median area / of the median signal (module docstring)
 CLOSE = 7  # px: a grey closing of the field before its threshold joins a nucleus's dots, speckles and nucleoli;
 CLOSE_SHARE = 0.25  # then, a second time, a closing of this many typical nucleus radii (odd, 3 to 25 px)
+SHRINK = 16  # the background is estimated on the field shrunk this many times (it varies slowly)
 SMOOTH = 1.0  # the Gaussian sigma (px) of the field before its threshold
 SPLIT = 0.6  # two nuclei's centres are at least this many typical radii apart
 
@@ -121,9 +122,10 @@ def segment_field(grey: np.ndarray, *, min_area: int = 20) -> Field:
     notes = []
     work = grey.astype(np.float32)
     annot = annotation_mask(work)
-    small = work[::8, ::8]
-    floor = ndi.percentile_filter(small, 5, size=max(9, min(small.shape) // 6))
-    background = ndi.zoom(ndi.uniform_filter(floor, 5), 8, order=1)[: work.shape[0], : work.shape[1]]
+    step = SHRINK
+    small = work[::step, ::step]
+    floor = ndi.percentile_filter(small, 5, size=max(5, min(small.shape) // 6))
+    background = ndi.zoom(ndi.uniform_filter(floor, 3), step, order=1)[: work.shape[0], : work.shape[1]]
     background = np.pad(
         background, ((0, work.shape[0] - background.shape[0]), (0, work.shape[1] - background.shape[1])), "edge"
     )
