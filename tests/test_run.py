@@ -130,6 +130,7 @@ def test_config_environment_and_data_json(grouped_run):
         "equalize": False,
         "denoise": 0.0,
         "channel": "mean",
+        "fit_cell": False,
     }  # what the method used
     env = _json(grouped_run / "environment.json")
     assert {"hep2", "python", "torch", "numpy", "scikit-learn", "device", "torch_threads", "cpu_count"} <= set(env)
