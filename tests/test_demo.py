@@ -51,3 +51,15 @@ def test_the_demo_resumes_from_its_finished_runs_and_refuses_a_foreign_folder(de
     assert any(line.startswith("recommended:") and f"accuracy {recommended:.4f}" in line for line in printed)
     assert main(["demo", "--per-class", "8", "--out", str(demo_folder), "--quiet"]) == 2
     assert "already exists and is not empty: pass --resume" in capsys.readouterr().err
+
+
+def test_the_demo_shows_the_field_path(demo_folder):
+    """Three synthetic whole fields, their cells found and classified by the recommended model, each field called."""
+    import csv
+
+    with open(demo_folder / "fields" / "calls.csv", newline="") as fh:
+        calls = {r["field"]: r for r in csv.DictReader(fh)}
+    assert set(calls) == {"homogeneous-1", "centromere-1", "negative-1"}
+    assert calls["negative-1"]["call"] == "negative" and calls["negative-1"]["icap"] == "AC-0"
+    assert calls["homogeneous-1"]["call"] != "negative" and int(calls["homogeneous-1"]["cells"]) >= 10
+    assert len(list((demo_folder / "fields" / "overlays").glob("*.png"))) == 3

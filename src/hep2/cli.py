@@ -132,6 +132,11 @@ def cmd_demo(args) -> int:
     if dd.is_main():
         print("\n".join(demo_lines(result)))
         print(f"report: {Path(args.out) / 'comparison.md'} ({result['seconds']:.0f} s)")
+        print("whole fields (synthetic), found and called by the recommended model:")
+        for c in result["fields"]:
+            share = f", {c['share']:.0%} of {c['cells']} cells" if c["share"] is not None else ""
+            print(f"  {c['field']}: {c['call']} ({c['icap']}){share}, signal index {c['signal_index']:.2f}")
+        print(f"  overlays: {Path(args.out) / 'fields' / 'overlays'}")
         print(f"classify new images with: hep2 predict --model {Path(args.out) / 'recommended'} IMAGE_OR_FOLDER...")
     return 0
 

@@ -9,7 +9,9 @@ Both are evaluated on the same specimen-grouped 5-fold splits (no specimen is on
   ``hep2 ensemble`` averages them; each cell is classified on its own (inductive).
 
 The folder holds one run folder each (``paper/``, ``words/``, ``bow/``, ``recommended/``) and ``comparison.md``,
-which opens with the two figures.
+which opens with the two figures. Then the field path (`demo_fields`): three synthetic whole fields (homogeneous,
+centromere, negative) in ``fields/images/``, their cells found and classified by the recommended model and each
+field called, with ``fields/calls.csv`` and an overlay of each in ``fields/overlays/``.
 """
 
 from __future__ import annotations
@@ -82,7 +84,33 @@ def demo(out, *, per_class: int = 60, resume: bool = False, verbose: bool = True
     }
     if dd.is_main():
         write_comparison(out, result)
+        result["fields"] = demo_fields(out / "fields", out / "recommended")
     return result
+
+
+FIELD_DEMO = {"patterns": ("homogeneous", "centromere", "negative"), "shape": (520, 700), "cells": 24, "debris": 4}
+
+
+def demo_fields(out, model) -> list[dict]:
+    """Three synthetic whole fields called by ``model``: their calls (`hep2.pipeline.fields.call_fields`), also in
+    ``out/calls.csv``, and an overlay of each field in ``out/overlays/``."""
+    from ..data.images import atomic_write_bytes, png_bytes
+    from ..data.synthetic import make_synthetic_fields
+    from .fields import call_fields, overlay, write_rows
+    from .predict import Predictor
+
+    out = Path(out)
+    if out.exists():
+        shutil.rmtree(out)  # made again in seconds
+    images = make_synthetic_fields(out / "images", per_pattern=1, seed=0, **FIELD_DEMO)
+    pred = Predictor(model)
+    _, calls, _, fields, _ = call_fields(pred, sorted(p for p in images.glob("*.png") if "_mask" not in p.name))
+    (out / "overlays").mkdir()
+    for name, (fld, cell_calls) in fields.items():
+        atomic_write_bytes(out / "overlays" / f"{name}.png", png_bytes(overlay(fld, cell_calls, list(pred.classes))))
+    columns = ["field", "call", "icap", "share", "cells", "signal_index", "mixed", "note"]
+    write_rows(out / "calls.csv", calls, columns)
+    return [{k: c.get(k) for k in columns} for c in calls]
 
 
 def demo_lines(result: dict) -> list[str]:
@@ -94,4 +122,4 @@ def demo_lines(result: dict) -> list[str]:
     ]
 
 
-__all__ = ["demo", "demo_lines"]
+__all__ = ["demo", "demo_fields", "demo_lines"]

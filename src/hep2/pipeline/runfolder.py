@@ -46,7 +46,7 @@ def environment() -> dict:
     }
 
 
-DEMO_FILES = {"paper", "words", "bow", "recommended", "comparison.json", "comparison.md", "comparison.png"}
+DEMO_FILES = {"paper", "words", "bow", "recommended", "fields", "comparison.json", "comparison.md", "comparison.png"}
 COMPARE_FILES = {"ensemble", "comparison.json", "comparison.md", "comparison.png"}  # beside one folder a method
 
 
