@@ -104,6 +104,8 @@ def _member_features(member: dict) -> dict | None:
         F = cell_features(member["model"]["features"], np.load(run / "features.npy"))
         with open(run / "features_ids.csv", newline="") as f:
             ids = [r["id"] for r in csv.DictReader(f)]
+    except Hep2Error:
+        raise
     except (OSError, ValueError, KeyError) as e:
         raise Hep2Error(
             f"{run}: cannot read features.npy / features_ids.csv ({type(e).__name__}: {e}); rerun it with `hep2 run`"
