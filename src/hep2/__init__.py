@@ -2,5 +2,5 @@
 
 from .errors import Hep2Error
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 __all__ = ["Hep2Error", "__version__"]
