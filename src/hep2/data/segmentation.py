@@ -276,21 +276,26 @@ def match_objects(pred: np.ndarray, truth: np.ndarray, iou: float = 0.5) -> dict
     ious = np.divide(inter, union, out=np.zeros(inter.shape), where=union > 0)
     matched = ious > iou
     tp = int(matched.sum())
-    n_pred, n_true = len(p_area), len(t_area)
-    precision = tp / n_pred if n_pred else 0.0
-    recall = tp / n_true if n_true else 0.0
     covers_pred = inter >= 0.5 * p_area[:, None]  # predicted object mostly inside the true one
     covers_true = inter >= 0.5 * t_area[None, :]
     return {
-        "tp": tp,
-        "predicted": n_pred,
-        "true": n_true,
-        "precision": precision,
-        "recall": recall,
-        "f1": 2 * precision * recall / (precision + recall) if tp else 0.0,
+        **object_scores(tp, len(p_area), len(t_area)),
         "mean_iou": float(ious[matched].mean()) if tp else 0.0,
         "splits": int((covers_pred.sum(0) >= 2).sum()),
         "merges": int((covers_true.sum(1) >= 2).sum()),
+    }
+
+
+def object_scores(tp: int, predicted: int, true: int) -> dict:
+    """Object counts and their precision, recall and F1."""
+    precision, recall = (tp / predicted if predicted else 0.0), (tp / true if true else 0.0)
+    return {
+        "tp": tp,
+        "predicted": predicted,
+        "true": true,
+        "precision": precision,
+        "recall": recall,
+        "f1": 2 * precision * recall / (precision + recall) if tp else 0.0,
     }
 
 
@@ -326,6 +331,7 @@ __all__ = [
     "cell_crop",
     "field_grey",
     "match_objects",
+    "object_scores",
     "outlines_to_labels",
     "segment_field",
 ]

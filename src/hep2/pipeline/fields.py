@@ -28,38 +28,16 @@ from pathlib import Path
 import numpy as np
 
 from ..data.cellset import normalise_class
-from ..data.images import IMAGE_EXTENSIONS, IMAGE_FORMATS, atomic_write_bytes, png_bytes
+from ..data.images import IMAGE_EXTENSIONS, atomic_write_bytes, png_bytes
 from ..data.patterns import icap, with_icap
-from ..data.readers import files_under, is_cell_image
-from ..data.segmentation import Field, cell_crop, field_grey, segment_field
+from ..data.segmentation import Field, cell_crop, field_grey, object_scores, segment_field
 from ..errors import Hep2Error
 from .evaluation import batch_summary
+from .predict import expand_inputs
 
 FIELD_SIDE = 400  # hep2 predict reads an image at least this large on both sides as a field (--fields forces it)
 NEGATIVE_BELOW, UNKNOWN_BELOW, MIXED_SHARE = 1.0, 0.5, 0.3  # the call's thresholds (module docstring)
 UNKNOWN = "not a pattern this model knows"
-
-
-def field_files(items, skipped: list | None = None) -> list[Path]:
-    """Field images among files and folders (folders searched recursively; masks ``NAME_mask.EXT`` left out)."""
-    out = []
-    for item in items:
-        p = Path(item)
-        if p.is_dir():
-            found = [f for f in files_under(p) if is_cell_image(f)]
-            if not found:
-                raise Hep2Error(f"folder {p} holds no images ({IMAGE_FORMATS})")
-            out += found
-        elif not p.exists():
-            raise Hep2Error(f"{p} does not exist: give field images or folders of them")
-        elif p.suffix.lower() not in IMAGE_EXTENSIONS:
-            msg = f"{p} is not an image ({IMAGE_FORMATS})"
-            if skipped is None:
-                raise Hep2Error(msg + ": leave it out, or pass --skip-bad")
-            skipped.append(msg)
-        else:
-            out.append(p)
-    return out
 
 
 def is_field(path) -> bool:
@@ -170,7 +148,7 @@ def segment_fields(
     if label is not None and labels_csv is not None:
         raise Hep2Error("give --label (one pattern for every field) or --labels (a CSV of field -> pattern), not both")
     skipped: list[str] = [] if skip_bad else None
-    paths = field_files(inputs, skipped)
+    paths = expand_inputs(inputs, skipped)
     if not paths:
         raise Hep2Error("no field images given")
     names = field_names(paths)
@@ -283,14 +261,8 @@ def pool_matches(results) -> dict:
     """Object counts of several `match_objects` results added up, and their precision, recall and F1."""
     results = list(results)
     tp, n_pred, n_true = (sum(r[k] for r in results) for k in ("tp", "predicted", "true"))
-    precision, recall = tp / max(n_pred, 1), tp / max(n_true, 1)
     return {
-        "tp": tp,
-        "predicted": n_pred,
-        "true": n_true,
-        "precision": precision,
-        "recall": recall,
-        "f1": 2 * precision * recall / (precision + recall) if tp else 0.0,
+        **object_scores(tp, n_pred, n_true),
         "mean_iou": float(np.average([r["mean_iou"] for r in results], weights=[max(r["tp"], 1e-9) for r in results])),
         "splits": sum(r["splits"] for r in results),
         "merges": sum(r["merges"] for r in results),
@@ -416,7 +388,6 @@ __all__ = [
     "UNKNOWN",
     "call_cells",
     "call_fields",
-    "field_files",
     "find_truth",
     "measure_field",
     "pool_matches",
