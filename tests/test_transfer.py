@@ -138,3 +138,16 @@ def test_a_model_trained_under_the_old_snphep2_names_says_so(tmp_path):
     (out / "config.json").write_text(json.dumps(config | {"dataset": "snphep2:/data/snphep2"}))
     note = Predictor(out).naming_note
     assert note and "homogeneous means SNPHEp-2's label 1" in note
+
+
+def test_adapt_standardises_each_dataset_by_its_own_cells(tmp_path):
+    lab = _lab_with_speckled_and_golgi(tmp_path)
+    out = tmp_path / "adapted"
+    args = ["run", "synthetic:30", "--protocol", "transfer", "--target", f"folder:{lab}", "--method", "shape-index"]
+    assert main([*args, "--set", "adapt=standardize", "--out", str(out), "--quiet"]) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["adapt"] == {"method": "standardize", "per_source": {"synthetic:30": 150, f"folder:{lab}": 72}}
+    assert m["accuracy"]["mean"] > 0.5
+    pred = Predictor(out)  # the saved model standardises new cells as the training source's were
+    rows, _ = pred.predict_files(sorted((lab / "nucleolar").glob("*.png"))[:4])
+    assert len(rows) == 4 and all(np.isclose(r[2].sum(), 1.0, atol=1e-4) for r in rows)

@@ -63,6 +63,7 @@ CHOICES = {
     "latent_activation": ("relu", "linear"),
     "output": ("sigmoid", "linear"),
     "channel": ("mean", "red", "green", "blue"),
+    "adapt": ("none", "standardize"),  # pipeline.runner.adapt_features
 }  # data.images.CHANNELS
 
 

@@ -28,6 +28,7 @@ class Preset:
     channel: str = "mean"  # a colour image's grey: mean of R, G, B | red | green | blue (FITC: green)
     scale: float = 0.0  # 0: each cell's longest side fitted to size; > 0: one magnification for all
     fit_cell: bool = False  # crop each image to its cell (mask, else Otsu foreground) before fitting it to size
+    adapt: str = "none"  # standardize: each dataset's features by its own cells' mean and std (no labels)
     highpass: float = 0.0  # > 0: each image minus its Gaussian blur of this sigma (native pixels)
     equalize: bool = False  # histogram equalisation in place of low_pct / high_pct (blind to brightness,
     # contrast and gamma)

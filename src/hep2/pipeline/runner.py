@@ -30,7 +30,7 @@ from .evaluation import (
 from .methods import get_method
 from .predict import full_proba, save_model
 from .runfolder import check_disk_space, check_same_run, environment, prepare_out, run_subset, write_csv, write_json
-from .tree import fit_classifier
+from .tree import StandardisedClassifier, fit_classifier
 
 
 def run(
@@ -138,6 +138,7 @@ def run(
 
     # the classifier under the protocol, then the final one on all labelled training cells
     t0 = time.perf_counter()
+    adapted, stats = adapt_features(cfg.adapt, feats, cells, used)
     # each test specimen's call too, where the protocol holds whole specimens out and the cells name theirs
     specimens = cells.specimens if protocol in SPECIMEN_PROTOCOLS else None
     train_idx = cells.subsets["train"] if protocol == "official" else splits[0][1] if protocol == "transfer" else ae_idx
@@ -163,6 +164,7 @@ def run(
         # the paper's figure is on SNPHEp-2: beside another dataset's it would compare nothing
         "paper_accuracy": m.paper_accuracy if cells.name.startswith("snphep2:") else None,
         "n_splits": len(splits),
+        **({"adapt": adapted} if adapted else {}),
         **(scoring_extra(scoring, cells, splits) if scoring else {}),
         **({"per_source": pooled.pop("per_source")} if "per_source" in pooled else {}),
         "autoencoder_saw_test_images": config["autoencoder_saw_test_images"],
@@ -177,6 +179,13 @@ def run(
     }
     metrics = summarize_protocol(protocol, per_split, pooled, extra)
     history = {"autoencoder": m.history_, "classifier": getattr(final, "history_", [])}
+    if stats:  # new cells are standardised as the training source's were
+        first = next(
+            src
+            for src in stats
+            if any(c.source == src or cells.name == src for c in [cells.cells[i] for i in train_idx[:1]])
+        )
+        final = StandardisedClassifier(final, stats[first]["mean"], stats[first]["std"])
     if not main:
         return metrics
     masks = prep.use_mask and any(c.mask for c in cells.cells)
@@ -311,6 +320,26 @@ def evaluate_classifier(
         rows += prediction_rows("full", idx, y_true, full_p)
         say(f"  full (train/ -> test/): {split_figures(full)}")
     return per_split, pooled, full, rows, final
+
+
+def adapt_features(adapt: str, feats: np.ndarray, cells, used) -> dict | None:
+    """``adapt="standardize"``: each dataset's feature rows (of the cells used) standardised in place by the mean
+    and std of its own cells, without labels, so that a lab's exposure, optics and stain shift no feature as a
+    whole (under transfer the target's statistics come from its unlabelled cells). Returns what was done (or None)
+    and each source's statistics. A saved model standardises new cells with the statistics of the training
+    source (the first, where there are several): `hep2.pipeline.tree.StandardisedClassifier`."""
+    if adapt == "none":
+        return None, None
+    if feats.ndim != 2:
+        raise Hep2Error("adapt=standardize works on feature vectors; this method classifies images: drop it")
+    sources = np.array([c.source or cells.name for c in cells.cells], dtype=object)
+    done = {}
+    for src in dict.fromkeys(sources[used]):
+        rows = used[sources[used] == src]
+        mean, std = feats[rows].mean(0), feats[rows].std(0) + 1e-6
+        feats[rows] = (feats[rows] - mean) / std
+        done[src] = {"cells": int(len(rows)), "mean": mean, "std": std}
+    return {"method": adapt, "per_source": {k: v["cells"] for k, v in done.items()}}, done
 
 
 def open_transfer(dataset, target, skip_bad: bool):

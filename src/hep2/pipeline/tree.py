@@ -79,6 +79,24 @@ class TreeClassifier(ClassifierMixin, BaseEstimator):
         return self.classes_[self.predict_proba(X).argmax(1)]
 
 
+class StandardisedClassifier(ClassifierMixin, BaseEstimator):
+    """A fitted classifier of features standardised by ``mean`` and ``std`` (setting ``adapt=standardize``):
+    new features are standardised the same way first."""
+
+    def __init__(self, classifier=None, mean=None, std=None):
+        self.classifier, self.mean, self.std = classifier, mean, std
+
+    @property
+    def classes_(self):
+        return self.classifier.classes_
+
+    def predict_proba(self, X):
+        return self.classifier.predict_proba((np.asarray(X, dtype=np.float64) - self.mean) / self.std)
+
+    def predict(self, X):
+        return self.classes_[self.predict_proba(X).argmax(1)]
+
+
 def fit_classifier(make, X, y, classes):
     """``make()`` fitted on ``(X, y)``; through a `TreeClassifier` where the labels present nest."""
     present = [classes[i] for i in np.unique(y)]
@@ -138,4 +156,4 @@ class Scoring:
         return text
 
 
-__all__ = ["Scoring", "TreeClassifier", "fit_classifier", "nested"]
+__all__ = ["Scoring", "StandardisedClassifier", "TreeClassifier", "fit_classifier", "nested"]
