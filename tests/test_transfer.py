@@ -14,7 +14,7 @@ from hep2.data import open_dataset
 from hep2.data.patterns import TREE, fold_proba, icap, leaf_sets, shared_depth, with_icap
 from hep2.data.synthetic import make_synthetic
 from hep2.errors import Hep2Error
-from hep2.pipeline.predict import Predictor
+from hep2.pipeline.predict import Predictor, full_proba
 from hep2.pipeline.tree import Scoring, TreeClassifier
 
 
@@ -148,6 +148,20 @@ def test_adapt_standardises_each_dataset_by_its_own_cells(tmp_path):
     m = json.loads((out / "metrics.json").read_text())
     assert m["adapt"] == {"method": "standardize", "per_source": {"synthetic:30": 150, f"folder:{lab}": 72}}
     assert m["accuracy"]["mean"] > 0.5
-    pred = Predictor(out)  # the saved model standardises new cells as the training source's were
-    rows, _ = pred.predict_files(sorted((lab / "nucleolar").glob("*.png"))[:4])
+    pred = Predictor(out)
+    assert pred.adapts and pred.transductive
+    few = sorted((lab / "nucleolar").glob("*.png"))[:4]  # too few to set their own statistics: the training's
+    rows, _ = pred.predict_files(few)
     assert len(rows) == 4 and all(np.isclose(r[2].sum(), 1.0, atol=1e-4) for r in rows)
+    batch = tmp_path / "well"  # one folder of 36 cells: a batch that sets its own statistics
+    batch.mkdir()
+    for f in [*(lab / "speckled").glob("*.png"), *(lab / "homogeneous").glob("*.png")]:
+        shutil.copy(f, batch / f.name)
+    many = sorted(batch.glob("*.png"))
+    a, _ = pred.predict_files(many)
+    b, _ = pred.predict_files(many[::-1])
+    assert [r[1] for r in a] == [r[1] for r in b][::-1]  # a batch's result does not depend on its order
+    images, _, _ = pred.load_files(many)
+    features = pred.method.transform(images).astype(np.float64)
+    with_training_statistics = full_proba(pred.classifier, features, len(pred.classes))
+    assert np.abs(np.array([r[2] for r in a]) - with_training_statistics).max() > 1e-3

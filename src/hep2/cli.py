@@ -285,29 +285,36 @@ def _classify(pred, paths: list, model, skip_bad: bool) -> tuple[list, list]:
     """(path, pattern, probabilities) rows in input order and the files skipped, from every process. A
     transductive model smooths each folder's cells as a batch, in one process; otherwise each process classifies
     every W-th file under torchrun."""
-    from .pipeline.predict import by_folder
+    from .pipeline.predict import ADAPT_MIN_CELLS, by_folder
 
-    if pred.neighbours is None:
+    if not pred.transductive:
         rows, bad = pred.predict_files(paths[dd.rank() :: dd.world()], skip_bad=skip_bad)
     else:
         if dd.world() > 1:
             raise Hep2Error(
-                f"{model} smooths each cell over its nearest cells of the batch (--neighbours): "
-                "classify the batch in one process, without torchrun"
+                f"{model} reads each folder's cells as a batch (--neighbours, or adapt=standardize): classify the "
+                "batch in one process, without torchrun"
             )
         rows, bad = pred.predict_files(paths, skip_bad=skip_bad)
-        k = pred.neighbours.k
         for folder, idx in by_folder([r[0] for r in rows]).items():
             n = len(idx)
-            what = (
-                f"each of its {n} cells averaged with its {k} nearest of them"
-                if pred.neighbours.applies(n)
-                else f"{n} cell{'s' * (n != 1)}, not the {k + 1} a smoothing needs: the members' plain average"
-            )
-            print(f"transductive model: {folder}: {what}", file=sys.stderr)
+            if pred.neighbours is not None:
+                k = pred.neighbours.k
+                what = (
+                    f"each of its {n} cells averaged with its {k} nearest of them"
+                    if pred.neighbours.applies(n)
+                    else f"{n} cell{'s' * (n != 1)}, not the {k + 1} a smoothing needs: the members' plain average"
+                )
+                print(f"transductive model: {folder}: {what}", file=sys.stderr)
+            if pred.adapts:
+                what = (
+                    f"its {n} cells' features standardised by their own statistics"
+                    if n >= ADAPT_MIN_CELLS
+                    else f"{n} cells, under the {ADAPT_MIN_CELLS} that set their own statistics: the training source's"
+                )
+                print(f"adapting model: {folder}: {what}", file=sys.stderr)
         print(
-            "transductive model: each folder's cells are a batch; keep each specimen's (each well's) cells in a "
-            "folder of their own",
+            "each folder's cells are a batch; keep each specimen's (each well's) cells in a folder of their own",
             file=sys.stderr,
         )
     order = {p: i for i, p in enumerate(paths)}

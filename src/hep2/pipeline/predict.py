@@ -120,6 +120,9 @@ def old_naming_note(run_folder: Path, state: dict) -> str | None:
     )
 
 
+ADAPT_MIN_CELLS = 30  # a batch of this many cells or more sets its own feature statistics (setting adapt)
+
+
 class Predictor:
     """A trained pipeline loaded from a run folder (or its ``model/`` subfolder); for an ensemble
     (`hep2 ensemble`), its members' pipelines, whose probabilities are averaged.
@@ -198,6 +201,9 @@ class Predictor:
         # the distinct preprocessings the members ask for, the first member's first
         self.preps = list(dict.fromkeys(m.preprocess() for m, _ in self.members))
         self.naming_note = old_naming_note(d, state)
+        # adapt=standardize: each batch of ADAPT_MIN_CELLS or more sets its own feature statistics (no labels)
+        self.adapts = any(getattr(clf, "standardises", False) for _, clf in self.members)
+        self.transductive = self.neighbours is not None or self.adapts
 
     def predict_images(self, images: np.ndarray) -> np.ndarray:
         """Preprocessed uint8 images (N, S, S), or (N, V, S, S) for a model whose autoencoders read
@@ -230,6 +236,8 @@ class Predictor:
         proba, blocks = 0, []
         for i, (m, clf) in enumerate(self.members):
             F = m.transform(by_prep[m.preprocess()])
+            if getattr(clf, "standardises", False) and len(F) >= ADAPT_MIN_CELLS:  # a batch's own statistics
+                F, clf = (F - F.mean(0)) / (F.std(0) + 1e-6), clf.classifier
             proba = proba + full_proba(clf, F, len(self.classes))
             if self.neighbours is not None and self.neighbours.uses(i):
                 blocks.append(cell_features(m, F))
@@ -258,7 +266,7 @@ class Predictor:
         if isinstance(paths, (str, Path)):
             raise Hep2Error(f"paths={str(paths)!r}: give a list of image files (expand_inputs lists a folder's)")
         groups = by_folder(paths)
-        if self.neighbours is not None and len(groups) > 1:  # transductive: each folder (well) a batch of its own
+        if self.transductive and len(groups) > 1:  # each folder (well) a batch of its own
             parts = [self.classify([paths[i] for i in idx], skip_bad=skip_bad) for idx in groups.values()]
             ok, position = [q for part in parts for q in part[2]], {Path(x): i for i, x in enumerate(paths)}
             order = np.argsort([position[q] for q in ok], kind="stable")  # back to the order given

@@ -81,7 +81,10 @@ class TreeClassifier(ClassifierMixin, BaseEstimator):
 
 class StandardisedClassifier(ClassifierMixin, BaseEstimator):
     """A fitted classifier of features standardised by ``mean`` and ``std`` (setting ``adapt=standardize``):
-    new features are standardised the same way first."""
+    new features are standardised the same way first. `hep2.pipeline.predict.Predictor` standardises a batch of
+    30 cells or more (a folder, a field) by its own statistics instead: a new lab's cells, without labels."""
+
+    standardises = True
 
     def __init__(self, classifier=None, mean=None, std=None):
         self.classifier, self.mean, self.std = classifier, mean, std
