@@ -157,3 +157,15 @@ def test_hep2_predict_calls_fields_and_wells(fields, tmp_path, capsys):
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 40), dtype=np.uint8)).save(crop_dir / "c.png")
     assert main(["predict", "--model", str(model), str(crop_dir)]) == 2
     assert "mix 1 whole fields" in capsys.readouterr().err
+
+
+def test_a_saturated_field_flags_its_saturated_cells_and_a_uniform_one_is_blank(tmp_path):
+    img, _, _ = make_field("homogeneous", np.random.default_rng(3), **SMALL)
+    over = np.clip(img.astype(np.int32) * 6, 0, 255).astype(np.uint8)  # an exposure 6 times too long
+    Image.fromarray(over).save(tmp_path / "over.png")
+    fld = segment_field(field_grey(tmp_path / "over.png"))
+    assert any("saturated" in c["flags"] for c in fld.cells)
+    assert not any("saturated" in c["flags"] for c in fld.kept)  # flagged cells stay out of the call
+    Image.fromarray(np.full((500, 600), 255, np.uint8)).save(tmp_path / "white.png")
+    white = segment_field(field_grey(tmp_path / "white.png"))
+    assert white.cells == [] and white.notes == ["the field is blank"]
