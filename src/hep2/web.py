@@ -279,10 +279,9 @@ class Service:
             raise UploadError(422, bad[0] if bad else "no field could be read")
         by_name = dict(zip(field_names(fields), fields))
         results, thumbs, overlays = [], [], {}
+        by_label = {name: {c["cell"]: c for c in fld.cells} for name, (fld, _) in segmented.items()}
         for r in cell_rows:
-            fld, calls_of = segmented[r["field"]]
-            cell = next(c for c in fld.cells if c["cell"] == r["cell"])
-            g, _ = cell_crop(fld, cell)
+            g, _ = cell_crop(segmented[r["field"]][0], by_label[r["field"]][r["cell"]])
             thumbs.append(np.clip(255 * (g - g.min()) / max(float(np.ptp(g)), 1e-6), 0, 255).astype(np.uint8))
             results.append(
                 {

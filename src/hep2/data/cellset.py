@@ -157,9 +157,14 @@ class CellSet:
         return None if any(v is None for v in s) else np.array(s, dtype=object)
 
     @property
+    def source_of(self) -> np.ndarray:
+        """The dataset each cell comes from (the set's name for a set read from one dataset)."""
+        return np.array([c.source or self.name for c in self.cells], dtype=object)
+
+    @property
     def sources(self) -> list[str]:
-        """The datasets the cells come from, in order (one name for a set read from one dataset)."""
-        return list(dict.fromkeys(c.source or self.name for c in self.cells))
+        """The datasets the cells come from, in order."""
+        return list(dict.fromkeys(self.source_of))
 
     def official_splits(self) -> list[str]:
         """Names K of the subsets 'K/train' that have a 'K/test' twin (e.g. 'split-50-1')."""

@@ -34,6 +34,7 @@ from ..data.segmentation import Field, cell_crop, field_grey, object_scores, seg
 from ..errors import Hep2Error
 from .evaluation import batch_summary
 from .predict import expand_inputs
+from .runfolder import write_csv
 
 FIELD_SIDE = 400  # hep2 predict reads an image at least this large on both sides as a field (--fields forces it)
 NEGATIVE_BELOW, UNKNOWN_BELOW, MIXED_SHARE = 1.0, 0.5, 0.3  # the call's thresholds (module docstring)
@@ -308,14 +309,8 @@ def _cell_row(name: str, c: dict, crop: str) -> dict:
 
 
 def write_rows(path: Path, rows: list[dict], columns: list[str]) -> None:
-    """A CSV of dict rows under ``columns`` (other keys left out), written atomically."""
-    import io
-
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
-    w.writeheader()
-    w.writerows(rows)
-    atomic_write_bytes(path, buf.getvalue().encode())
+    """A CSV of dict rows under ``columns`` (other keys left out, missing ones empty), written atomically."""
+    write_csv(path, columns, [[r.get(c, "") for c in columns] for r in rows])
 
 
 def call_cells(proba: np.ndarray, classes: list[str], signal: float, *, negative_below=NEGATIVE_BELOW,

@@ -237,7 +237,7 @@ class Predictor:
         for i, (m, clf) in enumerate(self.members):
             F = m.transform(by_prep[m.preprocess()])
             if getattr(clf, "standardises", False) and len(F) >= ADAPT_MIN_CELLS:  # a batch's own statistics
-                F, clf = (F - F.mean(0)) / (F.std(0) + 1e-6), clf.classifier
+                F, clf = clf.own_batch(F)
             proba = proba + full_proba(clf, F, len(self.classes))
             if self.neighbours is not None and self.neighbours.uses(i):
                 blocks.append(cell_features(m, F))

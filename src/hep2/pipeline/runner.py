@@ -69,10 +69,12 @@ def run(
             f"--ae-on-test is for --protocol official or transfer; under {protocol} the autoencoder already reads "
             "every cell of the subset (no labels): drop it"
         )
-    cells = open_transfer(dataset, target, skip_bad) if protocol == "transfer" else None
     if target is not None and protocol != "transfer":
         raise Hep2Error(f"--target is for --protocol transfer; under {protocol} drop it, or use --protocol transfer")
-    cells = cells or open_dataset(dataset, skip_bad=skip_bad)
+    if protocol == "transfer":
+        cells = open_transfer(dataset, target, skip_bad)
+    else:
+        cells = open_dataset(dataset, skip_bad=skip_bad)
     if main and m.preprocess().channel == "mean":
         cells.problems += sampled_colour_problems(cells)
     for problem in cells.problems if main else ():
@@ -179,13 +181,9 @@ def run(
     }
     metrics = summarize_protocol(protocol, per_split, pooled, extra)
     history = {"autoencoder": m.history_, "classifier": getattr(final, "history_", [])}
-    if stats:  # new cells are standardised as the training source's were
-        first = next(
-            src
-            for src in stats
-            if any(c.source == src or cells.name == src for c in [cells.cells[i] for i in train_idx[:1]])
-        )
-        final = StandardisedClassifier(final, stats[first]["mean"], stats[first]["std"])
+    if stats:  # new cells are standardised as the (first) training source's were
+        first = stats[cells.source_of[train_idx[0]]]
+        final = StandardisedClassifier(final, first["mean"], first["std"])
     if not main:
         return metrics
     masks = prep.use_mask and any(c.mask for c in cells.cells)
@@ -304,7 +302,7 @@ def evaluate_classifier(
         rows += prediction_rows(name, idx, y_true, proba)
         say(f"  {name}: {split_figures(per_split[name])}  (train {len(a)}, test {len(idx)})")
     pooled = classification_metrics(np.concatenate(all_true), np.concatenate(all_pred), classes)
-    sources = np.array([c.source or cells.name for c in cells.cells], dtype=object)[np.concatenate(all_idx)]
+    sources = cells.source_of[np.concatenate(all_idx)]
     if len(set(sources)) > 1:  # several datasets tested: each one's figures, over all splits
         pooled["per_source"] = {}
         for src in dict.fromkeys(sources):
@@ -322,7 +320,7 @@ def evaluate_classifier(
     return per_split, pooled, full, rows, final
 
 
-def adapt_features(adapt: str, feats: np.ndarray, cells, used) -> dict | None:
+def adapt_features(adapt: str, feats: np.ndarray, cells, used) -> tuple[dict | None, dict | None]:
     """``adapt="standardize"``: each dataset's feature rows (of the cells used) standardised in place by the mean
     and std of its own cells, without labels, so that a lab's exposure, optics and stain shift no feature as a
     whole (under transfer the target's statistics come from its unlabelled cells). Returns what was done (or None)
@@ -332,11 +330,11 @@ def adapt_features(adapt: str, feats: np.ndarray, cells, used) -> dict | None:
         return None, None
     if feats.ndim != 2:
         raise Hep2Error("adapt=standardize works on feature vectors; this method classifies images: drop it")
-    sources = np.array([c.source or cells.name for c in cells.cells], dtype=object)
+    sources = cells.source_of
     done = {}
     for src in dict.fromkeys(sources[used]):
         rows = used[sources[used] == src]
-        mean, std = feats[rows].mean(0), feats[rows].std(0) + 1e-6
+        mean, std = StandardisedClassifier.statistics(feats[rows])
         feats[rows] = (feats[rows] - mean) / std
         done[src] = {"cells": int(len(rows)), "mean": mean, "std": std}
     return {"method": adapt, "per_source": {k: v["cells"] for k, v in done.items()}}, done

@@ -89,6 +89,16 @@ class StandardisedClassifier(ClassifierMixin, BaseEstimator):
     def __init__(self, classifier=None, mean=None, std=None):
         self.classifier, self.mean, self.std = classifier, mean, std
 
+    @staticmethod
+    def statistics(F) -> tuple[np.ndarray, np.ndarray]:
+        """The mean and std (never 0) of features (N, F) that standardise them."""
+        return F.mean(0), F.std(0) + 1e-6
+
+    def own_batch(self, F):
+        """Features (N, F) standardised by their own statistics, and the classifier that reads them."""
+        mean, std = self.statistics(F)
+        return (F - mean) / std, self.classifier
+
     @property
     def classes_(self):
         return self.classifier.classes_
