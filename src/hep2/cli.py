@@ -185,7 +185,7 @@ def cmd_predict(args) -> int:
 
 
 def _predict_fields(pred, paths, args, bad) -> int:
-    from .pipeline.fields import call_fields, overlay
+    from .pipeline.fields import call_fields
 
     th = {"negative_below": args.negative_below}
     cell_rows, field_calls, well_calls, fields, skipped = call_fields(
@@ -210,7 +210,7 @@ def _predict_fields(pred, paths, args, bad) -> int:
             print(f"{w['well'][-40:]:40} {w['call'][:34]:34} {w['icap']:10} {share:>6} {w['cells']:>6}")
     for b in bad:
         print(f"skipped: {b}", file=sys.stderr)
-    from .pipeline.fields import CELL_COLUMNS, write_rows
+    from .pipeline.fields import CELL_COLUMNS, FIELD_CALL_COLUMNS, write_overlays, write_rows
 
     if args.out:
         columns = [c for c in CELL_COLUMNS if c != "crop"] + ["pattern", "icap"] + [f"p_{k}" for k in pred.classes]
@@ -222,17 +222,9 @@ def _predict_fields(pred, paths, args, bad) -> int:
         write_rows(Path(args.summary), well_calls, ["well", "fields"] + FIELD_CALL_COLUMNS[3:])
         print(f"wrote {len(well_calls)} well calls to {args.summary}")
     if args.overlays:
-        from .data.images import atomic_write_bytes, png_bytes
-
-        Path(args.overlays).mkdir(parents=True, exist_ok=True)
-        for name, (fld, calls) in fields.items():
-            atomic_write_bytes(Path(args.overlays) / f"{name}.png", png_bytes(overlay(fld, calls, list(pred.classes))))
+        write_overlays(args.overlays, fields, list(pred.classes))
         print(f"wrote {len(fields)} overlays (outlines coloured by pattern) to {args.overlays}")
     return 0
-
-
-FIELD_CALL_COLUMNS = ["field", "path", "seconds", "call", "icap", "positive", "share", "mixed", "confidence", "cells",
-                      "signal_index", "note"]  # fmt: skip
 
 
 def cmd_segment(args) -> int:

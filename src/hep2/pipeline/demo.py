@@ -94,9 +94,8 @@ FIELD_DEMO = {"patterns": ("homogeneous", "centromere", "negative"), "shape": (5
 def demo_fields(out, model) -> list[dict]:
     """Three synthetic whole fields called by ``model``: their calls (`hep2.pipeline.fields.call_fields`), also in
     ``out/calls.csv``, and an overlay of each field in ``out/overlays/``."""
-    from ..data.images import atomic_write_bytes, png_bytes
     from ..data.synthetic import make_synthetic_fields
-    from .fields import call_fields, overlay, write_rows
+    from .fields import call_fields, write_overlays, write_rows
     from .predict import Predictor
 
     out = Path(out)
@@ -105,9 +104,7 @@ def demo_fields(out, model) -> list[dict]:
     images = make_synthetic_fields(out / "images", per_pattern=1, seed=0, **FIELD_DEMO)
     pred = Predictor(model)
     _, calls, _, fields, _ = call_fields(pred, sorted(p for p in images.glob("*.png") if "_mask" not in p.name))
-    (out / "overlays").mkdir()
-    for name, (fld, cell_calls) in fields.items():
-        atomic_write_bytes(out / "overlays" / f"{name}.png", png_bytes(overlay(fld, cell_calls, list(pred.classes))))
+    write_overlays(out / "overlays", fields, list(pred.classes))
     columns = ["field", "call", "icap", "share", "cells", "signal_index", "mixed", "note"]
     write_rows(out / "calls.csv", calls, columns)
     return [{k: c.get(k) for k in columns} for c in calls]

@@ -125,6 +125,14 @@ def overlay(fld: Field, calls: dict[int, str] | None = None, classes: list[str] 
     return rgb
 
 
+def write_overlays(folder, fields: dict, classes: list[str] | None = None) -> None:
+    """``folder/<field>.png``: each field's `overlay`, from ``fields`` (name -> (Field, its cells' calls or None))."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, (fld, calls) in fields.items():
+        atomic_write_bytes(folder / f"{name}.png", png_bytes(overlay(fld, calls, classes)))
+
+
 def segment_fields(
     inputs,
     out,
@@ -162,7 +170,7 @@ def segment_fields(
                 f"--labels {labels_csv} gives no pattern for {len(missing)} fields (first: {missing[0]}): add "
                 "them, or segment them apart"
             )
-    (out / "overlays").mkdir(parents=True, exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
     cell_rows, field_rows, specimen_rows, measured = [], [], [], {}
     skipped = skipped if skipped is not None else []
     try:
@@ -189,7 +197,7 @@ def segment_fields(
                     atomic_write_bytes(out / crop.replace(".png", "_mask.png"), png_bytes(m.astype(np.uint8) * 255))
                     specimen_rows.append((crop, well_of(path, inputs, name)))
                 cell_rows.append(_cell_row(name, c, crop))
-            atomic_write_bytes(out / "overlays" / f"{name}.png", png_bytes(overlay(fld)))
+            write_overlays(out / "overlays", {name: (fld, None)})
             truth_file = find_truth(path) if truth else None
             if truth_file is not None:
                 measured[name] = measure_field(fld, truth_file)
@@ -285,6 +293,8 @@ CELL_COLUMNS = [
     "flags",
     "crop",
 ]
+FIELD_CALL_COLUMNS = ["field", "path", "seconds", "call", "icap", "positive", "share", "mixed", "confidence", "cells",
+                      "signal_index", "note"]  # fmt: skip
 FIELD_COLUMNS = ["field", "path", "pattern", "objects", "cells", "flagged", "nucleus_diameter_px", "signal_index",
                  "seconds", "notes"]  # fmt: skip
 
@@ -378,6 +388,7 @@ def call_fields(predictor, paths, *, channel: str = "auto", skip_bad: bool = Fal
 
 __all__ = [
     "CELL_COLUMNS",
+    "FIELD_CALL_COLUMNS",
     "FIELD_SIDE",
     "NEGATIVE_BELOW",
     "UNKNOWN",
@@ -390,6 +401,7 @@ __all__ = [
     "overlay",
     "read_field_labels",
     "well_of",
+    "write_overlays",
     "write_rows",
     "segment_fields",
 ]
