@@ -40,8 +40,9 @@ from .images import CHANNELS, read_image
 FLAGS = ("border", "debris", "clump", "mitotic", "saturated", "annotation")
 MIN_FIELD_SIDE = 128  # a smaller image is a cell crop, not a field
 DEBRIS, CLUMP, MITOTIC = 0.25, 3.0, 1.8  # shares of the median area / of the median signal (module docstring)
-CLOSE = 7  # px: a grey closing of the field before its threshold joins a nucleus's dots, speckles and nucleoli;
+CLOSE = 7  # px: the first grey closing before the threshold, joining a nucleus's dots, speckles and nucleoli
 MIN_NUCLEUS_AREA = np.pi * 10**2  # px: nuclei are 20 px across or more; smaller regions are their dots or speckles
+MAX_CLOSE = 25  # px: the widest closing
 CLOSE_SHARE = 0.25  # then, a second time, a closing of this many typical nucleus radii (odd, 3 to 25 px)
 SHRINK = 16  # the background is estimated on the field shrunk this many times (it varies slowly)
 SMOOTH = 1.0  # the Gaussian sigma (px) of the field before its threshold
@@ -123,13 +124,11 @@ def segment_field(grey: np.ndarray, *, min_area: int = 20) -> Field:
 
     if not np.isfinite(grey).all():
         raise Hep2Error("the field has NaN or infinite pixels: export it again from the microscope's software")
-    notes = []
     work = grey.astype(np.float32)
     annot = annotation_mask(work)
-    step = SHRINK
-    small = work[::step, ::step]
+    small = work[::SHRINK, ::SHRINK]
     floor = ndi.percentile_filter(small, 5, size=max(5, min(small.shape) // 6))
-    background = ndi.zoom(ndi.uniform_filter(floor, 3), step, order=1)[: work.shape[0], : work.shape[1]]
+    background = ndi.zoom(ndi.uniform_filter(floor, 3), SHRINK, order=1)[: work.shape[0], : work.shape[1]]
     background = np.pad(
         background, ((0, work.shape[0] - background.shape[0]), (0, work.shape[1] - background.shape[1])), "edge"
     )
@@ -139,17 +138,21 @@ def segment_field(grey: np.ndarray, *, min_area: int = 20) -> Field:
     resid = free[free <= np.percentile(free, 50)]
     noise = float(1.4826 * np.median(np.abs(resid - np.median(resid)))) or 1.0
     bg_level = float(np.median(work[work <= np.percentile(work, 50)]))
+
+    def empty(note: str) -> Field:
+        return Field(grey, np.zeros(grey.shape, np.int32), [], bg_level, noise, 0.0, annot, [note])
+
     if np.ptp(free) <= 0:
-        return Field(grey, np.zeros(grey.shape, np.int32), [], bg_level, noise, 0.0, annot, ["the field is blank"])
+        return empty("the field is blank")
     close = CLOSE
     fg, lab, areas, typical = _foreground(free, close, noise, min_area)
-    while 0 < typical < MIN_NUCLEUS_AREA and close < 25:  # dots or speckles, not nuclei: join them more widely
-        close = min(2 * close + 1, 25)
+    while 0 < typical < MIN_NUCLEUS_AREA and close < MAX_CLOSE:  # dots or speckles, not nuclei: join them wider
+        close = min(2 * close + 1, MAX_CLOSE)
         fg, lab, areas, typical = _foreground(free, close, noise, min_area)
     if typical <= 0:
-        return Field(grey, np.zeros(grey.shape, np.int32), [], bg_level, noise, 0.0, annot, ["no cells found"])
+        return empty("no cells found")
     # again with a closing scaled to the nuclei found (never narrower than one that had to join dots)
-    scaled = int(np.clip(2 * round(CLOSE_SHARE * np.sqrt(typical / np.pi)) + 1, 3, 25))
+    scaled = int(np.clip(2 * round(CLOSE_SHARE * np.sqrt(typical / np.pi)) + 1, 3, MAX_CLOSE))
     fg, lab, areas, typical = _foreground(free, scaled if close == CLOSE else max(scaled, close), noise, min_area)
     # drop specks before splitting, so that they seed no watershed
     fg &= np.isin(lab, 1 + np.flatnonzero(areas >= max(min_area, DEBRIS * typical / 4)))
@@ -164,7 +167,7 @@ def segment_field(grey: np.ndarray, *, min_area: int = 20) -> Field:
         areas = np.bincount(labels.ravel())[1:]
         typical = float(np.median(areas[areas >= max(min_area, DEBRIS * typical)]))
     cells = _measure(labels, work, annot, typical)
-    return Field(grey, labels, cells, bg_level, noise, typical, annot, notes)
+    return Field(grey, labels, cells, bg_level, noise, typical, annot)
 
 
 def _foreground(free: np.ndarray, close: int, noise: float, min_area: int):
