@@ -21,7 +21,7 @@ from .images import IMAGE_EXTENSIONS, IMAGE_FORMATS, cache_dir
 # The class of labels 1..5. Labels 1 and 3 follow the dataset's README in reverse: its README (and hep2 before
 # 0.3.0) names label 1 homogeneous and label 3 fine speckled, but label 1's cells are granular with dark nucleoli
 # and label 3's smooth, and models trained on I3A (which names homogeneous and speckled) and on another lab's
-# cells read them that way round (docs/record.md, "SNPHEp-2's labels 1 and 3").
+# cells read them that way round (docs/transfer.md, "SNPHEp-2's labels 1 and 3").
 SNPHEP2_CLASSES = ["fine_speckled", "coarse_speckled", "homogeneous", "nucleolar", "centromere"]
 # what a model trained on SNPHEp-2 before this naming called labels 1 and 3 (`hep2.pipeline.predict` says so)
 SNPHEP2_OLD_NAMES = {

@@ -439,7 +439,8 @@ def make_field(
     labels = np.zeros(shape, np.int32)
     kinds: dict[int, str] = {}
 
-    def place(stain, mask, kind, near=None) -> bool:
+    def place(stain, mask, kind, near=None):
+        """Put a nucleus on the field; its centre (the mean of its labelled pixels), or None where it does not fit."""
         mh, mw = mask.shape
         if near is not None:  # against a placed nucleus: centre at about the sum of the two radii
             (cy, cx), r = near
@@ -450,16 +451,17 @@ def make_field(
             y0, x0 = int(rng.integers(-mh // 3, h - 2 * mh // 3)), int(rng.integers(-mw // 3, w - 2 * mw // 3))
         ys, xs = slice(max(y0, 0), min(y0 + mh, h)), slice(max(x0, 0), min(x0 + mw, w))
         if ys.stop - ys.start < mh // 2 or xs.stop - xs.start < mw // 2:  # mostly outside the field
-            return False
+            return None
         sub = (slice(ys.start - y0, ys.stop - y0), slice(xs.start - x0, xs.stop - x0))
         m = mask[sub]
         if not m.any() or m.sum() < 0.6 * mask.sum() or (labels[ys, xs][m] > 0).mean() > 0.02:
-            return False
+            return None
         signal[ys, xs] += stain[sub]
         k = len(kinds) + 1
         labels[ys, xs][m & (labels[ys, xs] == 0)] = k
         kinds[k] = kind
-        return True
+        yy, xx = np.nonzero(labels[ys, xs] == k)  # within its box: the whole field holds no other pixel of k
+        return yy.mean() + ys.start, xx.mean() + xs.start
 
     render = "homogeneous" if pattern == "negative" else pattern
     centres = []
@@ -468,10 +470,9 @@ def make_field(
             break
         stain, mask, _ = cell_stain(render, rng, style)
         near = centres[int(rng.integers(len(centres)))] if centres and rng.random() < touching else None
-        if place(stain, mask, "interphase", near):
-            k = len(kinds)
-            yy, xx = np.nonzero(labels == k)
-            centres.append(((yy.mean(), xx.mean()), 0.5 * max(mask.shape)))
+        centre = place(stain, mask, "interphase", near)
+        if centre is not None:
+            centres.append((centre, 0.5 * max(mask.shape)))
     for _ in range(mitotic * 20):
         if sum(v == "mitotic" for v in kinds.values()) >= mitotic:
             break
