@@ -367,17 +367,20 @@ def call_fields(predictor, paths, *, channel: str = "auto", skip_bad: bool = Fal
             continue
         kept = fld.kept
         proba = predictor.predict_crops([cell_crop(fld, c) for c in kept]) if kept else np.zeros((0, len(classes)))
+        calls = {c["cell"]: classes[i] for c, i in zip(kept, proba.argmax(1))}
         for c, p in zip(kept, proba):
             row = _cell_row(name, c, "")
             row.pop("crop")
-            cell_rows.append(row | {"pattern": classes[int(p.argmax())], "icap": icap(classes[int(p.argmax())])}
+            pattern = calls[c["cell"]]
+            cell_rows.append(row | {"pattern": pattern, "icap": icap(pattern)}
                              | {f"p_{k}": round(float(v), 5) for k, v in zip(classes, p)})  # fmt: skip
-        call = call_cells(proba, classes, fld.signal_index(), **th)
+        signal = fld.signal_index()
+        call = call_cells(proba, classes, signal, **th)
         field_calls.append({"field": name, "path": str(path), "seconds": round(time.perf_counter() - t0, 2)} | call)
-        fields[name] = (fld, {c["cell"]: classes[int(p.argmax())] for c, p in zip(kept, proba)})
+        fields[name] = (fld, calls)
         well = by_well.setdefault(str(Path(path).parent), {"proba": [], "signals": []})
         well["proba"].append(proba)
-        well["signals"].append(fld.signal_index())
+        well["signals"].append(signal)
     well_calls = [
         {"well": w, "fields": len(v["signals"])}
         | call_cells(np.concatenate(v["proba"]), classes, float(np.median(v["signals"])), **th)
