@@ -301,13 +301,14 @@ def evaluate_classifier(
         all_pred.append(proba.argmax(1))
         rows += prediction_rows(name, idx, y_true, proba)
         say(f"  {name}: {split_figures(per_split[name])}  (train {len(a)}, test {len(idx)})")
-    pooled = classification_metrics(np.concatenate(all_true), np.concatenate(all_pred), classes)
+    all_true, all_pred = np.concatenate(all_true), np.concatenate(all_pred)
+    pooled = classification_metrics(all_true, all_pred, classes)
     sources = cells.source_of[np.concatenate(all_idx)]
     if len(set(sources)) > 1:  # several datasets tested: each one's figures, over all splits
         pooled["per_source"] = {}
         for src in dict.fromkeys(sources):
             pick = sources == src
-            m_src = classification_metrics(np.concatenate(all_true)[pick], np.concatenate(all_pred)[pick], classes)
+            m_src = classification_metrics(all_true[pick], all_pred[pick], classes)
             pooled["per_source"][src] = {"n": int(pick.sum()), "accuracy": m_src["accuracy"], "mca": m_src["mca"]}
             say(f"  {src}: accuracy {m_src['accuracy']:.4f}  MCA {m_src['mca']:.4f}  ({pick.sum()} cells, all splits)")
     final = clf if final_is_split else fit(train_idx)
