@@ -11,7 +11,7 @@ from PIL import Image
 
 from hep2.cli import main
 from hep2.data.images import read_image
-from hep2.data.segmentation import field_grey, match_objects, outlines_to_labels, segment_field
+from hep2.data.segmentation import field_grey, mask_to_labels, match_objects, outlines_to_labels, segment_field
 from hep2.data.synthetic import make_field, make_synthetic_fields
 from hep2.errors import Hep2Error
 
@@ -78,6 +78,24 @@ def test_outlines_become_filled_regions():
     lines[25:28, 25:28] = 255  # a speck
     lab = outlines_to_labels(lines)
     assert lab.max() == 1 and (lab == 1).sum() >= 13 * 13
+
+
+def test_true_masks_read_as_datasets_ship_them():
+    truth = np.zeros((40, 60), np.int32)
+    truth[2:12, 2:12], truth[2:12, 12:22], truth[20:30, 30:40], truth[32:34, 50:52] = 1, 2, 3, 4  # 4: a speck
+    labels = mask_to_labels(truth * 40)  # a grey label image: each level a nucleus, the speck left out
+    assert labels.max() == 3 and match_objects(labels, truth)["tp"] == 3
+    binary = np.where(truth > 0, 255, 0).astype(np.uint8)
+    assert mask_to_labels(binary).max() == 2  # a binary mask: the two touching squares are one region
+    blurred = binary.copy()
+    blurred[2:12, 1], blurred[20:30, 29] = 128, 60  # anti-aliased edges: still binary, not levels
+    assert mask_to_labels(blurred).max() == 2
+    colour = np.zeros((3, 40, 60), np.uint8)
+    for i, rgb in enumerate([(255, 0, 0), (0, 255, 0), (0, 0, 255)], 1):
+        colour[:, truth == i] = np.array(rgb)[:, None]
+    assert match_objects(mask_to_labels(colour), truth)["tp"] == 3  # each colour a nucleus
+    assert mask_to_labels(np.stack([binary] * 3)).max() == 2  # grey saved as RGB
+    assert mask_to_labels(np.zeros((10, 10), np.uint8)).max() == 0
 
 
 def test_hep2_segment_writes_the_folder_layout_and_measures(fields, tmp_path, capsys):

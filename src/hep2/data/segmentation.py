@@ -319,6 +319,28 @@ def outlines_to_labels(outlines: np.ndarray, min_area: int = 20) -> np.ndarray:
     return _relabel(lab)
 
 
+def mask_to_labels(mask: np.ndarray, min_area: int = 20) -> np.ndarray:
+    """True nuclei from a mask image, as datasets ship them, to a label image (regions under ``min_area`` px left
+    out): a colour label image (3, H, W), each colour a nucleus; a grey label image, each level a nucleus; or a
+    binary mask, each connected region a nucleus. A mask whose non-zero pixels are nearly all (90%) at its top
+    level is binary even with other levels (anti-aliased or JPEG-compressed edges): cut at half its top level."""
+    from scipy import ndimage as ndi
+
+    if mask.ndim == 3 and (mask == mask[:1]).all():  # grey saved as colour
+        mask = mask[0]
+    elif mask.ndim == 3:  # colour labels: each distinct colour one id, black (the lowest) 0
+        mask = np.unique(mask.reshape(len(mask), -1).T, axis=0, return_inverse=True)[1].reshape(mask.shape[1:])
+    top = mask.max()
+    nonzero = mask[mask > 0]
+    if not len(nonzero):
+        return np.zeros(mask.shape, np.int32)
+    binary = len(np.unique(nonzero)) == 1 or np.mean(nonzero == top) >= 0.9
+    lab = ndi.label(mask > top / 2)[0] if binary else mask.astype(np.int64)
+    areas = np.bincount(lab.ravel())
+    lab[areas[lab] < min_area] = 0
+    return _relabel(lab)
+
+
 def _relabel(lab: np.ndarray) -> np.ndarray:
     ids = np.unique(lab)
     ids = ids[ids > 0]
@@ -333,6 +355,7 @@ __all__ = [
     "annotation_mask",
     "cell_crop",
     "field_grey",
+    "mask_to_labels",
     "match_objects",
     "object_scores",
     "outlines_to_labels",

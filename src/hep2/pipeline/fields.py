@@ -246,21 +246,17 @@ def find_truth(path: Path) -> Path | None:
 def measure_field(fld: Field, truth_file: Path) -> dict:
     """`match_objects` of a field's objects (without those flagged debris or annotation: not nuclei) against its
     true masks (``find_truth``; regions under 20 px left out)."""
-    from scipy import ndimage as ndi
-
     from ..data.images import read_image
-    from ..data.segmentation import match_objects, outlines_to_labels
+    from ..data.segmentation import mask_to_labels, match_objects, outlines_to_labels
 
-    raw = read_image(truth_file, "mean")
-    if raw.shape != fld.labels.shape:
-        raise Hep2Error(f"{truth_file} is {raw.shape[1]}x{raw.shape[0]} but its field is "
+    raw = read_image(truth_file, "rgb")
+    if raw.shape[-2:] != fld.labels.shape:
+        raise Hep2Error(f"{truth_file} is {raw.shape[-1]}x{raw.shape[-2]} but its field is "
                         f"{fld.labels.shape[1]}x{fld.labels.shape[0]}: give the field's own masks")  # fmt: skip
     if "edges" in truth_file.stem.lower():
-        true = outlines_to_labels(raw)
+        true = outlines_to_labels(raw.max(0) if raw.ndim == 3 else raw)
     else:
-        true = raw.astype(np.int64) if len(np.unique(raw)) > 2 else ndi.label(raw > 0)[0]
-        areas = np.bincount(true.ravel())
-        true[areas[true] < 20] = 0
+        true = mask_to_labels(raw)
     pred = fld.labels.copy()
     pred[np.isin(pred, [c["cell"] for c in fld.cells if {"debris", "annotation"} & set(c["flags"])])] = 0
     return match_objects(pred, true)
