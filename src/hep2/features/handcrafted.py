@@ -56,6 +56,21 @@ _PERCENTILES = (5, 25, 50, 75, 95)
 # --------------------------------------------------------------------------------------------
 
 
+def map_cells(fn, X, desc: str | None = None):
+    """``fn(image)`` of each image of ``X``, in order, computed on as many threads as torch is set to use
+    (scikit-image, SciPy and NumPy release the GIL while they compute; the native libraries' own thread pools are
+    held to one thread each meanwhile, so the cores are not oversubscribed). Lazy: the results come as they are
+    consumed. ``desc``: a progress bar with that name."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import torch
+    from threadpoolctl import threadpool_limits
+    from tqdm.auto import tqdm
+
+    with ThreadPoolExecutor(max(1, torch.get_num_threads())) as pool, threadpool_limits(1):
+        yield from tqdm(pool.map(fn, X), total=len(X), desc=desc, unit="img", leave=False, disable=desc is None)
+
+
 def cell_crop(img: np.ndarray) -> np.ndarray:
     """The bounding box of the non-zero rows and columns: the cell without its zero padding."""
     rows = np.flatnonzero(img.any(axis=1))
@@ -379,19 +394,27 @@ class BoWFeatures(TransformerMixin, BaseEstimator):
             out.append((d.reshape(-1, n), centre_distance(h, w).ravel()))
         return out
 
-    def _iter(self, X, desc: str):
-        if not self.progress:
-            return X
-        from tqdm.auto import tqdm
+    def _words(self, img: np.ndarray) -> np.ndarray:
+        """One image's histograms: its descriptors' words over the cell and its bands, averaged over the 8 views,
+        square-rooted."""
+        k, rings = int(self.words), [float(r) for r in self.rings]
+        hists = []
+        for d, dist in self._descriptors(img):
+            w = self.codebook_.predict(d)
+            band = np.digitize(dist, rings)
+            parts = [w] + [w[band == b] for b in range(band_count(self.rings))]
+            hists.append(np.concatenate([np.bincount(p, minlength=k) / max(len(p), 1) for p in parts]))
+        return np.sqrt(np.mean(hists, axis=0))
 
-        return tqdm(X, desc=desc, unit="img", leave=False)
+    def _desc(self, name: str) -> str | None:
+        return name if self.progress else None
 
     def fit(self, X, y=None):
         """Learn the codebook from the images (labels unused)."""
         self._check()
         X = as_uint8_images(X)
         self.codebook_ = learn_codebook(
-            (self._descriptors(img, views=1)[0][0] for img in self._iter(X, "codebook")),
+            (d[0][0] for d in map_cells(lambda img: self._descriptors(img, views=1), X, self._desc("codebook"))),
             int(self.words),
             self.seed,
             int(self.per_cell),
@@ -405,17 +428,9 @@ class BoWFeatures(TransformerMixin, BaseEstimator):
         check_is_fitted(self, "codebook_")
         self._check()
         X = as_uint8_images(X)
-        k = int(self.words)
-        rings = [float(r) for r in self.rings]
-        out = np.zeros((len(X), (1 + band_count(self.rings)) * k))
-        for i, img in enumerate(self._iter(X, "bag of words")):
-            hists = []
-            for d, dist in self._descriptors(img):
-                w = self.codebook_.predict(d)
-                band = np.digitize(dist, rings)
-                parts = [w] + [w[band == b] for b in range(band_count(self.rings))]
-                hists.append(np.concatenate([np.bincount(p, minlength=k) / max(len(p), 1) for p in parts]))
-            out[i] = np.sqrt(np.mean(hists, axis=0))
+        out = np.zeros((len(X), (1 + band_count(self.rings)) * int(self.words)))
+        for i, h in enumerate(map_cells(self._words, X, self._desc("bag of words"))):
+            out[i] = h
         return out
 
     def get_feature_names_out(self, input_features=None) -> np.ndarray:
@@ -527,8 +542,8 @@ class ShapeIndexFeatures(TransformerMixin, BaseEstimator):
         self._check()
         X = as_uint8_images(X)
         out = np.zeros((len(X), self.n_features()))
-        for i, img in enumerate(X):
-            out[i] = self._cell(img)
+        for i, h in enumerate(map_cells(self._cell, X)):
+            out[i] = h
         return out
 
     def get_feature_names_out(self, input_features=None) -> np.ndarray:
