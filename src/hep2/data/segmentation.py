@@ -18,11 +18,9 @@ scale bar burned in) becomes a label image of its nuclei and a table of them:
 5. **The field's own nucleus size**: the median area of the foreground's regions (those of 20 px or more, not on
    the border). Nuclei range from 20 to 120 px across between microscopes; every size rule below is a multiple of
    this median, so none is in pixels.
-6. **Touching nuclei split**: the smoothed distance transform, weighted by the signal smoothed over a third of a
-   typical radius (relative to its 95th percentile, never under 0.4: touching nuclei meet where the signal dips,
-   while a nucleus's own dots do not cut it); a marker at each of its maxima at least 0.6 typical radii from any
-   other, then a watershed of its negation inside the foreground; done twice, the second time with the median
-   size of the nuclei the first split apart.
+6. **Touching nuclei split**: a marker at each maximum of the smoothed distance transform at least 0.6 typical
+   radii from any other, then a watershed of the negated distance inside the foreground; done twice, the second
+   time with the median size of the nuclei the first split apart.
 7. **Flags**, each a documented rule; a flagged object is kept in the table and out of the call:
    ``border`` (touches the field's edge: a cut nucleus), ``debris`` (under 25% of the median area),
    ``clump`` (over 3 times the median area: nuclei not split), ``mitotic`` (mean signal over 1.8 times the cells'
@@ -49,7 +47,6 @@ CLOSE_SHARE = 0.25  # then, a second time, a closing of this many typical nucleu
 SHRINK = 16  # the background is estimated on the field shrunk this many times (it varies slowly)
 SMOOTH = 1.0  # the Gaussian sigma (px) of the field before its threshold
 SPLIT = 0.6  # two nuclei's centres are at least this many typical radii apart
-GLOW_FLOOR = 0.4  # the split's distance map is weighted by the smoothed signal, never by less than this share
 
 
 @dataclass
@@ -160,15 +157,9 @@ def segment_field(grey: np.ndarray, *, min_area: int = 20) -> Field:
     # drop specks before splitting, so that they seed no watershed
     fg &= np.isin(lab, 1 + np.flatnonzero(areas >= max(min_area, DEBRIS * typical / 4)))
     edt, regions = ndi.distance_transform_edt(fg), ndi.label(fg)[0]
-    signal = np.clip(free, 0, None)
     for _ in range(2):  # the second pass with the size of the nuclei the first one split apart
         radius = np.sqrt(typical / np.pi)
         dist = ndi.gaussian_filter(edt, max(radius / 6, 1.0))
-        # touching nuclei also meet where the signal dips: the distance map weighted by the signal smoothed over a
-        # third of a radius, relative to its 95th percentile and never under GLOW_FLOOR, so that a nucleus's own
-        # dots and speckles do not cut it
-        glow = ndi.gaussian_filter(signal, max(radius / 3, 1.0))
-        dist *= np.clip(glow / max(float(np.percentile(glow[fg], 95)), 1e-6), GLOW_FLOOR, 1.0)
         peaks = peak_local_max(dist, min_distance=max(int(radius * SPLIT), 2), labels=regions, exclude_border=False)
         markers = np.zeros(fg.shape, np.int32)
         markers[tuple(peaks.T)] = np.arange(1, len(peaks) + 1)
