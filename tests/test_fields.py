@@ -14,6 +14,7 @@ from hep2.data.images import read_image
 from hep2.data.segmentation import field_grey, mask_to_labels, match_objects, outlines_to_labels, segment_field
 from hep2.data.synthetic import make_field, make_synthetic_fields
 from hep2.errors import Hep2Error
+from hep2.pipeline.fields import negative_threshold
 
 SMALL = {"shape": (420, 560), "cells": 16, "mitotic": 1, "debris": 4}
 
@@ -98,6 +99,15 @@ def test_true_masks_read_as_datasets_ship_them():
     assert mask_to_labels(np.zeros((10, 10), np.uint8)).max() == 0
 
 
+def test_negative_threshold_from_labelled_fields():
+    t = negative_threshold([0.2, 0.5], [0.9, 3.0, 12.0])
+    assert t["negative_below"] == 0.7 and t["wrong"] == 0 and (t["negatives"], t["positives"]) == (2, 3)
+    t = negative_threshold([0.2, 1.5], [0.9, 3.0, 12.0])  # overlapping: one field must be wrong
+    assert t["wrong"] == 1 and 0.2 < t["negative_below"] < 3.0
+    with pytest.raises(Hep2Error, match="fields labelled negative and fields labelled with a pattern"):
+        negative_threshold([], [1.0])
+
+
 def test_hep2_segment_writes_the_folder_layout_and_measures(fields, tmp_path, capsys):
     labels = tmp_path / "labels.csv"
     labels.write_text("field,pattern\nhomogeneous-1.png,homogeneous\ncentromere-1,centromere\nnegative-1,negative\n")
@@ -105,6 +115,7 @@ def test_hep2_segment_writes_the_folder_layout_and_measures(fields, tmp_path, ca
     assert main(["segment", str(fields), "--out", str(out), "--labels", str(labels), "--truth"]) == 0
     text = capsys.readouterr().out
     assert "F1" in text and "centromere-1" in text
+    assert "negative below:" in text and "calls 3 of the 3 labelled fields right" in text
     crops = sorted((out / "cells" / "homogeneous").glob("homogeneous-1_*[0-9].png"))
     assert len(crops) >= 10 and all(c.with_name(c.stem + "_mask.png").exists() for c in crops)
     assert Image.open(next((out / "cells" / "centromere").glob("*[0-9].png"))).mode in (

@@ -249,6 +249,13 @@ def cmd_segment(args) -> int:
         )
     for b in summary["skipped"]:
         print(f"skipped: {b}", file=sys.stderr)
+    if "negative_below" in summary:
+        t = summary["negative_below"]
+        print(
+            f"negative below: {t['negative_below']} calls {t['negatives'] + t['positives'] - t['wrong']} of the "
+            f"{t['negatives'] + t['positives']} labelled fields right (negatives up to {t['highest_negative']:.2f}, "
+            f"positives from {t['lowest_positive']:.2f}): give it to `hep2 predict --negative-below`"
+        )
     if args.truth:
         m = summary["segmentation"]
         p = m["pooled"]

@@ -15,6 +15,10 @@
     code and the share of cells that show it; **mixed** where a second pattern holds at least ``mixed_share``
     (0.3) of the cells;
   - **not a pattern this model knows** where the cells' mean top probability is under ``unknown_below`` (0.5).
+- `negative_threshold`: the ``negative_below`` that a lab's own labelled negative and positive fields call best
+  (`hep2 segment --labels` prints it). The signal index depends on the microscope's exposure: on I3A's own crops
+  (positive and intermediate wells only) the cells' mean over the median outside their masks, in those units, is
+  0.49 at the median (docs/fields.md), far under the default.
 """
 
 from __future__ import annotations
@@ -222,6 +226,12 @@ def segment_fields(
             rows = [{"path": path[len("cells/") :], "specimen": well} for path, well in specimen_rows]
             write_rows(out / "cells" / "specimens.csv", rows, ["path", "specimen"])
     summary = {"fields": field_rows, "cells": len(specimen_rows), "skipped": skipped, "out": str(out)}
+    known = [r for r in field_rows if r["pattern"]]
+    if {r["pattern"] == "negative" for r in known} == {True, False}:  # both kinds labelled: the lab's own threshold
+        summary["negative_below"] = negative_threshold(
+            [r["signal_index"] for r in known if r["pattern"] == "negative"],
+            [r["signal_index"] for r in known if r["pattern"] != "negative"],
+        )
     if truth:
         if not measured:
             raise Hep2Error(
@@ -343,6 +353,31 @@ def call_cells(proba: np.ndarray, classes: list[str], signal: float, *, negative
     }
 
 
+def negative_threshold(negatives, positives) -> dict:
+    """The ``negative_below`` that calls labelled fields best: the signal indices of fields known negative and of
+    fields known positive (any pattern) -> the threshold with the fewest fields on the wrong side, halfway
+    between the two indices it falls between (of equally good ones, the widest gap), and how it splits them."""
+    neg, pos = sorted(float(v) for v in negatives), sorted(float(v) for v in positives)
+    if not neg or not pos:
+        raise Hep2Error("a threshold needs fields labelled negative and fields labelled with a pattern")
+    values = sorted(set(neg + pos))
+    best = None
+    for lo, hi in zip(values, values[1:]):
+        t = (lo + hi) / 2
+        wrong = sum(v >= t for v in neg) + sum(v < t for v in pos)
+        if best is None or (wrong, lo - hi) < (best[0], best[1]):
+            best = (wrong, lo - hi, t)
+    wrong, _, t = best
+    return {
+        "negative_below": round(t, 3),
+        "wrong": wrong,
+        "negatives": len(neg),
+        "positives": len(pos),
+        "highest_negative": neg[-1],
+        "lowest_positive": pos[0],
+    }
+
+
 def call_fields(predictor, paths, *, channel: str = "auto", skip_bad: bool = False, progress: bool = False, **th):
     """Segment each field, classify its unflagged cells with ``predictor`` (`hep2.pipeline.predict.Predictor`)
     and call each field and each well (the fields of one folder). Returns (cell rows, field calls, well calls,
@@ -393,6 +428,7 @@ __all__ = [
     "UNKNOWN",
     "call_cells",
     "call_fields",
+    "negative_threshold",
     "find_truth",
     "measure_field",
     "pool_matches",
