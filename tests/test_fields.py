@@ -14,7 +14,7 @@ from hep2.data.images import read_image
 from hep2.data.segmentation import field_grey, mask_to_labels, match_objects, outlines_to_labels, segment_field
 from hep2.data.synthetic import make_field, make_synthetic_fields
 from hep2.errors import Hep2Error
-from hep2.pipeline.fields import negative_threshold
+from hep2.pipeline.fields import UNKNOWN, call_cells, negative_threshold
 
 SMALL = {"shape": (420, 560), "cells": 16, "mitotic": 1, "debris": 4}
 
@@ -58,6 +58,22 @@ def test_a_negative_field_has_a_low_signal_index(fields):
     neg = segment_field(field_grey(fields / "negative-1.png"))
     pos = segment_field(field_grey(fields / "homogeneous-1.png"))
     assert neg.signal_index() < 1.0 < pos.signal_index()
+
+
+def test_a_field_of_dots_alone_has_no_nuclei_and_no_pattern(fields):
+    rng = np.random.default_rng(3)
+    img = 10 + rng.normal(0, 1.5, (500, 640))
+    yy, xx = np.ogrid[-4:5, -4:5]
+    for y, x in zip(rng.integers(10, 490, 150), rng.integers(10, 630, 150)):  # bright 3 px dots, no nucleus body
+        img[y - 4 : y + 5, x - 4 : x + 5] += 120 * np.exp(-(yy**2 + xx**2) / 4.5)
+    fld = segment_field(np.clip(img, 0, 255).astype(np.uint8).astype(np.float32))
+    assert fld.cells and not fld.nuclei and "smaller than a nucleus" in fld.notes[-1]
+    assert segment_field(field_grey(fields / "homogeneous-1.png")).nuclei
+    proba = np.tile([[0.9, 0.1]], (20, 1))
+    assert call_cells(proba, ["a", "b"], 5.0)["call"] == "a"
+    call = call_cells(proba, ["a", "b"], 5.0, not_nuclei=fld.notes[-1])
+    assert call["call"] == UNKNOWN and call["positive"] and "smaller than a nucleus" in call["note"]
+    assert call_cells(proba, ["a", "b"], 0.2, not_nuclei=fld.notes[-1])["call"] == "negative"  # dim: negative first
 
 
 def test_match_objects_counts_splits_and_merges():

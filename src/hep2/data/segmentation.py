@@ -67,6 +67,12 @@ class Field:
         """The cells without a flag: those a call reads."""
         return [c for c in self.cells if not c["flags"]]
 
+    @property
+    def nuclei(self) -> bool:
+        """Whether the objects found are the size of nuclei (the median at least a nucleus 20 px across): not where
+        only dots were found (bright dots on dim nuclei, such as nuclear dots, or a magnification below the range)."""
+        return self.typical_area >= MIN_NUCLEUS_AREA
+
     def signal_index(self) -> float:
         """The cells' signal over the background: the median of the kept cells' mean grey level above the
         background, in units of the background level (0 where no cell is kept). A negative well's nuclei are
@@ -167,7 +173,13 @@ def segment_field(grey: np.ndarray, *, min_area: int = 20) -> Field:
         areas = np.bincount(labels.ravel())[1:]
         typical = float(np.median(areas[areas >= max(min_area, DEBRIS * typical)]))
     cells = _measure(labels, work, annot, typical)
-    return Field(grey, labels, cells, bg_level, noise, typical, annot)
+    notes = []
+    if typical < MIN_NUCLEUS_AREA:
+        notes.append(
+            f"the objects found are smaller than a nucleus (median {typical:.0f} px, a nucleus 20 px across is "
+            f"{MIN_NUCLEUS_AREA:.0f}): dots without their nuclei, or a magnification below the range"
+        )
+    return Field(grey, labels, cells, bg_level, noise, typical, annot, notes)
 
 
 def _foreground(free: np.ndarray, close: int, noise: float, min_area: int):

@@ -14,7 +14,9 @@
   - **the pattern**: the dominant pattern of the cells (`hep2.pipeline.evaluation.batch_summary`) with its ICAP
     code and the share of cells that show it; **mixed** where a second pattern holds at least ``mixed_share``
     (0.3) of the cells;
-  - **not a pattern this model knows** where the cells' mean top probability is under ``unknown_below`` (0.5).
+  - **not a pattern this model knows** where the cells' mean top probability is under ``unknown_below`` (0.5),
+    or where the field's objects are smaller than nuclei (`Field.nuclei`: only dots were found, as where bright
+    nuclear dots sit on dim nuclei; a model of nuclear patterns has nothing to read);
 - `negative_threshold`: the ``negative_below`` that a lab's own labelled negative and positive fields call best
   (`hep2 segment --labels` prints it). The signal index depends on the microscope's exposure: on I3A's own crops
   (positive and intermediate wells only) the cells' mean over the median outside their masks, in those units, is
@@ -330,8 +332,9 @@ def write_rows(path: Path, rows: list[dict], columns: list[str]) -> None:
 
 
 def call_cells(proba: np.ndarray, classes: list[str], signal: float, *, negative_below=NEGATIVE_BELOW,
-               unknown_below=UNKNOWN_BELOW, mixed_share=MIXED_SHARE) -> dict:  # fmt: skip
-    """The call of one field or well from its cells' probabilities (N, C) and its signal index."""
+               unknown_below=UNKNOWN_BELOW, mixed_share=MIXED_SHARE, not_nuclei: str = "") -> dict:  # fmt: skip
+    """The call of one field or well from its cells' probabilities (N, C) and its signal index; ``not_nuclei``: why
+    the objects are not nuclei (a positive field is then not a pattern this model knows)."""
     out = {"signal_index": round(float(signal), 3), "cells": int(len(proba))}
     if len(proba) == 0 or signal < negative_below:
         why = "no cell found" if len(proba) == 0 else f"signal index {signal:.2f} < {negative_below}"
@@ -340,7 +343,9 @@ def call_cells(proba: np.ndarray, classes: list[str], signal: float, *, negative
     counts = sorted(s["counts"].items(), key=lambda kv: -kv[1])
     second = counts[1] if len(counts) > 1 and counts[1][1] >= mixed_share * len(proba) else None
     confidence = float(np.asarray(proba).max(1).mean())
-    call = s["dominant"] if confidence >= unknown_below else UNKNOWN
+    call = s["dominant"] if confidence >= unknown_below and not not_nuclei else UNKNOWN
+    unsure = f"the cells' mean top probability {confidence:.2f} < {unknown_below}" if call == UNKNOWN else ""
+    note = not_nuclei or unsure
     return out | {
         "call": call,
         "icap": icap(call),
@@ -349,7 +354,7 @@ def call_cells(proba: np.ndarray, classes: list[str], signal: float, *, negative
         "mixed": f"{with_icap(second[0])} in {second[1] / len(proba):.0%} of the cells" if second else "",
         "confidence": round(confidence, 3),
         "counts": s["counts"],
-        "note": "" if call != UNKNOWN else f"the cells' mean top probability {confidence:.2f} < {unknown_below}",
+        "note": note,
     }
 
 
@@ -406,15 +411,23 @@ def call_fields(predictor, paths, *, channel: str = "auto", skip_bad: bool = Fal
             cell_rows.append(row | {"pattern": pattern, "icap": icap(pattern)}
                              | {f"p_{k}": round(float(v), 5) for k, v in zip(classes, p)})  # fmt: skip
         signal = fld.signal_index()
-        call = call_cells(proba, classes, signal, **th)
+        not_nuclei = "" if fld.nuclei else fld.notes[-1]
+        call = call_cells(proba, classes, signal, not_nuclei=not_nuclei, **th)
         field_calls.append({"field": name, "path": str(path), "seconds": round(time.perf_counter() - t0, 2)} | call)
         fields[name] = (fld, calls)
-        well = by_well.setdefault(str(Path(path).parent), {"proba": [], "signals": []})
+        well = by_well.setdefault(str(Path(path).parent), {"proba": [], "signals": [], "dots": []})
         well["proba"].append(proba)
         well["signals"].append(signal)
+        well["dots"].append(not_nuclei)
     well_calls = [
         {"well": w, "fields": len(v["signals"])}
-        | call_cells(np.concatenate(v["proba"]), classes, float(np.median(v["signals"])), **th)
+        | call_cells(
+            np.concatenate(v["proba"]),
+            classes,
+            float(np.median(v["signals"])),
+            **th,
+            not_nuclei="no field of the well has nucleus-sized objects" if all(v["dots"]) else "",
+        )  # fmt: skip
         for w, v in by_well.items()
     ]
     return cell_rows, field_calls, well_calls, fields, skipped
