@@ -607,13 +607,19 @@ def _add_segment_parser(sub) -> None:
         "--out", required=True, help="a new folder: class folders of crops and masks, cells.csv, overlays/"
     )
     seg.add_argument("--label", metavar="PATTERN", help="every field's pattern: its cells go to a class folder")
-    seg.add_argument("--labels", metavar="FILE.csv", help="a CSV field,pattern: each field's cells to its class folder")
+    seg.add_argument(
+        "--labels",
+        metavar="FILE.csv",
+        help="a CSV field,pattern: each field's cells to its class folder; with some fields 'negative' and some a "
+        "pattern, also the --negative-below that calls them best (for hep2 predict on this microscope)",
+    )
     _add_channel_arg(seg)
     seg.add_argument(
         "--truth",
         action="store_true",
-        help="measure the segmentation against each field's masks beside it (NAME_mask.png: a label image, or "
-        "NAME_Edges.png: drawn outlines): object precision, recall, F1 at IoU 0.5, mean IoU, splits and merges",
+        help="measure the segmentation against each field's masks beside it (NAME_mask.png: a label image, "
+        "colour labels or a binary mask; NAME_Edges.png: drawn outlines): object precision, recall, F1 at IoU 0.5, "
+        "mean IoU, splits and merges",
     )
     seg.add_argument("--skip-bad", action="store_true", help=SKIP_BAD_HELP)
     seg.set_defaults(func=cmd_segment)
