@@ -440,6 +440,7 @@ def test_a_whole_field_is_segmented_called_and_shown(client, tmp_path):
     assert len(r.json()["results"]) >= 8 and r.json()["results"][0]["filename"].startswith("homogeneous-1.png cell")
     page = client.post("/predict", files=_files(paths))
     assert page.status_code == 200 and "id='fields'" in page.text and "class='overlay'" in page.text
+    assert "(signal index" in page.text  # why the negative field is negative
     cell = tmp_path / "cell.png"
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 40), dtype=np.uint8)).save(cell)
     mixed = client.post("/api/predict", files=_files([paths[0], cell]))

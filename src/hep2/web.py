@@ -479,13 +479,16 @@ def _fields_html(s: dict, batch: dict) -> str:
     for c, img in zip(s["fields"], batch.get("overlays", {}).values()):
         share = f", {c['share']:.0%} of its {c['cells']} cells" if c.get("share") is not None else ""
         mixed = f"; mixed: {html.escape(c['mixed'])}" if c.get("mixed") else ""
+        why = f" <span class='note'>({html.escape(c['note'])})</span>" if c.get("note") else ""
         parts.append(
             f"<div class='field'><p><b>{html.escape(c['field'])}</b>: <span class='call'>{html.escape(c['call'])}"
-            f"</span> {html.escape(c['icap'])}{share}; signal index {c['signal_index']:.2f}{mixed}</p>"
+            f"</span> {html.escape(c['icap'])}{share}; signal index {c['signal_index']:.2f}{mixed}{why}</p>"
             f"<img class='overlay' src='{_thumb(img)}' alt='{html.escape(c['field'])} with its cells outlined'></div>"
         )
     wells = "".join(
-        f"<li>{html.escape(w['well'])}: <b>{html.escape(w['call'])}</b> {html.escape(w['icap'])}</li>"
+        f"<li>{html.escape(w['well'])}: <b>{html.escape(w['call'])}</b> {html.escape(w['icap'])}"
+        + (f" <span class='note'>({html.escape(w['note'])})</span>" if w.get("note") else "")
+        + "</li>"
         for w in s.get("wells", [])
     )
     return "<div id='fields'>" + "".join(parts) + (f"<p>Wells:</p><ul>{wells}</ul>" if wells else "") + "</div>"
