@@ -196,12 +196,12 @@ def _predict_fields(pred, paths, args, bad) -> int:
         raise Hep2Error(f"no field could be read (first: {bad[0]})" if bad else "no field given")
     if not dd.is_main():
         return 0
-    print(f"{'field':28} {'call':34} {'ICAP':10} {'share':>6} {'cells':>6} {'signal':>7}  mixed")
+    print(f"{'field':28} {'call':34} {'ICAP':10} {'share':>6} {'cells':>6} {'signal':>7}  mixed, or why")
     for c in field_calls:
         share = f"{c['share']:.0%}" if c.get("share") is not None else "-"
         print(
             f"{c['field'][:28]:28} {c['call'][:34]:34} {c['icap']:10} {share:>6} {c['cells']:>6} "
-            f"{c['signal_index']:>7.2f}  {c.get('mixed', '')}"
+            f"{c['signal_index']:>7.2f}  {c.get('mixed') or c.get('note', '')}"
         )
     if len(well_calls) > 1 or args.summary:
         print("\nwells:")
