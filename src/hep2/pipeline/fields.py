@@ -427,7 +427,7 @@ def call_fields(predictor, paths, *, channel: str = "auto", skip_bad: bool = Fal
             float(np.median(v["signals"])),
             **th,
             not_nuclei="no field of the well has nucleus-sized objects" if all(v["dots"]) else "",
-        )  # fmt: skip
+        )
         for w, v in by_well.items()
     ]
     return cell_rows, field_calls, well_calls, fields, skipped
