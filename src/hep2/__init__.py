@@ -2,5 +2,5 @@
 
 from .errors import Hep2Error
 
-__version__ = "0.3.0"
+__version__ = "0.3.1"
 __all__ = ["Hep2Error", "__version__"]
