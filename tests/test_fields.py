@@ -76,6 +76,15 @@ def test_a_field_of_dots_alone_has_no_nuclei_and_no_pattern(fields):
     assert call_cells(proba, ["a", "b"], 0.2, not_nuclei=fld.notes[-1])["call"] == "negative"  # dim: negative first
 
 
+def test_a_field_of_a_few_cells_keeps_them_apart():
+    """With 1% of the field or less in nuclei, Otsu's threshold without the brightest 1% would fall into the
+    background (the whole field one object); the whole field's threshold serves then."""
+    img, truth, _ = make_field("centromere", np.random.default_rng(8), cells=8, mitotic=1, debris=12)
+    fld = segment_field(img.astype(np.float32))
+    assert fld.typical_area < 0.05 * img.size and len(fld.kept) >= 5
+    assert match_objects(fld.labels, truth)["tp"] >= 6
+
+
 def test_match_objects_counts_splits_and_merges():
     truth = np.zeros((20, 30), int)
     truth[2:10, 2:10], truth[2:10, 12:20] = 1, 2

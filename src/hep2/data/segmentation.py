@@ -13,7 +13,8 @@ scale bar burned in) becomes a label image of its nuclei and a table of them:
    then 25 px while the regions found are smaller than a nucleus 20 px across; then, once more, a quarter of the
    typical nucleus radius, never narrower than a widened closing); Otsu's threshold of the result (Gaussian sigma
    1 px; its brightest 1% counted at the 99th percentile, so that a few bright mitotic figures or specks do not
-   lift it above dim nuclei), raised to at least 5 times the
+   lift it above dim nuclei, unless that leaves over half the field above it, as in a field of a few cells),
+   raised to at least 5 times the
    background's noise (its median absolute deviation), so that a field with no stained cells is not cut into
    noise; holes filled.
 5. **The field's own nucleus size**: the median area of the foreground's regions (those of 20 px or more, not on
@@ -192,8 +193,11 @@ def _foreground(free: np.ndarray, close: int, noise: float, min_area: int):
 
     flat = ndi.gaussian_filter(ndi.grey_closing(free, size=close), SMOOTH)
     # Otsu's threshold of the field without its brightest 1%, so that a few bright mitotic figures, specks or
-    # saturated spots do not lift it above dim nuclei; never under 5 noise levels
+    # saturated spots do not lift it above dim nuclei; never under 5 noise levels. In a field of a few cells that 1%
+    # is all the cells: the threshold then falls into the background, and Otsu's of the whole field serves instead
     threshold = max(float(threshold_otsu(np.minimum(flat, np.percentile(flat, OTSU_TOP)))), 5 * noise)
+    if (flat > threshold).mean() > 0.5:
+        threshold = max(float(threshold_otsu(flat)), 5 * noise)
     fg = ndi.binary_fill_holes(ndi.binary_opening(flat > threshold, iterations=1))
     lab, n = ndi.label(fg)
     areas = np.bincount(lab.ravel())[1:]
