@@ -149,10 +149,11 @@ def cmd_predict(args) -> int:
     pred = Predictor(args.model)
     not_images = [] if args.skip_bad else None
     paths = expand_inputs(args.inputs, not_images)
-    fields = [p for p in paths if args.fields or is_field(p)]
+    whole = [args.fields or is_field(p) for p in paths]  # each header read once
+    fields = [p for p, w in zip(paths, whole) if w]
     if fields:
         if len(fields) < len(paths):
-            crops = [p for p in paths if p not in set(fields)]
+            crops = [p for p, w in zip(paths, whole) if not w]
             raise Hep2Error(
                 f"the images given mix {len(fields)} whole fields (first: {fields[0]}) and {len(crops)} cut-out "
                 f"cells (first: {crops[0]}): classify them in two calls (a field is an image of at least "

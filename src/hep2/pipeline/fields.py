@@ -411,7 +411,7 @@ def call_fields(predictor, paths, *, channel: str = "auto", skip_bad: bool = Fal
             cell_rows.append(row | {"pattern": pattern, "icap": icap(pattern)}
                              | {f"p_{k}": round(float(v), 5) for k, v in zip(classes, p)})  # fmt: skip
         signal = fld.signal_index()
-        not_nuclei = "" if fld.nuclei else fld.notes[-1]
+        not_nuclei = "" if fld.nuclei else "; ".join(fld.notes) or "no nucleus-sized objects"
         call = call_cells(proba, classes, signal, not_nuclei=not_nuclei, **th)
         field_calls.append({"field": name, "path": str(path), "seconds": round(time.perf_counter() - t0, 2)} | call)
         fields[name] = (fld, calls)
